@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+#include "util/log.h"
+#include "vm/ops.h"
+#include "vm/storage.h"
+
+static const struct cmd_help help = {
+	.name = "clone",
+	.overview = "Clone a VM",
+	.usage = "clone <source-name> <new-name> [--insecure] [--concurrency <concurrency>] "
+		 "[--prune-limit <n>]",
+	.details =
+		"Creates a local virtual machine by cloning either a remote or another local "
+		"virtual machine.\n\n"
+		"ARGUMENTS:\n"
+		"  <source-name>           source VM name\n"
+		"  <new-name>              new VM name\n\n"
+		"OPTIONS:\n"
+		"  --insecure              connect to the OCI registry via insecure HTTP protocol\n"
+		"  --concurrency <concurrency>\n"
+		"                          network concurrency to use when pulling a remote VM from "
+		"the OCI-compatible registry (default: 4)\n"
+		"  --prune-limit <n>       maximum GiB automatic pruning may free for this clone "
+		"(default: 100)\n"
+		"  -h, --help              Show help information.\n",
+};
+
+int cmd_clone(int argc, char **argv)
+{
+	enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_PRUNE_LIMIT, ARG_DEDUP };
+	static const struct option opts[] = {
+		{"insecure", no_argument, NULL, ARG_INSECURE},
+		{"concurrency", required_argument, NULL, ARG_CONCURRENCY},
+		{"prune-limit", required_argument, NULL, ARG_PRUNE_LIMIT},
+		{"deduplicate", no_argument, NULL, ARG_DEDUP},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	static const char *const names[] = {"<source-name>", "<new-name>"};
+	uint64_t concurrency = 4, prune_limit = 100;
+	int c;
+
+	cmd_getopt_init();
+	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
+		switch (c) {
+		case 'h':
+			return 0;
+		case ARG_INSECURE:
+		case ARG_DEDUP:
+			break;
+		case ARG_CONCURRENCY:
+			if (cmd_parse_u64(&help, "--concurrency", optarg, 1, 64, &concurrency) < 0)
+				return CMD_EUSAGE;
+			break;
+		case ARG_PRUNE_LIMIT:
+			if (cmd_parse_u64(&help, "--prune-limit", optarg, 0, 1ULL << 40, &prune_limit) < 0)
+				return CMD_EUSAGE;
+			break;
+		default:
+			return c < 0 ? c : CMD_EUSAGE;
+		}
+	}
+	int r = cmd_need_args(&help, argc - optind, 2, 2, argv + optind, names);
+	if (r < 0)
+		return r;
+	const char *src = argv[optind], *dst = argv[optind + 1];
+	if (strchr(dst, '/'))
+		return cmd_usage_error(&help, "<new-name> should be a local name");
+	(void)concurrency; /* used once remote sources are pulled */
+	(void)prune_limit;
+	struct vm_dir d;
+	r = vm_storage_open(src, &d);
+	if (r < 0)
+		return r;
+	r = vm_clone(&d, dst);
+	vm_dir_release(&d);
+	return r < 0 ? r : 0;
+}

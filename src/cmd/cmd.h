@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * Adding a command:
+ *  1. write src/cmd/<name>.c with `int cmd_<name>(int argc, char **argv)`: a `struct cmd_help`,
+ *     getopt_long over a static option table, argument checks, one call into vm/, oci/, qemu/
+ *     or net/, and the printing of the result;
+ *  2. declare it below and add it to the table in src/main.c;
+ *  3. add the file to src/cmd/meson.build, and tests under tests/.
+ *
+ * Return values: >= 0 is the process exit code (`exec` passes the guest's through); a negative
+ * errno is mapped by main.c to Tart's exit codes: -ENOENT ("VM does not exist"), -ESRCH ("not
+ * running") and -EALREADY ("already running") exit 2, CMD_EUSAGE exits 64, anything else 1.
+ * Whatever failed has been logged already, by the layer that had the context.
+ */
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/macro.h"
+
+#define CMD_EUSAGE (-10064)
+
+struct cmd_help {
+	const char *name;     /* "create" */
+	const char *overview; /* one line */
+	const char *usage;    /* "create <name> [--linux] [--disk-size <disk-size>]" */
+	const char *details;  /* ARGUMENTS:/OPTIONS: sections, ending with a newline */
+};
+
+/* Print "Error: <msg>", the usage line and a pointer to --help on stderr; returns CMD_EUSAGE. */
+int cmd_usage_error(const struct cmd_help *h, const char *fmt, ...) _printf_(2, 3);
+/* Print the whole help on stdout. */
+void cmd_print_help(const struct cmd_help *h);
+
+/*
+ * Run getopt_long with our conventions: "-h"/"--help" print help (returns 'h'), an unknown
+ * option or a missing value is a usage error (returns CMD_EUSAGE after printing). Otherwise
+ * returns getopt_long's value (-1 at the end). Call with optind = 0 reset by cmd_getopt_init.
+ */
+void cmd_getopt_init(void);
+int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shortopts,
+	       const struct option *longopts);
+
+/* Check the positional count: names are the argument names for the messages ("<name>"). */
+int cmd_need_args(const struct cmd_help *h, int nargs, int min, int max, char **args,
+		  const char *const *names);
+
+/* Parse an unsigned flag value with a range; usage error naming the flag otherwise. */
+int cmd_parse_u64(const struct cmd_help *h, const char *flag, const char *value, uint64_t min,
+		  uint64_t max, uint64_t *ret);
+
+/* Write stdout data and check for errors at exit (done by main). */
+
+int cmd_create(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_login(int argc, char **argv);
+int cmd_logout(int argc, char **argv);
+int cmd_ip(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_rename(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
+int cmd_fqn(int argc, char **argv);
+int cmd_suspend(int argc, char **argv);

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cmd/cmd.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/parse.h"
+
+int cmd_usage_error(const struct cmd_help *h, const char *fmt, ...)
+{
+	va_list ap;
+	fputs("Error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nUsage: tart %s\n  See 'tart %s --help' for more information.\n", h->usage,
+		h->name);
+	return CMD_EUSAGE;
+}
+
+void cmd_print_help(const struct cmd_help *h)
+{
+	printf("OVERVIEW: %s\n\nUSAGE: tart %s\n\n%s", h->overview, h->usage, h->details);
+}
+
+void cmd_getopt_init(void)
+{
+	optind = 0;
+	opterr = 0;
+}
+
+int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shortopts,
+	       const struct option *longopts)
+{
+	int longidx = -1;
+	int c = getopt_long(argc, argv, shortopts, longopts, &longidx);
+	if (c == 'h') {
+		cmd_print_help(h);
+		return 'h';
+	}
+	if (c == '?') {
+		const char *arg = argv[optind - 1];
+		if (optopt && !strchr(arg, '='))
+			/* a known short option without its value, or an unknown short option */
+			return cmd_usage_error(h, strchr(shortopts, optopt) ? "Missing value for '-%c'"
+									    : "Unknown option '-%c'",
+					       optopt);
+		for (const struct option *o = longopts; o->name; o++) {
+			size_t n = strlen(o->name);
+			if (strneq(arg + 2, o->name, n) && (arg[2 + n] == 0 || arg[2 + n] == '=')) {
+				if (o->has_arg == no_argument)
+					return cmd_usage_error(h, "'--%s' takes no value", o->name);
+				return cmd_usage_error(h, "Missing value for '--%s <%s>'", o->name, o->name);
+			}
+		}
+		return cmd_usage_error(h, "Unknown option '%s'", arg);
+	}
+	if (c == ':')
+		return cmd_usage_error(h, "Missing value for '%s'", argv[optind - 1]);
+	return c;
+}
+
+int cmd_need_args(const struct cmd_help *h, int nargs, int min, int max, char **args,
+		  const char *const *names)
+{
+	if (nargs < min)
+		return cmd_usage_error(h, "Missing expected argument '%s'", names[nargs]);
+	if (max >= 0 && nargs > max)
+		return cmd_usage_error(h, "Unexpected argument '%s'", args[max]);
+	return 0;
+}
+
+int cmd_parse_u64(const struct cmd_help *h, const char *flag, const char *value, uint64_t min,
+		  uint64_t max, uint64_t *ret)
+{
+	uint64_t v;
+	if (parse_u64(value, max, &v) < 0 || v < min)
+		return cmd_usage_error(h, "The value '%s' is invalid for '%s' (expected %llu-%llu)",
+				       value, flag, (unsigned long long)min, (unsigned long long)max);
+	*ret = v;
+	return 0;
+}

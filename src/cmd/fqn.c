@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cmd/cmd.h"
+#include "oci/ref.h"
+#include "util/log.h"
+#include "vm/storage.h"
+
+static const struct cmd_help help = {
+	.name = "fqn",
+	.overview = "Get a fully-qualified VM name",
+	.usage = "fqn <name>",
+	.details = "Prints host/namespace@sha256:<digest> for a cached remote name (resolving its "
+		   "tag), and local names as they are.\n\n"
+		   "ARGUMENTS:\n"
+		   "  <name>                  VM name\n\n"
+		   "OPTIONS:\n"
+		   "  -h, --help              Show help information.\n",
+};
+
+int cmd_fqn(int argc, char **argv)
+{
+	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+	static const char *const names[] = {"<name>"};
+	int c;
+	cmd_getopt_init();
+	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
+		if (c == 'h')
+			return 0;
+		return c < 0 ? c : CMD_EUSAGE;
+	}
+	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
+	if (r < 0)
+		return r;
+	const char *name = argv[optind];
+	struct oci_ref ref = OCI_REF_INIT;
+	if (oci_ref_parse(name, &ref, NULL) < 0) {
+		printf("%s\n", name);
+		return 0;
+	}
+	char *fqn = NULL;
+	r = vm_cache_fqn(&ref, &fqn);
+	oci_ref_release(&ref);
+	if (r < 0) {
+		log_error("OCI storage error: %s is not a digest and doesn't point to a digest", name);
+		return r == -ENOENT ? -ENOENT : -EINVAL;
+	}
+	printf("%s\n", fqn);
+	free(fqn);
+	return 0;
+}

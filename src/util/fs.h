@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/strbuf.h"
+
+/* Filesystem helpers. Non-logging: every function returns -errno and prints nothing. */
+
+/* Write data to path through a temp file in the same directory, fsync, rename, fsync dir. */
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Read a whole file into sb (appending); -EFBIG when it is larger than cap (0 = no cap). */
+int fs_read_full(const char *path, size_t cap, struct strbuf *sb);
+/* mkdir -p; mode for every created component. */
+int fs_mkdir_p(const char *path, mode_t mode);
+/* rm -rf without following symlinks; missing path is success. */
+int fs_rm_rf(const char *path);
+/* fsync a directory (for renames to be durable). */
+int fs_fsync_dir(const char *path);
+/* fsync the directory that holds path. */
+int fs_fsync_parent(const char *path);
+bool fs_exists(const char *path);
+bool fs_is_dir(const char *path);
+
+enum fs_copy_method { FS_COPY_REFLINK, FS_COPY_SPARSE };
+/*
+ * Copy src to dst (created or truncated, mode of src): FICLONE when the filesystem supports
+ * it, otherwise an in-kernel copy of the data regions only (SEEK_DATA/SEEK_HOLE +
+ * copy_file_range), so holes stay holes. The data is fsync'ed. ret_method may be NULL.
+ */
+int fs_copy_file(const char *src, const char *dst, enum fs_copy_method *ret_method);
+/* Same on open descriptors; dst must be empty and will be sized to src's length. */
+int fs_copy_fd(int src_fd, int dst_fd, enum fs_copy_method *ret_method);
+
+/* Apparent (st_size) and allocated (st_blocks*512) size of a file. */
+int fs_file_sizes(const char *path, uint64_t *ret_apparent, uint64_t *ret_allocated);
+
+/* flock(2) on an open descriptor; nonblock returns -EWOULDBLOCK when held elsewhere. */
+int fs_flock(int fd, bool exclusive, bool nonblock);
+/* Open path (file or directory) read-only and flock it; returns the fd. */
+int fs_open_flock(const char *path, bool nonblock);
+
+/* A random RFC 4122 version-4 UUID in upper case, as Foundation's UUID prints it. */
+void fs_random_uuid(char ret[37]);
+/* Fill buf with random bytes from getrandom(2). */
+int fs_random_bytes(void *buf, size_t len);
+
+/* Join two path components with exactly one '/'. Allocates. */
+char *path_join(const char *a, const char *b);

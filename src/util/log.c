@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "util/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum log_level log_level = LOG_INFO;
+
+void log_set_level(enum log_level level)
+{
+	log_level = level;
+}
+
+enum log_level log_get_level(void)
+{
+	return log_level;
+}
+
+void log_setup_from_env(void)
+{
+	static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
+	const char *e = getenv("TART_LOG_LEVEL");
+	if (!e)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (streq(e, names[i]))
+			log_level = (enum log_level)i;
+}
+
+static void log_vmsg(enum log_level level, int r, const char *fmt, va_list ap)
+{
+	char buf[4096];
+	if (level > log_level)
+		return;
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n < 0)
+		return;
+	if (r < 0)
+		fprintf(stderr, "%s: %s\n", buf, strerror(-r));
+	else
+		fprintf(stderr, "%s\n", buf);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, 0, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+int log_msg_errno(enum log_level level, int r, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, r, fmt, ap);
+	va_end(ap);
+	errno = saved;
+	return r;
+}

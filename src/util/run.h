@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "util/strbuf.h"
+#include "util/strvec.h"
+
+/*
+ * Run a program from an argv vector (no shell) and wait for it. stdin is /dev/null. When out
+ * or err are given, that stream is captured (appended, bounded by the strbuf's cap: excess is
+ * read and dropped); otherwise it is inherited. ret_status gets the exit status (128+signal
+ * when killed). Returns -errno when the program could not be started.
+ */
+int run_argv(const struct strvec *argv, struct strbuf *out, struct strbuf *err, int *ret_status);
+
+/* Find an executable in PATH (or take it as is when it contains '/'). Allocates. */
+int find_program(const char *name, char **ret_path);

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "vm/ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/alloc.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "vm/home.h"
+#include "vm/storage.h"
+
+static int check_new_name(const char *name)
+{
+	const char *why;
+	if (vm_name_validate(name, &why) < 0) {
+		log_error("invalid VM name \"%s\": %s", name, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vm_local_exists(const char *name)
+{
+	_cleanup_free_ char *vms = home_path("vms");
+	_cleanup_free_ char *p = path_join(vms, name);
+	return fs_exists(p);
+}
+
+/* Move a finished staging directory to vms/<name> without replacing anything. */
+static int move_into_place(const char *staging, const char *name)
+{
+	_cleanup_free_ char *vms = home_path("vms");
+	int r = fs_mkdir_p(vms, 0755);
+	if (r < 0)
+		return log_error_errno(r, "cannot create '%s'", vms);
+	_cleanup_free_ char *dst = path_join(vms, name);
+	if (renameat2(AT_FDCWD, staging, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		r = negerrno();
+		if (r == -EEXIST || r == -ENOTEMPTY) {
+			log_error("VM \"%s\" already exists, delete it first", name);
+			return -EEXIST;
+		}
+		return log_error_errno(r, "cannot move the new VM into '%s'", dst);
+	}
+	(void)fs_fsync_dir(vms);
+	return 0;
+}
+
+static int copy_into(const char *src_dir, const char *dst_dir, const char *file, bool optional)
+{
+	_cleanup_free_ char *s = path_join(src_dir, file);
+	_cleanup_free_ char *d = path_join(dst_dir, file);
+	if (optional && !fs_exists(s))
+		return 0;
+	enum fs_copy_method m;
+	int r = fs_copy_file(s, d, &m);
+	if (r < 0) {
+		if (r == -ENOSPC)
+			return log_error_errno(r, "not enough space to copy '%s'", file);
+		return log_error_errno(r, "cannot copy '%s'", s);
+	}
+	log_debug("copied %s (%s)", file, m == FS_COPY_REFLINK ? "reflink" : "sparse copy");
+	return 0;
+}
+
+int vm_mac_in_use(const char *mac, const char *self)
+{
+	_cleanup_vm_entry_list_ struct vm_entry_list l = {0};
+	int r = vm_storage_list_local(&l);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < l.nr; i++) {
+		if (self && streq(l.v[i].name, self))
+			continue;
+		_cleanup_free_ char *cp = path_join(l.v[i].path, VM_CONFIG_FILE);
+		struct vm_config c;
+		if (vm_config_load(cp, &c, NULL) < 0)
+			continue;
+		bool same = streq(c.mac, mac);
+		vm_config_release(&c);
+		if (same)
+			return 1;
+	}
+	return 0;
+}
+
+int vm_create_linux(const char *name, uint64_t disk_bytes, const char *nvram_template)
+{
+	int r = check_new_name(name);
+	if (r < 0)
+		return r;
+	if (vm_local_exists(name)) {
+		log_error("VM \"%s\" already exists, delete it first", name);
+		return -EEXIST;
+	}
+	_cleanup_free_ char *staging = NULL;
+	_cleanup_close_ int slock = home_make_staging(&staging);
+	if (slock < 0)
+		return slock;
+	struct vm_config c;
+	vm_config_init_linux(&c, "raw");
+	_cleanup_free_ char *nvram = path_join(staging, VM_NVRAM_FILE);
+	_cleanup_free_ char *disk = path_join(staging, VM_DISK_FILE);
+	_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
+	r = fs_copy_file(nvram_template, nvram, NULL);
+	if (r < 0) {
+		log_error_errno(r, "cannot copy the firmware variable store '%s'", nvram_template);
+		goto fail;
+	}
+	{
+		_cleanup_close_ int fd = open(disk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 || ftruncate(fd, (off_t)disk_bytes) < 0 || fsync(fd) < 0) {
+			r = log_error_errno(negerrno(), "cannot create '%s'", disk);
+			goto fail;
+		}
+	}
+	r = vm_config_save(&c, cfg);
+	if (r < 0) {
+		log_error_errno(r, "cannot write '%s'", cfg);
+		goto fail;
+	}
+	{
+		_cleanup_close_ int glock = home_lock_global();
+		if (glock < 0) {
+			r = glock;
+			goto fail;
+		}
+		if (vm_mac_in_use(c.mac, NULL) == 1) {
+			vm_mac_random(c.mac);
+			r = vm_config_save(&c, cfg);
+			if (r < 0)
+				goto fail;
+		}
+		r = move_into_place(staging, name);
+		if (r < 0)
+			goto fail;
+	}
+	vm_config_release(&c);
+	return 0;
+fail:
+	vm_config_release(&c);
+	(void)fs_rm_rf(staging);
+	return r;
+}
+
+int vm_clone(const struct vm_dir *src, const char *new_name)
+{
+	static const char *const required[] = {VM_CONFIG_FILE, VM_NVRAM_FILE, VM_DISK_FILE};
+	static const char *const optional[] = {VM_STATE_FILE, VM_KERNEL_FILE, VM_INITRAMFS_FILE};
+	int r = check_new_name(new_name);
+	if (r < 0)
+		return r;
+	if (vm_local_exists(new_name)) {
+		log_error("VM \"%s\" already exists, delete it first", new_name);
+		return -EEXIST;
+	}
+	struct vm_config c = {0};
+	r = vm_dir_load_config(src, &c);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *staging = NULL;
+	_cleanup_close_ int slock = home_make_staging(&staging);
+	if (slock < 0) {
+		vm_config_release(&c);
+		return slock;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(required) && r >= 0; i++)
+		r = copy_into(src->path, staging, required[i], false);
+	for (size_t i = 0; i < ARRAY_SIZE(optional) && r >= 0; i++)
+		r = copy_into(src->path, staging, optional[i], true);
+	if (r < 0)
+		goto fail;
+	{
+		_cleanup_close_ int glock = home_lock_global();
+		if (glock < 0) {
+			r = glock;
+			goto fail;
+		}
+		_cleanup_free_ char *st = path_join(src->path, VM_STATE_FILE);
+		if (!fs_exists(st) && vm_mac_in_use(c.mac, NULL) == 1) {
+			_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
+			vm_mac_random(c.mac);
+			r = vm_config_save(&c, cfg);
+			if (r < 0) {
+				log_error_errno(r, "cannot write '%s'", cfg);
+				goto fail;
+			}
+		}
+		r = move_into_place(staging, new_name);
+		if (r < 0)
+			goto fail;
+	}
+	vm_config_release(&c);
+	return 0;
+fail:
+	vm_config_release(&c);
+	(void)fs_rm_rf(staging);
+	return r;
+}
+
+int vm_delete_local(const char *name)
+{
+	struct vm_dir d;
+	int r = vm_dir_open_local(name, &d);
+	if (r < 0)
+		return r;
+	_cleanup_vm_dir_ struct vm_dir dd = d;
+	/* Hold the run lock while deleting so that no `run` can start on a half-deleted VM. */
+	_cleanup_close_ int lock = vm_dir_lock_run(&dd);
+	if (lock == -EALREADY) {
+		log_error("VM \"%s\" is running", name);
+		return -EBUSY;
+	}
+	if (lock < 0)
+		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
+	/* Move out of vms/ first so the VM disappears atomically, then remove at leisure. */
+	char uuid[37];
+	fs_random_uuid(uuid);
+	_cleanup_free_ char *tmp = home_path("tmp");
+	_cleanup_free_ char *trash = xasprintf("%s/delete-%s", tmp, uuid);
+	if (rename(dd.path, trash) < 0)
+		return log_error_errno(negerrno(), "cannot delete VM \"%s\"", name);
+	r = fs_rm_rf(trash);
+	if (r < 0)
+		log_warning_errno(r, "VM \"%s\" deleted, but '%s' could not be removed", name, trash);
+	return 0;
+}
+
+int vm_rename_local(const char *name, const char *new_name)
+{
+	int r = check_new_name(new_name);
+	if (r < 0)
+		return r;
+	struct vm_dir d;
+	r = vm_dir_open_local(name, &d);
+	if (r < 0)
+		return r;
+	_cleanup_vm_dir_ struct vm_dir dd = d;
+	_cleanup_close_ int lock = vm_dir_lock_run(&dd);
+	if (lock == -EALREADY) {
+		log_error("VM \"%s\" is running", name);
+		return -EBUSY;
+	}
+	if (lock < 0)
+		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
+	_cleanup_close_ int glock = home_lock_global();
+	if (glock < 0)
+		return glock;
+	_cleanup_free_ char *vms = home_path("vms");
+	_cleanup_free_ char *dst = path_join(vms, new_name);
+	if (renameat2(AT_FDCWD, dd.path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		r = negerrno();
+		if (r == -EEXIST || r == -ENOTEMPTY) {
+			log_error("failed to rename VM %s, target VM %s already exists, delete it first!",
+				  name, new_name);
+			return -EEXIST;
+		}
+		return log_error_errno(r, "cannot rename VM \"%s\"", name);
+	}
+	(void)fs_fsync_dir(vms);
+	return 0;
+}

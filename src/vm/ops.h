@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdint.h>
+
+#include "vm/dir.h"
+
+/*
+ * Operations on the local store. All of them stage in tmp/<UUID> (flock'ed so the tmp/ GC
+ * leaves it alone), take the global lock only for the final checks and the rename into
+ * vms/, and never replace an existing VM. A failure removes the staging directory: no
+ * half-written VM is ever visible. Logging.
+ */
+
+/*
+ * `tart create --linux`: sparse raw disk.img of disk_bytes, nvram.bin copied from the
+ * firmware's variable-store template, config.json with Tart's Linux defaults.
+ */
+int vm_create_linux(const char *name, uint64_t disk_bytes, const char *nvram_template);
+
+/*
+ * Clone any VM directory (local or cached image) to the local VM new_name: reflink when the
+ * filesystem can, otherwise a sparse in-kernel copy. A new MAC is generated when another local
+ * VM already uses the source's MAC (unless the source is suspended: its saved state embeds the MAC).
+ */
+int vm_clone(const struct vm_dir *src, const char *new_name);
+
+/* Delete a local VM; -EBUSY (logged as Tart's `VM "<name>" is running`) when it runs. */
+int vm_delete_local(const char *name);
+
+/* Rename a local VM; refuses when it runs or when new_name exists. */
+int vm_rename_local(const char *name, const char *new_name);
+
+/* True when the local VM `name` exists (directory present). */
+int vm_local_exists(const char *name);
+
+/*
+ * Check the MAC of cfg against every local VM but `self` (may be NULL); 1 when another uses
+ * it, 0 when unique. Call with the global lock held.
+ */
+int vm_mac_in_use(const char *mac, const char *self);
