@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "net/net.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/log.h"
+
+void net_options_init(struct net_options *o)
+{
+	*o = (struct net_options){.mode = NET_MODE_AUTO, .user_restrict = true};
+}
+
+const char *net_mode_to_string(enum net_mode m)
+{
+	static const char *const names[] = {"auto", "user", "nat", "softnet", "bridged", "host"};
+	return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;
+}
+
+/* Placeholder dispatcher: the mode implementations land with the run and networking work. */
+int net_attach(const struct net_options *opts, struct net_attachment *ret)
+{
+	(void)ret;
+	log_error("network mode '%s' is not implemented yet", net_mode_to_string(opts->mode));
+	return -EOPNOTSUPP;
+}
+
+void net_detach(struct net_attachment *a)
+{
+	strvec_clear(&a->qemu_args);
+}
+
+void net_cleanup_stale(const struct net_options *opts)
+{
+	(void)opts;
+}

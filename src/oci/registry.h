@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * CONTRACT (written before the implementation, shared by push/pull): the OCI distribution
+ * client. One `struct oci_registry` per (host, namespace); thread-safe for concurrent blob
+ * transfers (each call uses its own curl easy handle from a shared pool / share handle; the
+ * auth token cache is protected by a mutex). Logging: failures are logged once here with the
+ * registry's response body (first 1000 bytes), then returned as -errno:
+ *   401/403 -> -EACCES, 404 -> -ENOENT, 416 -> -ERANGE, digest mismatch -> -EBADMSG,
+ *   size cap -> -EFBIG, other 4xx -> -EPROTO, 5xx/429 after retries -> -EAGAIN,
+ *   transport errors after retries -> -ECONNRESET (or -ETIMEDOUT).
+ * Retries with backoff on transport errors, 5xx and 429 (honouring Retry-After); a 401 is
+ * retried once after (re)authenticating; tokens expiring mid-transfer are renewed.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/strbuf.h"
+
+struct oci_registry;
+
+struct oci_registry_options {
+	bool insecure;          /* plain HTTP */
+	const char *user_agent; /* NULL: "Tart/<version> (Linux <release>; <machine>)" */
+	/* Explicit credentials (login validation); NULL: look them up (env, Docker config). */
+	const char *username;
+	const char *password;
+};
+
+/* host as in the reference ("127.0.0.1:5000"; docker.io is mapped to its API host). */
+int oci_registry_new(const char *host, const char *namespace,
+		     const struct oci_registry_options *opts, struct oci_registry **ret);
+struct oci_registry *oci_registry_free(struct oci_registry *r);
+
+/* GET /v2/ through the auth flow; 0 when the registry answers 200. */
+int oci_registry_ping(struct oci_registry *r);
+
+/*
+ * GET a manifest by tag or digest, Accept: OCI manifest (and Docker v2 for errors). body is
+ * capped at 4 MiB; ret_digest gets "sha256:<hex>" of the exact bytes (allocated). When the
+ * reference is a digest the bytes are verified against it (-EBADMSG otherwise).
+ */
+int oci_registry_get_manifest(struct oci_registry *r, const char *reference, struct strbuf *body,
+			      char **ret_media_type, char **ret_digest);
+/* PUT a manifest under a tag (or digest); expects 201. */
+int oci_registry_put_manifest(struct oci_registry *r, const char *reference,
+			      const char *media_type, const void *body, size_t len);
+
+/* HEAD a blob: 1 present, 0 absent, -errno on error. ret_size optional. */
+int oci_registry_blob_exists(struct oci_registry *r, const char *digest, uint64_t *ret_size);
+
+/*
+ * Streaming blob download. The sink gets the bytes in order, starting at `offset` (a Range
+ * request resumes there; offset 0 requires 200, offset > 0 requires 206). Returning a
+ * negative value from the sink aborts the transfer with that value. Transport failures
+ * mid-blob are retried from the last byte delivered, so the sink sees each byte once.
+ * Redirects are followed; Authorization is never sent to another host.
+ */
+typedef int (*oci_blob_sink)(void *userdata, const void *data, size_t len);
+int oci_registry_get_blob(struct oci_registry *r, const char *digest, uint64_t offset,
+			  oci_blob_sink sink, void *userdata);
+
+/*
+ * Upload a blob of `size` bytes produced by `source` (called to fill buf with up to len bytes
+ * at the given offset; returns bytes written or -errno; it may be called again for the same
+ * offsets on retry, so it must be re-readable). chunk_size 0 = monolithic POST + PUT;
+ * otherwise PATCH chunks of chunk_size bytes with the last one in the final PUT.
+ * When mount_from is a repository name on the same registry, a cross-repository mount is
+ * tried first (201 = done, 202 = fall back to upload).
+ */
+typedef int64_t (*oci_blob_source)(void *userdata, uint64_t offset, void *buf, size_t len);
+int oci_registry_push_blob(struct oci_registry *r, const char *digest, uint64_t size,
+			   uint64_t chunk_size, const char *mount_from, oci_blob_source source,
+			   void *userdata);
