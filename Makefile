@@ -25,7 +25,8 @@ integration: build
 
 test: build
 	@rc=0; meson test -C $(BUILD) --print-errorlogs --suite unit || rc=1; \
-	TART_BIN=$(CURDIR)/$(BUILD)/tart $(PYTHON) -m pytest -q -rs tests/integration $(PYTEST_ARGS) || rc=1; \
+	TART_BIN=$(CURDIR)/$(BUILD)/tart $(PYTHON) -m pytest -q -rs \
+		--junitxml=$(CURDIR)/$(BUILD)/pytest-junit.xml tests/integration $(PYTEST_ARGS) || rc=1; \
 	exit $$rc
 
 demo: build
