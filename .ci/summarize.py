@@ -1,36 +1,34 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Sum cmocka TAP results (from meson's testlog.json) and pytest's JUnit XML into one line."""
+"""Sum cmocka TAP results (meson's testlog.json of each build dir given) and pytest's JUnit XML
+(from the first build dir) into one line: "N passed, N failed, N skipped"."""
 import json
 import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-build = Path(sys.argv[1] if len(sys.argv) > 1 else "build")
-passed = failed = skipped = 0
 
-log = build / "meson-logs" / "testlog.json"
-if log.exists():
+def count_tap(log: Path):
+    passed = failed = skipped = 0
     for line in log.read_text().splitlines():
         t = json.loads(line)
         out = t.get("stdout", "") or ""
         oks = len(re.findall(r"^ok \d+", out, re.M))
         skips = len(re.findall(r"^ok \d+ .*# SKIP", out, re.M))
         bad = len(re.findall(r"^not ok \d+", out, re.M))
-        if oks + bad == 0:  # crashed before printing, or not TAP
-            bad = 0 if t.get("result") == "OK" else 1
-            oks = 1 if t.get("result") == "OK" else 0
+        if oks + bad == 0:  # crashed before printing any TAP line
+            ok = t.get("result") == "OK"
+            oks, bad = (1, 0) if ok else (0, 1)
         passed += oks - skips
         skipped += skips
         failed += bad
-else:
-    failed += 1
-    print("no unit test log (build failed?)", file=sys.stderr)
+    return passed, failed, skipped
 
-junit = build / "pytest-junit.xml"
-if junit.exists():
-    root = ET.parse(junit).getroot()
+
+def count_junit(path: Path):
+    root = ET.parse(path).getroot()
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    passed = failed = skipped = 0
     for s in suites:
         n = int(s.get("tests", 0))
         f = int(s.get("failures", 0)) + int(s.get("errors", 0))
@@ -38,9 +36,24 @@ if junit.exists():
         passed += n - f - sk
         failed += f
         skipped += sk
-else:
-    failed += 1
-    print("no integration test report (pytest did not run?)", file=sys.stderr)
+    return passed, failed, skipped
 
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
-sys.exit(1 if failed else 0)
+
+def main():
+    builds = [Path(a) for a in sys.argv[1:]] or [Path("build")]
+    total = [0, 0, 0]
+    sources = [(b / "meson-logs" / "testlog.json", count_tap) for b in builds]
+    sources.append((builds[0] / "pytest-junit.xml", count_junit))
+    for path, fn in sources:
+        if not path.exists():
+            print(f"missing test report {path} (build or runner failed)", file=sys.stderr)
+            total[1] += 1
+            continue
+        for i, v in enumerate(fn(path)):
+            total[i] += v
+    print(f"{total[0]} passed, {total[1]} failed, {total[2]} skipped")
+    return 1 if total[1] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
