@@ -13,6 +13,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "vm/home.h"
+#include "vm/prune.h"
 #include "vm/storage.h"
 
 static int check_new_name(const char *name)
@@ -160,6 +161,15 @@ int vm_clone(const struct vm_dir *src, const char *new_name)
 		log_error("VM \"%s\" already exists, delete it first", new_name);
 		return -EEXIST;
 	}
+	/* In use while we copy: prune, the cache GC and delete leave the source alone. */
+	_cleanup_close_ int use = vm_cache_use(src->path);
+	if (use < 0) {
+		if (use == -ENOENT)
+			log_error("the specified VM \"%s\" does not exist", src->name);
+		else
+			log_error_errno(use, "cannot lock \"%s\"", src->name);
+		return use;
+	}
 	struct vm_config c = {0};
 	r = vm_dir_load_config(src, &c);
 	if (r < 0)
@@ -219,17 +229,15 @@ int vm_delete_local(const char *name)
 	}
 	if (lock < 0)
 		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
-	/* Move out of vms/ first so the VM disappears atomically, then remove at leisure. */
-	char uuid[37];
-	fs_random_uuid(uuid);
-	_cleanup_free_ char *tmp = home_path("tmp");
-	_cleanup_free_ char *trash = xasprintf("%s/delete-%s", tmp, uuid);
-	if (rename(dd.path, trash) < 0)
-		return log_error_errno(negerrno(), "cannot delete VM \"%s\"", name);
-	r = fs_rm_rf(trash);
-	if (r < 0)
-		log_warning_errno(r, "VM \"%s\" deleted, but '%s' could not be removed", name, trash);
-	return 0;
+	_cleanup_close_ int del = vm_cache_lock_delete(dd.path);
+	if (del == -EBUSY) {
+		log_error("VM \"%s\" is in use", name);
+		return -EBUSY;
+	}
+	if (del < 0)
+		return log_error_errno(del, "cannot lock VM \"%s\"", name);
+	/* Moved out of vms/ first, so the VM disappears atomically, then removed at leisure. */
+	return vm_dir_remove_locked(dd.path, name);
 }
 
 int vm_rename_local(const char *name, const char *new_name)
