@@ -17,16 +17,16 @@ static const struct cmd_help help = {
 	.usage = "prune [--entries <entries>] [--older-than <n>] [--space-budget <n>]",
 	.details =
 		"OPTIONS:\n"
-		"  --entries <entries>     Entries to remove: \"caches\" targets OCI and IPSW caches "
-		"and \"vms\" targets local VMs. (default: caches)\n"
+		"  --entries <entries>     Entries to remove: \"caches\" targets OCI and IPSW "
+		"caches and \"vms\" targets local VMs. (default: caches)\n"
 		"  --older-than <n>        Remove entries that were last accessed more than n days "
 		"ago\n"
-		"        For example, --older-than=7 will remove entries that weren't accessed by "
-		"Tart in the last 7 days.\n"
-		"  --space-budget <n>      Remove the least recently used entries that do not fit the "
-		"specified space size budget n, expressed in gigabytes\n"
-		"        For example, --space-budget=50 will effectively shrink all entries to a total "
-		"size of 50 gigabytes.\n"
+		"                          For example, --older-than=7 will remove entries that "
+		"weren't accessed by Tart in the last 7 days.\n"
+		"  --space-budget <n>      Remove the least recently used entries that do not fit "
+		"the specified space size budget n, expressed in gigabytes\n"
+		"                          For example, --space-budget=50 will effectively shrink "
+		"all entries to a total size of 50 gigabytes.\n"
 		"  -h, --help              Show help information.\n",
 };
 
@@ -62,11 +62,12 @@ int cmd_prune(int argc, char **argv)
 				entries = VM_PRUNE_VMS;
 			else
 				return cmd_usage_error(
-					&help, "The value '%s' is invalid for '--entries <entries>'",
-					optarg);
+				    &help, "The value '%s' is invalid for '--entries <entries>'",
+				    optarg);
 			break;
 		case ARG_OLDER_THAN:
-			if ((r = cmd_parse_u64(&help, "--older-than", optarg, 0, UINT64_MAX, &v)) < 0)
+			r = cmd_parse_u64(&help, "--older-than", optarg, 0, UINT64_MAX, &v);
+			if (r < 0)
 				return r;
 			crit.older_than_set = true;
 			crit.older_than_days = v;
@@ -95,8 +96,8 @@ int cmd_prune(int argc, char **argv)
 	if (cache_budget_set) {
 		log_warning("--cache-budget is deprecated, please use --space-budget");
 		if (crit.space_budget_set)
-			return cmd_usage_error(&help,
-					       "--cache-budget and --space-budget are mutually exclusive");
+			return cmd_usage_error(
+			    &help, "--cache-budget and --space-budget are mutually exclusive");
 		crit.space_budget_set = true;
 	}
 	if (!crit.older_than_set && !crit.space_budget_set && !gc)

@@ -229,6 +229,13 @@ int vm_delete_local(const char *name)
 	}
 	if (lock < 0)
 		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
+	/* vms/<name> may be a symlink to a VM kept elsewhere: delete the link, never its target. */
+	struct stat lst;
+	if (lstat(dd.path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+		if (unlink(dd.path) < 0)
+			return log_error_errno(negerrno(), "cannot delete VM \"%s\"", name);
+		return 0;
+	}
 	_cleanup_close_ int del = vm_cache_lock_delete(dd.path);
 	if (del == -EBUSY) {
 		log_error("VM \"%s\" is in use", name);
@@ -265,8 +272,9 @@ int vm_rename_local(const char *name, const char *new_name)
 	if (renameat2(AT_FDCWD, dd.path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
 		r = negerrno();
 		if (r == -EEXIST || r == -ENOTEMPTY) {
-			log_error("failed to rename VM %s, target VM %s already exists, delete it first!",
-				  name, new_name);
+			log_error(
+			    "failed to rename VM %s, target VM %s already exists, delete it first!",
+			    name, new_name);
 			return -EEXIST;
 		}
 		return log_error_errno(r, "cannot rename VM \"%s\"", name);

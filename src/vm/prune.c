@@ -193,14 +193,27 @@ struct cand {
 	int run_fd;   /* local VMs: the run lock on config.json, -1 when not held */
 };
 
+static void cand_unlock(struct cand *c)
+{
+	if (c->flock_fd >= 0)
+		close(c->flock_fd);
+	if (c->run_fd >= 0)
+		close(c->run_fd);
+	c->flock_fd = c->run_fd = -1;
+}
+
+/* Let readers waiting on the entries we keep go on before we spend time deleting. */
+static void cands_unlock_kept(struct cand *cs, const struct vm_prune_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!items[i].remove)
+			cand_unlock(&cs[i]);
+}
+
 static void cands_release(struct cand *cs, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (cs[i].flock_fd >= 0)
-			close(cs[i].flock_fd);
-		if (cs[i].run_fd >= 0)
-			close(cs[i].run_fd);
-	}
+	for (size_t i = 0; i < n; i++)
+		cand_unlock(&cs[i]);
 	free(cs);
 }
 
@@ -232,7 +245,8 @@ static struct cand *cands_collect(const struct vm_entry_list *l, bool vms, const
 			c->run_fd = vm_dir_lock_run(&d);
 			if (c->run_fd < 0) {
 				log_debug("keeping \"%s\": %s", d.name,
-					  c->run_fd == -EALREADY ? "it is running" : strerror(-c->run_fd));
+					  c->run_fd == -EALREADY ? "it is running"
+								 : strerror(-c->run_fd));
 				it->flags |= VM_PRUNE_IN_USE;
 				continue;
 			}
@@ -270,6 +284,7 @@ int vm_prune(enum vm_prune_entries entries, const struct vm_prune_criteria *c)
 	struct vm_prune_item *items;
 	struct cand *cs = cands_collect(&l, vms, NULL, &items);
 	vm_prune_select(items, l.nr, c);
+	cands_unlock_kept(cs, items, l.nr);
 	int ret = 0;
 	for (size_t i = 0; i < l.nr; i++) {
 		if (!items[i].remove)
@@ -295,7 +310,8 @@ int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
 	_cleanup_free_ char *cache = home_path("cache");
 	struct statvfs sv;
 	if (statvfs(cache, &sv) < 0)
-		return log_error_errno(negerrno(), "cannot determine the free space of '%s'", cache);
+		return log_error_errno(negerrno(), "cannot determine the free space of '%s'",
+				       cache);
 	uint64_t free_bytes = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
 	/* Zero is what some filesystems report when they do not know: do not act on it. */
 	if (free_bytes == 0 || required_bytes < free_bytes)
@@ -318,9 +334,11 @@ int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
 			    (unsigned long long)need, (unsigned long long)total);
 		n = 0;
 	} else if (n > 0) {
-		log_info("pruning the OCI cache to free %llu bytes (set TART_NO_AUTO_PRUNE to disable)",
-			 (unsigned long long)need);
+		log_info(
+		    "pruning the OCI cache to free %llu bytes (set TART_NO_AUTO_PRUNE to disable)",
+		    (unsigned long long)need);
 	}
+	cands_unlock_kept(cs, items, l.nr);
 	r = 0;
 	for (size_t i = 0; i < l.nr; i++) {
 		if (!items[i].remove)

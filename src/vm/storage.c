@@ -55,7 +55,9 @@ int vm_storage_list_local(struct vm_entry_list *ret)
 	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' && (streq(de->d_name, ".") || streq(de->d_name, "..")))
+		/* ".deleting-*": a deletion in progress (see vm_dir_remove_locked). */
+		if (de->d_name[0] == '.' && (streq(de->d_name, ".") || streq(de->d_name, "..") ||
+					     strneq(de->d_name, ".deleting-", 10)))
 			continue;
 		char *p = path_join(vms, de->d_name);
 		struct vm_dir vd = {.path = p, .name = de->d_name};
@@ -312,7 +314,8 @@ static bool gc_is_linked(const struct gc_state *st, const struct stat *dir)
 {
 	for (size_t j = 0; j < st->nlinks; j++) {
 		struct stat t;
-		if (stat(st->links[j], &t) == 0 && t.st_dev == dir->st_dev && t.st_ino == dir->st_ino)
+		if (stat(st->links[j], &t) == 0 && t.st_dev == dir->st_dev &&
+		    t.st_ino == dir->st_ino)
 			return true;
 	}
 	return false;

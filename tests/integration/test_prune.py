@@ -241,3 +241,85 @@ def test_prune_is_atomic_and_leaves_no_staging(tart):
     assert surviving_digests(tart.home) == {b}
     assert list((tart.home / "tmp").iterdir()) == []
     assert sorted(p.name for p in a.parent.iterdir()) == sorted([b.name, "t"])
+
+
+DELETER = """
+import fcntl, os, shutil, sys
+path, trash = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print('locked', flush=True)
+sys.stdin.readline()
+os.rename(path, trash)
+shutil.rmtree(trash)
+"""
+
+
+def test_clone_never_copies_an_image_being_deleted(tart):
+    """A deleter (prune, GC, delete) holds the exclusive lock while it moves an image away;
+    a clone that opened the image meanwhile waits, then finds it gone: exit 2, no new VM."""
+    import subprocess
+    import sys
+    s = make_image(tart.home, "img", "s", time.time(), tags=["s"], data_bytes=MIB)
+    deleter = subprocess.Popen([sys.executable, "-c", DELETER, str(s),
+                                str(tart.home / "tmp" / "delete-test")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    clone = None
+    try:
+        assert deleter.stdout.readline().strip() == "locked"
+        clone = tart.popen("clone", "127.0.0.1:5000/img:s", "dst", stderr=subprocess.PIPE,
+                           text=True)
+        time.sleep(1)
+        # Still waiting for the lock (a clone that ignored it would have finished by now).
+        assert clone.poll() is None
+        deleter.stdin.write("go\n")
+        deleter.stdin.flush()
+        assert deleter.wait(timeout=30) == 0
+        _, err = clone.communicate(timeout=30)
+        assert clone.returncode == 2, err
+        assert "does not exist" in err
+    finally:
+        for p in (deleter, clone):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert not (tart.home / "vms" / "dst").exists()
+    assert list((tart.home / "tmp").iterdir()) == []
+
+
+def test_symlinked_local_vm_delete_and_prune_never_touch_the_target(tart, tmp_path):
+    """vms/<name> may be a symlink to a VM kept on another disk: `delete` removes the link
+    only; `prune --entries vms` never deletes through it."""
+    from prune_fixtures import _fill_vm_dir
+    target = tmp_path / "elsewhere" / "vm"
+    _fill_vm_dir(target, data_bytes=4096)
+    os.utime(target, (0, 0))
+    (tart.home / "vms").mkdir()
+    os.symlink(target, tart.home / "vms" / "linked")
+    tart.run("prune", "--entries", "vms", "--older-than", "0")
+    assert (tart.home / "vms" / "linked").is_symlink()
+    tart.run("delete", "linked")
+    assert not (tart.home / "vms" / "linked").is_symlink()
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "disk.img", "nvram.bin"]
+
+
+def test_deletion_when_tmp_is_another_filesystem(tart):
+    """rename() into tmp/ fails with EXDEV: entries are renamed to a hidden sibling instead,
+    which listings ignore and which is removed right away (or by the GC after a crash)."""
+    from prune_fixtures import tmpfs
+    now = time.time()
+    a = make_image(tart.home, "img", "a", 0, data_bytes=MIB, tags=["a"])
+    b = make_image(tart.home, "img", "b", now, tags=["b"])
+    vm = make_vm(tart.home, "vm", now)
+    leftover = make_vm(tart.home, ".deleting-1234", now)  # a crash in the middle of a delete
+    with tmpfs(tart.home / "tmp", 4):
+        tart.run("prune", "--older-than", "1")
+        assert surviving_digests(tart.home) == {b}
+        assert sorted(p.name for p in a.parent.iterdir()) == sorted([b.name, "a", "b"])
+        assert tart.run("list", "-q", "--source", "local").stdout == "vm\n"
+        tart.run("delete", "vm")
+        assert not vm.exists()
+        assert sorted(p.name for p in (tart.home / "vms").iterdir()) == [leftover.name]
+        tart.run("delete", image_name("img", "b"))
+        assert surviving_digests(tart.home) == set()
+        assert symlinks(tart.home) == set()

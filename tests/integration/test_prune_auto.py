@@ -80,8 +80,9 @@ def test_auto_prune_never_deletes_the_source(small_home):
     a = make_image(t.home, "img", "A", now - 9 * 86400, tags=["a"], data_bytes=4 * MIB)
     b = make_image(t.home, "img", "B", now - 8 * 86400, tags=["b"], data_bytes=4 * MIB)
     # The source: 8 MiB of data and a large hole. With it, candidates would hold 16 MiB;
-    # without it 8 MiB, less than the ~10 MiB needed: nothing may be deleted.
-    hole = free_bytes(t.home) - 8 * MIB + 10 * MIB
+    # without it 8 MiB, less than the ~10 MiB needed: nothing may be deleted. The source and
+    # its clone each take 8 MiB of the volume before auto-prune measures the free space.
+    hole = free_bytes(t.home) - 16 * MIB + 10 * MIB
     s = make_image(t.home, "img", "S", now - 10 * 86400, tags=["s"], data_bytes=8 * MIB,
                    sparse_bytes=hole)
     p = t.run("clone", "127.0.0.1:5000/img:s", "dst")

@@ -90,10 +90,11 @@ static void test_space_budget_zero_and_empty(void **state)
 {
 	(void)state;
 	struct vm_prune_item it[] = {
-		{.accessed = NOW, .allocated = 1},
-		{.accessed = NOW, .allocated = 0}, /* holds nothing: fits any budget */
+	    {.accessed = NOW, .allocated = 1},
+	    {.accessed = NOW, .allocated = 0}, /* holds nothing: fits any budget */
 	};
-	struct vm_prune_criteria c = {.space_budget_set = true, .space_budget_bytes = 0, .now = NOW};
+	struct vm_prune_criteria c = {
+	    .space_budget_set = true, .space_budget_bytes = 0, .now = NOW};
 	assert_int_equal(vm_prune_select(it, 2, &c), 1);
 	assert_string_equal(removed(it, 2), "0");
 	assert_int_equal(vm_prune_select(NULL, 0, &c), 0);
