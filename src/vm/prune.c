@@ -308,6 +308,16 @@ int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
 		return 0;
 	}
 	_cleanup_free_ char *cache = home_path("cache");
+	/*
+	 * One auto-prune at a time: two clones measuring the same free space would each delete
+	 * enough for both. A lock file of its own, so that no other lock of the store can be
+	 * involved in a wait on it.
+	 */
+	_cleanup_free_ char *lock = path_join(cache, ".auto-prune.lock");
+	_cleanup_close_ int serial = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	int r = serial < 0 ? negerrno() : fs_flock(serial, true, false);
+	if (r < 0)
+		return log_error_errno(r, "cannot lock '%s'", lock);
 	struct statvfs sv;
 	if (statvfs(cache, &sv) < 0)
 		return log_error_errno(negerrno(), "cannot determine the free space of '%s'",
@@ -319,7 +329,7 @@ int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
 	uint64_t need = required_bytes - free_bytes;
 
 	_cleanup_vm_entry_list_ struct vm_entry_list l = {0};
-	int r = vm_storage_list_oci_digests(&l);
+	r = vm_storage_list_oci_digests(&l);
 	if (r < 0)
 		return r;
 	struct vm_prune_item *items;
@@ -334,9 +344,9 @@ int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
 			    (unsigned long long)need, (unsigned long long)total);
 		n = 0;
 	} else if (n > 0) {
-		log_info(
-		    "pruning the OCI cache to free %llu bytes (set TART_NO_AUTO_PRUNE to disable)",
-		    (unsigned long long)need);
+		log_info("pruning the OCI cache to free %llu bytes (set TART_NO_AUTO_PRUNE to "
+			 "disable)",
+			 (unsigned long long)need);
 	}
 	cands_unlock_kept(cs, items, l.nr);
 	r = 0;
