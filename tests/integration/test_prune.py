@@ -323,3 +323,10 @@ def test_deletion_when_tmp_is_another_filesystem(tart):
         tart.run("delete", image_name("img", "b"))
         assert surviving_digests(tart.home) == set()
         assert symlinks(tart.home) == set()
+
+
+def test_empty_home(tart):
+    for args in (["--older-than", "0"], ["--space-budget", "0"], ["--gc"],
+                 ["--entries", "vms", "--older-than", "0"]):
+        p = tart.run("prune", *args)
+        assert p.stdout == "" and p.stderr == ""

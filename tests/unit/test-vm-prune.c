@@ -6,7 +6,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vm/prune.h"
 
@@ -195,6 +199,50 @@ static void test_auto_not_enough(void **state)
 	assert_int_equal(vm_prune_select_auto(NULL, 0, 1), -ENOSPC);
 }
 
+/* The in-use protocol on a real directory (flock conflicts between two opens, even ours). */
+static void test_in_use_locks(void **state)
+{
+	(void)state;
+	char base[] = "/tmp/test-vm-prune-XXXXXX";
+	assert_non_null(mkdtemp(base));
+	char dir[128], link[128], moved[128];
+	snprintf(dir, sizeof(dir), "%s/sha256:x", base);
+	snprintf(link, sizeof(link), "%s/tag", base);
+	snprintf(moved, sizeof(moved), "%s/moved", base);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(symlink(dir, link), 0);
+
+	int use = vm_cache_use(dir);
+	assert_true(use >= 0);
+	int use2 = vm_cache_use(link); /* readers share, through a tag too */
+	assert_true(use2 >= 0);
+	assert_int_equal(vm_cache_lock_delete(dir), -EBUSY);
+	close(use);
+	assert_int_equal(vm_cache_lock_delete(dir), -EBUSY);
+	close(use2);
+
+	/* Deleters never follow a symlink, and report a missing entry as gone. */
+	assert_int_equal(vm_cache_lock_delete(link), -ENOENT);
+	assert_int_equal(vm_cache_lock_delete(moved), -ENOENT);
+	assert_int_equal(vm_cache_use(moved), -ENOENT);
+
+	int del = vm_cache_lock_delete(dir);
+	assert_true(del >= 0);
+	/* The lock follows the directory: once moved away, its old name is free. */
+	assert_int_equal(rename(dir, moved), 0);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	int fresh = vm_cache_lock_delete(dir);
+	assert_true(fresh >= 0);
+	assert_int_equal(vm_cache_lock_delete(moved), -EBUSY);
+	close(fresh);
+	close(del);
+
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(rmdir(moved), 0);
+	assert_int_equal(rmdir(base), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +256,7 @@ int main(void)
 		cmocka_unit_test(test_auto_oldest_first),
 		cmocka_unit_test(test_auto_skips_flagged),
 		cmocka_unit_test(test_auto_not_enough),
+		cmocka_unit_test(test_in_use_locks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
