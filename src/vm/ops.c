@@ -214,6 +214,39 @@ fail:
 	return r;
 }
 
+/*
+ * Take what a change of vms/<name> needs: the run lock (it is not running, and no run can
+ * start meanwhile) and, unless the entry is a symlink to a VM stored elsewhere, the deleter's
+ * flock (nobody is cloning from it). Returns 1 for a symlink, 0 otherwise, or -EBUSY/-errno
+ * (logged).
+ */
+static int lock_local_for_change(const struct vm_dir *d, int *ret_run, int *ret_use)
+{
+	_cleanup_close_ int run = vm_dir_lock_run(d);
+	if (run == -EALREADY) {
+		log_error("VM \"%s\" is running", d->name);
+		return -EBUSY;
+	}
+	if (run < 0)
+		return log_error_errno(run, "cannot lock VM \"%s\"", d->name);
+	struct stat lst;
+	if (lstat(d->path, &lst) < 0)
+		return log_error_errno(negerrno(), "cannot lock VM \"%s\"", d->name);
+	_cleanup_close_ int use = -1;
+	if (!S_ISLNK(lst.st_mode)) {
+		use = vm_cache_lock_delete(d->path);
+		if (use == -EBUSY) {
+			log_error("VM \"%s\" is in use", d->name);
+			return -EBUSY;
+		}
+		if (use < 0)
+			return log_error_errno(use, "cannot lock VM \"%s\"", d->name);
+	}
+	*ret_run = TAKE_FD(run);
+	*ret_use = TAKE_FD(use);
+	return S_ISLNK(lst.st_mode) ? 1 : 0;
+}
+
 int vm_delete_local(const char *name)
 {
 	struct vm_dir d;
@@ -221,28 +254,17 @@ int vm_delete_local(const char *name)
 	if (r < 0)
 		return r;
 	_cleanup_vm_dir_ struct vm_dir dd = d;
-	/* Hold the run lock while deleting so that no `run` can start on a half-deleted VM. */
-	_cleanup_close_ int lock = vm_dir_lock_run(&dd);
-	if (lock == -EALREADY) {
-		log_error("VM \"%s\" is running", name);
-		return -EBUSY;
-	}
-	if (lock < 0)
-		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
-	/* vms/<name> may be a symlink to a VM kept elsewhere: delete the link, never its target. */
-	struct stat lst;
-	if (lstat(dd.path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+	/* Held while deleting so that no `run` can start on a half-deleted VM. */
+	_cleanup_close_ int run = -1, use = -1;
+	r = lock_local_for_change(&dd, &run, &use);
+	if (r < 0)
+		return r;
+	/* A symlink to a VM kept elsewhere: delete the link, never its target. */
+	if (r == 1) {
 		if (unlink(dd.path) < 0)
 			return log_error_errno(negerrno(), "cannot delete VM \"%s\"", name);
 		return 0;
 	}
-	_cleanup_close_ int del = vm_cache_lock_delete(dd.path);
-	if (del == -EBUSY) {
-		log_error("VM \"%s\" is in use", name);
-		return -EBUSY;
-	}
-	if (del < 0)
-		return log_error_errno(del, "cannot lock VM \"%s\"", name);
 	/* Moved out of vms/ first, so the VM disappears atomically, then removed at leisure. */
 	return vm_dir_remove_locked(dd.path, name);
 }
@@ -257,13 +279,10 @@ int vm_rename_local(const char *name, const char *new_name)
 	if (r < 0)
 		return r;
 	_cleanup_vm_dir_ struct vm_dir dd = d;
-	_cleanup_close_ int lock = vm_dir_lock_run(&dd);
-	if (lock == -EALREADY) {
-		log_error("VM \"%s\" is running", name);
-		return -EBUSY;
-	}
-	if (lock < 0)
-		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
+	_cleanup_close_ int run = -1, use = -1;
+	r = lock_local_for_change(&dd, &run, &use);
+	if (r < 0)
+		return r;
 	_cleanup_close_ int glock = home_lock_global();
 	if (glock < 0)
 		return glock;
@@ -272,9 +291,8 @@ int vm_rename_local(const char *name, const char *new_name)
 	if (renameat2(AT_FDCWD, dd.path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
 		r = negerrno();
 		if (r == -EEXIST || r == -ENOTEMPTY) {
-			log_error(
-			    "failed to rename VM %s, target VM %s already exists, delete it first!",
-			    name, new_name);
+			log_error("failed to rename VM %s, target VM %s already exists, delete it first!",
+				  name, new_name);
 			return -EEXIST;
 		}
 		return log_error_errno(r, "cannot rename VM \"%s\"", name);

@@ -268,7 +268,9 @@ static void gc_walk(const char *dir, int depth, struct gc_state *st)
 		return;
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+		/* ".repair-*": another GC's tag repair in flight (see gc_repair_moved_tag). */
+		if (streq(de->d_name, ".") || streq(de->d_name, "..") ||
+		    strneq(de->d_name, ".repair-", 8))
 			continue;
 		char *p = path_join(dir, de->d_name);
 		struct stat lst;
@@ -290,8 +292,42 @@ static void gc_walk(const char *dir, int depth, struct gc_state *st)
 }
 
 /*
- * Remove the symlink p if it dangles. The target is read again just before the unlink so a
- * tag re-pointed in the meantime (by an atomic rename over it) is left alone.
+ * A tag whose absolute target dangles only because TART_HOME was moved or copied elsewhere
+ * still names its digest: when that digest directory sits next to the tag, re-point the tag
+ * to it (atomically) instead of deleting it, which would then let the GC delete the image.
+ * Returns true when repaired.
+ */
+static bool gc_repair_moved_tag(const char *p, const char *target)
+{
+	const char *base = strrchr(target, '/');
+	base = base ? base + 1 : target;
+	if (!oci_digest_valid(base))
+		return false;
+	_cleanup_free_ char *parent = xstrdup(p);
+	char *slash = strrchr(parent, '/');
+	if (!slash)
+		return false;
+	*slash = '\0';
+	_cleanup_free_ char *sibling = path_join(parent, base);
+	struct stat st;
+	if (lstat(sibling, &st) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	char uuid[37];
+	fs_random_uuid(uuid);
+	_cleanup_free_ char *tmp = xasprintf("%s/.repair-%s", parent, uuid);
+	if (symlink(sibling, tmp) < 0)
+		return false;
+	if (rename(tmp, p) < 0) {
+		(void)unlink(tmp);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Remove the symlink p if it dangles (or repair it, above). The target is read again just
+ * before the unlink so a tag re-pointed in the meantime (by an atomic rename over it) is left
+ * alone.
  */
 static void gc_remove_dangling(const char *p)
 {
@@ -301,6 +337,9 @@ static void gc_remove_dangling(const char *p)
 	if (na < 0 || stat(p, &st) == 0)
 		return;
 	if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+		return;
+	a[na] = '\0';
+	if (gc_repair_moved_tag(p, a))
 		return;
 	ssize_t nb = readlink(p, b, sizeof(b) - 1);
 	if (nb != na || memcmp(a, b, (size_t)na) != 0)

@@ -163,11 +163,16 @@ def test_entry_in_use_survives_prune_gc_and_delete(tart):
     assert surviving_digests(tart.home) == set()
 
 
-def test_local_vm_in_use_cannot_be_deleted(tart):
+def test_local_vm_in_use_cannot_be_deleted_or_renamed(tart):
+    """While a clone copies from a VM (shared flock), the VM can be neither deleted nor
+    renamed: a rename plus a new VM under the old name would give the clone a mix of both."""
     vm = make_vm(tart.home, "vm", time.time())
     with holding(vm, "use"):
         p = tart.run("delete", "vm", check=False)
         assert p.returncode == 1 and 'VM "vm" is in use' in p.stderr
+        p = tart.run("rename", "vm", "other", check=False)
+        assert p.returncode == 1 and 'VM "vm" is in use' in p.stderr
+        assert tart.run("list", "-q").stdout == "vm\n"
         p = tart.run("prune", "--entries", "vms", "--space-budget", "0")
         assert (vm / "disk.img").exists()
     tart.run("delete", "vm")
@@ -298,8 +303,10 @@ def test_symlinked_local_vm_delete_and_prune_never_touch_the_target(tart, tmp_pa
     os.symlink(target, tart.home / "vms" / "linked")
     tart.run("prune", "--entries", "vms", "--older-than", "0")
     assert (tart.home / "vms" / "linked").is_symlink()
-    tart.run("delete", "linked")
-    assert not (tart.home / "vms" / "linked").is_symlink()
+    tart.run("rename", "linked", "moved")
+    assert os.readlink(tart.home / "vms" / "moved") == str(target)
+    tart.run("delete", "moved")
+    assert list((tart.home / "vms").iterdir()) == []
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "disk.img", "nvram.bin"]
 
 
@@ -330,3 +337,23 @@ def test_empty_home(tart):
                  ["--entries", "vms", "--older-than", "0"]):
         p = tart.run("prune", *args)
         assert p.stdout == "" and p.stderr == ""
+
+
+def test_gc_repairs_tags_of_a_moved_tart_home(tart, tmp_path):
+    """TART_HOME copied or moved elsewhere: the absolute tag targets dangle. Tart's GC would
+    delete the tags and then every image they held; ours re-points a tag to the digest
+    directory next to it, and only deletes tags whose image is really gone."""
+    now = time.time()
+    a = make_image(tart.home, "img", "a", now)
+    b = make_image(tart.home, "img", "b", now)
+    repo = a.parent
+    old_repo = tmp_path / "old-home" / "cache" / "OCIs" / "127.0.0.1%3A5000" / "img"
+    os.symlink(old_repo / a.name, repo / "latest")
+    os.symlink(old_repo / digest_of("gone"), repo / "stale")
+    os.symlink(old_repo / "not-a-digest", repo / "odd")
+    tart.run("prune", "--gc")
+    assert surviving_digests(tart.home) == {a}
+    assert symlinks(tart.home) == {repo / "latest"}
+    assert os.readlink(repo / "latest") == str(a)
+    assert not b.exists()
+    assert "127.0.0.1:5000/img:latest" in tart.run("list", "-q").stdout.split()
