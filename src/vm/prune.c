@@ -59,32 +59,72 @@ int vm_cache_lock_delete(const char *dir)
 	return lock_dir(dir, true);
 }
 
-int vm_dir_remove_locked(const char *dir, const char *what)
+static char *parent_of(const char *path)
+{
+	char *parent = xstrdup(path);
+	char *slash = strrchr(parent, '/');
+	if (slash && slash != parent)
+		*slash = '\0';
+	else
+		strcpy(parent, slash ? "/" : ".");
+	return parent;
+}
+
+int vm_trash_move(struct vm_trash *t, const char *dir, const char *what)
 {
 	char uuid[37];
 	fs_random_uuid(uuid);
 	_cleanup_free_ char *tmp = home_path("tmp");
 	_cleanup_free_ char *name = xasprintf("delete-%s", uuid);
-	_cleanup_free_ char *trash = path_join(tmp, name);
-	if (rename(dir, trash) < 0) {
+	_cleanup_free_ char *parent = parent_of(dir);
+	char *moved = path_join(tmp, name);
+	if (rename(dir, moved) < 0) {
 		int r = negerrno();
+		free(moved);
 		if (r != -EXDEV)
 			return log_error_errno(r, "cannot delete \"%s\"", what);
 		/* tmp/ on another filesystem: a hidden sibling, finished by the cache GC. */
-		_cleanup_free_ char *parent = xstrdup(dir);
-		char *slash = strrchr(parent, '/');
-		if (slash)
-			*slash = '\0';
-		free(trash);
-		trash = xasprintf("%s/.deleting-%s", slash ? parent : ".", uuid);
-		if (rename(dir, trash) < 0)
-			return log_error_errno(negerrno(), "cannot delete \"%s\"", what);
+		moved = xasprintf("%s/.deleting-%s", parent, uuid);
+		if (rename(dir, moved) < 0) {
+			r = negerrno();
+			free(moved);
+			return log_error_errno(r, "cannot delete \"%s\"", what);
+		}
 	}
-	(void)fs_fsync_parent(dir);
-	int r = fs_rm_rf(trash);
-	if (r < 0)
-		log_warning_errno(r, "\"%s\" deleted, but '%s' could not be removed", what, trash);
+	t->moved = xrealloc(t->moved, (t->n + 1) * sizeof(char *));
+	t->parents = xrealloc(t->parents, (t->n + 1) * sizeof(char *));
+	t->moved[t->n] = moved;
+	t->parents[t->n++] = TAKE_PTR(parent);
 	return 0;
+}
+
+void vm_trash_empty(struct vm_trash *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = streq(t->parents[i], t->parents[j]);
+		if (!seen)
+			(void)fs_fsync_dir(t->parents[i]);
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		int r = fs_rm_rf(t->moved[i]);
+		if (r < 0)
+			log_warning_errno(r, "'%s' could not be removed", t->moved[i]);
+		free(t->moved[i]);
+		free(t->parents[i]);
+	}
+	free(t->moved);
+	free(t->parents);
+	*t = (struct vm_trash)VM_TRASH_INIT;
+}
+
+int vm_dir_remove_locked(const char *dir, const char *what)
+{
+	struct vm_trash t = VM_TRASH_INIT;
+	int r = vm_trash_move(&t, dir, what);
+	vm_trash_empty(&t);
+	return r;
 }
 
 /* ----- pure selection ----- */
@@ -286,16 +326,18 @@ int vm_prune(enum vm_prune_entries entries, const struct vm_prune_criteria *c)
 	vm_prune_select(items, l.nr, c);
 	cands_unlock_kept(cs, items, l.nr);
 	int ret = 0;
+	struct vm_trash t = VM_TRASH_INIT;
 	for (size_t i = 0; i < l.nr; i++) {
 		if (!items[i].remove)
 			continue;
-		r = vm_dir_remove_locked(cs[i].e->path, cs[i].e->name);
+		r = vm_trash_move(&t, cs[i].e->path, cs[i].e->name);
 		if (r < 0)
 			ret = r;
 		else
 			log_debug("pruned \"%s\" (%llu bytes)", cs[i].e->name,
 				  (unsigned long long)items[i].allocated);
 	}
+	vm_trash_empty(&t);
 	cands_release(cs, l.nr);
 	free(items);
 	return ret;
@@ -350,6 +392,7 @@ int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
 	}
 	cands_unlock_kept(cs, items, l.nr);
 	r = 0;
+	struct vm_trash t = VM_TRASH_INIT;
 	for (size_t i = 0; i < l.nr; i++) {
 		if (!items[i].remove)
 			continue;
@@ -357,10 +400,11 @@ int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
 		format_iso8601_utc(items[i].accessed, when, sizeof(when));
 		log_info("pruning \"%s\" (%llu bytes, last accessed %s)", cs[i].e->name,
 			 (unsigned long long)items[i].allocated, when);
-		int k = vm_dir_remove_locked(cs[i].e->path, cs[i].e->name);
+		int k = vm_trash_move(&t, cs[i].e->path, cs[i].e->name);
 		if (k < 0)
 			r = k;
 	}
+	vm_trash_empty(&t);
 	cands_release(cs, l.nr);
 	free(items);
 	return r;

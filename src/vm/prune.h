@@ -38,13 +38,26 @@ int vm_cache_use(const char *dir);
 int vm_cache_lock_delete(const char *dir);
 
 /*
- * Delete the directory `dir` whose deleter lock (vm_cache_lock_delete) the caller holds:
- * rename it into tmp/ (or, when tmp/ is on another filesystem, to a hidden sibling
- * ".deleting-<UUID>" that the cache GC finishes) so it disappears atomically, fsync the parent,
- * then remove it. A crash leaves garbage in tmp/, never a half-deleted entry that still looks
- * valid. Returns 0 once the rename is done (failures of the final removal are warnings), or
- * -errno (logged) when nothing was moved.
+ * Deleting directories whose deleter lock (vm_cache_lock_delete) the caller holds, in two
+ * phases so that many deletions cost one fsync per parent directory:
+ *  - vm_trash_move renames `dir` into tmp/delete-<UUID> (or, when tmp/ is on another
+ *    filesystem, to a hidden sibling ".deleting-<UUID>" that listings skip and the cache GC
+ *    finishes): the entry disappears atomically. Returns -errno (logged, naming `what`) when
+ *    nothing was moved.
+ *  - vm_trash_empty fsyncs the parents (the renames are durable before any file goes), then
+ *    removes the moved directories; failures there are warnings. It releases the trash.
+ * A crash leaves garbage in tmp/, never a half-deleted entry that still looks valid.
  */
+struct vm_trash {
+	char **moved;   /* where each directory went */
+	char **parents; /* where it came from */
+	size_t n;
+};
+#define VM_TRASH_INIT {0}
+int vm_trash_move(struct vm_trash *t, const char *dir, const char *what);
+void vm_trash_empty(struct vm_trash *t);
+
+/* vm_trash_move + vm_trash_empty of one directory. */
 int vm_dir_remove_locked(const char *dir, const char *what);
 
 /* ----- pure selection logic (unit-tested) ----- */

@@ -55,7 +55,7 @@ int vm_storage_list_local(struct vm_entry_list *ret)
 	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		/* ".deleting-*": a deletion in progress (see vm_dir_remove_locked). */
+		/* ".deleting-*": a deletion in progress (see vm_trash_move). */
 		if (de->d_name[0] == '.' && (streq(de->d_name, ".") || streq(de->d_name, "..") ||
 					     strneq(de->d_name, ".deleting-", 10)))
 			continue;
@@ -348,15 +348,27 @@ static void gc_remove_dangling(const char *p)
 		log_warning_errno(negerrno(), "cannot remove dangling '%s'", p);
 }
 
-/* True when one of the symlinks under cache/OCIs resolves to the directory `dir`. */
-static bool gc_is_linked(const struct gc_state *st, const struct stat *dir)
+/* What the tag symlinks resolve to, stat'ed once per GC run. */
+struct gc_targets {
+	struct stat *v;
+	size_t n;
+};
+
+static void gc_targets_load(const struct gc_state *st, struct gc_targets *ret)
 {
-	for (size_t j = 0; j < st->nlinks; j++) {
-		struct stat t;
-		if (stat(st->links[j], &t) == 0 && t.st_dev == dir->st_dev &&
-		    t.st_ino == dir->st_ino)
+	ret->v = xcalloc(st->nlinks ? st->nlinks : 1, sizeof(*ret->v));
+	ret->n = 0;
+	for (size_t j = 0; j < st->nlinks; j++)
+		if (stat(st->links[j], &ret->v[ret->n]) == 0)
+			ret->n++;
+}
+
+/* True when one of the tag symlinks resolves to the directory `dir`. */
+static bool gc_is_linked(const struct gc_targets *t, const struct stat *dir)
+{
+	for (size_t j = 0; j < t->n; j++)
+		if (t->v[j].st_dev == dir->st_dev && t->v[j].st_ino == dir->st_ino)
 			return true;
-	}
 	return false;
 }
 
@@ -389,13 +401,18 @@ void vm_cache_gc(void)
 		fds[i] = gc_is_pinned(st.digests[i]) ? -1 : vm_cache_lock_delete(st.digests[i]);
 	struct gc_state fresh = {0};
 	gc_walk(ocis, 0, &fresh);
+	struct gc_targets targets;
+	gc_targets_load(&fresh, &targets);
+	struct vm_trash trash = VM_TRASH_INIT;
 	for (size_t i = 0; i < st.ndigests; i++) {
 		struct stat ds;
 		if (fds[i] < 0 || fstat(fds[i], &ds) < 0)
 			continue;
-		if (!gc_is_linked(&fresh, &ds) && !gc_is_pinned(st.digests[i]))
-			(void)vm_dir_remove_locked(st.digests[i], st.digests[i]);
+		if (!gc_is_linked(&targets, &ds) && !gc_is_pinned(st.digests[i]))
+			(void)vm_trash_move(&trash, st.digests[i], st.digests[i]);
 	}
+	vm_trash_empty(&trash);
+	free(targets.v);
 	for (size_t i = 0; i < st.ndigests; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
