@@ -25,8 +25,12 @@
  * Mark the VM directory `dir` in use: open it, take a SHARED flock (waiting while a deleter
  * holds it), then check that `dir` still names the locked directory. Returns the fd holding
  * the lock (close it when done reading), -ENOENT when the directory is gone (deleted while we
- * waited), or another -errno. Non-logging. Call it before copying from a cache entry (clone,
- * `run --disk`, push of a cached image) and while linking a freshly pulled one.
+ * waited), or another -errno. Non-logging. Call it before copying from a cache entry
+ * (`run --disk`, push or export of a cached image; vm_clone already takes it on its source) and
+ * while creating or re-pointing a tag symlink to an existing digest directory.
+ * flock conflicts between two open() of the same directory even within one process: never call
+ * it on a directory whose staging lock this process still holds (it would wait for itself),
+ * and expect vm_cache_gc/vm_prune_auto in this process to skip an entry it holds.
  */
 int vm_cache_use(const char *dir);
 
