@@ -6,6 +6,7 @@
 #include "cmd/cmd.h"
 #include "util/log.h"
 #include "vm/ops.h"
+#include "vm/prune.h"
 #include "vm/storage.h"
 
 static const struct cmd_help help = {
@@ -71,12 +72,24 @@ int cmd_clone(int argc, char **argv)
 	if (strchr(dst, '/'))
 		return cmd_usage_error(&help, "<new-name> should be a local name");
 	(void)concurrency; /* used once remote sources are pulled */
-	(void)prune_limit;
 	struct vm_dir d;
 	r = vm_storage_open(src, &d);
 	if (r < 0)
 		return r;
 	r = vm_clone(&d, dst);
+	if (r >= 0) {
+		/*
+		 * As Tart: make room for the clone's sparse disk to fill up, at most prune-limit
+		 * GiB, never deleting the source. The clone itself has succeeded either way.
+		 */
+		uint64_t ap = 0, al = 0;
+		(void)vm_dir_sizes(&d, &ap, &al);
+		uint64_t want = ap > al ? ap - al : 0;
+		if (want > prune_limit * 1024 * 1024 * 1024)
+			want = prune_limit * 1024 * 1024 * 1024;
+		if (want > 0)
+			(void)vm_prune_auto(want, d.path);
+	}
 	vm_dir_release(&d);
 	return r < 0 ? r : 0;
 }
