@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "oci/auth.h"
+#include "oci/ref.h"
 #include "util/alloc.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -423,4 +424,21 @@ int oci_credentials_erase(const char *host)
 		}
 	}
 	return changed ? save_config(path, cfg) : 0;
+}
+
+int oci_credentials_check_host(const char *host)
+{
+	struct oci_ref ref = OCI_REF_INIT;
+	_cleanup_free_ char *name = xasprintf("%s/x", host);
+	bool ok = oci_ref_parse(name, &ref, NULL) >= 0 && streq(ref.host, host);
+	oci_ref_release(&ref);
+	if (ok)
+		return 0;
+	if (strncasecmp(host, "http://", 7) == 0 || strncasecmp(host, "https://", 8) == 0)
+		log_error("improperly formatted host \"%s\" was provided, make sure that it doesn't "
+			  "start with http:// or https://",
+			  host);
+	else
+		log_error("improperly formatted host \"%s\" was provided", host);
+	return -EINVAL;
 }

@@ -46,3 +46,10 @@ bool oci_cred_helper_key_matches(const char *key, const char *host);
  */
 int oci_docker_config_find(const json_t *cfg, const char *host, char **ret_user, char **ret_pass,
 			   char **ret_helper);
+
+/*
+ * Check a `tart login/logout <host>` argument: host[:port] as in remote names. Logs Tart's
+ * `improperly formatted host "<h>" was provided` (with a hint for http:// and https://) and
+ * returns -EINVAL otherwise.
+ */
+int oci_credentials_check_host(const char *host);

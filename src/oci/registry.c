@@ -23,7 +23,7 @@
 #define MAX_REDIRECTS 5
 #define MAX_BACKOFF_MS 30000
 #define MAX_RETRY_AFTER_S 120
-/* renew a token this long before it expires, so it does not die in flight */
+/* renew a token up to this long before it expires (a quarter of its life at most) */
 #define TOKEN_MARGIN_S 5
 
 #define OCI_MANIFEST_TYPE "application/vnd.oci.image.manifest.v1+json"
@@ -43,6 +43,7 @@ struct oci_registry {
 	char *user, *pass;
 	char *auth;            /* "Bearer x" / "Basic y", NULL when none yet */
 	time_t auth_expires;   /* 0: never (Basic) */
+	time_t auth_margin;    /* renew this long before auth_expires */
 	struct oci_www_auth challenge; /* the Bearer challenge behind `auth`, for renewal */
 	bool have_challenge;
 
@@ -176,6 +177,8 @@ static int bearer_locked(struct oci_registry *r, const struct oci_www_auth *c)
 	free_secret(&r->auth);
 	r->auth = xasprintf("Bearer %s", tok.token);
 	r->auth_expires = tok.expires_at;
+	time_t life = tok.expires_at - time(NULL);
+	r->auth_margin = life > 0 ? MIN((time_t)TOKEN_MARGIN_S, life / 4) : 0;
 	oci_token_release(&tok);
 	if (c != &r->challenge) {
 		oci_www_auth_release(&r->challenge);
@@ -194,7 +197,7 @@ static int current_auth(struct oci_registry *r, char **ret)
 {
 	int k = 0;
 	pthread_mutex_lock(&r->lock);
-	if (r->auth && r->auth_expires && time(NULL) + TOKEN_MARGIN_S >= r->auth_expires) {
+	if (r->auth && r->auth_expires && time(NULL) + r->auth_margin >= r->auth_expires) {
 		free_secret(&r->auth);
 		if (r->have_challenge)
 			k = bearer_locked(r, &r->challenge);
