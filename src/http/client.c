@@ -411,15 +411,3 @@ char *http_url_origin(const char *url)
 	free(port);
 	return r;
 }
-
-char *http_url_set_query(const char *url, const char *query)
-{
-	CURLU *u = url_parse(url);
-	if (!u)
-		return NULL;
-	char *r = NULL;
-	if (curl_url_set(u, CURLUPART_QUERY, query && *query ? query : NULL, 0) == CURLUE_OK)
-		r = url_get(u, CURLUPART_URL, 0);
-	curl_url_cleanup(u);
-	return r;
-}

@@ -108,8 +108,6 @@ char *http_escape(const char *s);
  * against `base` as a browser would.
  * http_url_origin: "scheme://host:port" with a lower-case host and the port always present,
  * for "same host?" checks.
- * http_url_set_query: url with its query replaced by `query` (NULL or "" removes it).
  */
 char *http_url_resolve(const char *base, const char *ref);
 char *http_url_origin(const char *url);
-char *http_url_set_query(const char *url, const char *query);

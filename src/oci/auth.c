@@ -150,7 +150,12 @@ char *oci_token_url(const struct oci_www_auth *a)
 		_cleanup_free_ char *e = http_escape(service);
 		strbuf_putf(&q, "%sservice=%s", q.len ? "&" : "", e);
 	}
-	return http_url_set_query(realm, q.buf);
+	/* replaced textually: a URL parser would re-normalise the escapes */
+	_cleanup_free_ char *origin = http_url_origin(realm);
+	if (!origin)
+		return NULL;
+	size_t keep = strcspn(realm, "?#");
+	return xasprintf("%.*s%s%s", (int)keep, realm, q.len ? "?" : "", q.buf);
 }
 
 char *oci_base64_encode(const void *data, size_t len)
