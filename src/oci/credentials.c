@@ -216,7 +216,7 @@ static int helper_get(const char *helper, const char *host, char **ret_user, cha
 	int r = run_helper(helper, "get", input, &out, &status);
 	if (r < 0) {
 		*ret_err = xasprintf("cannot run 'docker-credential-%s': %s", helper, strerror(-r));
-		return r;
+		return -EIO; /* not -ENOENT: that means "no credentials stored" */
 	}
 	if (status != 0) {
 		if (helper_says_not_found(&out))
