@@ -278,6 +278,7 @@ struct exchange {
 	size_t body_cap;
 	bool body_cap_strict;
 	bool follow_redirects;
+	bool auth_failed; /* set by exchange(): the failure came from authenticating, logged */
 };
 
 static bool is_redirect(long s)
@@ -323,9 +324,12 @@ static int exchange(struct oci_registry *r, struct exchange *x, struct http_resp
 {
 	_cleanup_free_ char *auth = NULL;
 	bool reauthed = false;
+	x->auth_failed = false;
 	int k = current_auth(r, &auth);
-	if (k < 0)
+	if (k < 0) {
+		x->auth_failed = true;
 		return k;
+	}
 	for (int hops = 0;; hops++) {
 		k = perform_once(r, x, auth, resp);
 		if (k < 0)
@@ -337,8 +341,10 @@ static int exchange(struct oci_registry *r, struct exchange *x, struct http_resp
 			reauthed = true;
 			free_secret(&auth);
 			k = authenticate(r, resp, &auth);
-			if (k < 0)
+			if (k < 0) {
+				x->auth_failed = true;
 				return k;
+			}
 			continue;
 		}
 		if (x->follow_redirects && is_redirect(resp->status) && hops < MAX_REDIRECTS) {
@@ -381,16 +387,27 @@ static int fail_status(struct oci_registry *r, const char *what, long expected,
 	return status_errno(resp->status);
 }
 
+/*
+ * Log a failed exchange (unless authentication already did) and return the contract's code:
+ * network failures become -ECONNRESET, timeouts stay -ETIMEDOUT, the rest (-EFBIG, -EPROTO,
+ * -EACCES, ...) pass through.
+ */
 static int fail_transport(struct oci_registry *r, const char *what, int k,
-			  const struct http_response *resp)
+			  const struct exchange *x, const struct http_response *resp)
 {
+	if (k == -ECONNREFUSED || k == -EHOSTUNREACH || k == -ECONNABORTED)
+		k = -ECONNRESET;
+	if (x->auth_failed)
+		return k;
 	return log_error_errno(k, "%s on '%s' failed%s%s", what, r->host, resp->error ? ": " : "",
 			       resp->error ? resp->error : "");
 }
 
+/* Worth another attempt: the network failed, not the data, the credentials or TLS trust. */
 static bool transport_retryable(int k)
 {
-	return k != -EFBIG && k != -EINVAL && k != -ENOMEM && k != -EBADMSG && k != -EACCES;
+	return k == -ECONNRESET || k == -ECONNREFUSED || k == -EHOSTUNREACH || k == -ETIMEDOUT ||
+	       k == -ECONNABORTED;
 }
 
 static bool status_retryable(long s)
@@ -430,11 +447,11 @@ static int exchange_retrying(struct oci_registry *r, struct exchange *x, const c
 		int k = exchange(r, x, resp);
 		bool src_err = x->source && x->source->error < 0;
 		if (k < 0 && (src_err || !transport_retryable(k)))
-			return src_err ? k : fail_transport(r, what, k, resp);
+			return src_err ? k : fail_transport(r, what, k, x, resp);
 		if (k >= 0 && !status_retryable(resp->status))
 			return 0;
 		if (attempt == MAX_ATTEMPTS)
-			return k < 0 ? fail_transport(r, what, k, resp)
+			return k < 0 ? fail_transport(r, what, k, x, resp)
 				     : fail_status(r, what, expected, resp);
 		backoff(r, attempt, k < 0 ? NULL : resp, what);
 	}
@@ -694,14 +711,14 @@ int oci_registry_get_blob(struct oci_registry *r, const char *digest, uint64_t o
 			break;
 		}
 		if (k < 0 && !transport_retryable(k)) {
-			k = fail_transport(r, what, k, &resp);
+			k = fail_transport(r, what, k, &x, &resp);
 			break;
 		}
 		/* a broken connection that delivered bytes earns a fresh set of attempts */
 		if (g.pos > pos0)
 			attempt = 1;
 		if (attempt == MAX_ATTEMPTS) {
-			k = k < 0 ? fail_transport(r, what, k, &resp)
+			k = k < 0 ? fail_transport(r, what, k, &x, &resp)
 				  : fail_status(r, what, 200, &resp);
 			break;
 		}
@@ -763,7 +780,7 @@ static int upload_step(struct oci_registry *r, struct exchange *x, const char *w
 		if (x->source && x->source->error < 0)
 			return x->source->error;
 		if (!transport_retryable(k))
-			return fail_transport(r, what, k, resp);
+			return fail_transport(r, what, k, x, resp);
 		log_info("%s on '%s' failed: %s", what, r->host, resp->error ? resp->error : "");
 		return 1;
 	}

@@ -44,7 +44,7 @@ class _Base:
         self.max_requests = max_requests
         self.lifetime = lifetime
         self.lock = threading.Lock()
-        self.stats = {"requests": 0}
+        self.stats = {"requests": 0, "connections": 0}
         self.httpd = _Server((host, 0), self._handler_class())
         self.host = f"{host}:{self.httpd.server_address[1]}"
         self._timer = None
@@ -85,6 +85,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        self.server_owner.count("connections")
 
     def _dispatch(self):
         o = self.server_owner

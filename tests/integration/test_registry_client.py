@@ -105,6 +105,15 @@ def test_parallel_transfers(probe, registry, tmp_path):
         assert (tmp_path / (f.name + ".out")).read_bytes() == f.read_bytes()
 
 
+def test_connections_are_reused(probe, fault_proxy, tmp_path):
+    # one thread, POST + 5 PATCH + PUT, sequentially through one client: keep-alive is used
+    f = random_file(tmp_path / "k.bin", 600_000)
+    push(probe, fault_proxy.host, "client/keep", f, chunk=100_000)
+    requests = fault_proxy.stats["requests"]
+    assert requests == 7
+    assert fault_proxy.stats["connections"] == 1
+
+
 # ------------------------------------------------------------------------------------------
 # htpasswd Basic auth
 
