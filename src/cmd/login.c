@@ -190,5 +190,6 @@ int cmd_login(int argc, char **argv)
 		r = oci_credentials_store(host, user, pass);
 	free_secret(user);
 	free_secret(pass);
-	return r < 0 ? r : 0;
+	/* every failure here is Tart's plain error, exit 1 (a 404 must not read as "no such VM") */
+	return r < 0 ? 1 : 0;
 }

@@ -35,5 +35,5 @@ int cmd_logout(int argc, char **argv)
 		return r;
 	/* nothing stored is success, as Tart's Keychain deletion treats "not found" */
 	r = oci_credentials_erase(argv[optind]);
-	return r < 0 ? r : 0;
+	return r < 0 ? 1 : 0;
 }

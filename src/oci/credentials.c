@@ -359,8 +359,11 @@ int oci_credentials_store(const char *host, const char *user, const char *pass)
 		r = run_helper(helper, "store", input, &out, &status);
 		explicit_bzero(input, strlen(input));
 		free(input);
-		if (r < 0)
-			return log_error_errno(r, "cannot run 'docker-credential-%s'", helper);
+		if (r < 0) {
+			/* -EIO, not the spawn's -ENOENT: that would read as "VM does not exist" */
+			log_error_errno(r, "cannot run 'docker-credential-%s'", helper);
+			return -EIO;
+		}
 		if (status != 0) {
 			_cleanup_free_ char *why = helper_failure(helper, "store", status, &out);
 			log_error("cannot store the credentials: %s", why);
@@ -402,8 +405,11 @@ int oci_credentials_erase(const char *host)
 		int status = 0;
 		strbuf_init(&out, HELPER_OUT_CAP);
 		r = run_helper(helper, "erase", input, &out, &status);
-		if (r < 0)
-			return log_error_errno(r, "cannot run 'docker-credential-%s'", helper);
+		if (r < 0) {
+			/* -EIO, not the spawn's -ENOENT: that would read as "VM does not exist" */
+			log_error_errno(r, "cannot run 'docker-credential-%s'", helper);
+			return -EIO;
+		}
 		if (status != 0 && !helper_says_not_found(&out)) {
 			_cleanup_free_ char *why = helper_failure(helper, "erase", status, &out);
 			log_error("cannot erase the credentials: %s", why);

@@ -395,12 +395,11 @@ static int fail_status(struct oci_registry *r, const char *what, long expected,
 static int fail_transport(struct oci_registry *r, const char *what, int k,
 			  const struct exchange *x, const struct http_response *resp)
 {
-	if (k == -ECONNREFUSED || k == -EHOSTUNREACH || k == -ECONNABORTED)
-		k = -ECONNRESET;
-	if (x->auth_failed)
-		return k;
-	return log_error_errno(k, "%s on '%s' failed%s%s", what, r->host, resp->error ? ": " : "",
-			       resp->error ? resp->error : "");
+	int mapped = k == -ECONNREFUSED || k == -EHOSTUNREACH || k == -ECONNABORTED ? -ECONNRESET : k;
+	if (!x->auth_failed)
+		log_error_errno(k, "%s on '%s' failed%s%s", what, r->host, resp->error ? ": " : "",
+				resp->error ? resp->error : "");
+	return mapped;
 }
 
 /* Worth another attempt: the network failed, not the data, the credentials or TLS trust. */

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from conftest import TART_BIN
-from registry_fixtures import (PASSWORD, USER, auth_registry, probe,  # noqa: F401
-                               token_proxy)
+from registry_fixtures import (PASSWORD, USER, auth_registry, fault_proxy,  # noqa: F401
+                               probe, token_proxy)
 
 
 def config_path(tart):
@@ -165,3 +165,19 @@ def test_cred_helpers_regex_lookup(probe, auth_registry, tmp_path):
     p = probe.run(host, "helper/y", "ping", env=env, check=False)
     assert probe.errno_of(p) == 13
     assert "Failed to retrieve credentials using" in p.stderr
+
+
+def test_failures_exit_1(tart, fault_proxy):
+    # a registry answering 404 on /v2/: invalid credentials, exit 1 (not 2, "no such VM")
+    fault_proxy.add_rule(method="GET", path="^/v2/$", action="status", code=404, times=5)
+    p = login(tart, fault_proxy.host, check=False)
+    assert p.returncode == 1 and "invalid credentials:" in p.stderr
+    # a configured credential helper that is not installed
+    cfg = config_path(tart)
+    cfg.parent.mkdir()
+    cfg.write_text(json.dumps({"credHelpers": {"127.0.0.1:1": "not-installed"}}))
+    p = tart.run("login", "127.0.0.1:1", "--username", "a", "--password-stdin", "--no-validate",
+                 input="b", check=False)
+    assert p.returncode == 1 and "docker-credential-not-installed" in p.stderr
+    p = tart.run("logout", "127.0.0.1:1", check=False)
+    assert p.returncode == 1 and "docker-credential-not-installed" in p.stderr
