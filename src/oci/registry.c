@@ -278,6 +278,12 @@ struct exchange {
 	size_t body_cap;
 	bool body_cap_strict;
 	bool follow_redirects;
+	/*
+	 * Where Authorization may go: the registry's origin (NULL), or for upload-session steps
+	 * the origin of the Location the registry handed out (Tart sends it there too). Redirect
+	 * hops to any other origin never carry it.
+	 */
+	const char *auth_origin;
 	bool auth_failed; /* set by exchange(): the failure came from authenticating, logged */
 };
 
@@ -293,8 +299,9 @@ static int perform_once(struct oci_registry *r, struct exchange *x, const char *
 	for (size_t i = 0; x->headers && i < x->headers->nr; i++)
 		strvec_push(&hdrs, x->headers->v[i]);
 	_cleanup_free_ char *origin = http_url_origin(x->url);
+	const char *trusted = x->auth_origin ? x->auth_origin : r->origin;
 	/* Authorization only ever goes to the registry itself, never to a redirect target */
-	if (auth && origin && streq(origin, r->origin))
+	if (auth && origin && streq(origin, trusted))
 		strvec_pushf(&hdrs, "Authorization: %s", auth);
 	if (x->source) {
 		x->source->pos = 0;
@@ -336,7 +343,7 @@ static int exchange(struct oci_registry *r, struct exchange *x, struct http_resp
 			return k;
 		if (resp->status == 401 && !reauthed) {
 			_cleanup_free_ char *origin = http_url_origin(x->url);
-			if (!origin || !streq(origin, r->origin))
+			if (!origin || !streq(origin, x->auth_origin ? x->auth_origin : r->origin))
 				return 0; /* not ours to answer */
 			reauthed = true;
 			free_secret(&auth);
@@ -760,9 +767,9 @@ static int check_range(struct oci_registry *r, const struct http_response *resp,
 		v += 6;
 	unsigned long long a, b;
 	if (sscanf(v, "%llu-%llu", &a, &b) != 2 || b != end)
-		return log_error_errno(-EPROTO,
-				       "'%s' acknowledged the upload range '%.100s', sent 0-%llu",
-				       r->host, v, (unsigned long long)end);
+		return log_msg_errno(LOG_WARNING, -EPROTO,
+				     "'%s' acknowledged the upload range '%.100s', sent 0-%llu",
+				     r->host, v, (unsigned long long)end);
 	return 0;
 }
 
@@ -835,8 +842,9 @@ static int upload_once(struct oci_registry *r, const char *digest, uint64_t size
 				     (unsigned long long)end);
 			struct source_body src = {.fn = source, .userdata = userdata, .start = off,
 						  .len = chunk_size};
+			_cleanup_free_ char *lo = http_url_origin(location);
 			struct exchange patch = {.method = "PATCH", .url = xstrdup(location),
-						 .headers = &hdrs, .source = &src};
+						 .headers = &hdrs, .source = &src, .auth_origin = lo};
 			k = upload_step(r, &patch, "PATCH blob chunk", 202, 201, true, resp);
 			free(patch.url);
 			if (k == 0)
@@ -851,8 +859,9 @@ static int upload_once(struct oci_registry *r, const char *digest, uint64_t size
 	/* the final PUT carries the last (or only) slice */
 	struct source_body src = {.fn = source, .userdata = userdata, .start = off,
 				  .len = size - off};
+	_cleanup_free_ char *lo = http_url_origin(location);
 	struct exchange put = {.method = "PUT", .url = with_digest(location, digest),
-			       .headers = &octet, .source = &src};
+			       .headers = &octet, .source = &src, .auth_origin = lo};
 	k = upload_step(r, &put, "PUT blob", 201, 201, true, resp);
 	free(put.url);
 	return k;

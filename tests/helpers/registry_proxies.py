@@ -92,6 +92,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self):
         o = self.server_owner
+        o.count("method_" + self.command)
         if o.count("requests") > o.max_requests:
             self.reply(503, b"request budget exhausted\n")
             self.close_connection = True
@@ -129,16 +130,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                      ("PUT", "POST", "PATCH") else None, headers=hdrs)
         return conn, conn.getresponse()
 
-    def forward(self, drop_auth=True, fault=None, extra=None, path=None):
-        """Relay to upstream; fault(handler, resp) may take over the body relay."""
+    def forward(self, drop_auth=True, fault=None, extra=None, path=None, override=None):
+        """Relay to upstream; fault(handler, resp) may take over the body relay; override
+        replaces response headers (lower-case names)."""
         body = self.read_body()
         conn, resp = self.upstream_request(body, drop_auth, extra, path)
         try:
             self.send_response(resp.status)
             length = resp.getheader("Content-Length")
+            override = override or {}
             for k, v in resp.getheaders():
                 if k.lower() not in HOP_HEADERS and k.lower() != "content-length":
-                    self.send_header(k, v)
+                    self.send_header(k, override.pop(k.lower(), v))
+            for k, v in override.items():
+                self.send_header(k, v)
             if length is not None:
                 self.send_header("Content-Length", length)
             else:
@@ -263,6 +268,7 @@ class FaultProxy(_Base):
       slow:     delay=<seconds before forwarding>
       corrupt:  at=<offset in the body whose byte is flipped>
       redirect: 307 to the sidecar (blob GETs)
+      header:   name=<response header>, value=<str> replaces it in the upstream's answer
     """
 
     def __init__(self, upstream, rules=(), upstream_auth=None, **kw):
@@ -319,6 +325,8 @@ class FaultProxy(_Base):
         if a == "redirect":
             h.read_body()
             return h.reply(307, b"", {"Location": f"http://{self.sidecar.host}/fetch{h.path}"})
+        if a == "header":
+            return h.forward(drop_auth=False, override={r["name"].lower(): r["value"]})
         if a == "drop":
             return h.forward(drop_auth=False, fault=lambda hh, resp: self._drop(hh, resp, r))
         if a == "corrupt":

@@ -217,6 +217,20 @@ def test_server_errors_and_rate_limits_are_retried(probe, fault_proxy, registry,
     assert "storage backend down" in p.stderr
 
 
+def test_upload_range_is_verified(probe, fault_proxy, tmp_path):
+    # a registry acknowledging less than was sent (ECR Public's fixed Range): start over
+    f = random_file(tmp_path / "rg.bin", 350_000)
+    fault_proxy.add_rule(method="PATCH", path="/blobs/uploads/", action="header", name="Range",
+                         value="0-10")
+    p = push(probe, fault_proxy.host, "fault/range", f, chunk=100_000)
+    assert p[str(f)] == sha(f)
+    assert fault_proxy.stats["fault_header"] == 1
+    assert fault_proxy.stats["method_POST"] == 2  # the upload was restarted
+    assert probe.run(fault_proxy.host, "fault/range", "exists", sha(f)).stdout.startswith("1 ")
+    out = tmp_path / "rg.out"
+    pull_equal(probe, fault_proxy.host, "fault/range", f, out)
+
+
 def test_stalled_response_is_aborted_and_retried(probe, fault_proxy, registry, tmp_path):
     f = random_file(tmp_path / "s.bin", 200_000)
     push(probe, registry.host, "fault/slow", f)
