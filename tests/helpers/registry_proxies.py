@@ -264,7 +264,7 @@ class _Sidecar(_Base):
 class FaultProxy(_Base):
     """rules: dicts with method, path (regex), action, times (default 1) and action options:
       drop:     after=<bytes of body relayed before the connection is cut>
-      status:   code=<int>, retry_after=<str>, body=<str> (the request is not forwarded)
+      status:   code=<int>, retry_after=<str>, body=<str>, headers=<dict> (not forwarded)
       slow:     delay=<seconds before forwarding>
       corrupt:  at=<offset in the body whose byte is flipped>
       redirect: 307 to the sidecar (blob GETs)
@@ -317,7 +317,9 @@ class FaultProxy(_Base):
         a = r["action"]
         if a == "status":
             h.read_body()
-            hdrs = {"Retry-After": str(r["retry_after"])} if "retry_after" in r else {}
+            hdrs = dict(r.get("headers", {}))
+            if "retry_after" in r:
+                hdrs["Retry-After"] = str(r["retry_after"])
             return h.reply(int(r["code"]), r.get("body", "injected fault").encode(), hdrs)
         if a == "slow":
             time.sleep(float(r.get("delay", 1)))

@@ -6,8 +6,8 @@ import errno
 import hashlib
 import json
 
-from registry_fixtures import (PASSWORD, USER, Probe, auth_registry, fault_proxy,  # noqa: F401
-                               probe, random_file, token_proxy)
+from registry_fixtures import (PASSWORD, USER, FaultProxy, TokenAuthProxy,  # noqa: F401
+                               auth_registry, fault_proxy, probe, random_file, token_proxy)
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
@@ -168,13 +168,35 @@ def test_bearer_token_flow(probe, token_proxy, tmp_path):
     assert PASSWORD not in p.stderr and "nope" not in p.stderr
 
 
+def test_anonymous_bearer_tokens(probe, registry, tmp_path):
+    # like Docker Hub's public images: a token service that asks for no credentials
+    proxy = TokenAuthProxy(registry.host, lifetime=300).start()
+    try:
+        f = random_file(tmp_path / "anon.bin", 100_000)
+        push(probe, proxy.host, "tok/anon", f)
+        pull_equal(probe, proxy.host, "tok/anon", f, tmp_path / "anon.out")
+        assert proxy.stats["tokens"] >= 1
+    finally:
+        proxy.stop()
+
+
+def test_challenges_tart_rejects(probe, fault_proxy):
+    for header, message in (("Digest realm=\"x\"", 'authentication scheme "Digest" is unsupported'),
+                            ("Bearer whatever", "malformed WWW-Authenticate")):
+        fault_proxy.add_rule(method="GET", path="^/v2/$", action="status", code=401,
+                             headers={"WWW-Authenticate": header})
+        p = probe.run(fault_proxy.host, "x/y", "ping", check=False)
+        assert p.returncode == 1 and message in p.stderr
+
+
 def test_token_renewed_mid_transfer(probe, registry, tmp_path):
     # tokens live 2 s; each proxied request takes 0.4 s, so a 12-chunk upload outlives several
-    from registry_fixtures import TokenAuthProxy
     proxy = TokenAuthProxy(registry.host, USER, PASSWORD, ttl=2, delay=0.4, lifetime=300).start()
     try:
+        # two threads share the registry object and its token cache
         f = random_file(tmp_path / "slow.bin", 1_200_000)
-        push(probe, proxy.host, "tok/renew", f, chunk=100_000, creds=(USER, PASSWORD))
+        g = random_file(tmp_path / "slow2.bin", 900_000)
+        push(probe, proxy.host, "tok/renew", f, g, chunk=100_000, creds=(USER, PASSWORD))
         pull_equal(probe, proxy.host, "tok/renew", f, tmp_path / "slow.out",
                    creds=(USER, PASSWORD))
         assert proxy.stats["tokens"] >= 3
@@ -261,7 +283,6 @@ def test_corrupted_blob_is_detected(probe, fault_proxy, registry, tmp_path):
 
 
 def test_redirect_never_carries_authorization(probe, auth_registry, tmp_path):
-    from registry_fixtures import FaultProxy
     proxy = FaultProxy(auth_registry.host, upstream_auth=f"{USER}:{PASSWORD}",
                        lifetime=300).start()
     try:
