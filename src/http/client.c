@@ -271,6 +271,11 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 	if (q->timeout_s > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT, q->timeout_s);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	/*
+	 * HTTP/1.1: parallel transfers use parallel connections anyway, and curl 7.88's HTTP/2
+	 * uploads are window-limited (slow multi-GB pushes).
+	 */
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	/* bigger pieces than curl's 16 KiB/64 KiB defaults: fewer callbacks and syscalls */
 	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
 	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);

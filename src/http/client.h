@@ -9,8 +9,8 @@
  *   the caller decides which headers (Authorization) may travel to the new host.
  * - Connections, DNS and TLS sessions are shared between the requests of one client (a CURLSH
  *   with pthread locks), so sequential and concurrent requests to a host reuse connections.
- * - Cookies are disabled (Harbor CSRF quirk); system CAs are used; "Expect: 100-continue" is
- *   never sent.
+ * - HTTP/1.1 only. Cookies are disabled (Harbor CSRF quirk); system CAs are used;
+ *   "Expect: 100-continue" is never sent; proxies from the usual environment variables apply.
  * - A stalled transfer is aborted: the client's low-speed limit (bytes/s over seconds).
  * - Transport failures map to -errno: -ETIMEDOUT (timeouts, stalls), -ECONNREFUSED,
  *   -EHOSTUNREACH (resolution), -ECONNRESET (connection dropped, short body, empty reply),
