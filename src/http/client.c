@@ -18,6 +18,7 @@ struct http_client {
 	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
 	struct http_client_options opts;
 	char *user_agent;
+	char *ca_file, *ca_path;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -54,6 +55,8 @@ int http_client_new(const struct http_client_options *opts, struct http_client *
 	if (c->opts.user_agent)
 		c->user_agent = xstrdup(c->opts.user_agent);
 	c->opts.user_agent = c->user_agent;
+	c->ca_file = c->opts.ca_file ? xstrdup(c->opts.ca_file) : NULL;
+	c->ca_path = c->opts.ca_path ? xstrdup(c->opts.ca_path) : NULL;
 	if (c->opts.connect_timeout_s <= 0)
 		c->opts.connect_timeout_s = 30;
 	if (c->opts.low_speed_limit <= 0)
@@ -86,6 +89,8 @@ struct http_client *http_client_free(struct http_client *c)
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&c->locks[i]);
 	free(c->user_agent);
+	free(c->ca_file);
+	free(c->ca_path);
 	free(c);
 	return NULL;
 }
@@ -282,6 +287,10 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL); /* bytes as stored: digests match */
 	if (c->opts.user_agent)
 		curl_easy_setopt(h, CURLOPT_USERAGENT, c->opts.user_agent);
+	if (c->ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+	if (c->ca_path)
+		curl_easy_setopt(h, CURLOPT_CAPATH, c->ca_path);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);

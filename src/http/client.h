@@ -32,6 +32,8 @@ struct http_client_options {
 	long low_speed_limit;    /* bytes/s; 0: 1 */
 	long low_speed_time_s;   /* 0: 60 s */
 	const char *user_agent;  /* NULL: none */
+	const char *ca_file;     /* NULL: the system CA bundle */
+	const char *ca_path;     /* NULL: the system CA directory */
 };
 
 int http_client_new(const struct http_client_options *opts, struct http_client **ret);

@@ -73,6 +73,12 @@ static long env_long(const char *name, long def, long min, long max)
 	return n;
 }
 
+static const char *env_nonempty(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : NULL;
+}
+
 int oci_registry_new(const char *host, const char *namespace,
 		     const struct oci_registry_options *opts, struct oci_registry **ret)
 {
@@ -84,6 +90,9 @@ int oci_registry_new(const char *host, const char *namespace,
 		.user_agent = ua,
 		/* test knob: how long a transfer may stall before it is aborted and retried */
 		.low_speed_time_s = env_long("TART_REGISTRY_STALL_TIMEOUT", 60, 1, 3600),
+		/* OpenSSL's variables for a private CA, as most Linux TLS clients honour them */
+		.ca_file = env_nonempty("SSL_CERT_FILE"),
+		.ca_path = env_nonempty("SSL_CERT_DIR"),
 	};
 	struct http_client *http = NULL;
 	int r = http_client_new(&ho, &http);

@@ -27,8 +27,9 @@ class Probe:
         self.env["TART_REGISTRY_RETRY_DELAY_MS"] = "50"
         self.env.setdefault("TART_LOG_LEVEL", "info")
 
-    def run(self, host, ns, *args, creds=None, check=True, env=None, timeout=300):
-        cmd = [str(PROBE), "--insecure"]
+    def run(self, host, ns, *args, creds=None, check=True, env=None, timeout=300,
+            insecure=True):
+        cmd = [str(PROBE)] + (["--insecure"] if insecure else [])
         if creds:
             cmd += ["--user", creds[0], "--password", creds[1]]
         cmd += [host, ns, *args]
@@ -93,3 +94,60 @@ def fault_proxy(registry):
 def random_file(path: Path, size: int):
     path.write_bytes(os.urandom(size))
     return path
+
+
+TLS_REGISTRY_CONFIG = """version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+http:
+  addr: 127.0.0.1:{port}
+  tls:
+    certificate: {cert}
+    key: {key}
+"""
+
+
+def make_tls_pair(d: Path):
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it."""
+    exe = shutil.which("openssl")
+    if not exe:
+        pytest.skip("openssl is not installed")
+
+    def run(*args):
+        subprocess.run([exe, *args], check=True, capture_output=True, cwd=d)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=tart-test-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return d / "ca.crt", d / "server.crt", d / "server.key"
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory):
+    """A docker-registry serving HTTPS with a certificate from a private CA; yields (host, ca)."""
+    from conftest import free_port, wait_port
+    exe = shutil.which("docker-registry")
+    if not exe:
+        pytest.skip("docker-registry is not installed (scripts/install-deps.sh installs it)")
+    d = tmp_path_factory.mktemp("tls-registry")
+    ca, cert, key = make_tls_pair(d)
+    port = free_port()
+    (d / "data").mkdir()
+    cfg = d / "config.yml"
+    cfg.write_text(TLS_REGISTRY_CONFIG.format(root=d / "data", port=port, cert=cert, key=key))
+    log = open(d / "registry.log", "w")
+    proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port)
+        yield f"127.0.0.1:{port}", ca
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

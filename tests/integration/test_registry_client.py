@@ -7,7 +7,8 @@ import hashlib
 import json
 
 from registry_fixtures import (PASSWORD, USER, FaultProxy, TokenAuthProxy,  # noqa: F401
-                               auth_registry, fault_proxy, probe, random_file, token_proxy)
+                               auth_registry, fault_proxy, probe, random_file, tls_registry,
+                               token_proxy)
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
@@ -112,6 +113,22 @@ def test_connections_are_reused(probe, fault_proxy, tmp_path):
     requests = fault_proxy.stats["requests"]
     assert requests == 7
     assert fault_proxy.stats["connections"] == 1
+
+
+def test_https_with_private_ca(probe, tls_registry, tmp_path):
+    host, ca = tls_registry
+    # the default scheme is https; the private CA is unknown: a TLS failure, not retried
+    p = probe.run(host, "tls/x", "ping", insecure=False, check=False)
+    assert p.returncode == 1 and probe.errno_of(p) == errno.EPROTO
+    assert "certificate" in p.stderr and "retrying" not in p.stderr
+    # trusted through SSL_CERT_FILE: push and pull over TLS
+    env = {"SSL_CERT_FILE": str(ca)}
+    f = random_file(tmp_path / "tls.bin", 1_000_000)
+    push_args = ["push-blob", "--chunk", "300000", str(f)]
+    assert probe.run(host, "tls/x", *push_args, insecure=False, env=env).stdout.split()[0] == sha(f)
+    got = tmp_path / "tls.out"
+    probe.run(host, "tls/x", "pull-blob", f"{sha(f)}={got}", insecure=False, env=env)
+    assert got.read_bytes() == f.read_bytes()
 
 
 # ------------------------------------------------------------------------------------------
