@@ -67,8 +67,10 @@ bool oci_cred_helper_key_matches(const char *key, const char *host)
 
 static int split_user_pass(const char *decoded, char **ret_user, char **ret_pass)
 {
+	/* split at the first ':' as Docker does (Tart insists on exactly one ':', which would
+	 * make passwords containing ':' stored by `tart login` unreadable) */
 	const char *colon = strchr(decoded, ':');
-	if (!colon || strchr(colon + 1, ':'))
+	if (!colon)
 		return -EBADMSG;
 	*ret_user = xstrndup(decoded, (size_t)(colon - decoded));
 	*ret_pass = xstrdup(colon + 1);

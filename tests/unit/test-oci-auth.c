@@ -197,6 +197,7 @@ static void test_docker_config_find(void **state)
 			   "\"https://index.docker.io/v1/\":{\"auth\":\"aHViOmh1Yg==\"},"
 			   "\"https://quay.io\":{\"username\":\"q\",\"password\":\"w\"},"
 			   "\"bad.io\":{\"auth\":\"bm9jb2xvbg==\"},"
+			   "\"colon.io\":{\"auth\":\"dTpwOnc=\"},"
 			   "\"ecr.local\":{}},"
 			   "\"credHelpers\":{\"(.*).dkr.ecr.(.*).amazonaws.com\":\"ecr-login\","
 			   "\"ecr.local\":\"local\"}}");
@@ -215,6 +216,12 @@ static void test_docker_config_find(void **state)
 	free(u);
 	free(p);
 	assert_int_equal(oci_docker_config_find(c, "bad.io", &u, &p, &h), -EBADMSG);
+	/* "u:p:w": the password keeps its colon */
+	assert_int_equal(oci_docker_config_find(c, "colon.io", &u, &p, &h), 1);
+	assert_string_equal(u, "u");
+	assert_string_equal(p, "p:w");
+	free(u);
+	free(p);
 	assert_int_equal(oci_docker_config_find(c, "1.dkr.ecr.eu-west-1.amazonaws.com", &u, &p, &h),
 			 2);
 	assert_string_equal(h, "ecr-login");
