@@ -93,4 +93,10 @@ int oci_registry_push_blob(struct oci_registry *r, const char *digest, uint64_t 
  * - Backoff: 0.5 s doubling up to 30 s (env TART_REGISTRY_RETRY_DELAY_MS for the first
  *   step), or Retry-After (capped at 120 s); 5 attempts.
  * - Progress of retries is logged at info level ("... retrying in N ms").
+ * - Not retried: TLS failures (untrusted certificate: -EPROTO), authentication failures
+ *   (-EACCES, or -EPROTO for an unsupported WWW-Authenticate scheme, -EBADMSG for a
+ *   malformed one), sink/source errors (their own code).
+ * - Authorization is sent to the registry's origin and to upload Locations it hands out;
+ *   never across a redirect to another origin. SSL_CERT_FILE / SSL_CERT_DIR select a
+ *   private CA. HTTP/1.1 only.
  */

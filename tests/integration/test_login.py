@@ -181,3 +181,16 @@ def test_failures_exit_1(tart, fault_proxy):
     assert p.returncode == 1 and "docker-credential-not-installed" in p.stderr
     p = tart.run("logout", "127.0.0.1:1", check=False)
     assert p.returncode == 1 and "docker-credential-not-installed" in p.stderr
+
+
+def test_password_with_colon_round_trip(tart, registry, probe):
+    from registry_fixtures import TokenAuthProxy
+    proxy = TokenAuthProxy(registry.host, "colon-user", "pa:ss:word", lifetime=120).start()
+    try:
+        login(tart, proxy.host, "colon-user", "pa:ss:word")
+        # the stored entry is read back by the client (token service checks the Basic pair)
+        probe.env["DOCKER_CONFIG"] = str(config_path(tart).parent)
+        probe.run(proxy.host, "colon/x", "exists", "sha256:" + "0" * 64)
+        assert proxy.stats.get("token_denied", 0) == 0 and proxy.stats["tokens"] >= 1
+    finally:
+        proxy.stop()
