@@ -405,3 +405,18 @@ def test_gc_waits_for_a_pull_linking_under_the_host_lock(tart):
                 p.wait()
     assert surviving_digests(tart.home) == {digest_dir}
     assert symlinks(tart.home) == {repo / "latest"}
+
+
+def test_incomplete_digest_dirs_are_not_prune_candidates(tart):
+    """A digest directory missing one of its three files (written in place by an older or
+    interrupted tool) is not an image: prune leaves it to the GC rules, as Tart lists only
+    initialized VM directories."""
+    now = time.time()
+    full = make_image(tart.home, "img", "full", 0, tags=["t1"])
+    partial = make_image(tart.home, "img", "partial", 0, tags=["t2"])
+    (partial / "nvram.bin").unlink()
+    os.utime(partial, (0, 0))
+    tart.run("prune", "--older-than", "0", "--space-budget", "0")
+    assert surviving_digests(tart.home) == {partial}
+    assert sorted(p.name for p in partial.iterdir()) == ["config.json", "disk.img"]
+    assert not full.exists()
