@@ -67,7 +67,8 @@ int vm_storage_list_local(struct vm_entry_list *ret)
 			free(p);
 	}
 	closedir(d);
-	qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
+	if (l.nr > 1)
+		qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
 	*ret = l;
 	return 0;
 }
@@ -174,7 +175,8 @@ static int list_oci(bool digests_only, struct vm_entry_list *ret)
 	struct vm_entry_list l = {0};
 	_cleanup_free_ char *ocis = home_path("cache/OCIs");
 	walk_cache(ocis, "", 0, digests_only, &l);
-	qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
+	if (l.nr > 1)
+		qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
 	*ret = l;
 	return 0;
 }
