@@ -474,7 +474,16 @@ int vm_cache_delete(const struct oci_ref *ref)
 	_cleanup_free_ char *p = vm_cache_path(ref);
 	_cleanup_free_ char *s = oci_ref_to_string(ref);
 	struct stat lst;
-	if (lstat(p, &lst) < 0) {
+	struct vm_dir vd = {.path = p, .name = s};
+	/*
+	 * A tag is a symlink (or, from old caches, an image directory). The path of tag "b" in
+	 * "host/a" is also the namespace directory of every "host/a/b/..." image: never take a
+	 * plain directory for a tag, or deleting "host/a:b" would delete all of those.
+	 */
+	bool ok = lstat(p, &lst) == 0 &&
+		  (S_ISLNK(lst.st_mode) ||
+		   (S_ISDIR(lst.st_mode) && (ref->digest || vm_dir_initialized(&vd))));
+	if (!ok) {
 		log_error("the specified VM \"%s\" does not exist", s);
 		return -ENOENT;
 	}

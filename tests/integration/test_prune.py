@@ -420,3 +420,19 @@ def test_incomplete_digest_dirs_are_not_prune_candidates(tart):
     assert surviving_digests(tart.home) == {partial}
     assert sorted(p.name for p in partial.iterdir()) == ["config.json", "disk.img"]
     assert not full.exists()
+
+
+def test_delete_of_a_tag_never_deletes_a_namespace_directory(tart):
+    """The path of tag "b" in repository "img" is also the namespace directory of every
+    "img/b/..." image: `delete host/img:b` must not take that directory for a tag."""
+    now = time.time()
+    nested = make_image(tart.home, "img/b", "nested", now, tags=["latest"])
+    p = tart.run("delete", "127.0.0.1:5000/img:b", check=False)
+    assert p.returncode == 2 and "does not exist" in p.stderr
+    assert surviving_digests(tart.home) == {nested}
+    assert (nested.parent / "latest").is_symlink()
+    # A stray regular file is not an image either.
+    (nested.parent.parent / "stray").write_text("x")
+    p = tart.run("delete", "127.0.0.1:5000/img:stray", check=False)
+    assert p.returncode == 2
+    assert (nested.parent.parent / "stray").exists()
