@@ -67,7 +67,8 @@ int vm_storage_list_local(struct vm_entry_list *ret)
 			free(p);
 	}
 	closedir(d);
-	qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
+	if (l.nr > 1)
+		qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
 	*ret = l;
 	return 0;
 }
@@ -174,7 +175,8 @@ static int list_oci(bool digests_only, struct vm_entry_list *ret)
 	struct vm_entry_list l = {0};
 	_cleanup_free_ char *ocis = home_path("cache/OCIs");
 	walk_cache(ocis, "", 0, digests_only, &l);
-	qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
+	if (l.nr > 1)
+		qsort(l.v, l.nr, sizeof(*l.v), cmp_entry);
 	*ret = l;
 	return 0;
 }
@@ -378,11 +380,26 @@ static bool gc_is_pinned(const char *digest_dir)
 	return fs_exists(marker);
 }
 
-void vm_cache_gc(void)
+int vm_cache_lock_host_dir(const char *host_dir)
+{
+	int r = fs_mkdir_p(host_dir, 0755);
+	if (r < 0)
+		return log_error_errno(r, "cannot create '%s'", host_dir);
+	int fd = fs_open_flock(host_dir, true);
+	if (fd == -EWOULDBLOCK) {
+		log_info("waiting for lock...");
+		fd = fs_open_flock(host_dir, false);
+	}
+	if (fd < 0)
+		return log_error_errno(fd, "cannot lock '%s'", host_dir);
+	return fd;
+}
+
+void vm_cache_gc_host_locked(const char *host_dir)
 {
 	_cleanup_free_ char *ocis = home_path("cache/OCIs");
 	struct gc_state st = {0};
-	gc_walk(ocis, 0, &st);
+	gc_walk(host_dir, 1, &st);
 	for (size_t i = 0; i < st.nlinks; i++)
 		gc_remove_dangling(st.links[i]);
 	for (size_t i = 0; i < st.ntrash; i++) {
@@ -391,10 +408,11 @@ void vm_cache_gc(void)
 			(void)fs_rm_rf(st.trash[i]);
 	}
 	/*
-	 * Take the deleter's lock on every unpinned digest directory first, then look for links:
-	 * a pull links a tag while holding vm_cache_use() on the target (or the lock of the staging
-	 * directory it renamed into place), so a link either exists by now or cannot be created
-	 * until we let go. Locked-by-someone directories are in use and skipped.
+	 * Take the deleter's lock on every unpinned digest directory first, then look for links
+	 * (in the whole cache, whatever host they are under): a pull links a tag while holding the
+	 * host lock, or vm_cache_use() on the target, or the lock of the staging directory it
+	 * renamed into place, so a link either exists by now or cannot be created until we let
+	 * go. Directories locked by someone else are in use and skipped.
 	 */
 	int *fds = xcalloc(st.ndigests ? st.ndigests : 1, sizeof(int));
 	for (size_t i = 0; i < st.ndigests; i++)
@@ -421,12 +439,51 @@ void vm_cache_gc(void)
 	gc_state_release(&st);
 }
 
+void vm_cache_gc(void)
+{
+	_cleanup_free_ char *ocis = home_path("cache/OCIs");
+	DIR *d = opendir(ocis);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+			continue;
+		_cleanup_free_ char *hd = path_join(ocis, de->d_name);
+		struct stat lst;
+		if (lstat(hd, &lst) < 0)
+			continue;
+		/* A host directory that is a symlink is never followed: it may lead out of the cache. */
+		if (S_ISLNK(lst.st_mode)) {
+			gc_remove_dangling(hd);
+			continue;
+		}
+		if (!S_ISDIR(lst.st_mode))
+			continue;
+		/* Pulls link new digest directories under this lock: never collect in between. */
+		_cleanup_close_ int fd = fs_open_flock(hd, false);
+		if (fd < 0)
+			continue;
+		vm_cache_gc_host_locked(hd);
+	}
+	closedir(d);
+}
+
 int vm_cache_delete(const struct oci_ref *ref)
 {
 	_cleanup_free_ char *p = vm_cache_path(ref);
 	_cleanup_free_ char *s = oci_ref_to_string(ref);
 	struct stat lst;
-	if (lstat(p, &lst) < 0) {
+	struct vm_dir vd = {.path = p, .name = s};
+	/*
+	 * A tag is a symlink (or, from old caches, an image directory). The path of tag "b" in
+	 * "host/a" is also the namespace directory of every "host/a/b/..." image: never take a
+	 * plain directory for a tag, or deleting "host/a:b" would delete all of those.
+	 */
+	bool ok = lstat(p, &lst) == 0 &&
+		  (S_ISLNK(lst.st_mode) ||
+		   (S_ISDIR(lst.st_mode) && (ref->digest || vm_dir_initialized(&vd))));
+	if (!ok) {
 		log_error("the specified VM \"%s\" does not exist", s);
 		return -ENOENT;
 	}

@@ -357,3 +357,82 @@ def test_gc_repairs_tags_of_a_moved_tart_home(tart, tmp_path):
     assert os.readlink(repo / "latest") == str(a)
     assert not b.exists()
     assert "127.0.0.1:5000/img:latest" in tart.run("list", "-q").stdout.split()
+
+
+PULLER = """
+import fcntl, os, sys
+host_dir, staging, digest_dir, tag = sys.argv[1:5]
+fd = os.open(host_dir, os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print('locked', flush=True)
+sys.stdin.readline()
+os.rename(staging, digest_dir)          # the new image lands, not linked yet...
+os.symlink(digest_dir, tag + '.tmp')    # ...then its tag, atomically
+os.rename(tag + '.tmp', tag)
+"""
+
+
+def test_gc_waits_for_a_pull_linking_under_the_host_lock(tart):
+    """A pull moves a digest directory into place and links its tag under the per-host lock;
+    a GC that ran in between would see an unreferenced image and delete it."""
+    import subprocess
+    import sys
+    from prune_fixtures import HOST_DIR, _fill_vm_dir
+    host_dir = tart.home / "cache" / "OCIs" / HOST_DIR
+    repo = host_dir / "img"
+    repo.mkdir(parents=True)
+    staging = tart.home / "staging-test"
+    _fill_vm_dir(staging)
+    digest_dir = repo / digest_of("new")
+    puller = subprocess.Popen([sys.executable, "-c", PULLER, str(host_dir), str(staging),
+                               str(digest_dir), str(repo / "latest")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    gc = None
+    try:
+        assert puller.stdout.readline().strip() == "locked"
+        gc = tart.popen("prune", "--gc", stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        assert gc.poll() is None  # waiting for the host lock
+        puller.stdin.write("go\n")
+        puller.stdin.flush()
+        assert puller.wait(timeout=30) == 0
+        _, err = gc.communicate(timeout=30)
+        assert gc.returncode == 0, err
+    finally:
+        for p in (puller, gc):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert surviving_digests(tart.home) == {digest_dir}
+    assert symlinks(tart.home) == {repo / "latest"}
+
+
+def test_incomplete_digest_dirs_are_not_prune_candidates(tart):
+    """A digest directory missing one of its three files (written in place by an older or
+    interrupted tool) is not an image: prune leaves it to the GC rules, as Tart lists only
+    initialized VM directories."""
+    now = time.time()
+    full = make_image(tart.home, "img", "full", 0, tags=["t1"])
+    partial = make_image(tart.home, "img", "partial", 0, tags=["t2"])
+    (partial / "nvram.bin").unlink()
+    os.utime(partial, (0, 0))
+    tart.run("prune", "--older-than", "0", "--space-budget", "0")
+    assert surviving_digests(tart.home) == {partial}
+    assert sorted(p.name for p in partial.iterdir()) == ["config.json", "disk.img"]
+    assert not full.exists()
+
+
+def test_delete_of_a_tag_never_deletes_a_namespace_directory(tart):
+    """The path of tag "b" in repository "img" is also the namespace directory of every
+    "img/b/..." image: `delete host/img:b` must not take that directory for a tag."""
+    now = time.time()
+    nested = make_image(tart.home, "img/b", "nested", now, tags=["latest"])
+    p = tart.run("delete", "127.0.0.1:5000/img:b", check=False)
+    assert p.returncode == 2 and "does not exist" in p.stderr
+    assert surviving_digests(tart.home) == {nested}
+    assert (nested.parent / "latest").is_symlink()
+    # A stray regular file is not an image either.
+    (nested.parent.parent / "stray").write_text("x")
+    p = tart.run("delete", "127.0.0.1:5000/img:stray", check=False)
+    assert p.returncode == 2
+    assert (nested.parent.parent / "stray").exists()
