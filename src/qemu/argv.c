@@ -196,7 +196,7 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 		_cleanup_free_ char *p = esc(s->shares[i].socket_path);
 		_cleanup_free_ char *t = esc(s->shares[i].tag);
 		strvec_push(&v, "-chardev");
-		strvec_pushf(&v, "socket,id=vfs%zu,path=%s", i, p);
+		strvec_pushf(&v, "socket,id=vfs%zu,path=%s,abstract=on", i, p);
 		strvec_push(&v, "-device");
 		strvec_pushf(&v, "vhost-user-fs-pci,chardev=vfs%zu,tag=%s", i, t);
 	}

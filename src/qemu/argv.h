@@ -33,7 +33,7 @@ struct qemu_drive {
 
 struct qemu_share {
 	const char *tag;
-	const char *socket_path; /* virtiofsd's vhost-user socket (already listening) */
+	const char *socket_path; /* abstract socket name of virtiofsd's vhost-user socket */
 };
 
 enum qemu_serial {

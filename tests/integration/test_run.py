@@ -1,0 +1,249 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`tart run` / `stop` / `suspend` on QEMU with the tiny guest, under TCG (the `tart` fixture
+sets TART_ACCEL=tcg) and user networking with restrict=on only."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from run_fixtures import (finish, make_tiny_vm, pid_alive, run_state, serial_log, set_config,
+                          start_run, tiny_guest, wait_serial)  # noqa: F401 (fixture)
+
+
+def test_direct_kernel_boot_powers_off(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm")
+    p = tart.run("run", "vm", "--no-graphics", check=False, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "TART-TEST-MARKER" in serial_log(tart, "vm")
+    assert not (tart.vm_dir("vm") / "run.json").exists()
+    assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
+
+
+def test_uefi_boot_powers_off(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", uefi=True)
+    p = tart.run("run", "vm", check=False, timeout=300)
+    assert p.returncode == 0, p.stderr
+    log = serial_log(tart, "vm")
+    assert "TART-TEST-MARKER" in log
+    # The firmware really ran: OVMF's boot manager announces the boot option it starts.
+    assert "BdsDxe" in log
+
+
+def test_second_run_fails_and_state_is_running(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="wait")
+    proc = start_run(tart, "vm")
+    try:
+        wait_serial(tart, "vm", "TART-TEST-MARKER", proc)
+        second = tart.run("run", "vm", check=False, timeout=60)
+        assert second.returncode == 2
+        assert 'VM "vm" is already running!' in second.stderr
+        info = tart.json("get", "vm", "--format", "json")
+        assert info["State"] == "running" and info["Running"] is True
+        rows = tart.json("list", "--format", "json")
+        assert [r["State"] for r in rows if r["Name"] == "vm"] == ["running"]
+        assert run_state(tart, "vm")["accel"] == "tcg"
+    finally:
+        assert tart.run("stop", "vm", check=False, timeout=120).returncode == 0
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert "TART-TEST-ACPI-POWEROFF" in serial_log(tart, "vm")
+
+
+def test_stop_of_guest_ignoring_acpi_ends_within_timeout(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="ignore-acpi")
+    proc = start_run(tart, "vm")
+    wait_serial(tart, "vm", "TART-TEST-MARKER", proc)
+    p = tart.run("stop", "vm", "--timeout", "3", check=False, timeout=60)
+    assert p.returncode == 0, p.stderr
+    # stop returns only once the run lock is free: the VM is gone now.
+    assert proc.poll() is not None or finish(proc, 10)[0] is not None
+    code, _, err = finish(proc, 10)
+    assert code == 0, err
+    assert "TART-TEST-ACPI-POWEROFF" not in serial_log(tart, "vm")
+    assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
+
+
+def test_sigusr2_requests_guest_shutdown(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="wait")
+    proc = start_run(tart, "vm")
+    wait_serial(tart, "vm", "TART-TEST-MARKER", proc)
+    proc.send_signal(signal.SIGUSR2)
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert "Requesting guest OS to stop..." in err
+    assert "TART-TEST-ACPI-POWEROFF" in serial_log(tart, "vm")
+
+
+def test_sigkill_of_run_leaves_no_qemu_and_next_run_works(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="wait")
+    proc = start_run(tart, "vm")
+    wait_serial(tart, "vm", "TART-TEST-MARKER", proc)
+    qemu = run_state(tart, "vm")["qemuPid"]
+    assert pid_alive(qemu)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.time() + 10
+    while pid_alive(qemu) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(qemu), "QEMU outlived its tart run"
+    assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
+    set_config(tart, "vm", cmdline="console=ttyS0 quiet tart.test=poweroff")
+    p = tart.run("run", "vm", check=False, timeout=180)
+    assert p.returncode == 0, p.stderr
+
+
+def test_stop_and_suspend_of_stopped_vm_exit_2(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm")
+    p = tart.run("stop", "vm", check=False)
+    assert p.returncode == 2 and 'VM "vm" is not running' in p.stderr
+    p = tart.run("suspend", "vm", check=False)
+    assert p.returncode == 2 and 'VM "VM "vm" is not running" is not running' in p.stderr
+    p = tart.run("run", "missing", check=False)
+    assert p.returncode == 2 and 'the specified VM "missing" does not exist' in p.stderr
+
+
+def _uptimes(text):
+    return [float(x) for x in re.findall(r"TART-TEST-UPTIME ([0-9.]+)", text)]
+
+
+def test_suspend_then_resume_keeps_uptime_running(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="uptime")
+    proc = start_run(tart, "vm")
+    wait_serial(tart, "vm", r"TART-TEST-UPTIME .*\n(.|\n)*TART-TEST-UPTIME ", proc)
+    p = tart.run("suspend", "vm", check=False, timeout=300)
+    assert p.returncode == 0, p.stderr
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert "snapshot created successfully!" in err
+    before = max(_uptimes(serial_log(tart, "vm")))
+    assert (tart.vm_dir("vm") / "state.vzvmsave").stat().st_size > 0
+    assert tart.json("get", "vm", "--format", "json")["State"] == "suspended"
+    assert [r["State"] for r in tart.json("list", "--format", "json")] == ["suspended"]
+
+    proc = start_run(tart, "vm")
+    wait_serial(tart, "vm", r"TART-TEST-UPTIME ", proc)
+    assert not (tart.vm_dir("vm") / "state.vzvmsave").exists()
+    after = _uptimes(serial_log(tart, "vm"))
+    # The guest carried on: its clock continues from where it was, no new boot.
+    assert "TART-TEST-BOOTED" not in serial_log(tart, "vm")
+    assert min(after) > before
+    assert tart.run("stop", "vm", check=False, timeout=120).returncode == 0
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert "restoring VM state from a snapshot..." in err
+
+
+def test_stop_discards_suspended_state_and_truncated_state_is_an_error(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="wait")
+    proc = start_run(tart, "vm")
+    wait_serial(tart, "vm", "TART-TEST-MARKER", proc)
+    assert tart.run("suspend", "vm", check=False, timeout=300).returncode == 0
+    finish(proc)
+    state = tart.vm_dir("vm") / "state.vzvmsave"
+    size = state.stat().st_size
+    with open(state, "r+b") as f:
+        f.truncate(size // 3)
+    p = tart.run("run", "vm", check=False, timeout=180)
+    assert p.returncode == 1
+    assert "tart stop vm" in p.stderr
+    assert state.exists()
+    assert tart.run("stop", "vm", check=False).returncode == 0
+    assert not state.exists()
+    assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
+    set_config(tart, "vm", cmdline="console=ttyS0 quiet tart.test=poweroff")
+    p = tart.run("run", "vm", check=False, timeout=180)
+    assert p.returncode == 0, p.stderr
+
+
+def test_extra_disk_is_readable_and_writable(tart, tiny_guest, tmp_path):
+    make_tiny_vm(tart, tiny_guest, "vm", test="disk")
+    disk = tmp_path / "extra.img"
+    with open(disk, "wb") as f:
+        f.write(b"hello-from-host\n")
+        f.truncate(1 << 20)
+    p = tart.run("run", "vm", "--disk", f"{disk}:sync=none", check=False, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "TART-TEST-DISK-READ hello-from-host" in serial_log(tart, "vm")
+    with open(disk, "rb") as f:
+        f.seek(512)
+        assert f.read(17) == b"written-by-guest\n"
+
+
+def test_shared_directory_is_readable_and_writable(tart, tiny_guest, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("Debian's virtiofsd (C) needs root for its sandbox")
+    make_tiny_vm(tart, tiny_guest, "vm", test="virtiofs")
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "hello.txt").write_text("hello-from-host\n")
+    p = tart.run("run", "vm", "--dir", str(share), check=False, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "TART-TEST-VIRTIOFS-READ hello-from-host" in serial_log(tart, "vm")
+    assert (share / "from-guest.txt").read_text() == "written-by-guest\n"
+
+
+def test_serial_pty(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="wait")
+    proc = start_run(tart, "vm", "--serial")
+    line = proc.stdout.readline()
+    m = re.match(r"Successfully open pty (/dev/pts/\d+)$", line.strip())
+    assert m, line
+    fd = os.open(m.group(1), os.O_RDONLY | os.O_NOCTTY)
+    try:
+        buf = b""
+        deadline = time.time() + 120
+        while b"TART-TEST-MARKER" not in buf and time.time() < deadline:
+            buf += os.read(fd, 4096)
+        assert b"TART-TEST-MARKER" in buf
+    finally:
+        os.close(fd)
+        tart.run("stop", "vm", check=False, timeout=120)
+    assert finish(proc)[0] == 0
+
+
+def test_vnc_server_prints_url_and_speaks_rfb(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="wait")
+    proc = start_run(tart, "vm", "--vnc")
+    try:
+        line = proc.stdout.readline().strip()
+        m = re.match(r"VNC server is running at vnc://:([A-Za-z0-9]{8})@127\.0\.0\.1:(\d+)$",
+                     line)
+        assert m, line
+        with socket.create_connection(("127.0.0.1", int(m.group(2))), timeout=10) as s:
+            assert s.recv(12).startswith(b"RFB 003.")
+    finally:
+        tart.run("stop", "vm", check=False, timeout=120)
+    assert finish(proc)[0] == 0
+
+
+def test_user_networking_forwards_ssh(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="wait")
+    proc = start_run(tart, "vm")
+    try:
+        wait_serial(tart, "vm", "TART-TEST-SSHD-STARTED", proc)
+        info = run_state(tart, "vm")
+        assert info["netMode"] == "user"
+        port = int(info["net"].split("ssh-port=")[1])
+        key = tiny_guest / "id_ed25519"
+        cmd = ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+               "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "root@127.0.0.1",
+               "cat /sys/class/net/eth0/address"]
+        out = None
+        for _ in range(30):
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            if r.returncode == 0:
+                out = r.stdout.strip()
+                break
+            time.sleep(1)
+        mac = tart.json("get", "vm", "--format", "json")
+        assert out is not None
+        cfg = (tart.vm_dir("vm") / "config.json").read_text()
+        assert out in cfg, (out, mac)
+    finally:
+        tart.run("stop", "vm", check=False, timeout=120)
+    assert finish(proc)[0] == 0
