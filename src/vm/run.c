@@ -278,8 +278,10 @@ static int setup_disks(struct run *r, const struct vm_run_options *o)
 		r->n_disks = i + 1;
 		d->path = r->disk_paths[i];
 		struct stat st;
-		if (stat(d->path, &st) < 0)
-			return log_error_errno(negerrno(), "cannot use disk '%s'", d->path);
+		if (stat(d->path, &st) < 0) {
+			log_error_errno(negerrno(), "cannot use disk '%s'", d->path);
+			return -EINVAL; /* not -ENOENT: that would say the VM does not exist */
+		}
 		enum qemu_img_format f = QEMU_IMG_RAW;
 		if (S_ISREG(st.st_mode)) {
 			k = qemu_img_detect(d->path, &f);
@@ -387,7 +389,7 @@ static int setup_serial(struct run *r, const struct vm_run_options *o, struct qe
 		struct stat st;
 		if (stat(o->serial_path, &st) < 0) {
 			log_error("Failed to open PTY '%s': %s", o->serial_path, strerror(errno));
-			return -ENOENT;
+			return -EINVAL;
 		}
 		s->serial = S_ISCHR(st.st_mode) ? QEMU_SERIAL_TTY : QEMU_SERIAL_FILE;
 		s->serial_path = o->serial_path;
