@@ -546,6 +546,8 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		keep[n++] = r->incoming_fd;
 	for (size_t i = 0; i < r->net.n_pass_fds && n < ARRAY_SIZE(keep); i++)
 		keep[n++] = r->net.pass_fds[i];
+	/* Wall clock of the spawn, for bench/boot.sh (tart's own cost before QEMU runs). */
+	log_debug("spawning QEMU at realtime %llu us", (unsigned long long)now_realtime_usec());
 	k = qemu_process_spawn(&argv, keep, n, &r->qemu);
 	if (k < 0)
 		return log_error_errno(k, "cannot start '%s'", r->qemu_bin);
