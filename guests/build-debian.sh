@@ -69,7 +69,7 @@ printf 'title Debian\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' "$CMDLIN
 mcopy -i $W/esp $W/loader.conf ::/loader/loader.conf
 mcopy -i $W/esp $W/debian.conf ::/loader/entries/debian.conf
 dd if=$W/esp of=$IMG bs=1M seek=1 conv=notrunc,sparse status=none
-mkfs.ext4 -q -L root -d $ROOT $W/root.ext4 $(((P2_END - P2_START + 1) / 2))k
+mkfs.ext4 -q -L root -d $ROOT $W/root.ext4 $(((P2_END - P2_START + 1) / 2))k >/dev/null
 dd if=$W/root.ext4 of=$IMG bs=512 seek=$P2_START conv=notrunc,sparse status=none
 echo "$CMDLINE" > $OUTD/cmdline
 touch $OUTD/.done

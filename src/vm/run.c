@@ -577,9 +577,19 @@ static int qemu_failed(struct run *r, const char *what)
 	return 1;
 }
 
+static int restore_failed(struct run *r)
+{
+	qemu_failed(r, "cannot restore the VM state");
+	log_error("the saved state of VM \"%s\" cannot be restored: run 'tart stop %s' to discard it",
+		  r->dir.name, r->dir.name);
+	return 1;
+}
+
 static int connect_qmp(struct run *r)
 {
 	int k = qemu_qmp_open(&r->qmp, r->qmp_fds[0], QMP_TIMEOUT_MS);
+	if (k < 0 && r->incoming_fd >= 0)
+		return restore_failed(r);
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
 	r->qmp_open = true;
@@ -597,13 +607,8 @@ static int finish_restore(struct run *r)
 	for (;;) {
 		_cleanup_json_ json_t *ret = NULL;
 		int k = qemu_qmp_call(&r->qmp, "query-status", NULL, QMP_TIMEOUT_MS, &ret, NULL);
-		if (k < 0) {
-			qemu_failed(r, "cannot restore the VM state");
-			log_error("the saved state of VM \"%s\" cannot be restored: run 'tart stop %s' "
-				  "to discard it",
-				  r->dir.name, r->dir.name);
-			return 1;
-		}
+		if (k < 0)
+			return restore_failed(r);
 		const char *st = json_string_value(json_object_get(ret, "status"));
 		if (st && !streq(st, "inmigrate")) {
 			if (!streq(st, "running"))

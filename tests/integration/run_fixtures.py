@@ -53,8 +53,11 @@ def make_tiny_vm(tart, guest, name, test="poweroff", uefi=False, extra_cmdline="
         subprocess.run(["cp", "--sparse=always", str(guest / "uefi.img"), str(d / "disk.img")],
                        check=True)
     else:
-        shutil.copy(guest / "kernel", d / "kernel")
-        shutil.copy(guest / "initramfs", d / "initramfs")
+        for f in ("kernel", "initramfs"):  # hard links: tart never writes them
+            try:
+                os.link(guest / f, d / f)
+            except OSError:
+                shutil.copy(guest / f, d / f)
         set_config(tart, name,
                    cmdline=f"console=ttyS0 quiet tart.test={test} {extra_cmdline}".strip())
     return d
@@ -67,6 +70,8 @@ def serial_log(tart, name):
 
 def wait_serial(tart, name, pattern, proc=None, timeout=120):
     """Wait until serial.log matches pattern; fails if proc exits first."""
+    if proc is not None:
+        wait_running(tart, name, proc)  # serial.log of an earlier run is rotated by then
     deadline = time.time() + timeout
     rx = re.compile(pattern)
     while time.time() < deadline:
@@ -94,6 +99,21 @@ def finish(proc, timeout=120):
         out, err = proc.communicate()
         raise AssertionError(f"tart run did not end within {timeout} s: {err}")
     return proc.returncode, out, err
+
+
+def wait_running(tart, name, proc, timeout=60):
+    """Wait until this run has started QEMU (its run.json names proc)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if run_state(tart, name)["pid"] == proc.pid:
+                return
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"tart run exited {proc.returncode}: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"tart run did not start the VM within {timeout} s")
 
 
 def run_state(tart, name):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from run_fixtures import (finish, make_tiny_vm, pid_alive, run_state, serial_log, set_config,
-                          start_run, tiny_guest, wait_serial)  # noqa: F401 (fixture)
+                          start_run, tiny_guest, wait_running, wait_serial)  # noqa: F401 (fixture)
 
 
 def test_direct_kernel_boot_powers_off(tart, tiny_guest):
@@ -125,6 +125,7 @@ def test_suspend_then_resume_keeps_uptime_running(tart, tiny_guest):
     assert [r["State"] for r in tart.json("list", "--format", "json")] == ["suspended"]
 
     proc = start_run(tart, "vm")
+    wait_running(tart, "vm", proc)
     wait_serial(tart, "vm", r"TART-TEST-UPTIME ", proc)
     assert not (tart.vm_dir("vm") / "state.vzvmsave").exists()
     after = _uptimes(serial_log(tart, "vm"))
