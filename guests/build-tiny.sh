@@ -100,8 +100,12 @@ disk)
 virtiofs)
   TAG=$(arg tart.tag); TAG=${TAG:-com.apple.virtio-fs.automount}
   if mount -t virtiofs "$TAG" /mnt; then
-    echo "TART-TEST-VIRTIOFS-READ $(cat /mnt/hello.txt 2>/dev/null)"
-    echo written-by-guest > /mnt/from-guest.txt && sync && echo "TART-TEST-VIRTIOFS-WRITTEN"
+    SUB=$(arg tart.sub); D=/mnt${SUB:+/$SUB}
+    echo "TART-TEST-VIRTIOFS-LIST $(ls /mnt | tr '\n' ' ')"
+    echo "TART-TEST-VIRTIOFS-READ $(cat $D/hello.txt 2>/dev/null)"
+    if echo written-by-guest > $D/from-guest.txt 2>/dev/null && sync; then
+      echo "TART-TEST-VIRTIOFS-WRITTEN"
+    else echo "TART-TEST-VIRTIOFS-WRITE-FAILED"; fi
     umount /mnt
   else echo "TART-TEST-VIRTIOFS-MOUNT-FAILED"; fi
   echo "TART-TEST-MARKER uptime=$(up)"; poweroff -f;;

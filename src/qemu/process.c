@@ -18,9 +18,18 @@ static int pidfd_open_(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-_noreturn_ static void child(const struct strvec *argv, const int *keep, size_t n, int err_w,
-			     int report_w, pid_t parent)
+struct child_args {
+	const struct strvec *argv;
+	const int *keep;
+	size_t n;
+	int (*setup)(void *);
+	void *userdata;
+};
+
+_noreturn_ static void child(const struct child_args *a, int err_w, int report_w, pid_t parent)
 {
+	const int *keep = a->keep;
+	size_t n = a->n;
 	int e;
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 		_exit(127);
@@ -39,7 +48,14 @@ _noreturn_ static void child(const struct strvec *argv, const int *keep, size_t 
 		if (fl < 0 || fcntl(keep[i], F_SETFD, fl & ~FD_CLOEXEC) < 0)
 			goto fail;
 	}
-	execv(argv->v[0], argv->v);
+	if (a->setup) {
+		int r = a->setup(a->userdata);
+		if (r < 0) {
+			errno = -r;
+			goto fail;
+		}
+	}
+	execv(a->argv->v[0], a->argv->v);
 fail:
 	e = errno;
 	(void)!write(report_w, &e, sizeof(e));
@@ -49,6 +65,14 @@ fail:
 int qemu_process_spawn(const struct strvec *argv, const int *keep_fds, size_t n_keep_fds,
 		       struct qemu_process *ret)
 {
+	return qemu_process_spawn_setup(argv, keep_fds, n_keep_fds, NULL, NULL, ret);
+}
+
+int qemu_process_spawn_setup(const struct strvec *argv, const int *keep_fds, size_t n_keep_fds,
+			     int (*setup)(void *userdata), void *userdata,
+			     struct qemu_process *ret)
+{
+	const struct child_args args = {argv, keep_fds, n_keep_fds, setup, userdata};
 	int errp[2], rep[2];
 	if (pipe2(errp, O_CLOEXEC) < 0)
 		return negerrno();
@@ -69,7 +93,7 @@ int qemu_process_spawn(const struct strvec *argv, const int *keep_fds, size_t n_
 		return r;
 	}
 	if (pid == 0)
-		child(argv, keep_fds, n_keep_fds, errp[1], rep[1], parent);
+		child(&args, errp[1], rep[1], parent);
 	close(errp[1]);
 	close(rep[1]);
 	int e = 0;

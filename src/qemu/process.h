@@ -32,6 +32,14 @@ struct qemu_process {
  */
 int qemu_process_spawn(const struct strvec *argv, const int *keep_fds, size_t n_keep_fds,
 		       struct qemu_process *ret);
+/*
+ * The same, running setup(userdata) in the child just before exec (e.g. to build a private
+ * mount namespace); a negative return aborts the spawn with that -errno. setup must be
+ * async-signal-safe enough for a forked child: no locks, no allocation.
+ */
+int qemu_process_spawn_setup(const struct strvec *argv, const int *keep_fds, size_t n_keep_fds,
+			     int (*setup)(void *userdata), void *userdata,
+			     struct qemu_process *ret);
 /* Drain available stderr into the tail; returns -EPIPE at EOF. */
 int qemu_process_read_stderr(struct qemu_process *p);
 /* Reap if exited (non-blocking); true when it has exited. */

@@ -11,7 +11,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "qemu/accel.h"
@@ -29,11 +28,11 @@
 #include "vm/dir.h"
 #include "vm/home.h"
 #include "vm/run-state.h"
+#include "vm/shares.h"
 #include "vm/storage.h"
 
 #define QMP_TIMEOUT_MS 10000
 #define QUIT_WAIT_MS 3000
-#define VIRTIOFSD "/usr/lib/qemu/virtiofsd"
 
 void vm_run_options_init(struct vm_run_options *o)
 {
@@ -54,12 +53,7 @@ struct run {
 	struct qemu_drive *disks;
 	size_t n_disks;
 	char **disk_paths;
-	struct qemu_share *shares;
-	size_t n_shares;
-	char **share_sockets;
-	struct qemu_process *vfsd;
-	size_t n_vfsd;
-	int *vfs_listen;
+	struct vm_shares shares;
 	struct net_attachment net;
 	bool net_attached;
 	int qmp_fds[2];
@@ -85,20 +79,7 @@ static void run_release(struct run *r)
 		qemu_process_wait_or_kill(&r->qemu, 0);
 		qemu_process_release(&r->qemu);
 	}
-	for (size_t i = 0; i < r->n_vfsd; i++) {
-		kill(r->vfsd[i].pid, SIGTERM);
-		qemu_process_wait_or_kill(&r->vfsd[i], 1000);
-		qemu_process_release(&r->vfsd[i]);
-	}
-	free(r->vfsd);
-	for (size_t i = 0; i < r->n_shares; i++) {
-		if (r->vfs_listen[i] >= 0)
-			close(r->vfs_listen[i]);
-		free(r->share_sockets[i]);
-	}
-	free(r->vfs_listen);
-	free(r->share_sockets);
-	free(r->shares);
+	vm_shares_stop(&r->shares);
 	for (size_t i = 0; i < r->n_disks; i++)
 		free(r->disk_paths[i]);
 	free(r->disk_paths);
@@ -294,91 +275,6 @@ static int setup_disks(struct run *r, const struct vm_run_options *o)
 	return 0;
 }
 
-/*
- * One virtiofsd per share (one tag each). tart makes the listening socket (abstract, so no
- * file is left behind and no path length limit applies) and hands it to virtiofsd with --fd;
- * QEMU connects to it by name.
- */
-static int setup_shares(struct run *r, const struct vm_run_options *o)
-{
-	if (o->n_dirs == 0)
-		return 0;
-	if (access(VIRTIOFSD, X_OK) < 0) {
-		log_error("cannot find '%s' for --dir: install the Debian package 'qemu-system-common'",
-			  VIRTIOFSD);
-		return -ENOPKG;
-	}
-	r->shares = xcalloc(o->n_dirs, sizeof(*r->shares));
-	r->share_sockets = xcalloc(o->n_dirs, sizeof(char *));
-	r->vfs_listen = xcalloc(o->n_dirs, sizeof(int));
-	r->vfsd = xcalloc(o->n_dirs, sizeof(*r->vfsd));
-	for (size_t i = 0; i < o->n_dirs; i++)
-		r->vfs_listen[i] = -1;
-	for (size_t i = 0; i < o->n_dirs; i++) {
-		struct qemu_dir_spec ds;
-		_cleanup_free_ char *err = NULL;
-		int k = qemu_dir_spec_parse(o->dirs[i], &ds, &err);
-		if (k < 0) {
-			log_error("%s", err);
-			return k;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (streq(r->shares[j].tag, ds.tag)) {
-				log_error("invalid --dir syntax: several directories under the tag "
-					  "\"%s\" are not supported yet: give each its own tag=",
-					  ds.tag);
-				qemu_dir_spec_release(&ds);
-				return -ENOTSUP;
-			}
-		if (ds.name)
-			log_notice("--dir \"%s\": the guest sees the directory itself at the tag's "
-				   "mount point (named sub-directories are not supported yet)",
-				   o->dirs[i]);
-		if (ds.readonly)
-			log_notice("--dir \"%s\": read-only is not enforced by this virtiofsd",
-				   o->dirs[i]);
-		if (!fs_is_dir(ds.path)) {
-			log_error("cannot share \"%s\": not a directory", ds.path);
-			qemu_dir_spec_release(&ds);
-			return -ENOTDIR;
-		}
-		char rnd[6];
-		(void)fs_random_bytes(rnd, sizeof(rnd));
-		r->share_sockets[i] = xasprintf("tart-vfs-%d-%zu-%02x%02x%02x%02x%02x%02x", getpid(),
-						i, rnd[0] & 0xff, rnd[1] & 0xff, rnd[2] & 0xff,
-						rnd[3] & 0xff, rnd[4] & 0xff, rnd[5] & 0xff);
-		r->shares[i].tag = xstrdup(ds.tag);
-		r->shares[i].socket_path = r->share_sockets[i];
-		r->n_shares = i + 1;
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		size_t nl = strlen(r->share_sockets[i]);
-		memcpy(sa.sun_path + 1, r->share_sockets[i], nl);
-		if (fd < 0 ||
-		    bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nl)) < 0 ||
-		    listen(fd, 1) < 0) {
-			k = negerrno();
-			if (fd >= 0)
-				close(fd);
-			qemu_dir_spec_release(&ds);
-			return log_error_errno(k, "cannot create the virtiofs socket");
-		}
-		r->vfs_listen[i] = fd;
-		struct strvec argv = STRVEC_INIT;
-		strvec_pushl(&argv, VIRTIOFSD, "-o", "cache=auto", "-o", "log_level=err", NULL);
-		strvec_pushf(&argv, "--fd=%d", fd);
-		strvec_push(&argv, "-o");
-		strvec_pushf(&argv, "source=%s", ds.path);
-		k = qemu_process_spawn(&argv, &fd, 1, &r->vfsd[i]);
-		strvec_clear(&argv);
-		qemu_dir_spec_release(&ds);
-		if (k < 0)
-			return log_error_errno(k, "cannot start '%s'", VIRTIOFSD);
-		r->n_vfsd = i + 1;
-	}
-	return 0;
-}
-
 static int setup_serial(struct run *r, const struct vm_run_options *o, struct qemu_spec *s)
 {
 	if (o->serial_pty) {
@@ -490,11 +386,11 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		return k;
 	s.disks = r->disks;
 	s.n_disks = r->n_disks;
-	k = setup_shares(r, o);
+	k = vm_shares_start(o->dirs, o->n_dirs, &r->shares);
 	if (k < 0)
 		return k;
-	s.shares = r->shares;
-	s.n_shares = r->n_shares;
+	s.shares = r->shares.shares;
+	s.n_shares = r->shares.n;
 	k = setup_serial(r, o, &s);
 	if (k < 0)
 		return k;
@@ -841,7 +737,8 @@ int vm_run(const char *name, const struct vm_run_options *o)
 			.serial_fds = {-1, -1},
 			.incoming_fd = -1,
 			.serial_log_fd = -1,
-			.vnc_display = -1};
+			.vnc_display = -1,
+			.shares = {.staging_fd = -1}};
 	sigset_t mask, old;
 	sigemptyset(&mask);
 	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};

@@ -187,6 +187,29 @@ def test_shared_directory_is_readable_and_writable(tart, tiny_guest, tmp_path):
     assert (share / "from-guest.txt").read_text() == "written-by-guest\n"
 
 
+def test_named_and_read_only_shares(tart, tiny_guest, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("named and read-only shares use a private mount namespace: needs root")
+    make_tiny_vm(tart, tiny_guest, "vm", test="virtiofs", extra_cmdline="tart.sub=ro")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (b / "hello.txt").write_text("read-only-content\n")
+    p = tart.run("run", "vm", "--dir", f"rw:{a}", "--dir", f"ro:{b}:ro", check=False,
+                 timeout=180)
+    assert p.returncode == 0, p.stderr
+    log = serial_log(tart, "vm")
+    assert "TART-TEST-VIRTIOFS-LIST ro rw" in log
+    assert "TART-TEST-VIRTIOFS-READ read-only-content" in log
+    assert "TART-TEST-VIRTIOFS-WRITE-FAILED" in log
+    assert not (b / "from-guest.txt").exists()
+    # Nothing was mounted on the host.
+    assert str(tmp_path) not in open("/proc/self/mountinfo").read()
+    p = tart.run("run", "vm", "--dir", f"{a}", "--dir", f"x:{b}", check=False)
+    assert p.returncode == 1
+    assert "each one of them should be named" in p.stderr
+
+
 def test_serial_pty(tart, tiny_guest):
     make_tiny_vm(tart, tiny_guest, "vm", test="wait")
     proc = start_run(tart, "vm", "--serial")
