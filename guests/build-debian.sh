@@ -15,7 +15,10 @@ if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
 mkdir -p "$HERE/cache"
 exec 9>"$HERE/cache/.debian.lock"; flock 9
 if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
-W=$(mktemp -d "$HERE/cache/.debian-build.XXXXXX"); trap 'rm -rf "$W"' EXIT
+W=$(mktemp -d "$HERE/cache/.debian-build.XXXXXX")
+# debootstrap mounts proc/sys in the target; a build killed midway must not leave them behind.
+cleanup() { for m in proc sys dev/pts dev; do umount -l "$W/rootfs/$m" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
 ROOT=$W/rootfs; MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 debootstrap --variant=minbase \
   --include=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,iproute2,systemd-boot,systemd-boot-efi,sudo,netbase \

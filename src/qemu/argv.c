@@ -172,7 +172,9 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 		strvec_pushl(&v, "-display", "none", NULL);
 	} else {
 		strvec_pushl(&v, "-display", "none", "-vnc", NULL);
-		strvec_pushf(&v, "127.0.0.1:%d,password=on", s->vnc_display);
+		/* to=: if that display is taken, QEMU tries the next ones (query-vnc tells which). */
+		strvec_pushf(&v, "127.0.0.1:%d,to=%d,password=on", s->vnc_display,
+			     s->vnc_display + 100);
 		strvec_push(&v, "-device");
 		strvec_pushf(&v, "%s,xres=%llu,yres=%llu", arm ? "virtio-gpu-pci" : "virtio-vga",
 			     (unsigned long long)(s->display_width ? s->display_width : 1024),

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """`tart run` / `stop` / `suspend` on QEMU with the tiny guest, under TCG (the `tart` fixture
 sets TART_ACCEL=tcg) and user networking with restrict=on only."""
+import json
 import os
 import re
 import signal
@@ -94,6 +95,25 @@ def test_sigkill_of_run_leaves_no_qemu_and_next_run_works(tart, tiny_guest):
     set_config(tart, "vm", cmdline="console=ttyS0 quiet tart.test=poweroff")
     p = tart.run("run", "vm", check=False, timeout=180)
     assert p.returncode == 0, p.stderr
+
+
+def test_mac_collision_with_running_vm_regenerates(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "a", test="wait")
+    make_tiny_vm(tart, tiny_guest, "b")
+    mac = json.loads((tart.vm_dir("a") / "config.json").read_text())["macAddress"]
+    set_config(tart, "b", macAddress=mac)
+    proc = start_run(tart, "a")
+    try:
+        wait_serial(tart, "a", "TART-TEST-MARKER", proc)
+        p = tart.run("run", "b", check=False, timeout=180)
+        assert p.returncode == 0, p.stderr
+        assert "There is already a running VM with the same MAC address!" in p.stderr
+        assert "Resetting VM to assign a new MAC address..." in p.stderr
+        new = json.loads((tart.vm_dir("b") / "config.json").read_text())["macAddress"]
+        assert new != mac
+    finally:
+        tart.run("stop", "a", check=False, timeout=120)
+    assert finish(proc)[0] == 0
 
 
 def test_stop_and_suspend_of_stopped_vm_exit_2(tart, tiny_guest):

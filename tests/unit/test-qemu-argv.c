@@ -116,7 +116,7 @@ static void test_direct_kvm_and_devices(void **state)
 	assert_true(has(&v, "-chardev", "socket,id=vfs0,path=tart-vfs-1,abstract=on"));
 	assert_true(has(&v, "-device",
 			"vhost-user-fs-pci,chardev=vfs0,tag=com.apple.virtio-fs.automount"));
-	assert_true(has(&v, "-vnc", "127.0.0.1:123,password=on"));
+	assert_true(has(&v, "-vnc", "127.0.0.1:123,to=223,password=on"));
 	assert_true(has(&v, "-device", "virtio-vga,xres=1024,yres=768"));
 	assert_true(has(&v, "-netdev", "user,id=n0"));
 	assert_true(has(&v, "-incoming", "fd:9"));
