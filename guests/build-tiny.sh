@@ -33,7 +33,7 @@ cp x/usr/lib/x86_64-linux-gnu/libtomcrypt.so.1 x/usr/lib/x86_64-linux-gnu/libtom
 cp -L /lib/x86_64-linux-gnu/{libz.so.1,libcrypt.so.1,libc.so.6,libgmp.so.10} $R/lib/x86_64-linux-gnu/
 cp -L /lib64/ld-linux-x86-64.so.2 $R/lib64/
 # Modules in dependency order (insmod lines from modprobe --show-depends).
-for m in virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtiofs button evdev sr_mod isofs; do
+for m in virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtio_scsi virtiofs button evdev sr_mod isofs; do
   modprobe -d "$W/x" -S "$KV" --show-depends "$m" 2>/dev/null | sed -n 's/^insmod \([^ ]*\).*/\1/p'
 done | awk '!seen[$0]++' > mods.list
 while read -r f; do cp "$f" $R/mods/; basename "$f" >> $R/mods/order; done < mods.list
@@ -97,6 +97,13 @@ disk)
   echo "TART-TEST-DISK-READ $(head -c 64 $D | head -n 1)"
   printf 'written-by-guest\n' | dd of=$D bs=512 seek=1 conv=notrunc 2>/dev/null && sync
   echo "TART-TEST-DISK-WRITTEN"; echo "TART-TEST-MARKER uptime=$(up)"; poweroff -f;;
+cdrom)
+  # The first --disk that is an ISO appears as /dev/sr0 (virtio-scsi CD-ROM).
+  for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/sr0 ] && break; sleep 0.2; done
+  if mount -t iso9660 -o ro /dev/sr0 /mnt; then
+    echo "TART-TEST-CDROM-READ $(cat /mnt/hello.txt 2>/dev/null)"; umount /mnt
+  else echo "TART-TEST-CDROM-MOUNT-FAILED"; fi
+  echo "TART-TEST-MARKER uptime=$(up)"; poweroff -f;;
 virtiofs)
   TAG=$(arg tart.tag); TAG=${TAG:-com.apple.virtio-fs.automount}
   if mount -t virtiofs "$TAG" /mnt; then

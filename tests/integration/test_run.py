@@ -4,6 +4,7 @@ sets TART_ACCEL=tcg) and user networking with restrict=on only."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,6 +193,30 @@ def test_extra_disk_is_readable_and_writable(tart, tiny_guest, tmp_path):
     with open(disk, "rb") as f:
         f.seek(512)
         assert f.read(17) == b"written-by-guest\n"
+
+
+def test_iso_is_attached_as_cdrom(tart, tiny_guest, tmp_path):
+    mkiso = shutil.which("genisoimage")
+    if not mkiso:
+        pytest.skip("genisoimage is not installed (scripts/install-deps.sh installs it)")
+    src = tmp_path / "iso"
+    src.mkdir()
+    (src / "hello.txt").write_text("hello-from-iso\n")
+    iso = tmp_path / "installer.iso"
+    subprocess.run([mkiso, "-quiet", "-R", "-o", str(iso), str(src)], check=True)
+    make_tiny_vm(tart, tiny_guest, "vm", test="cdrom")
+    p = tart.run("run", "vm", "--disk", str(iso), check=False, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "TART-TEST-CDROM-READ hello-from-iso" in serial_log(tart, "vm")
+
+
+def test_serial_path_file_gets_the_console(tart, tiny_guest, tmp_path):
+    make_tiny_vm(tart, tiny_guest, "vm")
+    out = tmp_path / "console.txt"
+    out.write_text("")
+    p = tart.run("run", "vm", "--serial-path", str(out), check=False, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "TART-TEST-MARKER" in out.read_text()
 
 
 def test_shared_directory_is_readable_and_writable(tart, tiny_guest, tmp_path):
