@@ -12,15 +12,15 @@
 #include "vm/dir.h"
 
 static const struct cmd_help help = {
-	.name = "stop",
-	.overview = "Stop a VM",
-	.usage = "stop <name> [--timeout <timeout>]",
-	.details = "ARGUMENTS:\n"
-		   "  <name>                  VM name\n\n"
-		   "OPTIONS:\n"
-		   "  -t, --timeout <timeout> Seconds to wait for a graceful guest shutdown before\n"
-		   "                          the VM is stopped forcefully (default: 30)\n"
-		   "  -h, --help              Show help information.\n",
+    .name = "stop",
+    .overview = "Stop a VM",
+    .usage = "stop <name> [--timeout <timeout>]",
+    .details = "ARGUMENTS:\n"
+	       "  <name>                  VM name\n\n"
+	       "OPTIONS:\n"
+	       "  -t, --timeout <timeout> Seconds to wait for a graceful guest shutdown before\n"
+	       "                          the VM is stopped forcefully (default: 30)\n"
+	       "  -h, --help              Show help information.\n",
 };
 
 /* Poll every 100 ms until nobody holds the run lock; true when released in time. */
@@ -38,9 +38,9 @@ static bool wait_released(const struct vm_dir *d, usec_t timeout)
 int cmd_stop(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static const char *const names[] = {"<name>"};
 	uint64_t timeout = 30;
@@ -81,14 +81,16 @@ int cmd_stop(int argc, char **argv)
 	/* The timeout travels with the signal so `run` can force the stop just before we would. */
 	union sigval v = {.sival_int = timeout > 1000000 ? 1000000000 : (int)(timeout * 1000)};
 	if (sigqueue(pid, SIGINT, v) < 0 && errno != ESRCH)
-		return log_error_errno(negerrno(), "cannot signal the \"tart run\" process of VM "
-						   "\"%s\"",
+		return log_error_errno(negerrno(),
+				       "cannot signal the \"tart run\" process of VM "
+				       "\"%s\"",
 				       name);
 	if (wait_released(&d, timeout * 1000000))
 		return 0;
 	pid = vm_dir_running_pid(&d);
 	if (pid > 0 && kill(pid, SIGKILL) < 0 && errno != ESRCH) {
-		log_error("failed to forcefully terminate the VM \"%s\": %s", name, strerror(errno));
+		log_error("failed to forcefully terminate the VM \"%s\": %s", name,
+			  strerror(errno));
 		return -errno;
 	}
 	/* QEMU dies with its parent (PDEATHSIG): the lock goes within moments. */

@@ -11,13 +11,13 @@
 #include "vm/dir.h"
 
 static const struct cmd_help help = {
-	.name = "suspend",
-	.overview = "Suspend a VM",
-	.usage = "suspend <name>",
-	.details = "ARGUMENTS:\n"
-		   "  <name>                  VM name\n\n"
-		   "OPTIONS:\n"
-		   "  -h, --help              Show help information.\n",
+    .name = "suspend",
+    .overview = "Suspend a VM",
+    .usage = "suspend <name>",
+    .details = "ARGUMENTS:\n"
+	       "  <name>                  VM name\n\n"
+	       "OPTIONS:\n"
+	       "  -h, --help              Show help information.\n",
 };
 
 /* Saving the state of a large guest takes a while; don't wait forever for a wedged run. */
@@ -26,8 +26,8 @@ static const struct cmd_help help = {
 int cmd_suspend(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static const char *const names[] = {"<name>"};
 	int c;
@@ -52,9 +52,10 @@ int cmd_suspend(int argc, char **argv)
 		return -ESRCH;
 	}
 	if (kill(pid, SIGUSR1) < 0) {
-		log_error("Failed to suspend the VM: failed to send SIGUSR1 signal to the \"tart run\" "
-			  "process running VM \"%s\"",
-			  name);
+		log_error(
+		    "Failed to suspend the VM: failed to send SIGUSR1 signal to the \"tart run\" "
+		    "process running VM \"%s\"",
+		    name);
 		return -errno;
 	}
 	/* Unlike Tart, wait until `run` has saved the state and exited, so scripts can go on. */

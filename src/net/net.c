@@ -22,7 +22,8 @@ const char *net_mode_to_string(enum net_mode m)
 int net_attach(const struct net_options *opts, struct net_attachment *ret)
 {
 	switch (opts->mode) {
-	case NET_MODE_AUTO: /* for now always user mode; the networking work picks NAT when privileged */
+	/* For now AUTO is always user mode; the networking work picks NAT when privileged. */
+	case NET_MODE_AUTO:
 	case NET_MODE_USER:
 		return net_user_attach(opts, ret);
 	default:

@@ -53,13 +53,13 @@ static int kvm_ioctls(char **ret_why)
 static int make_rom(void)
 {
 	static const unsigned char code[] = {
-		0x66, 0xb9, 0x00, 0x00, 0x10, 0x00, /* mov ecx, 0x100000 */
-		0x66, 0x49,                         /* dec ecx */
-		0x75, 0xfc,                         /* jnz dec */
-		0xb0, EXIT_VALUE,                   /* mov al, EXIT_VALUE */
-		0xe6, 0xf4,                         /* out 0xf4, al */
-		0xf4,                               /* hlt */
-		0xeb, 0xfd,                         /* jmp hlt */
+	    0x66, 0xb9,	      0x00, 0x00, 0x10, 0x00, /* mov ecx, 0x100000 */
+	    0x66, 0x49,				      /* dec ecx */
+	    0x75, 0xfc,				      /* jnz dec */
+	    0xb0, EXIT_VALUE,			      /* mov al, EXIT_VALUE */
+	    0xe6, 0xf4,				      /* out 0xf4, al */
+	    0xf4,				      /* hlt */
+	    0xeb, 0xfd,				      /* jmp hlt */
 	};
 	/* At 0xfff0 (CS base 0xffff0000, IP 0xfff0): jmp near to IP 0. */
 	static const unsigned char reset[] = {0xe9, 0x0d, 0x00};

@@ -11,15 +11,15 @@
 void qemu_spec_init(struct qemu_spec *s)
 {
 	*s = (struct qemu_spec){
-		.arch = "amd64",
-		.accel = "tcg",
-		.cpus = 1,
-		.memory_mib = 512,
-		.qmp_fd = -1,
-		.serial = QEMU_SERIAL_FD,
-		.serial_fd = -1,
-		.vnc_display = -1,
-		.incoming_fd = -1,
+	    .arch = "amd64",
+	    .accel = "tcg",
+	    .cpus = 1,
+	    .memory_mib = 512,
+	    .qmp_fd = -1,
+	    .serial = QEMU_SERIAL_FD,
+	    .serial_fd = -1,
+	    .vnc_display = -1,
+	    .incoming_fd = -1,
 	};
 }
 
@@ -68,8 +68,7 @@ static void push_cache(struct strbuf *sb, const struct qemu_disk_opts *o)
 		strbuf_puts(sb, ",discard=unmap");
 }
 
-static void push_drive(struct strvec *v, const struct qemu_drive *d, const char *id,
-		       bool bootindex)
+static void push_drive(struct strvec *v, const struct qemu_drive *d, const char *id, bool bootindex)
 {
 	_cleanup_free_ char *e = esc(d->path);
 	struct strbuf sb = STRBUF_INIT;
@@ -158,8 +157,8 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 			push_opt(&v, "-initrd", "", s->initrd, NULL);
 		strvec_pushl(&v, "-append", s->cmdline ? s->cmdline : "", NULL);
 	} else {
-		push_opt(&v, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=",
-			 s->firmware_code, NULL);
+		push_opt(&v, "-drive",
+			 "if=pflash,format=raw,unit=0,readonly=on,file=", s->firmware_code, NULL);
 		push_opt(&v, "-drive", "if=pflash,format=raw,unit=1,file=", s->firmware_vars, NULL);
 	}
 
@@ -172,7 +171,8 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 		strvec_pushl(&v, "-display", "none", NULL);
 	} else {
 		strvec_pushl(&v, "-display", "none", "-vnc", NULL);
-		/* to=: if that display is taken, QEMU tries the next ones (query-vnc tells which). */
+		/* to=: if that display is taken, QEMU tries the next ones (query-vnc tells which).
+		 */
 		strvec_pushf(&v, "127.0.0.1:%d,to=%d,password=on", s->vnc_display,
 			     s->vnc_display + 100);
 		strvec_push(&v, "-device");
@@ -238,8 +238,9 @@ static int parse_one_opt(const char *o, struct qemu_disk_opts *d, char **ret_err
 		else if (streq(m, "full") || !*m)
 			d->sync = QEMU_SYNC_FULL;
 		else
-			return opts_error(ret_err,
-					  xasprintf("unsupported disk (image) synchronization mode: \"%s\"", m));
+			return opts_error(
+			    ret_err,
+			    xasprintf("unsupported disk (image) synchronization mode: \"%s\"", m));
 	} else if (strneq(o, "caching=", 8)) {
 		const char *m = o + 8;
 		if (streq(m, "automatic"))
@@ -249,7 +250,8 @@ static int parse_one_opt(const char *o, struct qemu_disk_opts *d, char **ret_err
 		else if (streq(m, "uncached"))
 			d->cache = QEMU_CACHE_UNCACHED;
 		else
-			return opts_error(ret_err, xasprintf("unsupported disk image caching mode: \"%s\"", m));
+			return opts_error(
+			    ret_err, xasprintf("unsupported disk image caching mode: \"%s\"", m));
 	} else {
 		return opts_error(ret_err, xasprintf("unsupported disk option: \"%s\"", o));
 	}
@@ -295,7 +297,8 @@ int qemu_disk_spec_parse(const char *spec, char **ret_path, struct qemu_disk_opt
 		*colon = '\0';
 	}
 	if (!*path)
-		return opts_error(ret_err, xasprintf("invalid --disk \"%s\": the path is empty", spec));
+		return opts_error(ret_err,
+				  xasprintf("invalid --disk \"%s\": the path is empty", spec));
 	/* Tilde expansion as Tart does for image paths. */
 	if (path[0] == '~' && (path[1] == '/' || !path[1]) && getenv("HOME")) {
 		char *x = xasprintf("%s%s", getenv("HOME"), path + 1);
@@ -345,7 +348,8 @@ int qemu_dir_spec_parse(const char *spec, struct qemu_dir_spec *ret, char **ret_
 		*colon = '\0';
 		if (d.tag && !*d.tag) {
 			qemu_dir_spec_release(&d);
-			return opts_error(ret_err, xasprintf("invalid --dir \"%s\": empty tag", spec));
+			return opts_error(ret_err,
+					  xasprintf("invalid --dir \"%s\": empty tag", spec));
 		}
 	}
 	/* "name:path", unless the value is a URL (its "://" is not a name separator). */

@@ -27,7 +27,7 @@ struct qemu_disk_opts {
 struct qemu_drive {
 	const char *path;
 	const char *format; /* "raw", "qcow2" */
-	bool cdrom;         /* attached read-only as a SCSI CD-ROM (installer ISOs) */
+	bool cdrom;	    /* attached read-only as a SCSI CD-ROM (installer ISOs) */
 	struct qemu_disk_opts opts;
 };
 
@@ -37,7 +37,7 @@ struct qemu_share {
 };
 
 enum qemu_serial {
-	QEMU_SERIAL_FD,   /* a connected socket that tart reads (the bounded serial log) */
+	QEMU_SERIAL_FD,	  /* a connected socket that tart reads (the bounded serial log) */
 	QEMU_SERIAL_PTY,  /* QEMU allocates a pty (--serial) */
 	QEMU_SERIAL_TTY,  /* an existing terminal device (--serial-path to a tty) */
 	QEMU_SERIAL_FILE, /* output appended to a file (--serial-path to a file) */
@@ -47,7 +47,7 @@ struct qemu_spec {
 	const char *binary; /* qemu-system-x86_64 / qemu-system-aarch64 (full path) */
 	const char *arch;   /* Tart's "amd64" | "arm64" */
 	const char *accel;  /* "kvm" | "tcg" */
-	bool nested;        /* KVM only: expose virtualization extensions */
+	bool nested;	    /* KVM only: expose virtualization extensions */
 	uint64_t cpus;
 	uint64_t memory_mib;
 
@@ -74,7 +74,7 @@ struct qemu_spec {
 	int vnc_display;
 	uint64_t display_width, display_height;
 
-	int incoming_fd; /* >= 0: restore the saved state read from this fd */
+	int incoming_fd;	       /* >= 0: restore the saved state read from this fd */
 	const struct strvec *net_args; /* from net_attach(), appended verbatim */
 };
 

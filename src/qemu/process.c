@@ -69,8 +69,7 @@ int qemu_process_spawn(const struct strvec *argv, const int *keep_fds, size_t n_
 }
 
 int qemu_process_spawn_setup(const struct strvec *argv, const int *keep_fds, size_t n_keep_fds,
-			     int (*setup)(void *userdata), void *userdata,
-			     struct qemu_process *ret)
+			     int (*setup)(void *userdata), void *userdata, struct qemu_process *ret)
 {
 	const struct child_args args = {argv, keep_fds, n_keep_fds, setup, userdata};
 	int errp[2], rep[2];

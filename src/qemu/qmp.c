@@ -140,8 +140,8 @@ static int send_all(int fd, const char *buf, size_t len, int pass_fd)
 	return 0;
 }
 
-static int call(struct qemu_qmp *q, const char *command, json_t *args, int pass_fd,
-		int timeout_ms, json_t **ret_return, char **ret_err)
+static int call(struct qemu_qmp *q, const char *command, json_t *args, int pass_fd, int timeout_ms,
+		json_t **ret_return, char **ret_err)
 {
 	_cleanup_json_ json_t *req = json_pack("{s:s}", "execute", command);
 	if (args)
@@ -177,11 +177,9 @@ int qemu_qmp_call(struct qemu_qmp *q, const char *command, json_t *args, int tim
 	return call(q, command, args, -1, timeout_ms, ret_return, ret_err);
 }
 
-int qemu_qmp_send_fd(struct qemu_qmp *q, const char *name, int fd, int timeout_ms,
-		     char **ret_err)
+int qemu_qmp_send_fd(struct qemu_qmp *q, const char *name, int fd, int timeout_ms, char **ret_err)
 {
-	return call(q, "getfd", json_pack("{s:s}", "fdname", name), fd, timeout_ms, NULL,
-		    ret_err);
+	return call(q, "getfd", json_pack("{s:s}", "fdname", name), fd, timeout_ms, NULL, ret_err);
 }
 
 int qemu_qmp_poll_events(struct qemu_qmp *q)

@@ -35,8 +35,7 @@ int qemu_qmp_call(struct qemu_qmp *q, const char *command, json_t *args, int tim
 		  json_t **ret_return, char **ret_err);
 
 /* Pass fd to QEMU under name (QMP "getfd" with SCM_RIGHTS). */
-int qemu_qmp_send_fd(struct qemu_qmp *q, const char *name, int fd, int timeout_ms,
-		     char **ret_err);
+int qemu_qmp_send_fd(struct qemu_qmp *q, const char *name, int fd, int timeout_ms, char **ret_err);
 
 /* Read whatever is available without blocking and dispatch events. -EPIPE on EOF. */
 int qemu_qmp_poll_events(struct qemu_qmp *q);

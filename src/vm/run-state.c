@@ -12,10 +12,10 @@
 
 int vm_run_state_write(const struct vm_dir *d, const struct vm_run_state *s)
 {
-	_cleanup_json_ json_t *j = json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s}", "pid",
-					     (json_int_t)s->pid, "qemuPid", (json_int_t)s->qemu_pid,
-					     "accel", s->accel, "netMode", s->net_mode, "net",
-					     s->net_info, "vnc", s->vnc_url, "serial", s->serial);
+	_cleanup_json_ json_t *j =
+	    json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s}", "pid", (json_int_t)s->pid, "qemuPid",
+		      (json_int_t)s->qemu_pid, "accel", s->accel, "netMode", s->net_mode, "net",
+		      s->net_info, "vnc", s->vnc_url, "serial", s->serial);
 	if (!j)
 		return -ENOMEM;
 	struct strbuf sb = STRBUF_INIT;

@@ -15,9 +15,9 @@
 #define VM_RUN_STATE_FILE "run.json"
 
 struct vm_run_state {
-	pid_t pid;          /* the `tart run` process (holder of the config.json lock) */
+	pid_t pid; /* the `tart run` process (holder of the config.json lock) */
 	pid_t qemu_pid;
-	char accel[8];      /* "kvm" | "tcg" */
+	char accel[8];	    /* "kvm" | "tcg" */
 	char net_mode[16];  /* net_mode_to_string() */
 	char net_info[256]; /* net_attachment.info, e.g. "ssh-port=2222" */
 	char vnc_url[160];  /* "" without --vnc */

@@ -37,7 +37,7 @@
 void vm_run_options_init(struct vm_run_options *o)
 {
 	*o = (struct vm_run_options){
-		.root_opts = {.cache = QEMU_CACHE_CACHED, .sync = QEMU_SYNC_FULL},
+	    .root_opts = {.cache = QEMU_CACHE_CACHED, .sync = QEMU_SYNC_FULL},
 	};
 	net_options_init(&o->net);
 }
@@ -206,10 +206,11 @@ static int check_nvram(struct run *r, const char *nvram)
 	bool ok = fd >= 0 && pread(fd, sig, 4, 40) == 4 && memcmp(sig, "_FVH", 4) == 0 &&
 		  a.st_size == b.st_size;
 	if (!ok) {
-		log_error("the UEFI variable store 'nvram.bin' of VM \"%s\" is not usable (corrupt, "
-			  "or not a %s variable store of %lld bytes): replace it with a copy of '%s'",
-			  r->dir.name, streq(r->cfg.arch, "arm64") ? "AAVMF" : "OVMF",
-			  (long long)b.st_size, r->fw.vars);
+		log_error(
+		    "the UEFI variable store 'nvram.bin' of VM \"%s\" is not usable (corrupt, "
+		    "or not a %s variable store of %lld bytes): replace it with a copy of '%s'",
+		    r->dir.name, streq(r->cfg.arch, "arm64") ? "AAVMF" : "OVMF",
+		    (long long)b.st_size, r->fw.vars);
 		return -EBADMSG;
 	}
 	return 0;
@@ -324,7 +325,8 @@ static void pump_serial(struct run *r)
 			_cleanup_free_ char *old = xasprintf("%s.1", log);
 			(void)rename(log, old);
 			close(r->serial_log_fd);
-			r->serial_log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			r->serial_log_fd =
+			    open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 			r->serial_log_size = 0;
 		}
 		if (r->serial_log_fd >= 0 && write(r->serial_log_fd, buf, (size_t)k) == k)
@@ -367,9 +369,10 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	} else {
 		k = qemu_firmware_find(r->cfg.arch, &r->fw);
 		if (k < 0) {
-			log_error("cannot find the UEFI firmware for %s: install the Debian package "
-				  "'%s'",
-				  r->cfg.arch, qemu_firmware_package(r->cfg.arch));
+			log_error(
+			    "cannot find the UEFI firmware for %s: install the Debian package "
+			    "'%s'",
+			    r->cfg.arch, qemu_firmware_package(r->cfg.arch));
 			return k;
 		}
 		k = check_nvram(r, nvram);
@@ -476,8 +479,9 @@ static int qemu_failed(struct run *r, const char *what)
 static int restore_failed(struct run *r)
 {
 	qemu_failed(r, "cannot restore the VM state");
-	log_error("the saved state of VM \"%s\" cannot be restored: run 'tart stop %s' to discard it",
-		  r->dir.name, r->dir.name);
+	log_error(
+	    "the saved state of VM \"%s\" cannot be restored: run 'tart stop %s' to discard it",
+	    r->dir.name, r->dir.name);
 	return 1;
 }
 
@@ -508,7 +512,8 @@ static int finish_restore(struct run *r)
 		const char *st = json_string_value(json_object_get(ret, "status"));
 		if (st && !streq(st, "inmigrate")) {
 			if (!streq(st, "running"))
-				(void)qemu_qmp_call(&r->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, NULL);
+				(void)qemu_qmp_call(&r->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL,
+						    NULL);
 			break;
 		}
 		sleep_usec(50000);
@@ -531,7 +536,8 @@ static int announce(struct run *r, const struct vm_run_options *o)
 	snprintf(s->net_info, sizeof(s->net_info), "%s", r->net.info);
 	if (o->serial_pty) {
 		_cleanup_json_ json_t *ret = NULL;
-		if (qemu_qmp_call(&r->qmp, "query-chardev", NULL, QMP_TIMEOUT_MS, &ret, NULL) == 0) {
+		if (qemu_qmp_call(&r->qmp, "query-chardev", NULL, QMP_TIMEOUT_MS, &ret, NULL) ==
+		    0) {
 			size_t i;
 			json_t *c;
 			json_array_foreach(ret, i, c)
@@ -564,8 +570,8 @@ static int announce(struct run *r, const struct vm_run_options *o)
 			log_error("cannot set up the VNC server: %s", err ? err : strerror(-k));
 			return -EIO;
 		}
-		snprintf(s->vnc_url, sizeof(s->vnc_url), "vnc://:%s@127.0.0.1:%s",
-			 r->vnc_password, port);
+		snprintf(s->vnc_url, sizeof(s->vnc_url), "vnc://:%s@127.0.0.1:%s", r->vnc_password,
+			 port);
 		printf("VNC server is running at %s\n", s->vnc_url);
 	}
 	fflush(stdout);
@@ -642,8 +648,7 @@ static void request_powerdown(struct run *r)
 
 static void hard_quit(struct run *r)
 {
-	if (r->qmp_open &&
-	    qemu_qmp_call(&r->qmp, "quit", NULL, QUIT_WAIT_MS, NULL, NULL) == 0)
+	if (r->qmp_open && qemu_qmp_call(&r->qmp, "quit", NULL, QUIT_WAIT_MS, NULL, NULL) == 0)
 		qemu_process_wait_or_kill(&r->qemu, QUIT_WAIT_MS);
 	else
 		qemu_process_wait_or_kill(&r->qemu, 0);
@@ -655,11 +660,11 @@ static int supervise(struct run *r, int sigfd)
 	bool stopping = false;
 	for (;;) {
 		struct pollfd p[5] = {
-			{.fd = sigfd, .events = POLLIN},
-			{.fd = r->qemu.pidfd, .events = POLLIN},
-			{.fd = r->qemu.stderr_fd, .events = POLLIN},
-			{.fd = r->qmp_open ? r->qmp.fd : -1, .events = POLLIN},
-			{.fd = r->serial_fds[0], .events = POLLIN},
+		    {.fd = sigfd, .events = POLLIN},
+		    {.fd = r->qemu.pidfd, .events = POLLIN},
+		    {.fd = r->qemu.stderr_fd, .events = POLLIN},
+		    {.fd = r->qmp_open ? r->qmp.fd : -1, .events = POLLIN},
+		    {.fd = r->serial_fds[0], .events = POLLIN},
 		};
 		int timeout = -1;
 		if (deadline) {
@@ -709,7 +714,8 @@ static int supervise(struct run *r, int sigfd)
 			stopping = true;
 			fprintf(stderr, "Stopping VM...\n");
 			request_powerdown(r);
-			/* `tart stop` sends its own timeout along (sigqueue); keep a margin for us. */
+			/* `tart stop` sends its own timeout along (sigqueue); keep a margin for us.
+			 */
 			int grace = VM_RUN_DEFAULT_GRACE_MS;
 			if (si.ssi_code == SI_QUEUE && si.ssi_int > 0)
 				grace = si.ssi_int > 1500 ? si.ssi_int - 1000 : si.ssi_int / 2;

@@ -225,12 +225,13 @@ static int start_group(struct vm_shares *s, struct group *g, size_t idx)
 	strvec_pushf(&argv, "--fd=%d", g->listen_fd);
 	strvec_push(&argv, "-o");
 	strvec_pushf(&argv, "source=%s", named ? g->base : g->paths[0]);
-	int r = qemu_process_spawn_setup(&argv, &g->listen_fd, 1, group_setup, g,
-					 &s->vfsd[s->n_vfsd]);
+	int r =
+	    qemu_process_spawn_setup(&argv, &g->listen_fd, 1, group_setup, g, &s->vfsd[s->n_vfsd]);
 	strvec_clear(&argv);
 	if (r == -EPERM)
-		return log_error_errno(r, "cannot prepare the --dir share \"%s\" (named and read-only "
-					  "shares need root)",
+		return log_error_errno(r,
+				       "cannot prepare the --dir share \"%s\" (named and read-only "
+				       "shares need root)",
 				       g->tag);
 	if (r < 0)
 		return log_error_errno(r, "cannot start '%s'", VIRTIOFSD);
@@ -248,8 +249,9 @@ int vm_shares_start(char *const *specs, size_t n_specs, struct vm_shares *ret)
 		return 0;
 	}
 	if (access(VIRTIOFSD, X_OK) < 0) {
-		log_error("cannot find '%s' for --dir: install the Debian package 'qemu-system-common'",
-			  VIRTIOFSD);
+		log_error(
+		    "cannot find '%s' for --dir: install the Debian package 'qemu-system-common'",
+		    VIRTIOFSD);
 		return -ENOPKG;
 	}
 	struct priv *p = xcalloc(1, sizeof(*p));

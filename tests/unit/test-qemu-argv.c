@@ -34,7 +34,8 @@ static void base_spec(struct qemu_spec *s)
 	s->memory_mib = 1024;
 	s->firmware_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 	s->firmware_vars = "/vms/a,b/nvram.bin";
-	s->root = (struct qemu_drive){.path = "/vms/a,b/disk.img", .format = "raw",
+	s->root = (struct qemu_drive){.path = "/vms/a,b/disk.img",
+				      .format = "raw",
 				      .opts = {.cache = QEMU_CACHE_CACHED, .sync = QEMU_SYNC_FULL}};
 	s->qmp_fd = 5;
 	s->serial_fd = 6;
@@ -56,10 +57,12 @@ static void test_uefi_tcg(void **state)
 	assert_int_equal(strcmp(v.v[1], "-nodefaults"), 0);
 	/* Commas in paths are doubled, as QEMU's option syntax requires. */
 	assert_true(has(&v, "-drive", "if=pflash,format=raw,unit=1,file=/vms/a,,b/nvram.bin"));
-	assert_true(has(&v, "-drive", "if=pflash,format=raw,unit=0,readonly=on,"
-				      "file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
-	assert_true(has(&v, "-drive", "file=/vms/a,,b/disk.img,if=none,id=root,format=raw,"
-				      "cache.direct=off,cache.no-flush=off,discard=unmap"));
+	assert_true(has(&v, "-drive",
+			"if=pflash,format=raw,unit=0,readonly=on,"
+			"file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
+	assert_true(has(&v, "-drive",
+			"file=/vms/a,,b/disk.img,if=none,id=root,format=raw,"
+			"cache.direct=off,cache.no-flush=off,discard=unmap"));
 	assert_true(has(&v, "-device", "virtio-blk-pci,drive=root,bootindex=1"));
 	assert_true(has(&v, "-chardev", "socket,id=qmp,fd=5"));
 	assert_true(has(&v, "-mon", "chardev=qmp,mode=control"));
@@ -83,13 +86,15 @@ static void test_direct_kvm_and_devices(void **state)
 	s.initrd = "/vm/initramfs";
 	s.cmdline = "console=ttyS0 quiet";
 	struct qemu_drive disks[] = {
-		{.path = "/x.qcow2", .format = "qcow2",
-		 .opts = {.readonly = true, .cache = QEMU_CACHE_UNCACHED, .sync = QEMU_SYNC_NONE}},
-		{.path = "/inst.iso", .format = "raw", .cdrom = true},
+	    {.path = "/x.qcow2",
+	     .format = "qcow2",
+	     .opts = {.readonly = true, .cache = QEMU_CACHE_UNCACHED, .sync = QEMU_SYNC_NONE}},
+	    {.path = "/inst.iso", .format = "raw", .cdrom = true},
 	};
 	s.disks = disks;
 	s.n_disks = 2;
-	struct qemu_share sh = {.tag = "com.apple.virtio-fs.automount", .socket_path = "tart-vfs-1"};
+	struct qemu_share sh = {.tag = "com.apple.virtio-fs.automount",
+				.socket_path = "tart-vfs-1"};
 	s.shares = &sh;
 	s.n_shares = 1;
 	s.vnc_display = 123;
@@ -105,17 +110,19 @@ static void test_direct_kvm_and_devices(void **state)
 	assert_true(has(&v, "-initrd", "/vm/initramfs"));
 	assert_true(has(&v, "-append", "console=ttyS0 quiet"));
 	assert_int_equal(find_value(&v, "-drive", "if=pflash"), -1);
-	assert_true(has(&v, "-drive", "file=/x.qcow2,if=none,id=disk0,format=qcow2,"
-				      "cache.direct=on,cache.no-flush=on,readonly=on"));
+	assert_true(has(&v, "-drive",
+			"file=/x.qcow2,if=none,id=disk0,format=qcow2,"
+			"cache.direct=on,cache.no-flush=on,readonly=on"));
 	assert_true(has(&v, "-device", "virtio-scsi-pci,id=scsi0"));
-	assert_true(has(&v, "-drive", "file=/inst.iso,if=none,id=disk1,format=raw,media=cdrom,"
-				      "readonly=on"));
+	assert_true(has(&v, "-drive",
+			"file=/inst.iso,if=none,id=disk1,format=raw,media=cdrom,"
+			"readonly=on"));
 	assert_true(has(&v, "-device", "scsi-cd,bus=scsi0.0,drive=disk1"));
 	assert_true(has(&v, "-object", "memory-backend-memfd,id=mem,size=1024M,share=on"));
 	assert_true(has(&v, "-numa", "node,memdev=mem"));
 	assert_true(has(&v, "-chardev", "socket,id=vfs0,path=tart-vfs-1,abstract=on"));
-	assert_true(has(&v, "-device",
-			"vhost-user-fs-pci,chardev=vfs0,tag=com.apple.virtio-fs.automount"));
+	assert_true(
+	    has(&v, "-device", "vhost-user-fs-pci,chardev=vfs0,tag=com.apple.virtio-fs.automount"));
 	assert_true(has(&v, "-vnc", "127.0.0.1:123,to=223,password=on"));
 	assert_true(has(&v, "-device", "virtio-vga,xres=1024,yres=768"));
 	assert_true(has(&v, "-netdev", "user,id=n0"));
@@ -160,9 +167,8 @@ static void test_disk_spec(void **state)
 	assert_int_equal(o.sync, QEMU_SYNC_FULL);
 	assert_int_equal(o.cache, QEMU_CACHE_AUTOMATIC);
 	free(path);
-	assert_int_equal(qemu_disk_spec_parse("/a:b.img:ro,sync=none,caching=uncached", &path, &o,
-					      NULL),
-			 0);
+	assert_int_equal(
+	    qemu_disk_spec_parse("/a:b.img:ro,sync=none,caching=uncached", &path, &o, NULL), 0);
 	assert_string_equal(path, "/a:b.img");
 	assert_true(o.readonly);
 	assert_int_equal(o.sync, QEMU_SYNC_NONE);
@@ -215,11 +221,9 @@ static void test_dir_spec(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_uefi_tcg),
-		cmocka_unit_test(test_direct_kvm_and_devices),
-		cmocka_unit_test(test_arm64_and_invalid),
-		cmocka_unit_test(test_disk_spec),
-		cmocka_unit_test(test_dir_spec),
+	    cmocka_unit_test(test_uefi_tcg),	      cmocka_unit_test(test_direct_kvm_and_devices),
+	    cmocka_unit_test(test_arm64_and_invalid), cmocka_unit_test(test_disk_spec),
+	    cmocka_unit_test(test_dir_spec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
