@@ -9,6 +9,7 @@
 #include "util/log.h"
 #include "util/time.h"
 #include "vm/dir.h"
+#include "vm/run-state.h"
 
 static const struct cmd_help help = {
     .name = "suspend",
@@ -51,6 +52,8 @@ int cmd_suspend(int argc, char **argv)
 		log_error("VM \"VM \"%s\" is not running\" is not running", name);
 		return -ESRCH;
 	}
+	struct vm_run_state before = {0};
+	(void)vm_run_state_read(&d, &before);
 	if (kill(pid, SIGUSR1) < 0) {
 		log_error(
 		    "Failed to suspend the VM: failed to send SIGUSR1 signal to the \"tart run\" "
@@ -60,8 +63,15 @@ int cmd_suspend(int argc, char **argv)
 	}
 	/* Unlike Tart, wait until `run` has saved the state and exited, so scripts can go on. */
 	usec_t deadline = now_monotonic_usec() + SUSPEND_WAIT_USEC;
-	while (vm_dir_running_pid(&d) > 0 && now_monotonic_usec() < deadline)
+	while (vm_dir_running_pid(&d) > 0 && now_monotonic_usec() < deadline) {
+		struct vm_run_state now;
+		if (vm_run_state_read(&d, &now) == 0 && now.pid == before.pid &&
+		    now.suspend_failures > before.suspend_failures) {
+			log_error("Failed to suspend the VM: %s", now.suspend_error);
+			return -EIO;
+		}
 		sleep_usec(100000);
+	}
 	if (vm_dir_state(&d) != VM_STATE_SUSPENDED) {
 		log_error("Failed to suspend the VM \"%s\": no saved state was written (see the "
 			  "output of its \"tart run\")",

@@ -18,6 +18,10 @@ int vm_run_state_write(const struct vm_dir *d, const struct vm_run_state *s)
 		      s->net_info, "vnc", s->vnc_url, "serial", s->serial);
 	if (!j)
 		return -ENOMEM;
+	if (s->suspend_failures > 0) {
+		json_object_set_new(j, "suspendFailures", json_integer(s->suspend_failures));
+		json_object_set_new(j, "suspendError", json_string(s->suspend_error));
+	}
 	struct strbuf sb = STRBUF_INIT;
 	json_dump_swift(j, JSON_SWIFT_PRETTY, &sb);
 	strbuf_putc(&sb, '\n');
@@ -55,6 +59,10 @@ int vm_run_state_read(const struct vm_dir *d, struct vm_run_state *ret)
 	copy_str(j, "net", s.net_info, sizeof(s.net_info));
 	copy_str(j, "vnc", s.vnc_url, sizeof(s.vnc_url));
 	copy_str(j, "serial", s.serial, sizeof(s.serial));
+	copy_str(j, "suspendError", s.suspend_error, sizeof(s.suspend_error));
+	json_t *sf = json_object_get(j, "suspendFailures");
+	if (json_is_integer(sf) && json_integer_value(sf) > 0)
+		s.suspend_failures = (unsigned)json_integer_value(sf);
 	*ret = s;
 	return 0;
 }

@@ -22,6 +22,9 @@ struct vm_run_state {
 	char net_info[256]; /* net_attachment.info, e.g. "ssh-port=2222" */
 	char vnc_url[160];  /* "" without --vnc */
 	char serial[128];   /* pty path with --serial, else the serial log path */
+	/* Failed suspend requests, so `tart suspend` can tell failure from "still saving". */
+	unsigned suspend_failures;
+	char suspend_error[256];
 };
 
 int vm_run_state_write(const struct vm_dir *d, const struct vm_run_state *s);

@@ -635,6 +635,11 @@ static int suspend_vm(struct run *r)
 fail:
 	(void)unlink(tmp);
 	log_error("Failed to suspend the VM: %s", err ? err : strerror(-k));
+	r->state.suspend_failures++;
+	snprintf(r->state.suspend_error, sizeof(r->state.suspend_error), "%s",
+		 err ? err : strerror(-k));
+	if (r->state_written)
+		(void)vm_run_state_write(&r->dir, &r->state);
 	/* Nothing was lost: let the guest carry on. */
 	(void)qemu_qmp_call(&r->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, NULL);
 	return -1;

@@ -232,6 +232,29 @@ def test_shared_directory_is_readable_and_writable(tart, tiny_guest, tmp_path):
     assert (share / "from-guest.txt").read_text() == "written-by-guest\n"
 
 
+def test_suspend_refused_with_shares_keeps_vm_running(tart, tiny_guest, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("Debian's virtiofsd (C) needs root for its sandbox")
+    make_tiny_vm(tart, tiny_guest, "vm", test="uptime")
+    share = tmp_path / "share"
+    share.mkdir()
+    proc = start_run(tart, "vm", "--dir", str(share))
+    try:
+        wait_serial(tart, "vm", "TART-TEST-UPTIME", proc)
+        p = tart.run("suspend", "vm", check=False, timeout=120)
+        assert p.returncode == 1
+        assert not (tart.vm_dir("vm") / "state.vzvmsave").exists()
+        # The guest was resumed and still runs.
+        n = len(_uptimes(serial_log(tart, "vm")))
+        wait_serial(tart, "vm", r"(TART-TEST-UPTIME [0-9.]+\s*){%d}" % (n + 2), proc)
+        assert tart.json("get", "vm", "--format", "json")["State"] == "running"
+    finally:
+        tart.run("stop", "vm", check=False, timeout=120)
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert "Failed to suspend the VM" in err
+
+
 def test_named_and_read_only_shares(tart, tiny_guest, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("named and read-only shares use a private mount namespace: needs root")
