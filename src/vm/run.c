@@ -365,7 +365,9 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	if (fs_exists(kernel)) {
 		s.kernel = kernel;
 		s.initrd = fs_exists(initrd) ? initrd : NULL;
-		s.cmdline = r->cfg.cmdline ? r->cfg.cmdline : "console=ttyS0";
+		s.cmdline = r->cfg.cmdline		  ? r->cfg.cmdline
+			    : streq(r->cfg.arch, "arm64") ? "console=ttyAMA0"
+							  : "console=ttyS0";
 	} else {
 		k = qemu_firmware_find(r->cfg.arch, &r->fw);
 		if (k < 0) {
