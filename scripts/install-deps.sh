@@ -9,7 +9,7 @@ PKGS=(
   qemu-system-x86 qemu-utils ovmf
   docker-registry skopeo apache2-utils
   debootstrap busybox-static cpio kmod gdisk dosfstools mtools e2fsprogs fdisk
-  dropbear-bin openssh-client sshpass
+  dropbear-bin openssh-client sshpass genisoimage
   iproute2 nftables xfsprogs socat curl lz4 zstd
 )
 missing=()
