@@ -61,11 +61,13 @@ int cmd_create(int argc, char **argv)
 		case ARG_DISK_FORMAT:
 			if (strcasecmp(optarg, "raw") == 0)
 				break;
-			if (strcasecmp(optarg, "asif") == 0) {
-				log_error("Disk format 'asif' is not supported on this system.");
-				return -ENOTSUP;
-			}
-			return cmd_usage_error(&help, "The value '%s' is invalid for '--disk-format'",
+			if (strcasecmp(optarg, "asif") == 0)
+				/* a ValidationError in Tart: ASIF needs macOS 26 */
+				return cmd_usage_error(
+					&help, "Disk format 'asif' is not supported on this system.");
+			return cmd_usage_error(&help,
+					       "The value '%s' is invalid for '--disk-format "
+					       "<disk-format>'. Please provide one of 'raw' and 'asif'.",
 					       optarg);
 		default:
 			return c < 0 ? c : CMD_EUSAGE;
@@ -74,13 +76,10 @@ int cmd_create(int argc, char **argv)
 	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
 	if (r < 0)
 		return r;
-	if (ipsw && linux_vm)
-		return cmd_usage_error(&help, "Please specify either a --from-ipsw or --linux option!");
-	if (ipsw) {
-		log_error("creating macOS VMs (--from-ipsw) needs Apple hardware and "
-			  "Virtualization.framework; on Linux use --linux");
-		return -ENOTSUP;
-	}
+	/* Tart's validation on hosts without macOS guest support (Intel Macs) */
+	if (ipsw)
+		return cmd_usage_error(&help, "Only Linux VMs are supported on this host: macOS "
+					      "guests (--from-ipsw) need Apple hardware");
 	if (!linux_vm)
 		return cmd_usage_error(&help, "Please specify either a --from-ipsw or --linux option!");
 

@@ -39,10 +39,9 @@ int cmd_get(int argc, char **argv)
 		case 'h':
 			return 0;
 		case ARG_FORMAT:
-			if (streq(optarg, "json"))
-				json = true;
-			else if (!streq(optarg, "text"))
+			if (!streq(optarg, "json") && !streq(optarg, "text"))
 				return cmd_usage_error(&help, "'%s' is not a valid <format>", optarg);
+			json = streq(optarg, "json");
 			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;

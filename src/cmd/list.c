@@ -118,18 +118,16 @@ int cmd_list(int argc, char **argv)
 			quiet = true;
 			break;
 		case ARG_SOURCE:
-			if (streq(optarg, "local"))
-				oci = false;
-			else if (streq(optarg, "oci"))
-				local = false;
-			else
+			/* repeated: the last one wins, as with swift-argument-parser */
+			if (!streq(optarg, "local") && !streq(optarg, "oci"))
 				return cmd_usage_error(&help, "'%s' is not a valid <source>", optarg);
+			local = streq(optarg, "local");
+			oci = !local;
 			break;
 		case ARG_FORMAT:
-			if (streq(optarg, "json"))
-				json = true;
-			else if (!streq(optarg, "text"))
+			if (!streq(optarg, "json") && !streq(optarg, "text"))
 				return cmd_usage_error(&help, "'%s' is not a valid <format>", optarg);
+			json = streq(optarg, "json");
 			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;

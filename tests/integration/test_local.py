@@ -245,3 +245,81 @@ def test_read_only_tart_home(tart, tmp_path):
 def test_disk_size_zero_rejected(tart):
     p = tart.run("create", "--linux", "--disk-size", "0", "vm", check=False)
     assert p.returncode == 64
+
+
+def test_tart_validation_errors(tart):
+    """Tart's ValidationErrors exit 64 with `Error: ` and the usage; runtime errors exit 1."""
+    tart.run("create", "--linux", "--disk-format", "RAW", "vm")  # case-insensitive, as Tart
+    tart.run("create", "--linux", "other")
+    cases = [
+        (["create", "--linux", "--from-ipsw", "latest", "x"], "Only Linux VMs are supported"),
+        (["create", "--linux", "--disk-format", "asif", "x"],
+         "Disk format 'asif' is not supported on this system."),
+        (["create", "--linux", "--disk-format", "qcow2", "x"], "Please provide one of 'raw'"),
+        (["rename", "nope", "x"], "failed to rename a non-existent local VM: nope"),
+        (["rename", "vm", "other"],
+         "failed to rename VM vm, target VM other already exists, delete it first!"),
+        (["rename", "vm", "a/b"], "<new-name> should be a local name"),
+        (["clone", "vm", "a/b"], "<new-name> should be a local name"),
+    ]
+    for args, msg in cases:
+        p = tart.run(*args, check=False)
+        assert p.returncode == 64, (args, p.stderr)
+        assert p.stderr.startswith("Error: ") and msg in p.stderr, (args, p.stderr)
+        assert "Usage: tart " in p.stderr
+    assert tart.run("list", "-q").stdout == "other\nvm\n"
+
+
+def test_set_runtime_errors(tart, tmp_path):
+    tart.run("create", "--linux", "vm")
+    before = (tart.vm_dir("vm") / "config.json").read_text()
+    for args, msg in [
+        (["--cpu", "0"], "VM should have 1 CPU cores at minimum (requested 0)"),
+        (["--memory", "1"], "bytes of memory at minimum (requested 1048576)"),
+        (["--disk", str(tmp_path / "missing.img")], "missing.img"),
+        (["--disk-size", "0"], "should be larger than the current disk size"),
+    ]:
+        p = tart.run("set", "vm", *args, check=False)
+        assert p.returncode == 1, (args, p.stderr)  # not 2: the VM exists
+        assert msg in p.stderr, (args, p.stderr)
+    assert (tart.vm_dir("vm") / "config.json").read_text() == before
+
+
+def test_argument_parser_conventions(tart):
+    """swift-argument-parser behaviours scripts rely on."""
+    tart.run("create", "--disk-size=1", "vm", "--linux")  # --flag=value, flags after positionals
+    assert tart.run("list", "--source=local", "-q").stdout == "vm\n"
+    # repeated single-value options: the last one wins
+    assert tart.run("list", "--source", "oci", "--source", "local", "--quiet").stdout == "vm\n"
+    assert tart.json("get", "--format", "text", "vm", "--format=json")["Disk"] == 1
+    assert tart.run("get", "vm", "--format", "json", "--format", "text").stdout.startswith("OS ")
+    tart.run("create", "--linux", "--disk-size", "1", "--", "-dash")  # `--` ends the options
+    assert tart.run("list", "-q").stdout == "-dash\nvm\n"
+    tart.run("delete", "--", "-dash")
+    for args in (["list", "--quiet=yes"], ["list", "-x"], ["get", "vm", "--format"],
+                 ["list", "--format", "yaml"], ["delete"], ["get", "vm", "extra"]):
+        p = tart.run(*args, check=False)
+        assert p.returncode == 64 and p.stderr.startswith("Error: "), args
+    p = tart.run("bogus", check=False)
+    assert p.returncode == 64 and "Unknown subcommand 'bogus'" in p.stderr
+
+
+def test_stdout_errors(tart):
+    """A full stdout is a failure (data lost), a closed pipe is not an error message."""
+    import subprocess
+    tart.run("create", "--linux", "--disk-size", "1", "vm")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([tart_bin(), "list"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env=tart.env)
+    assert p.returncode == 1 and "cannot write to standard output" in p.stderr
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run([tart_bin(), "list", "--format", "json"], stdout=w,
+                       stderr=subprocess.PIPE, text=True, env=tart.env)
+    os.close(w)
+    assert p.stderr == ""
+
+
+def tart_bin():
+    from conftest import TART_BIN
+    return TART_BIN
