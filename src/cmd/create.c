@@ -27,6 +27,19 @@ static const struct cmd_help help = {
 		   "  -h, --help              Show help information.\n",
 };
 
+/* --disk-format: case-insensitive like Tart's; ASIF is a macOS 26 container. */
+static int check_disk_format(const char *value)
+{
+	if (strcasecmp(value, "raw") == 0)
+		return 0;
+	if (strcasecmp(value, "asif") == 0)
+		return cmd_usage_error(&help, "Disk format 'asif' is not supported on this system.");
+	return cmd_usage_error(&help,
+			       "The value '%s' is invalid for '--disk-format <disk-format>'. Please "
+			       "provide one of 'raw' and 'asif'.",
+			       value);
+}
+
 int cmd_create(int argc, char **argv)
 {
 	enum { ARG_FROM_IPSW = 0x100, ARG_LINUX, ARG_DISK_SIZE, ARG_DISK_FORMAT };
@@ -59,16 +72,9 @@ int cmd_create(int argc, char **argv)
 				return CMD_EUSAGE;
 			break;
 		case ARG_DISK_FORMAT:
-			if (strcasecmp(optarg, "raw") == 0)
-				break;
-			if (strcasecmp(optarg, "asif") == 0)
-				/* a ValidationError in Tart: ASIF needs macOS 26 */
-				return cmd_usage_error(
-					&help, "Disk format 'asif' is not supported on this system.");
-			return cmd_usage_error(&help,
-					       "The value '%s' is invalid for '--disk-format "
-					       "<disk-format>'. Please provide one of 'raw' and 'asif'.",
-					       optarg);
+			if (check_disk_format(optarg) < 0)
+				return CMD_EUSAGE;
+			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;
 		}

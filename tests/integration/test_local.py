@@ -323,3 +323,35 @@ def test_stdout_errors(tart):
 def tart_bin():
     from conftest import TART_BIN
     return TART_BIN
+
+
+def test_list_get_fqn_of_cached_images(tart):
+    """Pulled images in the OCI cache: Source "OCI", tag and digest names, fqn, get."""
+    tart.run("create", "--linux", "--disk-size", "2", "local-vm")
+    tart.run("create", "--linux", "--disk-size", "3", "img")
+    repo = tart.home / "cache" / "OCIs" / "127.0.0.1%3A5000" / "org" / "debian"
+    repo.mkdir(parents=True)
+    digest = "sha256:" + "0f" * 32
+    os.rename(tart.vm_dir("img"), repo / digest)
+    (repo / "latest").symlink_to(repo / digest)
+    q = tart.run("list", "-q").stdout
+    assert q == f"local-vm\n127.0.0.1:5000/org/debian:latest\n127.0.0.1:5000/org/debian@{digest}\n"
+    assert tart.run("list", "--source", "oci", "-q").stdout == q.split("\n", 1)[1]
+    rows = tart.json("list", "--format", "json")
+    assert [r["Source"] for r in rows] == ["local", "OCI", "OCI"]
+    assert [r["Disk"] for r in rows] == [2, 3, 3]
+    assert all(r["State"] == "stopped" and r["Running"] is False for r in rows)
+    text = tart.run("list").stdout.splitlines()
+    assert text[2].split()[:3] == ["OCI", "127.0.0.1:5000/org/debian:latest", "3"]
+    assert tart.run("fqn", "127.0.0.1:5000/org/debian:latest").stdout == \
+        f"127.0.0.1:5000/org/debian@{digest}\n"
+    assert tart.run("fqn", "local-vm").stdout == "local-vm\n"
+    p = tart.run("fqn", "127.0.0.1:5000/org/debian:missing", check=False)
+    assert p.returncode == 1 and "OCI storage error: 127.0.0.1:5000/org/debian:missing is not" \
+        " a digest and doesn't point to a digest" in p.stderr
+    other = "127.0.0.1:5000/org/debian@sha256:" + "1" * 64
+    assert tart.run("fqn", other).stdout == other + "\n"
+    assert tart.json("get", "127.0.0.1:5000/org/debian:latest", "--format", "json")["Disk"] == 3
+    # JSON is Swift's: `"key" : value`, 2-space indent, `/` escaped
+    raw = tart.run("list", "--source", "oci", "--format", "json").stdout
+    assert '    "Name" : "127.0.0.1:5000\\/org\\/debian:latest",\n' in raw
