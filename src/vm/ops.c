@@ -222,12 +222,13 @@ fail:
  */
 static int lock_local_for_change(const struct vm_dir *d, int *ret_run, int *ret_use)
 {
+	/* Without config.json nothing can run it: an incomplete VM can still be deleted. */
 	_cleanup_close_ int run = vm_dir_lock_run(d);
 	if (run == -EALREADY) {
 		log_error("VM \"%s\" is running", d->name);
 		return -EBUSY;
 	}
-	if (run < 0)
+	if (run < 0 && run != -ENOENT)
 		return log_error_errno(run, "cannot lock VM \"%s\"", d->name);
 	struct stat lst;
 	if (lstat(d->path, &lst) < 0)
@@ -250,7 +251,7 @@ static int lock_local_for_change(const struct vm_dir *d, int *ret_run, int *ret_
 int vm_delete_local(const char *name)
 {
 	struct vm_dir d;
-	int r = vm_dir_open_local(name, &d);
+	int r = vm_dir_lookup_local(name, &d);
 	if (r < 0)
 		return r;
 	_cleanup_vm_dir_ struct vm_dir dd = d;

@@ -157,8 +157,21 @@ def test_missing_file(tart):
     tart.run("create", "--linux", "vm")
     (tart.vm_dir("vm") / "nvram.bin").unlink()
     p = tart.run("get", "vm", check=False)
-    assert p.returncode == 1 and "missing some of its files" in p.stderr
+    assert p.returncode == 1
+    assert "VM is missing some of its files (config.json, disk.img or nvram.bin)" in p.stderr
     assert tart.run("list", "-q").stdout == ""
+    p = tart.run("clone", "vm", "vm2", check=False)
+    assert p.returncode == 1 and not tart.vm_dir("vm2").exists()
+    # an incomplete VM can still be deleted (the only way to clean it up with tart)
+    tart.run("delete", "vm")
+    assert not tart.vm_dir("vm").exists()
+    (tart.vm_dir("empty")).mkdir(parents=True)
+    (tart.vm_dir("empty") / "config.json").write_text("{}")
+    assert tart.run("list", "-q").stdout == ""
+    p = tart.run("set", "empty", "--cpu", "2", check=False)
+    assert p.returncode == 1 and "missing some of its files" in p.stderr
+    tart.run("delete", "empty")
+    assert list((tart.home / "vms").iterdir()) == []
 
 
 def test_running_vm_is_protected(tart):
