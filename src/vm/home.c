@@ -99,18 +99,6 @@ static bool tmp_is_protocol_name(const char *name)
 	return false;
 }
 
-/* Lock tmp/ itself: shared by creators for the instant between creating and locking an entry. */
-static int tmp_lock(const char *tmp, bool exclusive)
-{
-	_cleanup_close_ int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return negerrno();
-	int r = fs_flock(fd, exclusive, false);
-	if (r < 0)
-		return r;
-	return TAKE_FD(fd);
-}
-
 /*
  * Under the exclusive tmp/ lock, every entry of ours that is in use is flock'ed by its owner, so
  * one we can lock is abandoned. Other programs' entries (created without the protocol) may be
@@ -141,7 +129,7 @@ static void gc_collect(DIR *d, struct strvec *ret_names, int **ret_fds)
 void home_gc_tmp(void)
 {
 	_cleanup_free_ char *tmp = home_path("tmp");
-	_cleanup_close_ int lock = tmp_lock(tmp, true);
+	_cleanup_close_ int lock = fs_open_lock(tmp, true, false);
 	if (lock < 0) {
 		if (lock != -ENOENT)
 			log_warning_errno(lock, "Failed to perform garbage collection");
@@ -177,7 +165,8 @@ int home_tmp_create(const char *prefix, bool directory, char **ret_path)
 	fs_random_uuid(uuid);
 	_cleanup_free_ char *tmp = home_path("tmp");
 	_cleanup_free_ char *p = xasprintf("%s/%s%s", tmp, prefix, uuid);
-	_cleanup_close_ int tl = tmp_lock(tmp, false);
+	/* shared: many creators at once, but never while the GC scans */
+	_cleanup_close_ int tl = fs_open_lock(tmp, false, false);
 	if (tl < 0)
 		return log_error_errno(tl, "cannot lock '%s'", tmp);
 	_cleanup_close_ int fd = -1;
