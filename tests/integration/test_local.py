@@ -310,7 +310,9 @@ def test_argument_parser_conventions(tart):
     assert tart.run("list", "-q").stdout == "-dash\nvm\n"
     tart.run("delete", "--", "-dash")
     for args in (["list", "--quiet=yes"], ["list", "-x"], ["get", "vm", "--format"],
-                 ["list", "--format", "yaml"], ["delete"], ["get", "vm", "extra"]):
+                 ["list", "--format", "yaml"], ["delete"], ["get", "vm", "extra"],
+                 ["list", "--form", "json"], ["list", "--sou=local"],  # no abbreviations
+                 ["create", "--lin", "x"]):
         p = tart.run(*args, check=False)
         assert p.returncode == 64 and p.stderr.startswith("Error: "), args
     p = tart.run("bogus", check=False)
