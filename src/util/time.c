@@ -119,6 +119,15 @@ static long cal_count(time_t *cur, time_t to, enum cal_unit u)
 
 static void cal_diff(time_t from, time_t to, long ret[U_COUNT])
 {
+	/* Under 23 hours no calendar day can pass (DST days are 23 h): skip mktime, which is slow. */
+	long d = (long)(to - from);
+	if (labs(d) < 23 * 3600) {
+		for (int u = 0; u < U_COUNT; u++) {
+			ret[u] = u < U_HOUR ? 0 : d / cal_unit_approx[u];
+			d -= ret[u] * cal_unit_approx[u];
+		}
+		return;
+	}
 	for (int u = 0; u < U_COUNT; u++)
 		ret[u] = cal_count(&from, to, (enum cal_unit)u);
 }
