@@ -70,14 +70,10 @@ bool vm_dir_initialized(const struct vm_dir *d)
 
 int vm_dir_lookup_local(const char *name, struct vm_dir *ret)
 {
-	const char *why;
-	if (vm_name_validate(name, &why) < 0) {
-		log_error("invalid VM name \"%s\": %s", name, why);
-		return -EINVAL;
-	}
 	_cleanup_free_ char *vms = home_path("vms");
 	_cleanup_free_ char *p = path_join(vms, name);
-	if (!fs_is_dir(p)) {
+	/* No VM can have an invalid name: it does not exist (exit 2, as Tart for "a/b") */
+	if (vm_name_validate(name, NULL) < 0 || !fs_is_dir(p)) {
 		log_error("the specified VM \"%s\" does not exist", name);
 		return -ENOENT;
 	}

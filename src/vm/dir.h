@@ -43,8 +43,8 @@ char *vm_dir_file(const struct vm_dir *d, const char *file);
 bool vm_dir_initialized(const struct vm_dir *d);
 
 /*
- * Open the local VM `name`: -EINVAL (logged) for an invalid name, -ENOENT (logged as Tart's
- * `the specified VM "<name>" does not exist`) when vms/<name> is absent, -EUCLEAN (logged as
+ * Open the local VM `name`: -ENOENT (logged as Tart's `the specified VM "<name>" does not
+ * exist`) when vms/<name> is absent or the name invalid, -EUCLEAN (logged as
  * Tart's VMMissingFiles) when one of the three files is missing. On success records an access
  * (see vm_dir_touch).
  */

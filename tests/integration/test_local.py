@@ -102,10 +102,11 @@ def test_set_disk_raw_and_qcow2(tart, tmp_path):
 
 def test_missing_vm_exit_codes(tart):
     for args in (["get", "nope"], ["delete", "nope"], ["set", "nope", "--cpu", "2"],
-                 ["clone", "nope", "x"]):
+                 ["clone", "nope", "x"], ["set", "a/b", "--cpu", "2"], ["delete", ".."],
+                 ["get", "../nope"]):
         p = tart.run(*args, check=False)
         assert p.returncode == 2, args
-        assert 'the specified VM "nope" does not exist' in p.stderr
+        assert f'the specified VM "{args[1]}" does not exist' in p.stderr
 
 
 @pytest.mark.parametrize("name", ["a/b", "..", ".", "", "x" * 256, "bad\nname"])
