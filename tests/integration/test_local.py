@@ -275,6 +275,7 @@ def test_tart_validation_errors(tart):
          "failed to rename VM vm, target VM other already exists, delete it first!"),
         (["rename", "vm", "a/b"], "<new-name> should be a local name"),
         (["clone", "vm", "a/b"], "<new-name> should be a local name"),
+        (["clone", "vm", "x", "--concurrency", "0"], "network concurrency cannot be less than 1"),
     ]
     for args, msg in cases:
         p = tart.run(*args, check=False)
