@@ -57,9 +57,10 @@ struct set_opts {
 	int refit;
 };
 
-/* Tart's LessThanMinimalResourcesError: a runtime error (exit 1), not a usage error. */
+/* --memory floor for every guest, where Tart checks Virtualization.framework's minimum */
 #define SET_MIN_MEMORY (128ULL << 20)
 
+/* Tart's LessThanMinimalResourcesError: a runtime error (exit 1), not a usage error. */
 static int check_resources(const struct vm_config *c, const struct set_opts *o)
 {
 	bool darwin = streq(c->os, "darwin");
