@@ -304,6 +304,8 @@ def test_argument_parser_conventions(tart):
     """swift-argument-parser behaviours scripts rely on."""
     tart.run("create", "--disk-size=1", "vm", "--linux")  # --flag=value, flags after positionals
     assert tart.run("list", "--source=local", "-q").stdout == "vm\n"
+    assert tart.run("list", "-qq").stdout == "vm\n"  # repeated flag
+    assert tart.run("list", "-qh").stdout.startswith("OVERVIEW: List created VMs")
     # repeated single-value options: the last one wins
     assert tart.run("list", "--source", "oci", "--source", "local", "--quiet").stdout == "vm\n"
     assert tart.json("get", "--format", "text", "vm", "--format=json")["Disk"] == 1
