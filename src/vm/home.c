@@ -148,9 +148,14 @@ void home_gc_tmp(void)
 	close(TAKE_FD(lock));
 	for (size_t i = 0; i < names.nr; i++) {
 		_cleanup_free_ char *p = path_join(tmp, names.v[i]);
-		int r = fs_rm_rf(p);
-		if (r < 0)
-			log_warning_errno(r, "Failed to perform garbage collection: '%s'", p);
+		/* Only what we locked: a name a puller reuses may hold a new entry by now. */
+		struct stat locked, now;
+		if (fstat(fds[i], &locked) == 0 && lstat(p, &now) == 0 &&
+		    locked.st_dev == now.st_dev && locked.st_ino == now.st_ino) {
+			int r = fs_rm_rf(p);
+			if (r < 0)
+				log_warning_errno(r, "Failed to perform garbage collection: '%s'", p);
+		}
 		close(fds[i]);
 	}
 }
