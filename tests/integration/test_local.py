@@ -112,8 +112,14 @@ def test_missing_vm_exit_codes(tart):
 @pytest.mark.parametrize("name", ["a/b", "..", ".", "", "x" * 256, "bad\nname"])
 def test_bad_names(tart, name):
     p = tart.run("create", "--linux", name, check=False)
-    assert p.returncode != 0
+    assert p.returncode != 0 and p.stderr.strip()
     assert not (tart.home / "vms").exists() or list((tart.home / "vms").iterdir()) == []
+    tart.run("create", "--linux", "--disk-size", "1", "ok")
+    for args in (["clone", "ok", name], ["rename", "ok", name]):
+        p = tart.run(*args, check=False)
+        assert p.returncode != 0 and p.stderr.strip(), args
+    assert [x.name for x in (tart.home / "vms").iterdir()] == ["ok"]
+    assert list((tart.home / "tmp").iterdir()) == []
 
 
 def test_usage_errors(tart):
