@@ -97,7 +97,11 @@ int cmd_get(int argc, char **argv)
 			return 0;
 		case ARG_FORMAT:
 			if (!streq(optarg, "json") && !streq(optarg, "text"))
-				return cmd_usage_error(&help, "'%s' is not a valid <format>", optarg);
+				return cmd_usage_error(&help,
+						       "The value '%s' is invalid for '--format "
+						       "<format>'. Please provide one of 'text' and "
+						       "'json'.",
+						       optarg);
 			json = streq(optarg, "json");
 			break;
 		default:

@@ -150,7 +150,11 @@ int cmd_list(int argc, char **argv)
 			break;
 		case ARG_FORMAT:
 			if (!streq(optarg, "json") && !streq(optarg, "text"))
-				return cmd_usage_error(&help, "'%s' is not a valid <format>", optarg);
+				return cmd_usage_error(&help,
+						       "The value '%s' is invalid for '--format "
+						       "<format>'. Please provide one of 'text' and "
+						       "'json'.",
+						       optarg);
 			json = streq(optarg, "json");
 			break;
 		default:
