@@ -151,3 +151,24 @@ def test_gc_removes_old_foreign_entries(tart):
     time.sleep(10.5)
     tart.run("list")
     assert not stale.exists()
+
+
+def test_parallel_create_and_rename_to_one_name(tart):
+    """create, clone and rename racing for one name: exactly one wins, nothing is replaced."""
+    tart.run("create", "--linux", "--disk-size", "1", "a")
+    tart.run("create", "--linux", "--disk-size", "1", "b")
+    procs = [tart.popen("create", "--linux", "--disk-size", "1", "x", stderr=subprocess.PIPE,
+                        text=True) for _ in range(3)]
+    procs += [tart.popen("clone", "a", "x", stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs.append(tart.popen("rename", "b", "x", stderr=subprocess.PIPE, text=True))
+    codes = []
+    for p in procs:
+        p.wait(timeout=120)
+        p.stderr.close()
+        codes.append(p.returncode)
+    assert codes.count(0) == 1, codes
+    assert all(c in (1, 64) for c in codes if c), codes
+    names = sorted(d.name for d in (tart.home / "vms").iterdir())
+    assert names in (["a", "b", "x"], ["a", "x"]), names  # b is gone only if rename won
+    assert (codes[-1] == 0) == (names == ["a", "x"])
+    assert list((tart.home / "tmp").iterdir()) == []
