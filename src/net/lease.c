@@ -252,7 +252,7 @@ uint64_t lease_pid_start(pid_t pid)
 	const char *p = strrchr(sb.buf, ')');
 	if (!p)
 		return 0;
-	p++;
+	/* p is on field 2's closing ')'; each step lands on the space before the next field. */
 	for (int field = 2; field < 22; field++) {
 		p = strchr(p + 1, ' ');
 		if (!p)

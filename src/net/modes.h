@@ -53,8 +53,9 @@ int net_record_save(const char *state_dir, const struct net_record *r);
 void net_record_remove(const char *state_dir, pid_t pid);
 /* All records (n may be 0); allocated array. Unparsable records are skipped. */
 int net_record_list(const char *state_dir, struct net_record **ret, size_t *ret_n);
-/* The record of a live run of the VM whose directory is vm_dir. -ENOENT when none. */
-int net_record_find(const char *vm_dir, struct net_record *ret);
+/* The record of a live run of the VM whose directory is vm_dir or whose MAC is mac (MACs of
+ * running VMs are unique). -ENOENT when none. */
+int net_record_find(const char *vm_dir, const uint8_t mac[6], struct net_record *ret);
 /* Record (de)serialization, pure. */
 char *net_record_format(const struct net_record *r);
 int net_record_parse(const char *buf, size_t len, struct net_record *ret);

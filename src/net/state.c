@@ -167,7 +167,7 @@ int net_record_list(const char *state_dir, struct net_record **ret, size_t *ret_
 	return 0;
 }
 
-int net_record_find(const char *vm_dir, struct net_record *ret)
+int net_record_find(const char *vm_dir, const uint8_t mac[6], struct net_record *ret)
 {
 	_cleanup_free_ char *state = net_state_dir();
 	_cleanup_free_ struct net_record *v = NULL;
@@ -176,7 +176,8 @@ int net_record_find(const char *vm_dir, struct net_record *ret)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		if (streq(v[i].vm_dir, vm_dir) && lease_owner_alive(v[i].pid, v[i].pid_start)) {
+		bool same = streq(v[i].vm_dir, vm_dir) || memcmp(v[i].mac, mac, 6) == 0;
+		if (same && lease_owner_alive(v[i].pid, v[i].pid_start)) {
 			*ret = v[i];
 			return 0;
 		}

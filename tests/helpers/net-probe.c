@@ -37,6 +37,7 @@
 #include "util/alloc.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "vm/dir.h"
 #include "vm/home.h"
 
 static volatile sig_atomic_t stop;
@@ -135,6 +136,16 @@ static int cmd_attach(int argc, char **argv)
 	}
 	_cleanup_free_ char *vm_dir = xasprintf("%s/vms/%s", home_dir(), o.vm_name);
 	o.vm_dir = vm_dir;
+	/* When the VM exists (made with `tart create`), hold its run lock as `run` does, so
+	 * `tart ip` sees it running. */
+	_cleanup_close_ int run_lock = -1;
+	if (fs_is_dir(vm_dir)) {
+		struct vm_dir d;
+		if (vm_dir_open_local(o.vm_name, &d) == 0) {
+			run_lock = vm_dir_lock_run(&d);
+			vm_dir_release(&d);
+		}
+	}
 	uint8_t mac[6];
 	if (dhcp_mac_parse(o.mac, mac) < 0) {
 		fprintf(stderr, "net-probe: bad MAC\n");

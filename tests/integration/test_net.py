@@ -1,0 +1,389 @@
+# SPDX-License-Identifier: Apache-2.0
+"""tart's networking without VMs: net-probe runs the real net_attach()/net_detach() inside a
+test network namespace and plays QEMU, a second namespace per guest runs busybox udhcpc and
+real programs, a third stands in for the internet. See net_fixtures.py for the topology."""
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import TART_BIN
+from net_fixtures import (GATEWAY, HOST_EXT_IP, INTERNET_IP, PRIVATE_IP, PROBE, sh, topo)  # noqa: F401
+
+MAC1 = "52:54:00:aa:00:01"
+MAC2 = "52:54:00:aa:00:02"
+GW_MAC = "02:74:61:72:74:01"
+
+
+def guest_http(t, ns, port=8081, body="guest"):
+    t.http(ns, port, body)
+
+
+def nft_ruleset(t):
+    return t.ns(t.H, "nft", "list", "ruleset").stdout
+
+
+def links(t):
+    return t.ns(t.H, "ip", "-o", "link").stdout
+
+
+# ---- NAT --------------------------------------------------------------------------------
+
+
+def test_nat_lease_reachability_and_masquerade(topo):
+    t = topo
+    t.env.update(TART_NAT_LEASE_TIME="120", TART_NAT_DNS="9.9.9.9,1.1.1.1")
+    g = t.guest(1)
+    p, info = t.attach(g, MAC1)
+    assert info["mode"] == "nat" and info["mac"] == MAC1 and info["gateway"] == GATEWAY
+    lease = t.dhcp(g)
+    # The guest got exactly the address tart reserved, with our settings.
+    assert lease["ip"] == info["ip"] and lease["router"] == GATEWAY
+    assert lease["mask"] == "24" and lease["lease"] == "120"
+    assert lease["dns"].split() == ["9.9.9.9", "1.1.1.1"]
+    recs = t.leases()
+    assert [(r["mac"], r["ip"]) for r in recs] == [(MAC1, info["ip"])]
+    assert recs[0]["expires"] > time.time() + 60
+    # The host reaches the guest at that address...
+    guest_http(t, g)
+    assert t.fetch(t.H, f"http://{info['ip']}:8081/") == "guest"
+    # ...the guest reaches a host service at its gateway and the internet through NAT.
+    assert t.fetch(g, f"http://{GATEWAY}:8080/") == "host-service"
+    assert t.fetch(g, f"http://{INTERNET_IP}:8000/") == "internet"
+    t.ns(g, "/usr/bin/python3", "-c",
+         f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'nat-check', ('{INTERNET_IP}', 9999))")
+    time.sleep(0.5)
+    # Masquerade: the internet sees the host's address, not the guest's.
+    assert f"{HOST_EXT_IP} nat-check" in t.udp_sink.read_text()
+    # Tear-down: the last VM leaves nothing behind.
+    t.detach(p)
+    assert t.leases() == []
+    assert "tart0" not in links(t) and "tart-t" not in links(t)
+    assert "table ip tart" not in nft_ruleset(t) and "table bridge tart" not in nft_ruleset(t)
+    assert not list((t.home / "net" / "runs").glob("*.json"))
+
+
+def test_network_json_subnet_and_clash(topo):
+    t = topo
+    g = t.guest(1)
+    (t.home / "network.json").write_text(json.dumps({"subnet": "10.123.0.0/16", "leaseTime": 300}))
+    p, info = t.attach(g, MAC1)
+    assert info["gateway"] == "10.123.0.1" and info["ip"] == "10.123.0.2"
+    lease = t.dhcp(g)
+    assert lease["ip"] == "10.123.0.2" and lease["mask"] == "16" and lease["lease"] == "300"
+    assert t.fetch(g, f"http://{INTERNET_IP}:8000/") == "internet"
+    t.detach(p)
+    # A subnet that overlaps a host route is refused with a clear message.
+    t.env["TART_NAT_SUBNET"] = "45.45.0.0/16"
+    p, err = t.attach(t.guest(2), MAC2, expect_ok=False)
+    assert "clashes with the host's route 45.45.45.0/24" in err, err
+    assert p.returncode == 1
+    assert "tart0" not in links(t)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"subnet": "192.168.64.7/24"}, "invalid NAT subnet '192.168.64.7/24'"),
+    ({"subnet": "10.0.0.0/30"}, "invalid NAT subnet '10.0.0.0/30'"),
+    ({"leaseTime": 5}, "invalid DHCP lease time 5"),
+    ({"dns": ["not-an-ip"]}, "invalid DNS server 'not-an-ip'"),
+    ({"subnets": "x"}, "unknown or mistyped key 'subnets'"),
+])
+def test_bad_settings_are_clear_errors(topo, bad, message):
+    (topo.home / "network.json").write_text(json.dumps(bad))
+    p, err = topo.attach(topo.guest(1), MAC1, expect_ok=False)
+    assert message in err and p.returncode == 1
+
+
+# ---- Softnet ----------------------------------------------------------------------------
+
+
+def test_softnet_isolation(topo):
+    t = topo
+    g1, g2 = t.guest(1), t.guest(2)
+    p1, i1 = t.attach(g1, MAC1, vm="soft", mode="softnet")
+    p2, i2 = t.attach(g2, MAC2, vm="other", mode="nat")
+    assert i1["mode"] == "softnet"
+    assert t.dhcp(g1)["ip"] == i1["ip"]  # DHCP to the gateway is allowed
+    assert t.dhcp(g2)["ip"] == i2["ip"]
+    guest_http(t, g1, body="soft")
+    guest_http(t, g2, body="other")
+    # Globally routable destinations: allowed.
+    assert t.fetch(g1, f"http://{INTERNET_IP}:8000/") == "internet"
+    # The host (its gateway address and its other addresses), private ranges, other VMs: not.
+    assert t.fetch(g1, f"http://{GATEWAY}:8080/") is None
+    assert t.fetch(g1, f"http://{HOST_EXT_IP}:8080/") is None
+    assert t.fetch(g1, f"http://{PRIVATE_IP}:8000/") is None
+    assert t.fetch(g1, f"http://{i2['ip']}:8081/") is None
+    # Other VMs cannot reach it either; the host can (ssh admin@$(tart ip vm) works).
+    assert t.fetch(g2, f"http://{i1['ip']}:8081/") is None
+    assert t.fetch(t.H, f"http://{i1['ip']}:8081/") == "soft"
+    # The plain-NAT VM next to it is not restricted.
+    assert t.fetch(g2, f"http://{PRIVATE_IP}:8000/") == "internet"
+    t.detach(p1)
+    # Its rules are gone with it; the other VM keeps the bridge.
+    rules = nft_ruleset(t)
+    assert "fwd-tart-t" not in rules and "port-tart-t" not in rules
+    assert "tart0" in links(t)
+    t.detach(p2)
+
+
+def test_softnet_allow_block_longest_prefix(topo):
+    t = topo
+    g = t.guest(1)
+    # /32 allow beats the /24 block; identical prefixes: block wins.
+    p, info = t.attach(g, MAC1, mode="softnet", extra=[
+        "--allow", "45.45.45.2/32,10.99.0.0/16", "--block", "45.45.45.0/24,10.99.0.0/16"])
+    t.dhcp(g)
+    assert t.fetch(g, f"http://{INTERNET_IP}:8000/") == "internet"
+    assert t.fetch(g, f"http://{PRIVATE_IP}:8000/") is None
+    t.detach(p)
+    # An allowed private range and an allowed host address become reachable.
+    p, info = t.attach(g, MAC1, mode="softnet", extra=["--allow", f"10.99.0.0/24,{GATEWAY}/32"])
+    t.dhcp(g)
+    assert t.fetch(g, f"http://{PRIVATE_IP}:8000/") == "internet"
+    assert t.fetch(g, f"http://{GATEWAY}:8080/") == "host-service"
+    t.detach(p)
+    # Blocking the whole internet.
+    p, info = t.attach(g, MAC1, mode="softnet", extra=["--block", "0.0.0.0/0"])
+    t.dhcp(g)
+    assert t.fetch(g, f"http://{INTERNET_IP}:8000/") is None
+    t.detach(p)
+
+
+def test_softnet_expose(topo):
+    t = topo
+    g = t.guest(1)
+    p, info = t.attach(g, MAC1, mode="softnet", extra=["--expose", "2222:8081,2223:8082"])
+    t.dhcp(g)
+    guest_http(t, g, 8081, "exposed-8081")
+    guest_http(t, g, 8082, "exposed-8082")
+    # From outside, the host's external address forwards to the VM.
+    assert t.fetch(t.I, f"http://{HOST_EXT_IP}:2222/") == "exposed-8081"
+    assert t.fetch(t.I, f"http://{HOST_EXT_IP}:2223/") == "exposed-8082"
+    assert t.fetch(t.I, f"http://{HOST_EXT_IP}:2224/") is None
+    t.detach(p)
+    assert t.fetch(t.I, f"http://{HOST_EXT_IP}:2222/", timeout=2) is None
+
+
+SPOOF = r"""
+import socket, struct, sys
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def mac(m): return bytes.fromhex(m.replace(":", ""))
+def ip(a): return socket.inet_aton(a)
+src_mac, dst_mac, src_ip, dst_ip, tag = sys.argv[1:6]
+payload = tag.encode()
+udp = struct.pack("!HHHH", 40000, 9999, 8 + len(payload), 0) + payload
+hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, ip(src_ip), ip(dst_ip))
+hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+frame = mac(dst_mac) + mac(src_mac) + b"\x08\x00" + hdr + udp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for _ in range(3):
+    s.send(frame)
+"""
+
+
+def test_softnet_drops_spoofed_sources(topo):
+    t = topo
+    g = t.guest(1)
+    p, info = t.attach(g, MAC1, mode="softnet")
+    t.dhcp(g)
+    send = lambda *a: t.ns(g, "/usr/bin/python3", "-c", SPOOF, *a)  # noqa: E731
+    send(MAC1, GW_MAC, info["ip"], INTERNET_IP, "genuine")
+    send(MAC1, GW_MAC, "192.168.64.77", INTERNET_IP, "spoofed-ip")
+    send("52:54:00:66:66:66", GW_MAC, info["ip"], INTERNET_IP, "spoofed-mac")
+    send(MAC1, GW_MAC, "45.45.45.9", INTERNET_IP, "spoofed-public-ip")
+    time.sleep(1)
+    seen = t.udp_sink.read_text()
+    assert "genuine" in seen  # the sender works and the path is open...
+    assert "spoofed" not in seen, seen  # ...but forged sources never leave the bridge
+    t.detach(p)
+
+
+# ---- DHCP robustness and address recycling -----------------------------------------------
+
+
+FLOOD = r"""
+import socket, struct, sys, os
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+own = bytes.fromhex(sys.argv[1].replace(":", ""))
+want = socket.inet_aton(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+def send(chaddr, src, body):
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(body), 0) + body
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
+    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+    s.send(b"\xff" * 6 + src + b"\x08\x00" + hdr + udp)
+for i in range(300):
+    chaddr = own if i % 2 else os.urandom(6)
+    bootp = struct.pack("!BBBBIHHIIII", 1, 1, 6, 0, i, 0, 0x8000, 0, 0, 0, 0) + chaddr + bytes(202)
+    opts = b"\x63\x82\x53\x63" + bytes([53, 1, 3, 50, 4]) + want + b"\xff"
+    send(chaddr, chaddr if i % 3 else own, bootp + opts)
+    # and garbage of every size
+    send(own, own, os.urandom(i % 600))
+"""
+
+
+def test_dhcp_flood_cannot_take_another_vms_address(topo):
+    t = topo
+    g1, g2 = t.guest(1), t.guest(2)
+    p1, i1 = t.attach(g1, MAC1, vm="victim")
+    p2, i2 = t.attach(g2, MAC2, vm="attacker")
+    t.dhcp(g1)
+    t.ns(g2, "ip", "link", "set", "eth0", "up")
+    t.ns(g2, "/usr/bin/python3", "-c", FLOOD, MAC2, i1["ip"], timeout=60)
+    # The victim keeps its lease; the attacker only ever gets its own address.
+    by_mac = {r["mac"]: r["ip"] for r in t.leases()}
+    assert by_mac[MAC1] == i1["ip"]
+    assert by_mac[MAC2] == i2["ip"] != i1["ip"]
+    assert t.dhcp(g2)["ip"] == i2["ip"]
+    guest_http(t, g1, body="victim")
+    assert t.fetch(t.H, f"http://{i1['ip']}:8081/") == "victim"
+    assert p1.poll() is None and p2.poll() is None  # the servers survived
+    t.detach(p2)
+    t.detach(p1)
+
+
+def test_duid_client_identifier_still_resolves_by_mac(topo):
+    t = topo
+    g = t.guest(1)
+    p, info = t.attach(g, MAC1)
+    # A DUID client identifier (type 255, as systemd-networkd/Ubuntu send) instead of the MAC.
+    events = t.work / "duid-events"
+    subprocess.run(["ip", "netns", "exec", g, "busybox", "udhcpc", "-f", "-q", "-n", "-t", "5",
+                    "-T", "1", "-i", "eth0", "-s", str(t.script),
+                    "-x", "0x3d:ff0000000100040102030405060708090a0b0c0d0e0f10"],
+                   env=dict(os.environ, UDHCPC_EVENTS=str(events)), check=True,
+                   capture_output=True, timeout=30)
+    assert f"bound|ip={info['ip']}|" in events.read_text()
+    assert [(r["mac"], r["ip"]) for r in t.leases()] == [(MAC1, info["ip"])]
+    t.detach(p)
+
+
+def test_300_cycles_never_exhaust_a_slash_24(topo):
+    t = topo
+    # One long-running VM keeps the bridge up, as on a busy CI host.
+    p, info = t.attach(t.guest(1), MAC1)
+    out = t.ns(t.H, PROBE, "cycles", "--count", "300", timeout=540, check=False, env=t.env)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("cycle ")]
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert len(lines) == 300
+    assert all(" OFFER ACK " in l and l.endswith("recorded yes") for l in lines)
+    macs = {l.split()[3] for l in lines}
+    ips = {l.split()[7] for l in lines}
+    assert len(macs) == 300  # 300 distinct VMs...
+    assert info["ip"] not in ips  # ...never given the running VM's address...
+    assert len(ips) <= 2  # ...and their addresses come back the moment they stop
+    assert [r["mac"] for r in t.leases()] == [MAC1]
+    t.detach(p)
+
+
+# ---- Killed runs -------------------------------------------------------------------------
+
+
+def test_sigkill_then_next_run_cleans_up(topo):
+    t = topo
+    g = t.guest(1)
+    p, info = t.attach(g, MAC1, mode="softnet", extra=["--expose", "2222:8081"])
+    t.dhcp(g)
+    tap = info["tap"]
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    # What a SIGKILLed run leaves: its rules, lease and record (the tap dies with its fd).
+    assert tap in nft_ruleset(t) and "2222" in nft_ruleset(t)
+    assert [r["mac"] for r in t.leases()] == [MAC1]
+    assert list((t.home / "net" / "runs").glob("*.json"))
+    # The next run cleans that up before making its own.
+    p2, i2 = t.attach(t.guest(2), MAC2)
+    rules = nft_ruleset(t)
+    assert tap not in rules and "2222" not in rules
+    assert tap not in links(t)
+    assert [r["mac"] for r in t.leases()] == [MAC2]
+    assert i2["ip"] == info["ip"]  # the dead VM's address is free again
+    t.detach(p2)
+    assert "tart0" not in links(t) and "table ip tart" not in nft_ruleset(t)
+    # And when nothing else runs, the cleanup alone removes everything.
+    p3, _ = t.attach(g, MAC1, mode="softnet")
+    p3.send_signal(signal.SIGKILL)
+    p3.wait()
+    t.ns(t.H, PROBE, "cleanup", env=t.env)
+    assert "tart0" not in links(t) and "tart-t" not in links(t)
+    assert "table" not in nft_ruleset(t)
+    assert t.leases() == []
+
+
+# ---- Input errors and other modes --------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--allow", "10.0.0.0/33"], "invalid --net-softnet-allow value '10.0.0.0/33'"),
+    (["--block", "10.0.0.1,,"], "invalid --net-softnet-block value"),
+    (["--expose", "2222"], "invalid --net-softnet-expose value '2222'"),
+    (["--expose", "0:22"], "invalid --net-softnet-expose value '0:22'"),
+    (["--expose", "2222:22,2222:23"], "each external port once"),
+])
+def test_bad_softnet_specs(topo, extra, message):
+    p, err = topo.attach(topo.guest(1), MAC1, mode="softnet", extra=extra, expect_ok=False)
+    assert message in err and p.returncode == 1
+    assert "tart0" not in links(topo)
+
+
+def test_unprivileged_is_a_clear_error(topo):
+    t = topo
+    argv = ["ip", "netns", "exec", t.H, "setpriv", "--bounding-set", "-net_admin",
+            "--inh-caps", "-all", PROBE, "attach", "--vm", "x", "--mac", MAC1, "--mode", "nat",
+            "--guest-netns", t.guest(1)]
+    p = subprocess.run(argv, env=t.env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "needs CAP_NET_ADMIN" in p.stderr, p.stderr
+
+
+def test_bridged_mode_and_missing_bridge(topo):
+    t = topo
+    g1 = t.guest(1)
+    p, err = t.attach(g1, MAC1, mode="bridged", extra=["--bridge", "nosuchbr0"],
+                      expect_ok=False)
+    assert "bridge interface 'nosuchbr0' does not exist" in err
+    p, err = t.attach(g1, MAC1, mode="bridged", extra=["--bridge", t.hv],
+                      expect_ok=False)
+    assert "is not a bridge" in err
+    br = t.p + "br"
+    t.ns(t.H, "ip", "link", "add", br, "type", "bridge")
+    t.ns(t.H, "ip", "addr", "add", "10.50.0.1/24", "dev", br)
+    t.ns(t.H, "ip", "link", "set", br, "up")
+    g = t.guest(2)
+    p, info = t.attach(g, MAC1, mode="bridged", extra=["--bridge", br])
+    assert info["mode"] == "bridged" and "ip" not in info and info["bridge"] == br
+    assert f"master {br}" in t.ns(t.H, "ip", "-o", "link", "show", info["tap"]).stdout
+    t.ns(g, "ip", "addr", "add", "10.50.0.2/24", "dev", "eth0")
+    guest_http(t, g, body="bridged")
+    assert t.fetch(t.H, "http://10.50.0.2:8081/") == "bridged"
+    t.detach(p)
+    assert "tart0" not in links(t)  # bridged mode never creates tart's own bridge
+
+
+def test_host_only_mode(topo):
+    t = topo
+    g = t.guest(1)
+    p, info = t.attach(g, MAC1, mode="host")
+    lease = t.dhcp(g)
+    assert lease["ip"] == info["ip"] and lease["router"] == ""
+    # The guest reaches the host, and the host the guest; nothing beyond the host.
+    assert t.fetch(g, f"http://{GATEWAY}:8080/") == "host-service"
+    guest_http(t, g, body="hostonly")
+    assert t.fetch(t.H, f"http://{info['ip']}:8081/") == "hostonly"
+    t.ns(g, "ip", "route", "replace", "default", "via", GATEWAY)
+    assert t.fetch(g, f"http://{INTERNET_IP}:8000/") is None
+    t.detach(p)
