@@ -7,7 +7,10 @@
 
 #include "cmd/cmd.h"
 #include "net/resolve.h"
+#include "util/fs.h"
+#include "util/json.h"
 #include "util/log.h"
+#include "util/strbuf.h"
 #include "vm/config.h"
 #include "vm/dir.h"
 
@@ -29,6 +32,27 @@ static const struct cmd_help help = {
 		"VMs)\n"
 		"  -h, --help              Show help information.\n",
 };
+
+/*
+ * `run` also records its attachment in <vm>/run.json ({"netMode": ..., "net": <info>}); a
+ * running user-mode VM found there gets the same explanation as from a run record.
+ */
+static bool user_mode_from_run_state(const struct vm_dir *d, const char *name, char *explain,
+				     size_t len)
+{
+	if (vm_dir_state(d) != VM_STATE_RUNNING)
+		return false;
+	_cleanup_free_ char *p = vm_dir_file(d, "run.json");
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	_cleanup_json_ json_t *j = NULL;
+	const char *mode, *info = "";
+	if (fs_read_full(p, 65536, &sb) < 0 || json_parse_buf(sb.buf, sb.len, &j) < 0 ||
+	    json_get_string(j, "netMode", &mode) < 0 || !streq(mode, "user"))
+		return false;
+	(void)json_get_string(j, "net", &info);
+	net_user_explain(name, info, explain, len);
+	return true;
+}
 
 static void sleep_until_next_second(time_t deadline)
 {
@@ -94,6 +118,8 @@ int cmd_ip(int argc, char **argv)
 			printf("%s\n", ip);
 			return 0;
 		}
+		if (r == -ENOENT && user_mode_from_run_state(&d, name, explain, sizeof(explain)))
+			r = -EREMOTE;
 		if (r == -EREMOTE) {
 			log_error("%s", explain);
 			return 1;

@@ -479,3 +479,19 @@ def test_tart_ip_explains_user_mode(topo):
     r = tart_in(t, "ip", "vm")
     assert r.returncode == 1 and r.stdout == ""
     assert "uses user-mode networking" in r.stderr and "ssh -p 2222 admin@127.0.0.1" in r.stderr
+
+
+def test_tart_ip_explains_user_mode_from_run_state(topo):
+    import fcntl
+    t = topo
+    make_vm(t)
+    vm = t.home / "vms" / "vm"
+    (vm / "run.json").write_text(json.dumps({"netMode": "user", "net": "ssh-port=3333"}))
+    # Not running: run.json is stale and ignored.
+    r = tart_in(t, "ip", "vm")
+    assert r.returncode == 1 and r.stderr.strip() == "no IP address found, is your VM running?"
+    # Running (we hold the run lock as `tart run` does): explained.
+    with open(vm / "config.json", "r+") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = tart_in(t, "ip", "vm")
+    assert r.returncode == 1 and "ssh -p 3333 admin@127.0.0.1" in r.stderr
