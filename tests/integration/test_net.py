@@ -4,17 +4,16 @@ test network namespace and plays QEMU, a second namespace per guest runs busybox
 real programs, a third stands in for the internet. See net_fixtures.py for the topology."""
 import json
 import os
-import re
 import signal
-import struct
 import subprocess
 import time
 
 import pytest
 
 from conftest import TART_BIN
-from net_fixtures import (GATEWAY, HOST_EXT_IP, INTERNET_IP, PRIVATE_IP, PROBE, sh, topo)  # noqa: F401
+from net_fixtures import GATEWAY, HOST_EXT_IP, INTERNET_IP, PRIVATE_IP, PROBE, topo  # noqa: F401
 
+NET_RAW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "net_raw.py")
 MAC1 = "52:54:00:aa:00:01"
 MAC2 = "52:54:00:aa:00:02"
 GW_MAC = "02:74:61:72:74:01"
@@ -170,33 +169,12 @@ def test_softnet_expose(topo):
     assert t.fetch(t.I, f"http://{HOST_EXT_IP}:2222/", timeout=2) is None
 
 
-SPOOF = r"""
-import socket, struct, sys
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-def mac(m): return bytes.fromhex(m.replace(":", ""))
-def ip(a): return socket.inet_aton(a)
-src_mac, dst_mac, src_ip, dst_ip, tag = sys.argv[1:6]
-payload = tag.encode()
-udp = struct.pack("!HHHH", 40000, 9999, 8 + len(payload), 0) + payload
-hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, ip(src_ip), ip(dst_ip))
-hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-frame = mac(dst_mac) + mac(src_mac) + b"\x08\x00" + hdr + udp
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("eth0", 0))
-for _ in range(3):
-    s.send(frame)
-"""
-
-
 def test_softnet_drops_spoofed_sources(topo):
     t = topo
     g = t.guest(1)
     p, info = t.attach(g, MAC1, mode="softnet")
     t.dhcp(g)
-    send = lambda *a: t.ns(g, "/usr/bin/python3", "-c", SPOOF, *a)  # noqa: E731
+    send = lambda *a: t.ns(g, "/usr/bin/python3", NET_RAW, "spoof", *a)  # noqa: E731
     send(MAC1, GW_MAC, info["ip"], INTERNET_IP, "genuine")
     send(MAC1, GW_MAC, "192.168.64.77", INTERNET_IP, "spoofed-ip")
     send("52:54:00:66:66:66", GW_MAC, info["ip"], INTERNET_IP, "spoofed-mac")
@@ -211,31 +189,6 @@ def test_softnet_drops_spoofed_sources(topo):
 # ---- DHCP robustness and address recycling -----------------------------------------------
 
 
-FLOOD = r"""
-import socket, struct, sys, os
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-own = bytes.fromhex(sys.argv[1].replace(":", ""))
-want = socket.inet_aton(sys.argv[2])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("eth0", 0))
-def send(chaddr, src, body):
-    udp = struct.pack("!HHHH", 68, 67, 8 + len(body), 0) + body
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
-    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-    s.send(b"\xff" * 6 + src + b"\x08\x00" + hdr + udp)
-for i in range(300):
-    chaddr = own if i % 2 else os.urandom(6)
-    bootp = struct.pack("!BBBBIHHIIII", 1, 1, 6, 0, i, 0, 0x8000, 0, 0, 0, 0) + chaddr + bytes(202)
-    opts = b"\x63\x82\x53\x63" + bytes([53, 1, 3, 50, 4]) + want + b"\xff"
-    send(chaddr, chaddr if i % 3 else own, bootp + opts)
-    # and garbage of every size
-    send(own, own, os.urandom(i % 600))
-"""
-
-
 def test_dhcp_flood_cannot_take_another_vms_address(topo):
     t = topo
     g1, g2 = t.guest(1), t.guest(2)
@@ -243,7 +196,7 @@ def test_dhcp_flood_cannot_take_another_vms_address(topo):
     p2, i2 = t.attach(g2, MAC2, vm="attacker")
     t.dhcp(g1)
     t.ns(g2, "ip", "link", "set", "eth0", "up")
-    t.ns(g2, "/usr/bin/python3", "-c", FLOOD, MAC2, i1["ip"], timeout=60)
+    t.ns(g2, "/usr/bin/python3", NET_RAW, "dhcp-flood", MAC2, i1["ip"], timeout=60)
     # The victim keeps its lease; the attacker only ever gets its own address.
     by_mac = {r["mac"]: r["ip"] for r in t.leases()}
     assert by_mac[MAC1] == i1["ip"]

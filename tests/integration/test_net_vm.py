@@ -3,7 +3,6 @@
 own network namespace (net_fixtures.py), in NAT and Softnet modes, `tart ip`, ssh to the guest,
 and the clean-up after SIGKILL. Skips loudly while `tart run` or the tiny guest is missing."""
 import json
-import os
 import signal
 import subprocess
 import time
@@ -68,10 +67,24 @@ def guest_get(t, ip, url):
     return r.stdout if r.returncode == 0 else None
 
 
-def stop(t, name, proc):
+def boot(t, name, *flags):
+    """Make the tiny VM, run it, wait for its sshd; returns (run process, `tart ip` address)."""
+    make_tiny_vm(t.tart, t.guest_dir, name, test="wait")
+    proc = start(t, name, *flags)
+    try:
+        wait_serial(t.tart, name, "TART-TEST-SSHD-STARTED", proc, timeout=180)
+        r = tart_in(t, "ip", name, "--wait", "60")
+        assert r.returncode == 0, r.stderr
+    except BaseException:
+        stop(t, name, proc, check=False)
+        raise
+    return proc, r.stdout.strip()
+
+
+def stop(t, name, proc, check=True):
     tart_in(t, "stop", name)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0 or not check, err
 
 
 def nothing_left(t):
@@ -84,14 +97,9 @@ def nothing_left(t):
 
 def test_nat_vm_gets_lease_ssh_and_internet(vmnet):
     t = vmnet
-    make_tiny_vm(t.tart, t.guest_dir, "vm", test="wait")
+    proc, ip = boot(t, "vm")
     mac = json.loads((t.home / "vms" / "vm" / "config.json").read_text())["macAddress"]
-    proc = start(t, "vm")
     try:
-        wait_serial(t.tart, "vm", "TART-TEST-SSHD-STARTED", proc, timeout=180)
-        r = tart_in(t, "ip", "vm", "--wait", "60")
-        assert r.returncode == 0, r.stderr
-        ip = r.stdout.strip()
         assert ip.startswith("192.168.64.")
         # ssh admin@$(tart ip vm) (the tiny guest's user is root)
         r = ssh(t, ip, "cat /sys/class/net/eth0/address")
@@ -105,12 +113,8 @@ def test_nat_vm_gets_lease_ssh_and_internet(vmnet):
 
 def test_softnet_vm_is_isolated(vmnet):
     t = vmnet
-    make_tiny_vm(t.tart, t.guest_dir, "vm", test="wait")
-    proc = start(t, "vm", "--net-softnet")
+    proc, ip = boot(t, "vm", "--net-softnet")
     try:
-        wait_serial(t.tart, "vm", "TART-TEST-SSHD-STARTED", proc, timeout=180)
-        ip = tart_in(t, "ip", "vm", "--wait", "60").stdout.strip()
-        assert ip
         assert guest_get(t, ip, f"http://{INTERNET_IP}:8000/") == "internet"
         assert guest_get(t, ip, f"http://{GATEWAY}:8080/") is None
         assert guest_get(t, ip, f"http://{PRIVATE_IP}:8000/") is None
@@ -121,15 +125,12 @@ def test_softnet_vm_is_isolated(vmnet):
 
 def test_sigkill_of_run_then_next_run_cleans(vmnet):
     t = vmnet
-    make_tiny_vm(t.tart, t.guest_dir, "a", test="wait")
-    make_tiny_vm(t.tart, t.guest_dir, "b", test="wait")
-    proc = start(t, "a", "--net-softnet-expose", "2222:22")
-    wait_serial(t.tart, "a", "TART-TEST-SSHD-STARTED", proc, timeout=180)
+    proc, _ = boot(t, "a", "--net-softnet-expose", "2222:22")
+    assert "2222" in t.ns(t.H, "nft", "list", "ruleset").stdout
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    proc2 = start(t, "b")
+    proc2, _ = boot(t, "b")
     try:
-        wait_serial(t.tart, "b", "TART-TEST-SSHD-STARTED", proc2, timeout=180)
         rules = t.ns(t.H, "nft", "list", "ruleset").stdout
         assert "2222" not in rules and "fwd-tart-t" not in rules
         macs = [r["mac"] for r in t.leases()]
