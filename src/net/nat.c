@@ -133,11 +133,15 @@ static void undo_record(const char *state_dir, const struct net_record *r)
 	if (r->ip) {
 		_cleanup_close_ int lock = lease_store_lock(state_dir);
 		struct lease_table t;
-		if (lock >= 0 && lease_store_load(state_dir, &t) == 0) {
+		int k = lock < 0 ? lock : lease_store_load(state_dir, &t);
+		if (k == 0) {
 			lease_table_free(&t, r->mac, r->pid);
-			(void)lease_store_save(state_dir, &t);
+			k = lease_store_save(state_dir, &t);
 			lease_table_release(&t);
 		}
+		if (k < 0)
+			log_warning_errno(k, "cannot free the DHCP lease of '%s' (the next run will)",
+					  r->tap);
 	}
 	net_record_remove(state_dir, r->pid);
 }
