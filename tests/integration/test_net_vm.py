@@ -3,6 +3,7 @@
 own network namespace (net_fixtures.py), in NAT and Softnet modes, `tart ip`, ssh to the guest,
 and the clean-up after SIGKILL. Skips loudly while `tart run` or the tiny guest is missing."""
 import json
+import re
 import signal
 import subprocess
 import time
@@ -142,3 +143,31 @@ def test_sigkill_of_run_then_next_run_cleans(vmnet):
     finally:
         stop(t, "b", proc2)
     nothing_left(t)
+
+
+def test_user_mode_tart_ip_explains_the_forwarded_port(vmnet):
+    t = vmnet
+    t.tart.env["TART_NET_MODE"] = "user"
+    make_tiny_vm(t.tart, t.guest_dir, "vm", test="wait")
+    proc = start(t, "vm")
+    try:
+        wait_serial(t.tart, "vm", "TART-TEST-SSHD-STARTED", proc, timeout=180)
+        r = tart_in(t, "ip", "vm", "--wait", "5")
+        assert r.returncode == 1 and r.stdout == ""
+        m = re.search(r"'ssh -p (\d+) admin@127\.0\.0\.1'", r.stderr)
+        assert m, r.stderr
+        # The explanation is right: that port reaches the guest.
+        key = t.guest_dir / "id_ed25519"
+        for _ in range(30):
+            s = subprocess.run(["ip", "netns", "exec", t.H, "ssh", "-i", str(key), "-p", m[1],
+                                "-o", "StrictHostKeyChecking=no", "-o",
+                                "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o",
+                                "LogLevel=ERROR", "root@127.0.0.1", "echo reached"],
+                               capture_output=True, text=True, timeout=60)
+            if s.returncode == 0:
+                break
+            time.sleep(1)
+        assert s.stdout.strip() == "reached"
+    finally:
+        stop(t, "vm", proc)
+    assert "tart0" not in t.ns(t.H, "ip", "-o", "link").stdout
