@@ -4,18 +4,21 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +29,30 @@
 #include "util/strvec.h"
 
 extern char **environ;
+
+static void pass_net_admin_on_once(void)
+{
+	if (geteuid() == 0)
+		return;
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2] = {0};
+	const unsigned bit = 1u << (CAP_NET_ADMIN % 32), word = CAP_NET_ADMIN / 32;
+	if (syscall(SYS_capget, &hdr, data) < 0 || !(data[word].permitted & bit))
+		return;
+	data[word].inheritable |= bit;
+	if (syscall(SYS_capset, &hdr, data) == 0)
+		(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN, 0, 0);
+}
+
+/*
+ * A non-root tart that holds CAP_NET_ADMIN through file capabilities must pass it on to the
+ * `nft` and `ip` it spawns: make it inheritable and ambient (best effort, once).
+ */
+static void pass_net_admin_on(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, pass_net_admin_on_once);
+}
 
 static int ifreq_init(struct ifreq *ifr, const char *name)
 {
@@ -193,6 +220,7 @@ int link_delete(const char *name)
 {
 	if (!link_exists(name))
 		return 0;
+	pass_net_admin_on();
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
 	strvec_pushl(&argv, "ip", "link", "del", "dev", name, NULL);
 	int status = 0;
@@ -222,6 +250,7 @@ int nft_apply(const char *script, struct strbuf *err)
 			return r;
 		prog = xstrdup("/usr/sbin/nft");
 	}
+	pass_net_admin_on();
 	/* The script goes in through a memfd as stdin: no temp file, no pipe-size deadlock. */
 	_cleanup_close_ int mfd = memfd_create("tart-nft", MFD_CLOEXEC);
 	_cleanup_close_ int pr = -1, pw = -1;

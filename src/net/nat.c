@@ -303,9 +303,9 @@ static int need_privileges(enum net_mode mode)
 {
 	if (net_privileged())
 		return 0;
-	log_error("network mode '%s' needs CAP_NET_ADMIN and access to /dev/net/tun: run tart as "
-		  "root, or grant the capability with 'setcap cap_net_admin+ep %s', or use "
-		  "user-mode networking",
+	log_error("network mode '%s' needs CAP_NET_ADMIN, CAP_NET_RAW and access to /dev/net/tun: "
+		  "run tart as root, or grant the capabilities with 'setcap "
+		  "cap_net_admin,cap_net_raw+ep %s', or use user-mode networking",
 		  net_mode_to_string(mode), "$(command -v tart)");
 	return -EPERM;
 }

@@ -191,9 +191,17 @@ bool net_privileged(void)
 	struct __user_cap_data_struct data[2] = {0};
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return false;
-	if (!(data[CAP_NET_ADMIN / 32].effective & (1u << (CAP_NET_ADMIN % 32))))
+	/* NET_ADMIN for taps, bridges and nftables; NET_RAW for the DHCP server's socket. */
+	static const int caps[] = {CAP_NET_ADMIN, CAP_NET_RAW};
+	for (size_t i = 0; i < ARRAY_SIZE(caps); i++)
+		if (!(data[caps[i] / 32].effective & (1u << (caps[i] % 32))))
+			return false;
+	/* open(), not access(): access() checks the real uid without our capabilities. */
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
 		return false;
-	return access("/dev/net/tun", R_OK | W_OK) == 0;
+	close(fd);
+	return true;
 }
 
 void net_record_user(const struct net_options *opts, const struct net_attachment *a)

@@ -4,6 +4,7 @@ test network namespace and plays QEMU, a second namespace per guest runs busybox
 real programs, a third stands in for the internet. See net_fixtures.py for the topology."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from conftest import TART_BIN
-from net_fixtures import GATEWAY, HOST_EXT_IP, INTERNET_IP, PRIVATE_IP, PROBE, topo  # noqa: F401
+from net_fixtures import GATEWAY, HOST_EXT_IP, INTERNET_IP, PRIVATE_IP, PROBE, sh, topo  # noqa: F401
 
 NET_RAW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "net_raw.py")
 MAC1 = "52:54:00:aa:00:01"
@@ -448,3 +449,41 @@ def test_tart_ip_explains_user_mode_from_run_state(topo):
         fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         r = tart_in(t, "ip", "vm")
     assert r.returncode == 1 and "ssh -p 3333 admin@127.0.0.1" in r.stderr
+
+
+def test_file_capabilities_instead_of_root(topo):
+    """A non-root user with the capabilities on the binary (setcap) gets NAT and Softnet."""
+    t = topo
+    if not shutil.which("setcap"):
+        pytest.skip("setcap (libcap2-bin) is not installed")
+    capdir = t.work / "cap"
+    capdir.mkdir()
+    probe = capdir / "net-probe"
+    shutil.copy(PROBE, probe)
+    # cap_sys_admin only for the probe's own test plumbing (entering the guest namespace);
+    # cap_dac_override only when /dev/net/tun is not world-accessible (0600 on this machine,
+    # 0666 on most distributions).
+    caps = "cap_net_admin,cap_net_raw,cap_sys_admin"
+    if os.stat("/dev/net/tun").st_mode & 0o006 != 0o006:
+        caps += ",cap_dac_override"
+    sh("setcap", caps + "+ep", str(probe))
+    for d in (t.work, capdir):
+        d.chmod(0o755)
+    shutil.chown(t.home, 65534, 65534)
+    g = t.guest(1)
+    argv = ["ip", "netns", "exec", t.H, "setpriv", "--reuid", "65534", "--regid", "65534",
+            "--clear-groups", str(probe), "attach", "--vm", "x", "--mac", MAC1, "--mode",
+            "softnet", "--guest-netns", g]
+    p = t.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=t.env)
+    line = p.stdout.readline()
+    if not line.startswith("ready "):
+        p.wait(timeout=30)
+        raise AssertionError(p.stderr.read())
+    info = dict(kv.split("=", 1) for kv in line.split()[1:])
+    assert t.dhcp(g)["ip"] == info["ip"]
+    assert "fwd-" + info["tap"] in nft_ruleset(t)  # nft ran with the passed-on capability
+    assert t.fetch(g, f"http://{INTERNET_IP}:8000/") == "internet"
+    assert t.fetch(g, f"http://{PRIVATE_IP}:8000/") is None
+    assert (t.home / "net" / "leases.json").stat().st_uid == 65534
+    t.detach(p)
+    assert "tart0" not in links(t) and "table" not in nft_ruleset(t)
