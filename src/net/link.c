@@ -84,7 +84,7 @@ int link_tap_create(const char *name)
 	int r = ifreq_init(&ifr, name);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = open("/dev/net/tun", O_RDWR);
+	_cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return negerrno();
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;

@@ -17,7 +17,8 @@
 /*
  * Create a non-persistent tap (IFF_TAP | IFF_NO_PI) named name: it disappears when the last
  * descriptor closes, so a VM whose `run` and QEMU are gone leaves no tap behind. Returns the
- * descriptor (O_CLOEXEC is NOT set: it is meant to be inherited by QEMU).
+ * descriptor, O_CLOEXEC: `run` clears the flag for QEMU only (it is in pass_fds), so no other
+ * child (nft, virtiofsd) keeps the tap alive.
  */
 int link_tap_create(const char *name);
 
