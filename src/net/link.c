@@ -2,6 +2,7 @@
 #include "net/link.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -184,6 +185,20 @@ bool link_is_bridge(const char *name)
 		return false;
 	_cleanup_free_ char *p = xasprintf("/sys/class/net/%s/bridge", name);
 	return fs_is_dir(p);
+}
+
+char *link_list_bridges(void)
+{
+	struct strbuf sb = STRBUF_INIT;
+	DIR *d = opendir("/sys/class/net");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] != '.' && link_is_bridge(de->d_name))
+			strbuf_putf(&sb, "%s%s", sb.len ? ", " : "", de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return strbuf_detach(&sb, NULL);
 }
 
 int link_set_ipv4(const char *name, uint32_t ip, unsigned prefix_len)

@@ -33,6 +33,8 @@ int link_bridge_del(const char *name);
 int link_bridge_add_port(const char *bridge, const char *port);
 /* Is dev a port of some bridge? Fills the bridge's name when ret_bridge is not NULL. */
 bool link_is_bridge(const char *name);
+/* The bridges of this namespace, comma-separated ("" when none). Allocated. */
+char *link_list_bridges(void);
 /* Set the primary IPv4 address and prefix of dev (replaces what ioctl reports as primary). */
 int link_set_ipv4(const char *name, uint32_t ip, unsigned prefix_len);
 /* The primary IPv4 address and prefix length of dev; -EADDRNOTAVAIL when it has none. */

@@ -490,8 +490,10 @@ int net_bridged_attach(const struct net_options *o, struct net_attachment *ret)
 	if (r < 0)
 		return r;
 	if (!o->bridge || !link_exists(o->bridge)) {
-		log_error("bridge interface '%s' does not exist",
-			  o->bridge ? o->bridge : "");
+		/* Tart's message, listing what would have matched. */
+		_cleanup_free_ char *list = link_list_bridges();
+		log_error("no bridge interfaces matched \"%s\", available interfaces: [%s]",
+			  o->bridge ? o->bridge : "", list);
 		return -ENODEV;
 	}
 	if (!link_is_bridge(o->bridge)) {
