@@ -156,18 +156,20 @@ static void cleanup_locked(const char *state_dir, pid_t except, const char *brid
 	size_t n = 0;
 	if (net_record_list(state_dir, &v, &n) < 0)
 		return;
-	bool in_use = false;
+	/* Without privileges kernel leftovers cannot be removed: keep their records for a
+	 * privileged run, and clean only what needs no privileges (user-mode records). */
+	bool privileged = net_privileged(), in_use = false;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].pid == except)
 			continue;
-		if (record_live(&v[i])) {
+		if (record_live(&v[i]) || (!privileged && (v[i].shared_bridge || *v[i].tap))) {
 			in_use |= v[i].shared_bridge;
 			continue;
 		}
 		log_debug("net: cleaning up after the dead run %d (tap '%s')", (int)v[i].pid, v[i].tap);
 		undo_record(state_dir, &v[i]);
 	}
-	if (!in_use && bridge && link_exists(bridge))
+	if (!in_use && privileged && bridge && link_exists(bridge))
 		teardown_shared(bridge);
 }
 
