@@ -92,4 +92,4 @@ char *softnet_script_add(const struct softnet_rules *r);
 char *softnet_script_del(const char *tap, uint32_t ip, const struct net_expose *expose,
 			 bool softnet);
 /* The base tables for tart's bridge and subnet (pure). */
-char *nat_script_base(const char *bridge, const struct net_prefix *subnet);
+char *nat_script_base(const char *bridge, const struct net_prefix *subnet, uint32_t dns_forward);

@@ -25,7 +25,7 @@
  * as taps come and go (a bridge otherwise takes the lowest port MAC). */
 static const uint8_t bridge_mac[6] = {0x02, 0x74, 0x61, 0x72, 0x74, 0x01};
 
-char *nat_script_base(const char *bridge, const struct net_prefix *subnet)
+char *nat_script_base(const char *bridge, const struct net_prefix *subnet, uint32_t dns_forward)
 {
 	struct strbuf sb = STRBUF_INIT;
 	char sub[19];
@@ -47,9 +47,20 @@ char *nat_script_base(const char *bridge, const struct net_prefix *subnet)
 	strbuf_putf(&sb,
 		    "\tchain prerouting {\n"
 		    "\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
-		    "\t\tiifname != \"%s\" fib daddr type local dnat ip to tcp dport map @expose\n"
-		    "\t}\n",
+		    "\t\tiifname != \"%s\" fib daddr type local dnat ip to tcp dport map @expose\n",
 		    bridge);
+	if (dns_forward) {
+		/* The host's only resolver listens on loopback: the gateway's port 53 leads there
+		 * (route_localnet is set on the bridge for the purpose). */
+		char gw[16], fwd[16];
+		net_ip_format(subnet->addr + 1, gw);
+		net_ip_format(dns_forward, fwd);
+		strbuf_putf(&sb,
+			    "\t\tiifname \"%s\" ip daddr %s meta l4proto { tcp, udp } th dport 53 "
+			    "dnat ip to %s\n",
+			    bridge, gw, fwd);
+	}
+	strbuf_puts(&sb, "\t}\n");
 	strbuf_putf(&sb,
 		    "\tchain postrouting {\n"
 		    "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
@@ -226,7 +237,14 @@ static int shared_ensure(const struct net_settings *s)
 		log_error_errno(r, "cannot enable IPv4 forwarding");
 		goto fail;
 	}
-	char *base = nat_script_base(s->bridge, &s->subnet);
+	if (s->dns_forward) {
+		_cleanup_free_ char *key = xasprintf("net/ipv4/conf/%s/route_localnet", s->bridge);
+		if ((r = link_sysctl_write(key, "1")) < 0) {
+			log_error_errno(r, "cannot let DNS queries reach the host's loopback resolver");
+			goto fail;
+		}
+	}
+	char *base = nat_script_base(s->bridge, &s->subnet, s->dns_forward);
 	r = nft_run(base, "create the nftables tables 'tart'");
 	free(base);
 	if (r == 0)

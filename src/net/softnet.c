@@ -124,8 +124,12 @@ char *softnet_script_add(const struct softnet_rules *r)
 
 	/* Layer 3, to the host: DHCP and DNS on the gateway, the lists, nothing else. */
 	strbuf_putf(&sb, "add rule ip tart in-%s udp sport 68 udp dport 67 accept\n", t);
-	strbuf_putf(&sb, "add rule ip tart in-%s ip daddr %s udp dport 53 accept\n", t, gw);
-	strbuf_putf(&sb, "add rule ip tart in-%s ip daddr %s tcp dport 53 accept\n", t, gw);
+	/* "original": a query to the gateway may have been DNAT'ed to the host's loopback
+	 * resolver by the time it reaches input. */
+	strbuf_putf(&sb,
+		    "add rule ip tart in-%s ct original ip daddr %s meta l4proto { tcp, udp } "
+		    "th dport 53 accept\n",
+		    t, gw);
 	snprintf(chain, sizeof(chain), "in-%s", t);
 	put_lpm(&sb, chain, r);
 	strbuf_putf(&sb, "add rule ip tart in-%s drop\n", t);

@@ -284,13 +284,19 @@ int net_settings_load(struct net_settings *ret)
 	if ((e = getenv("TART_NAT_BRIDGE")) && *e && set_bridge(&s, e, "TART_NAT_BRIDGE") < 0)
 		return -EINVAL;
 
-	if (!s.dns_configured)
-		s.n_dns = net_dns_from_host(s.dns, DHCP_MAX_DNS);
+	if (!s.dns_configured) {
+		uint32_t loopback = 0;
+		s.n_dns = net_dns_from_host(s.dns, DHCP_MAX_DNS, &loopback);
+		if (s.n_dns == 0 && loopback) {
+			s.dns[s.n_dns++] = s.subnet.addr + 1;
+			s.dns_forward = loopback;
+		}
+	}
 	*ret = s;
 	return 0;
 }
 
-size_t net_dns_from_resolv(const char *text, uint32_t *dns, size_t max)
+size_t net_dns_from_resolv(const char *text, uint32_t *dns, size_t max, uint32_t *ret_loopback)
 {
 	size_t n = 0;
 	for (const char *line = text; line && *line && n < max;) {
@@ -302,8 +308,12 @@ size_t net_dns_from_resolv(const char *text, uint32_t *dns, size_t max)
 			buf[len] = 0;
 			char ns[64];
 			uint32_t ip;
-			if (sscanf(buf, " nameserver %63s", ns) == 1 && net_ip_parse(ns, &ip) == 0 &&
-			    (ip >> 24) != 127 && ip != 0) {
+			bool ok = sscanf(buf, " nameserver %63s", ns) == 1 &&
+				  net_ip_parse(ns, &ip) == 0 && ip != 0;
+			if (ok && (ip >> 24) == 127) {
+				if (ret_loopback && !*ret_loopback)
+					*ret_loopback = ip;
+			} else if (ok) {
 				bool dup = false;
 				for (size_t i = 0; i < n; i++)
 					dup |= dns[i] == ip;
@@ -316,14 +326,14 @@ size_t net_dns_from_resolv(const char *text, uint32_t *dns, size_t max)
 	return n;
 }
 
-size_t net_dns_from_host(uint32_t *dns, size_t max)
+size_t net_dns_from_host(uint32_t *dns, size_t max, uint32_t *ret_loopback)
 {
 	static const char *const files[] = {"/run/systemd/resolve/resolv.conf", "/etc/resolv.conf"};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 		if (fs_read_full(files[i], 65536, &sb) < 0)
 			continue;
-		size_t n = net_dns_from_resolv(sb.buf, dns, max);
+		size_t n = net_dns_from_resolv(sb.buf, dns, max, ret_loopback);
 		if (n)
 			return n;
 	}

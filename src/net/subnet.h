@@ -76,6 +76,9 @@ struct net_settings {
 	uint32_t dns[DHCP_MAX_DNS];
 	size_t n_dns;
 	bool dns_configured; /* false: taken from the host */
+	/* The host has only a loopback resolver (127.0.0.53, a local dnsmasq...): guests are
+	 * given the gateway as DNS server and the gateway's port 53 is DNAT'ed to this. 0 = no. */
+	uint32_t dns_forward;
 	char bridge[16];
 };
 
@@ -88,12 +91,13 @@ int net_settings_parse_json(const char *buf, size_t len, const char *what, struc
 int net_settings_load(struct net_settings *ret);
 
 /*
- * Nameservers from resolv.conf-formatted text: loopback resolvers are skipped (a guest cannot
- * reach the host's 127.0.0.53). Returns how many were stored.
+ * Nameservers from resolv.conf-formatted text: loopback resolvers are not stored (a guest
+ * cannot reach the host's 127.0.0.53); the first of them goes to *ret_loopback (may be NULL,
+ * left alone when there is none). Returns how many were stored.
  */
-size_t net_dns_from_resolv(const char *text, uint32_t *dns, size_t max);
+size_t net_dns_from_resolv(const char *text, uint32_t *dns, size_t max, uint32_t *ret_loopback);
 /* From /run/systemd/resolve/resolv.conf (the upstream servers) or /etc/resolv.conf. */
-size_t net_dns_from_host(uint32_t *dns, size_t max);
+size_t net_dns_from_host(uint32_t *dns, size_t max, uint32_t *ret_loopback);
 
 /*
  * Does subnet clash with a route or an address of this network namespace that is not on

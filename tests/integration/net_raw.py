@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Raw Ethernet frames sent from inside a guest namespace (run there as a script):
+"""Raw packets for the networking tests, run as a script inside a test namespace:
 
     net_raw.py spoof SRC_MAC DST_MAC SRC_IP DST_IP TAG   UDP datagram TAG to DST_IP:9999, 3 times
     net_raw.py dhcp-flood OWN_MAC WANT_IP                300 DHCPREQUESTs for WANT_IP (random and
                                                          own chaddr) plus garbage of every size
+    net_raw.py dns-server ADDR ANSWER                    answer every A query on ADDR:53 with ANSWER
+    net_raw.py dns-query SERVER NAME                     print the A record SERVER gives for NAME
 """
 import os
 import socket
@@ -57,5 +59,27 @@ def dhcp_flood(own_mac, want_ip):
         s.send(b"\xff" * 6 + own + b"\x08\x00" + os.urandom(i % 600))
 
 
+def dns_server(addr, answer):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 53))
+    while True:
+        q, peer = s.recvfrom(512)
+        if len(q) < 12:
+            continue
+        s.sendto(q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + q[12:] +
+                 b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" +
+                 socket.inet_aton(answer), peer)
+
+
+def dns_query(server, name):
+    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00\x00\x01\x00\x01"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(q, (server, 53))
+    print(socket.inet_ntoa(s.recvfrom(512)[0][-4:]))
+
+
 if __name__ == "__main__":
-    {"spoof": spoof, "dhcp-flood": dhcp_flood}[sys.argv[1]](*sys.argv[2:])
+    {"spoof": spoof, "dhcp-flood": dhcp_flood, "dns-server": dns_server,
+     "dns-query": dns_query}[sys.argv[1]](*sys.argv[2:])

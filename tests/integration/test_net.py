@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -487,3 +488,34 @@ def test_file_capabilities_instead_of_root(topo):
     assert (t.home / "net" / "leases.json").stat().st_uid == 65534
     t.detach(p)
     assert "tart0" not in links(t) and "table" not in nft_ruleset(t)
+
+
+@pytest.mark.parametrize("mode", ["nat", "softnet"])
+def test_loopback_only_host_resolver_is_reached_through_the_gateway(topo, mode):
+    """A host whose only resolver is on loopback (systemd-resolved's 127.0.0.53): guests get
+    the gateway as DNS server and their queries reach that resolver."""
+    t = topo
+    # `ip netns exec` shows /etc/netns/<ns>/resolv.conf as /etc/resolv.conf inside <ns>.
+    etc = Path("/etc/netns") / t.H
+    parent_created = not etc.parent.exists()
+    etc.mkdir(parents=True)
+    try:
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.53\n")
+        t.spawn(["ip", "netns", "exec", t.H, "/usr/bin/python3", NET_RAW, "dns-server",
+                 "127.0.0.53", "198.51.100.7"])
+        g = t.guest(1)
+        p, info = t.attach(g, MAC1, mode=mode)
+        assert t.dhcp(g)["dns"].split() == [GATEWAY]
+        deadline = time.time() + 10
+        while True:
+            r = t.ns(g, "/usr/bin/python3", NET_RAW, "dns-query", GATEWAY, "vm.test",
+                     check=False)
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.2)  # the resolver may still be starting
+        assert r.stdout.strip() == "198.51.100.7", r.stderr
+        t.detach(p)
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        if parent_created:
+            etc.parent.rmdir()

@@ -377,13 +377,15 @@ static void test_settings_and_host_config(void **state)
 {
 	(void)state;
 	uint32_t dns[4];
+	uint32_t lo = 0;
 	size_t n = net_dns_from_resolv("# c\nnameserver 127.0.0.53\nnameserver 9.9.9.9\n"
 				       "search x\n  nameserver 1.1.1.1\nnameserver 9.9.9.9\n"
-				       "nameserver ::1\n",
-				       dns, 4);
+				       "nameserver ::1\nnameserver 127.0.0.1\n",
+				       dns, 4, &lo);
 	assert_int_equal(n, 2);
 	assert_int_equal(dns[0], 0x09090909);
 	assert_int_equal(dns[1], 0x01010101);
+	assert_int_equal(lo, 0x7f000035); /* the first loopback resolver */
 
 	const char *routes =
 		"Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
@@ -471,8 +473,13 @@ static void test_softnet_script(void **state)
 	assert_non_null(strstr(s, "delete element ip tart expose { 2222 }"));
 	assert_non_null(strstr(s, "delete chain bridge tart port-tart-t1"));
 	free(s);
-	s = nat_script_base("tart0", &r.subnet);
+	s = nat_script_base("tart0", &r.subnet, 0);
 	assert_non_null(strstr(s, "ip saddr 192.168.64.0/24 oifname != \"tart0\" masquerade"));
+	assert_null(strstr(s, "th dport 53"));
+	free(s);
+	s = nat_script_base("tart0", &r.subnet, 0x7f000035);
+	assert_non_null(strstr(s, "iifname \"tart0\" ip daddr 192.168.64.1 meta l4proto { tcp, udp } "
+				  "th dport 53 dnat ip to 127.0.0.53"));
 	free(s);
 }
 
