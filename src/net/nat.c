@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/check.h"
 #include "net/dhcp.h"
 #include "net/lease.h"
 #include "net/link.h"
@@ -277,6 +278,21 @@ static int parse_softnet_opts(const struct net_options *o, struct net_prefix_lis
 		log_error("invalid --net-softnet-expose value '%s': expected EXTERNAL:INTERNAL TCP "
 			  "port pairs like 2222:22,8080:80, each external port once",
 			  o->softnet_expose);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int net_options_check(const struct net_options *o)
+{
+	struct net_prefix_list allow, block;
+	struct net_expose expose;
+	uint8_t mac[6];
+	int r = parse_softnet_opts(o, &allow, &block, &expose);
+	if (r < 0)
+		return r;
+	if (o->mac && dhcp_mac_parse(o->mac, mac) < 0) {
+		log_error("invalid VM MAC address '%s'", o->mac);
 		return -EINVAL;
 	}
 	return 0;

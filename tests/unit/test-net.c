@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/check.h"
 #include "net/dhcp.h"
 #include "net/lease.h"
 #include "net/modes.h"
@@ -508,6 +509,27 @@ static void test_record_roundtrip(void **state)
 	assert_int_equal(net_record_parse("{}", 2, &u), -EBADMSG);
 }
 
+static void test_options_check(void **state)
+{
+	(void)state;
+	struct net_options o;
+	net_options_init(&o);
+	o.mac = "52:54:00:12:34:56";
+	assert_int_equal(net_options_check(&o), 0);
+	o.softnet_allow = "10.0.0.0/8,1.2.3.4";
+	o.softnet_block = "0.0.0.0/0";
+	o.softnet_expose = "2222:22";
+	assert_int_equal(net_options_check(&o), 0);
+	o.softnet_expose = "2222";
+	assert_int_equal(net_options_check(&o), -EINVAL);
+	o.softnet_expose = NULL;
+	o.softnet_block = "10.0.0.0/8,";
+	assert_int_equal(net_options_check(&o), -EINVAL);
+	o.softnet_block = NULL;
+	o.mac = "52:54:00:12:34";
+	assert_int_equal(net_options_check(&o), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -522,6 +544,7 @@ int main(void)
 		cmocka_unit_test(test_arp_and_explain),
 		cmocka_unit_test(test_softnet_script),
 		cmocka_unit_test(test_record_roundtrip),
+		cmocka_unit_test(test_options_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
