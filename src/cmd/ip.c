@@ -15,22 +15,22 @@
 #include "vm/dir.h"
 
 static const struct cmd_help help = {
-	.name = "ip",
-	.overview = "Get VM's IP address",
-	.usage = "ip <name> [--wait <wait>] [--resolver <resolver>]",
-	.details =
-		"ARGUMENTS:\n"
-		"  <name>                  VM name\n\n"
-		"OPTIONS:\n"
-		"  --wait <wait>           Number of seconds to wait for a potential VM booting "
-		"(default: 0)\n"
-		"  --resolver <resolver>   Strategy for resolving IP address: dhcp, arp or agent "
-		"(default: dhcp)\n"
-		"                          dhcp reads tart's own DHCP leases (NAT, Softnet and host "
-		"modes); arp\n"
-		"                          reads the host's neighbour table (needed for --net-bridged "
-		"VMs)\n"
-		"  -h, --help              Show help information.\n",
+    .name = "ip",
+    .overview = "Get VM's IP address",
+    .usage = "ip <name> [--wait <wait>] [--resolver <resolver>]",
+    .details =
+	"ARGUMENTS:\n"
+	"  <name>                  VM name\n\n"
+	"OPTIONS:\n"
+	"  --wait <wait>           Number of seconds to wait for a potential VM booting "
+	"(default: 0)\n"
+	"  --resolver <resolver>   Strategy for resolving IP address: dhcp, arp or agent "
+	"(default: dhcp)\n"
+	"                          dhcp reads tart's own DHCP leases (NAT, Softnet and host "
+	"modes); arp\n"
+	"                          reads the host's neighbour table (needed for --net-bridged "
+	"VMs)\n"
+	"  -h, --help              Show help information.\n",
 };
 
 /*
@@ -64,10 +64,10 @@ int cmd_ip(int argc, char **argv)
 {
 	enum { ARG_WAIT = 0x100, ARG_RESOLVER };
 	static const struct option opts[] = {
-		{"wait", required_argument, NULL, ARG_WAIT},
-		{"resolver", required_argument, NULL, ARG_RESOLVER},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"wait", required_argument, NULL, ARG_WAIT},
+	    {"resolver", required_argument, NULL, ARG_RESOLVER},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static const char *const names[] = {"<name>"};
 	uint64_t wait = 0;
@@ -125,9 +125,10 @@ int cmd_ip(int argc, char **argv)
 			return 1;
 		}
 		if (r == -EOPNOTSUPP) {
-			log_error("no IP address found: the guest agent resolver is not available yet "
-				  "in tart for Linux (no guest agent channel); use --resolver dhcp, or "
-				  "--resolver arp for bridged VMs");
+			log_error(
+			    "no IP address found: the guest agent resolver is not available yet "
+			    "in tart for Linux (no guest agent channel); use --resolver dhcp, or "
+			    "--resolver arp for bridged VMs");
 			return 1;
 		}
 		if (time(NULL) >= deadline)
@@ -137,7 +138,7 @@ int cmd_ip(int argc, char **argv)
 	bool running = vm_dir_state(&d) == VM_STATE_RUNNING;
 	log_error("no IP address found%s%s", running ? "" : ", is your VM running?",
 		  resolver == NET_RESOLVER_ARP && streq(cfg.os, "linux")
-			  ? " (not all Linux distributions are compatible with the ARP resolver)"
-			  : "");
+		      ? " (not all Linux distributions are compatible with the ARP resolver)"
+		      : "");
 	return 1;
 }

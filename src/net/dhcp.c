@@ -93,7 +93,8 @@ static int parse_options(const uint8_t *p, size_t len, struct dhcp_msg *m, uint8
 			break;
 		}
 		case OPT_CLIENT_ID:
-			m->client_id_len = olen < sizeof(m->client_id) ? olen : sizeof(m->client_id);
+			m->client_id_len =
+			    olen < sizeof(m->client_id) ? olen : sizeof(m->client_id);
 			memcpy(m->client_id, v, m->client_id_len);
 			break;
 		case OPT_OVERLOAD:
@@ -322,13 +323,13 @@ enum dhcp_action dhcp_server_decide(const struct dhcp_policy *p, const struct dh
 		return DHCP_ACTION_IGNORE;
 
 	struct dhcp_reply r = {
-		.xid = msg->xid,
-		.flags = msg->flags,
-		.server_ip = p->server_ip,
-		.netmask = p->netmask,
-		.router = p->router,
-		.n_dns = p->n_dns < DHCP_MAX_DNS ? p->n_dns : DHCP_MAX_DNS,
-		.lease_secs = p->lease_secs,
+	    .xid = msg->xid,
+	    .flags = msg->flags,
+	    .server_ip = p->server_ip,
+	    .netmask = p->netmask,
+	    .router = p->router,
+	    .n_dns = p->n_dns < DHCP_MAX_DNS ? p->n_dns : DHCP_MAX_DNS,
+	    .lease_secs = p->lease_secs,
 	};
 	memcpy(r.chaddr, msg->chaddr, 6);
 	memcpy(r.dns, p->dns, sizeof(r.dns));
@@ -372,8 +373,8 @@ enum dhcp_action dhcp_server_decide(const struct dhcp_policy *p, const struct dh
 	return DHCP_ACTION_REPLY;
 }
 
-enum dhcp_action dhcp_server_process(const struct dhcp_policy *p, const uint8_t *frame,
-				     size_t len, uint8_t *out, size_t cap, size_t *ret_out_len,
+enum dhcp_action dhcp_server_process(const struct dhcp_policy *p, const uint8_t *frame, size_t len,
+				     uint8_t *out, size_t cap, size_t *ret_out_len,
 				     enum dhcp_type *ret_type, struct dhcp_msg *ret_msg)
 {
 	struct dhcp_frame fr;
@@ -448,7 +449,7 @@ void dhcp_mac_format(const uint8_t mac[6], char ret[18])
 
 const char *dhcp_type_to_string(enum dhcp_type t)
 {
-	static const char *const names[] = {"BOOTP",   "DISCOVER", "OFFER",   "REQUEST", "DECLINE",
-					    "ACK",     "NAK",      "RELEASE", "INFORM"};
+	static const char *const names[] = {"BOOTP", "DISCOVER", "OFFER",   "REQUEST", "DECLINE",
+					    "ACK",   "NAK",	 "RELEASE", "INFORM"};
 	return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "UNKNOWN";
 }

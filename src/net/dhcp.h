@@ -121,8 +121,8 @@ enum dhcp_action dhcp_server_decide(const struct dhcp_policy *p, const struct dh
  * *ret_type (OFFER/ACK/NAK) are set. *ret_msg (may be NULL) receives the parsed message for
  * logging and lease bookkeeping.
  */
-enum dhcp_action dhcp_server_process(const struct dhcp_policy *p, const uint8_t *frame,
-				     size_t len, uint8_t *out, size_t cap, size_t *ret_out_len,
+enum dhcp_action dhcp_server_process(const struct dhcp_policy *p, const uint8_t *frame, size_t len,
+				     uint8_t *out, size_t cap, size_t *ret_out_len,
 				     enum dhcp_type *ret_type, struct dhcp_msg *ret_msg);
 
 /* Text helpers (pure). */

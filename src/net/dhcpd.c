@@ -22,9 +22,9 @@
 #include "util/log.h"
 #include "util/macro.h"
 
-#define RATE_BURST 20     /* replies a guest may get back to back */
-#define RATE_PER_SEC 10   /* sustained replies per second */
-#define REWRITE_SLACK 5   /* seconds: ACKs closer than this to the stored end skip the disk */
+#define RATE_BURST 20	/* replies a guest may get back to back */
+#define RATE_PER_SEC 10 /* sustained replies per second */
+#define REWRITE_SLACK 5 /* seconds: ACKs closer than this to the stored end skip the disk */
 
 struct dhcpd {
 	pthread_t thread;
@@ -39,10 +39,10 @@ struct dhcpd {
 
 /* tcpdump -dd 'udp dst port 67' (IPv4, first fragments only). */
 static struct sock_filter bpf_code[] = {
-	{0x28, 0, 0, 0x0000000c}, {0x15, 0, 8, 0x00000800}, {0x30, 0, 0, 0x00000017},
-	{0x15, 0, 6, 0x00000011}, {0x28, 0, 0, 0x00000014}, {0x45, 4, 0, 0x00001fff},
-	{0xb1, 0, 0, 0x0000000e}, {0x48, 0, 0, 0x00000010}, {0x15, 0, 1, 0x00000043},
-	{0x06, 0, 0, 0x00040000}, {0x06, 0, 0, 0x00000000},
+    {0x28, 0, 0, 0x0000000c}, {0x15, 0, 8, 0x00000800}, {0x30, 0, 0, 0x00000017},
+    {0x15, 0, 6, 0x00000011}, {0x28, 0, 0, 0x00000014}, {0x45, 4, 0, 0x00001fff},
+    {0xb1, 0, 0, 0x0000000e}, {0x48, 0, 0, 0x00000010}, {0x15, 0, 1, 0x00000043},
+    {0x06, 0, 0, 0x00040000}, {0x06, 0, 0, 0x00000000},
 };
 
 static uint64_t now_secs(void)
@@ -95,8 +95,8 @@ static void handle_frame(struct dhcpd *d, const uint8_t *buf, size_t len)
 	size_t out_len = 0;
 	struct dhcp_msg msg;
 	enum dhcp_type type = DHCP_NONE;
-	enum dhcp_action a = dhcp_server_process(&d->policy, buf, len, out, sizeof(out), &out_len,
-						 &type, &msg);
+	enum dhcp_action a =
+	    dhcp_server_process(&d->policy, buf, len, out, sizeof(out), &out_len, &type, &msg);
 	if (a == DHCP_ACTION_IGNORE)
 		return;
 	if (a == DHCP_ACTION_RELEASE) {
@@ -111,10 +111,10 @@ static void handle_frame(struct dhcpd *d, const uint8_t *buf, size_t len)
 	if (type == DHCP_ACK && msg.type == DHCP_REQUEST)
 		record_lease(d, now_secs() + d->policy.lease_secs, msg.hostname);
 	struct sockaddr_ll to = {
-		.sll_family = AF_PACKET,
-		.sll_protocol = htons(ETH_P_IP),
-		.sll_ifindex = d->ifindex,
-		.sll_halen = 6,
+	    .sll_family = AF_PACKET,
+	    .sll_protocol = htons(ETH_P_IP),
+	    .sll_ifindex = d->ifindex,
+	    .sll_halen = 6,
 	};
 	memcpy(to.sll_addr, out, 6);
 	if (sendto(d->sock, out, out_len, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
@@ -146,8 +146,8 @@ static void *dhcpd_main(void *arg)
 		}
 		struct sockaddr_ll from;
 		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(d->sock, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&from,
-				     &fl);
+		ssize_t n =
+		    recvfrom(d->sock, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&from, &fl);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -193,9 +193,8 @@ int dhcpd_start(const char *ifname, const struct dhcp_policy *policy, const char
 		r = log_error_errno(negerrno(), "cannot attach the DHCP packet filter");
 		goto fail;
 	}
-	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
-				  .sll_protocol = htons(ETH_P_ALL),
-				  .sll_ifindex = d->ifindex};
+	struct sockaddr_ll sll = {
+	    .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = d->ifindex};
 	if (bind(d->sock, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
 		r = log_error_errno(negerrno(), "cannot listen for DHCP on '%s'", ifname);
 		goto fail;

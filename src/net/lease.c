@@ -127,8 +127,7 @@ void lease_table_free(struct lease_table *t, const uint8_t mac[6], pid_t pid)
 		remove_at(t, (size_t)(l - t->v));
 }
 
-int lease_table_lookup(struct lease_table *t, const uint8_t mac[6], uint64_t now,
-		       uint32_t *ret_ip)
+int lease_table_lookup(struct lease_table *t, const uint8_t mac[6], uint64_t now, uint32_t *ret_ip)
 {
 	struct lease *l = lease_table_find_mac(t, mac);
 	if (!l || l->expires == 0 || l->expires <= now)
@@ -158,7 +157,8 @@ int lease_table_parse(const char *buf, size_t len, struct lease_table *ret)
 	struct lease_table t = {0};
 	size_t i;
 	json_t *e;
-	json_array_foreach (arr, i, e) {
+	json_array_foreach(arr, i, e)
+	{
 		const char *mac, *ip, *vm = "", *host = "";
 		uint64_t pid = 0, start = 0, expires = 0;
 		struct lease *l = append(&t);
@@ -192,11 +192,11 @@ char *lease_table_format(const struct lease_table *t)
 		struct in_addr a = {.s_addr = htonl(l->ip)};
 		dhcp_mac_format(l->mac, mac);
 		inet_ntop(AF_INET, &a, ip, sizeof(ip));
-		json_array_append_new(
-			arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "mac", mac, "ip", ip,
-				       "vm", l->vm, "hostname", l->hostname, "pid", (json_int_t)l->pid,
-				       "pidStart", (json_int_t)l->pid_start, "expires",
-				       (json_int_t)l->expires));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "mac",
+						     mac, "ip", ip, "vm", l->vm, "hostname",
+						     l->hostname, "pid", (json_int_t)l->pid,
+						     "pidStart", (json_int_t)l->pid_start,
+						     "expires", (json_int_t)l->expires));
 	}
 	json_object_set_new(root, "leases", arr);
 	struct strbuf sb = STRBUF_INIT;

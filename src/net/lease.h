@@ -24,8 +24,8 @@
 
 struct lease {
 	uint8_t mac[6];
-	uint32_t ip; /* host byte order */
-	pid_t pid;   /* owning `tart run`, 0 = none */
+	uint32_t ip;	    /* host byte order */
+	pid_t pid;	    /* owning `tart run`, 0 = none */
 	uint64_t pid_start; /* /proc/<pid>/stat starttime of the owner */
 	uint64_t expires;   /* Unix seconds; 0 = reserved, not yet bound */
 	char vm[256];
@@ -65,8 +65,7 @@ int lease_table_bind(struct lease_table *t, const uint8_t mac[6], uint32_t ip, u
 void lease_table_free(struct lease_table *t, const uint8_t mac[6], pid_t pid);
 
 /* Bound and unexpired lease for mac at time now. */
-int lease_table_lookup(struct lease_table *t, const uint8_t mac[6], uint64_t now,
-		       uint32_t *ret_ip);
+int lease_table_lookup(struct lease_table *t, const uint8_t mac[6], uint64_t now, uint32_t *ret_ip);
 
 /* JSON (de)serialization. parse returns -EBADMSG on malformed input. */
 int lease_table_parse(const char *buf, size_t len, struct lease_table *ret);

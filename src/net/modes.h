@@ -61,8 +61,7 @@ char *net_record_format(const struct net_record *r);
 int net_record_parse(const char *buf, size_t len, struct net_record *ret);
 
 /* Mode entry points (called by net.c). mode is NAT, SOFTNET or HOST for net_nat_attach. */
-int net_nat_attach(const struct net_options *opts, enum net_mode mode,
-		   struct net_attachment *ret);
+int net_nat_attach(const struct net_options *opts, enum net_mode mode, struct net_attachment *ret);
 int net_bridged_attach(const struct net_options *opts, struct net_attachment *ret);
 void net_tap_detach(struct net_attachment *a);
 void net_tap_cleanup_stale(void);

@@ -134,7 +134,8 @@ static bool record_live(const struct net_record *r)
 static void undo_record(const char *state_dir, const struct net_record *r)
 {
 	if (r->shared_bridge) {
-		_cleanup_free_ char *del = softnet_script_del(r->tap, r->ip, &r->expose, r->softnet);
+		_cleanup_free_ char *del =
+		    softnet_script_del(r->tap, r->ip, &r->expose, r->softnet);
 		nft_run_lines(del);
 	}
 	if (*r->tap) {
@@ -152,8 +153,8 @@ static void undo_record(const char *state_dir, const struct net_record *r)
 			lease_table_release(&t);
 		}
 		if (k < 0)
-			log_warning_errno(k, "cannot free the DHCP lease of '%s' (the next run will)",
-					  r->tap);
+			log_warning_errno(
+			    k, "cannot free the DHCP lease of '%s' (the next run will)", r->tap);
 	}
 	net_record_remove(state_dir, r->pid);
 }
@@ -178,7 +179,8 @@ static void cleanup_locked(const char *state_dir, pid_t except, const char *brid
 			in_use |= v[i].shared_bridge;
 			continue;
 		}
-		log_debug("net: cleaning up after the dead run %d (tap '%s')", (int)v[i].pid, v[i].tap);
+		log_debug("net: cleaning up after the dead run %d (tap '%s')", (int)v[i].pid,
+			  v[i].tap);
 		undo_record(state_dir, &v[i]);
 	}
 	if (!in_use && privileged && bridge && link_exists(bridge))
@@ -208,10 +210,11 @@ static int shared_ensure(const struct net_settings *s)
 		unsigned len;
 		if (link_get_ipv4(s->bridge, &ip, &len) == 0 && ip == gw && len == s->subnet.len)
 			return 0;
-		log_error("bridge '%s' exists but does not carry the gateway of the NAT subnet %s: it "
-			  "belongs to running VMs with other settings, or to something else; stop "
-			  "them or choose another \"bridge\" in network.json",
-			  s->bridge, sub);
+		log_error(
+		    "bridge '%s' exists but does not carry the gateway of the NAT subnet %s: it "
+		    "belongs to running VMs with other settings, or to something else; stop "
+		    "them or choose another \"bridge\" in network.json",
+		    s->bridge, sub);
 		return -EADDRINUSE;
 	}
 	char what[128];
@@ -241,7 +244,8 @@ static int shared_ensure(const struct net_settings *s)
 	if (s->dns_forward) {
 		_cleanup_free_ char *key = xasprintf("net/ipv4/conf/%s/route_localnet", s->bridge);
 		if ((r = link_sysctl_write(key, "1")) < 0) {
-			log_error_errno(r, "cannot let DNS queries reach the host's loopback resolver");
+			log_error_errno(
+			    r, "cannot let DNS queries reach the host's loopback resolver");
 			goto fail;
 		}
 	}
@@ -266,7 +270,8 @@ static int parse_softnet_opts(const struct net_options *o, struct net_prefix_lis
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
 		lists[i].list->n = 0;
 		size_t off = 0;
-		if (lists[i].value && net_prefix_list_parse(lists[i].value, lists[i].list, &off) < 0) {
+		if (lists[i].value &&
+		    net_prefix_list_parse(lists[i].value, lists[i].list, &off) < 0) {
 			log_error("invalid %s value '%s': bad CIDR at offset %zu (expected a list "
 				  "like 10.0.0.0/8,1.2.3.4/32)",
 				  lists[i].flag, lists[i].value, off);
@@ -463,16 +468,16 @@ int net_nat_attach(const struct net_options *o, enum net_mode mode, struct net_a
 	uint32_t gw = s->subnet.addr + 1;
 	if (p->rec.softnet) {
 		struct softnet_rules rules = {
-			.tap = p->rec.tap,
-			.ip = p->rec.ip,
-			.gateway = gw,
-			.subnet = s->subnet,
-			.dns = s->dns,
-			.n_dns = s->n_dns,
-			.allow = &allow,
-			.block = &block,
-			.expose = &expose,
-			.host_only = mode == NET_MODE_HOST,
+		    .tap = p->rec.tap,
+		    .ip = p->rec.ip,
+		    .gateway = gw,
+		    .subnet = s->subnet,
+		    .dns = s->dns,
+		    .n_dns = s->n_dns,
+		    .allow = &allow,
+		    .block = &block,
+		    .expose = &expose,
+		    .host_only = mode == NET_MODE_HOST,
 		};
 		memcpy(rules.mac, p->rec.mac, 6);
 		_cleanup_free_ char *script = softnet_script_add(&rules);
@@ -485,12 +490,12 @@ int net_nat_attach(const struct net_options *o, enum net_mode mode, struct net_a
 	}
 
 	struct dhcp_policy pol = {
-		.vm_ip = p->rec.ip,
-		.server_ip = gw,
-		.netmask = net_prefix_mask(s->subnet.len),
-		.router = mode == NET_MODE_HOST ? 0 : gw,
-		.n_dns = mode == NET_MODE_HOST ? 0 : s->n_dns,
-		.lease_secs = s->lease_secs,
+	    .vm_ip = p->rec.ip,
+	    .server_ip = gw,
+	    .netmask = net_prefix_mask(s->subnet.len),
+	    .router = mode == NET_MODE_HOST ? 0 : gw,
+	    .n_dns = mode == NET_MODE_HOST ? 0 : s->n_dns,
+	    .lease_secs = s->lease_secs,
 	};
 	memcpy(pol.vm_mac, p->rec.mac, 6);
 	memcpy(pol.server_mac, bridge_mac, 6);
@@ -533,10 +538,11 @@ int net_bridged_attach(const struct net_options *o, struct net_attachment *ret)
 		return -ENODEV;
 	}
 	if (!link_is_bridge(o->bridge)) {
-		log_error("'%s' is not a bridge: --net-bridged attaches the VM to an existing Linux "
-			  "bridge (for example one that enslaves your uplink: 'ip link add br0 type "
-			  "bridge' and 'ip link set eth0 master br0')",
-			  o->bridge);
+		log_error(
+		    "'%s' is not a bridge: --net-bridged attaches the VM to an existing Linux "
+		    "bridge (for example one that enslaves your uplink: 'ip link add br0 type "
+		    "bridge' and 'ip link set eth0 master br0')",
+		    o->bridge);
 		return -ENODEV;
 	}
 	struct net_priv *p = priv_new(o, NET_MODE_BRIDGED);

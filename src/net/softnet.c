@@ -143,8 +143,7 @@ maps:
 	return strbuf_detach(&sb, NULL);
 }
 
-char *softnet_script_del(const char *t, uint32_t ip, const struct net_expose *expose,
-			 bool softnet)
+char *softnet_script_del(const char *t, uint32_t ip, const struct net_expose *expose, bool softnet)
 {
 	struct strbuf sb = STRBUF_INIT;
 	char a[16];

@@ -53,12 +53,12 @@ char *net_record_format(const struct net_record *r)
 	json_t *exp = json_array();
 	for (size_t i = 0; i < r->expose.n; i++)
 		json_array_append_new(exp, json_pack("[i,i]", r->expose.ext[i], r->expose.in[i]));
-	_cleanup_json_ json_t *o = json_pack(
-		"{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "pid",
-		(json_int_t)r->pid, "pidStart", (json_int_t)r->pid_start, "vm", r->vm, "vmDir",
-		r->vm_dir, "mode", net_mode_to_string(r->mode), "info", r->info, "tap", r->tap,
-		"bridge", r->bridge, "mac", mac, "ip", r->ip ? ip : "", "softnet", r->softnet,
-		"sharedBridge", r->shared_bridge, "expose", exp);
+	_cleanup_json_ json_t *o =
+	    json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "pid",
+		      (json_int_t)r->pid, "pidStart", (json_int_t)r->pid_start, "vm", r->vm,
+		      "vmDir", r->vm_dir, "mode", net_mode_to_string(r->mode), "info", r->info,
+		      "tap", r->tap, "bridge", r->bridge, "mac", mac, "ip", r->ip ? ip : "",
+		      "softnet", r->softnet, "sharedBridge", r->shared_bridge, "expose", exp);
 	struct strbuf sb = STRBUF_INIT;
 	json_dump_swift(o, JSON_SWIFT_PRETTY, &sb);
 	strbuf_putc(&sb, '\n');
@@ -107,7 +107,8 @@ int net_record_parse(const char *buf, size_t len, struct net_record *ret)
 		return -EBADMSG;
 	size_t i;
 	json_t *e;
-	json_array_foreach (exp, i, e) {
+	json_array_foreach(exp, i, e)
+	{
 		json_int_t a, b;
 		if (json_unpack(e, "[I,I]", &a, &b) < 0 || a < 1 || a > 65535 || b < 1 || b > 65535)
 			return -EBADMSG;
@@ -156,7 +157,8 @@ int net_record_list(const char *state_dir, struct net_record **ret, size_t *ret_
 		_cleanup_free_ char *p = path_join(dir, de->d_name);
 		_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 		struct net_record r;
-		if (fs_read_full(p, RECORD_CAP, &sb) < 0 || net_record_parse(sb.buf, sb.len, &r) < 0)
+		if (fs_read_full(p, RECORD_CAP, &sb) < 0 ||
+		    net_record_parse(sb.buf, sb.len, &r) < 0)
 			continue;
 		v = xrealloc(v, (n + 1) * sizeof(*v));
 		v[n++] = r;
@@ -217,9 +219,10 @@ void net_record_user(const struct net_options *opts, const struct net_attachment
 	_cleanup_close_ int lock = net_state_lock(dir);
 	int k = lock < 0 ? lock : net_record_save(dir, &r);
 	if (k < 0)
-		log_warning_errno(k, "cannot write the run record in '%s': 'tart ip' will not know "
-			       "how to reach this VM",
-			  dir);
+		log_warning_errno(k,
+				  "cannot write the run record in '%s': 'tart ip' will not know "
+				  "how to reach this VM",
+				  dir);
 }
 
 void net_record_drop_own(void)

@@ -131,13 +131,16 @@ int net_expose_parse(const char *s, struct net_expose *ret)
 	return 0;
 }
 
-#define P(a, b, c, d, l) {.addr = (uint32_t)(a) << 24 | (b) << 16 | (c) << 8 | (d), .len = (l)}
+#define P(a, b, c, d, l)                                                                           \
+	{                                                                                          \
+		.addr = (uint32_t)(a) << 24 | (b) << 16 | (c) << 8 | (d), .len = (l)               \
+	}
 /* IANA IPv4 Special-Purpose Address Registry entries that are not globally reachable. */
 const struct net_prefix net_nonglobal[] = {
-	P(0, 0, 0, 0, 8),	 P(10, 0, 0, 0, 8),	P(100, 64, 0, 0, 10), P(127, 0, 0, 0, 8),
-	P(169, 254, 0, 0, 16),	 P(172, 16, 0, 0, 12),	P(192, 0, 0, 0, 24),  P(192, 0, 2, 0, 24),
-	P(192, 88, 99, 0, 24),	 P(192, 168, 0, 0, 16), P(198, 18, 0, 0, 15), P(198, 51, 100, 0, 24),
-	P(203, 0, 113, 0, 24),	 P(224, 0, 0, 0, 4),	P(240, 0, 0, 0, 4),
+    P(0, 0, 0, 0, 8),	   P(10, 0, 0, 0, 8),	  P(100, 64, 0, 0, 10), P(127, 0, 0, 0, 8),
+    P(169, 254, 0, 0, 16), P(172, 16, 0, 0, 12),  P(192, 0, 0, 0, 24),	P(192, 0, 2, 0, 24),
+    P(192, 88, 99, 0, 24), P(192, 168, 0, 0, 16), P(198, 18, 0, 0, 15), P(198, 51, 100, 0, 24),
+    P(203, 0, 113, 0, 24), P(224, 0, 0, 0, 4),	  P(240, 0, 0, 0, 4),
 };
 #undef P
 const size_t net_nonglobal_count = sizeof(net_nonglobal) / sizeof(net_nonglobal[0]);
@@ -153,8 +156,8 @@ bool net_ip_is_global(uint32_t ip)
 static void settings_defaults(struct net_settings *s)
 {
 	*s = (struct net_settings){
-		.subnet = {.addr = 0xc0a84000, .len = 24},
-		.lease_secs = 600,
+	    .subnet = {.addr = 0xc0a84000, .len = 24},
+	    .lease_secs = 600,
 	};
 	strcpy(s->bridge, "tart0");
 }
@@ -215,7 +218,8 @@ int net_settings_parse_json(const char *buf, size_t len, const char *what, struc
 	}
 	const char *key;
 	json_t *v;
-	json_object_foreach (root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		int r = 0;
 		if (streq(key, "subnet") && json_is_string(v)) {
 			r = set_subnet(s, json_string_value(v), what);
@@ -227,7 +231,8 @@ int net_settings_parse_json(const char *buf, size_t len, const char *what, struc
 			json_t *e;
 			s->n_dns = 0;
 			s->dns_configured = true;
-			json_array_foreach (v, i, e) {
+			json_array_foreach(v, i, e)
+			{
 				r = json_is_string(e) ? add_dns(s, json_string_value(e), what)
 						      : -EINVAL;
 				if (r < 0)
@@ -236,9 +241,10 @@ int net_settings_parse_json(const char *buf, size_t len, const char *what, struc
 		} else if (streq(key, "bridge") && json_is_string(v)) {
 			r = set_bridge(s, json_string_value(v), what);
 		} else {
-			log_error("unknown or mistyped key '%s' in %s (known: subnet, leaseTime, dns, "
-				  "bridge)",
-				  key, what);
+			log_error(
+			    "unknown or mistyped key '%s' in %s (known: subnet, leaseTime, dns, "
+			    "bridge)",
+			    key, what);
 			r = -EINVAL;
 		}
 		if (r < 0)
@@ -350,11 +356,13 @@ int net_subnet_check_routes(const char *text, const struct net_prefix *subnet,
 		int refcnt, use, metric;
 		if (sscanf(line, "%16s %x %x %x %d %d %d %x", ifname, &dst, &gw, &flags, &refcnt,
 			   &use, &metric, &mask) == 8) {
-			/* /proc/net/route prints addresses in network byte order as a native int. */
+			/* /proc/net/route prints addresses in network byte order as a native int.
+			 */
 			uint32_t m = ntohl(mask);
 			unsigned len = (unsigned)__builtin_popcount(m);
 			struct net_prefix r = {.addr = ntohl(dst) & m, .len = len};
-			if (len > 0 && !streq(ifname, own_bridge) && net_prefix_overlap(&r, subnet)) {
+			if (len > 0 && !streq(ifname, own_bridge) &&
+			    net_prefix_overlap(&r, subnet)) {
 				char p[19];
 				net_prefix_format(&r, p);
 				snprintf(ret_what, what_len, "route %s on '%s'", p, ifname);
@@ -366,8 +374,8 @@ int net_subnet_check_routes(const char *text, const struct net_prefix *subnet,
 	return 0;
 }
 
-int net_subnet_check_clash(const struct net_prefix *subnet, const char *own_bridge,
-			   char *ret_what, size_t what_len)
+int net_subnet_check_clash(const struct net_prefix *subnet, const char *own_bridge, char *ret_what,
+			   size_t what_len)
 {
 	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 	if (fs_read_full("/proc/net/route", 1 << 20, &sb) >= 0) {
@@ -380,7 +388,8 @@ int net_subnet_check_clash(const struct net_prefix *subnet, const char *own_brid
 		return negerrno();
 	int r = 0;
 	for (struct ifaddrs *i = ifa; i && r == 0; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || streq(i->ifa_name, own_bridge))
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
+		    streq(i->ifa_name, own_bridge))
 			continue;
 		uint32_t ip = ntohl(((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr.s_addr);
 		if (net_prefix_contains(subnet, ip)) {

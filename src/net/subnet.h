@@ -104,8 +104,8 @@ size_t net_dns_from_host(uint32_t *dns, size_t max, uint32_t *ret_loopback);
  * our own bridge? On a clash returns -EADDRINUSE and fills ret_what ("route 192.168.64.0/20
  * on 'eth0'"). Reads /proc/net/route and getifaddrs().
  */
-int net_subnet_check_clash(const struct net_prefix *subnet, const char *own_bridge,
-			   char *ret_what, size_t what_len);
+int net_subnet_check_clash(const struct net_prefix *subnet, const char *own_bridge, char *ret_what,
+			   size_t what_len);
 /* The pure part: one /proc/net/route text. */
 int net_subnet_check_routes(const char *route_text, const struct net_prefix *subnet,
 			    const char *own_bridge, char *ret_what, size_t what_len);

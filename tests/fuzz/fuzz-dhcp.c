@@ -19,15 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct dhcp_policy pol = {
-		.vm_mac = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
-		.server_mac = {0x02, 0, 0, 0, 0, 1},
-		.vm_ip = 0xc0a84005,
-		.server_ip = 0xc0a84001,
-		.netmask = 0xffffff00,
-		.router = 0xc0a84001,
-		.dns = {0x01010101},
-		.n_dns = 1,
-		.lease_secs = 600,
+	    .vm_mac = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
+	    .server_mac = {0x02, 0, 0, 0, 0, 1},
+	    .vm_ip = 0xc0a84005,
+	    .server_ip = 0xc0a84001,
+	    .netmask = 0xffffff00,
+	    .router = 0xc0a84001,
+	    .dns = {0x01010101},
+	    .n_dns = 1,
+	    .lease_secs = 600,
 	};
 	uint8_t out[DHCP_FRAME_MAX];
 	size_t out_len = 0;

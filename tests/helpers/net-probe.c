@@ -4,8 +4,8 @@
  * `tart run` + QEMU so the NAT/Softnet/DHCP plumbing can be tested without a VM:
  *
  *   net-probe attach --vm NAME --mac MAC [--mode nat|softnet|host|bridged] [--allow CIDRS]
- *                    [--block CIDRS] [--expose SPECS] [--bridge BR] --guest-netns NS [--guest-if IF]
- *     net_cleanup_stale() + net_attach() exactly as `run` calls them, then plays QEMU: the tap
+ *                    [--block CIDRS] [--expose SPECS] [--bridge BR] --guest-netns NS [--guest-if
+ * IF] net_cleanup_stale() + net_attach() exactly as `run` calls them, then plays QEMU: the tap
  *     descriptor from the attachment is relayed to a second tap, IF (default eth0) with the VM's
  *     MAC, created inside the network namespace NS, where the test runs a real DHCP client
  *     (busybox udhcpc) and real programs as "the guest". Prints "ready <info>" on stdout;
@@ -102,11 +102,16 @@ static void relay(int a, int b)
 static int cmd_attach(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"vm", required_argument, NULL, 'v'},	 {"mac", required_argument, NULL, 'm'},
-		{"mode", required_argument, NULL, 'M'},	 {"allow", required_argument, NULL, 'a'},
-		{"block", required_argument, NULL, 'b'}, {"expose", required_argument, NULL, 'e'},
-		{"bridge", required_argument, NULL, 'B'}, {"guest-netns", required_argument, NULL, 'n'},
-		{"guest-if", required_argument, NULL, 'i'}, {0},
+	    {"vm", required_argument, NULL, 'v'},
+	    {"mac", required_argument, NULL, 'm'},
+	    {"mode", required_argument, NULL, 'M'},
+	    {"allow", required_argument, NULL, 'a'},
+	    {"block", required_argument, NULL, 'b'},
+	    {"expose", required_argument, NULL, 'e'},
+	    {"bridge", required_argument, NULL, 'B'},
+	    {"guest-netns", required_argument, NULL, 'n'},
+	    {"guest-if", required_argument, NULL, 'i'},
+	    {0},
 	};
 	struct net_options o;
 	net_options_init(&o);
@@ -115,19 +120,36 @@ static int cmd_attach(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'v': o.vm_name = optarg; break;
-		case 'm': o.mac = optarg; break;
+		case 'v':
+			o.vm_name = optarg;
+			break;
+		case 'm':
+			o.mac = optarg;
+			break;
 		case 'M':
 			if (parse_mode(optarg, &o.mode) < 0)
 				return 64;
 			break;
-		case 'a': o.softnet_allow = optarg; break;
-		case 'b': o.softnet_block = optarg; break;
-		case 'e': o.softnet_expose = optarg; break;
-		case 'B': o.bridge = optarg; break;
-		case 'n': ns = optarg; break;
-		case 'i': gif = optarg; break;
-		default: return 64;
+		case 'a':
+			o.softnet_allow = optarg;
+			break;
+		case 'b':
+			o.softnet_block = optarg;
+			break;
+		case 'e':
+			o.softnet_expose = optarg;
+			break;
+		case 'B':
+			o.bridge = optarg;
+			break;
+		case 'n':
+			ns = optarg;
+			break;
+		case 'i':
+			gif = optarg;
+			break;
+		default:
+			return 64;
 		}
 	}
 	if (!o.vm_name || !o.mac || !ns) {
@@ -189,10 +211,18 @@ static size_t client_msg(uint8_t *frame, size_t cap, enum dhcp_type type, uint32
 	p[i++] = 1;
 	p[i++] = (uint8_t)type;
 	if (req_ip) {
-		uint8_t o[] = {50, 4, (uint8_t)(req_ip >> 24), (uint8_t)(req_ip >> 16),
-			       (uint8_t)(req_ip >> 8), (uint8_t)req_ip,
-			       54, 4, (uint8_t)(server >> 24), (uint8_t)(server >> 16),
-			       (uint8_t)(server >> 8), (uint8_t)server};
+		uint8_t o[] = {50,
+			       4,
+			       (uint8_t)(req_ip >> 24),
+			       (uint8_t)(req_ip >> 16),
+			       (uint8_t)(req_ip >> 8),
+			       (uint8_t)req_ip,
+			       54,
+			       4,
+			       (uint8_t)(server >> 24),
+			       (uint8_t)(server >> 16),
+			       (uint8_t)(server >> 8),
+			       (uint8_t)server};
 		memcpy(p + i, o, sizeof(o));
 		i += sizeof(o);
 	}
@@ -216,10 +246,12 @@ static enum dhcp_type client_wait(int fd, uint32_t xid, uint32_t *yiaddr, uint32
 		    fr.payload_len < 243 || fr.payload[0] != 2)
 			continue;
 		const uint8_t *q = fr.payload;
-		uint32_t x = (uint32_t)q[4] << 24 | (uint32_t)q[5] << 16 | (uint32_t)q[6] << 8 | q[7];
+		uint32_t x =
+		    (uint32_t)q[4] << 24 | (uint32_t)q[5] << 16 | (uint32_t)q[6] << 8 | q[7];
 		if (x != xid || q[240] != 53)
 			continue;
-		*yiaddr = (uint32_t)q[16] << 24 | (uint32_t)q[17] << 16 | (uint32_t)q[18] << 8 | q[19];
+		*yiaddr =
+		    (uint32_t)q[16] << 24 | (uint32_t)q[17] << 16 | (uint32_t)q[18] << 8 | q[19];
 		*server = fr.src_ip;
 		return (enum dhcp_type)q[242];
 	}
@@ -229,9 +261,9 @@ static enum dhcp_type client_wait(int fd, uint32_t xid, uint32_t *yiaddr, uint32
 static int cmd_cycles(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"count", required_argument, NULL, 'c'},
-		{"mode", required_argument, NULL, 'M'},
-		{0},
+	    {"count", required_argument, NULL, 'c'},
+	    {"mode", required_argument, NULL, 'M'},
+	    {0},
 	};
 	long count = 300;
 	enum net_mode mode = NET_MODE_NAT;
@@ -283,8 +315,9 @@ static int cmd_cycles(int argc, char **argv)
 		lease_table_release(&t);
 		char ips[16];
 		net_ip_format(ip2, ips);
-		printf("cycle %ld mac %s %s %s ip %s recorded %s\n", i, macs, dhcp_type_to_string(t1),
-		       dhcp_type_to_string(t2), ips, recorded ? "yes" : "no");
+		printf("cycle %ld mac %s %s %s ip %s recorded %s\n", i, macs,
+		       dhcp_type_to_string(t1), dhcp_type_to_string(t2), ips,
+		       recorded ? "yes" : "no");
 		net_detach(&a);
 		if (t2 != DHCP_ACK || ip2 != ip || !recorded)
 			return 1;

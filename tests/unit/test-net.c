@@ -23,13 +23,13 @@ static const uint8_t BCAST[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 static struct dhcp_policy policy(void)
 {
 	struct dhcp_policy p = {
-		.vm_ip = 0xc0a84005,
-		.server_ip = 0xc0a84001,
-		.netmask = 0xffffff00,
-		.router = 0xc0a84001,
-		.dns = {0x01010101, 0x09090909},
-		.n_dns = 2,
-		.lease_secs = 600,
+	    .vm_ip = 0xc0a84005,
+	    .server_ip = 0xc0a84001,
+	    .netmask = 0xffffff00,
+	    .router = 0xc0a84001,
+	    .dns = {0x01010101, 0x09090909},
+	    .n_dns = 2,
+	    .lease_secs = 600,
 	};
 	memcpy(p.vm_mac, VM_MAC, 6);
 	memcpy(p.server_mac, GW_MAC, 6);
@@ -52,8 +52,8 @@ static size_t client_frame(uint8_t *out, enum dhcp_type type, const uint8_t chad
 	memcpy(p + i, opt, opt_len);
 	i += opt_len;
 	p[i++] = 255;
-	int n = dhcp_frame_build(VM_MAC, BCAST, ciaddr, 0xffffffff, 68, 67, p, i, out,
-				 DHCP_FRAME_MAX);
+	int n =
+	    dhcp_frame_build(VM_MAC, BCAST, ciaddr, 0xffffffff, 68, 67, p, i, out, DHCP_FRAME_MAX);
 	assert_true(n > 0);
 	return (size_t)n;
 }
@@ -315,7 +315,7 @@ static void test_lease_table_stable_and_many_cycles(void **state)
 	for (uint32_t i = 0; i < 10000; i++) {
 		uint8_t mac[6] = {2, 9, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i, 7};
 		assert_int_equal(
-			lease_table_reserve(&t, mac, "c", 100, 1, first, last, alive_all, &ip), 0);
+		    lease_table_reserve(&t, mac, "c", 100, 1, first, last, alive_all, &ip), 0);
 		if (i % 3 == 0)
 			lease_table_free(&t, mac, 100); /* clean stop */
 		else
@@ -340,8 +340,8 @@ static void test_prefixes(void **state)
 	assert_int_equal(net_prefix_parse("1.2.3.4", false, &p), 0);
 	assert_int_equal(p.len, 32);
 	assert_int_equal(net_prefix_parse("0.0.0.0/0", true, &p), 0);
-	const char *bad[] = {"", "1.2.3.4/", "1.2.3.4/33", "1.2.3/8", "1.2.3.4/-1", "x/8",
-			     "1.2.3.4/8/8", "256.1.1.1/8"};
+	const char *bad[] = {"",	   "1.2.3.4/", "1.2.3.4/33",  "1.2.3/8",
+			     "1.2.3.4/-1", "x/8",      "1.2.3.4/8/8", "256.1.1.1/8"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(net_prefix_parse(bad[i], false, &p), -EINVAL);
 
@@ -366,8 +366,8 @@ static void test_prefixes(void **state)
 	uint32_t ip;
 	assert_int_equal(net_ip_parse("8.8.8.8", &ip), 0);
 	assert_true(net_ip_is_global(ip));
-	const char *private[] = {"10.1.2.3", "192.168.64.1", "172.20.0.1", "127.0.0.1",
-				 "169.254.1.1", "100.64.0.1", "224.0.0.1", "255.255.255.255"};
+	const char *private[] = {"10.1.2.3",	"192.168.64.1", "172.20.0.1", "127.0.0.1",
+				 "169.254.1.1", "100.64.0.1",	"224.0.0.1",  "255.255.255.255"};
 	for (size_t i = 0; i < sizeof(private) / sizeof(private[0]); i++) {
 		assert_int_equal(net_ip_parse(private[i], &ip), 0);
 		assert_false(net_ip_is_global(ip));
@@ -389,10 +389,10 @@ static void test_settings_and_host_config(void **state)
 	assert_int_equal(lo, 0x7f000035); /* the first loopback resolver */
 
 	const char *routes =
-		"Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
-		"eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
-		"tart0\t0040A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
-		"eth1\t000010AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+	    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+	    "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+	    "tart0\t0040A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+	    "eth1\t000010AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
 	struct net_prefix sub = {0xc0a84000, 24};
 	char what[64];
 	assert_int_equal(net_subnet_check_routes(routes, &sub, "tart0", what, sizeof(what)), 0);
@@ -411,18 +411,21 @@ static void test_settings_and_host_config(void **state)
 	assert_int_equal(s.lease_secs, 120);
 	assert_int_equal(s.n_dns, 1);
 	assert_true(s.dns_configured);
-	const char *bad[] = {"{\"subnet\":\"10.7.0.1/16\"}", "{\"leaseTime\":1}",
-			     "{\"dns\":[1]}", "{\"x\":1}", "[]", "{\"bridge\":\"a/b\"}"};
+	const char *bad[] = {
+	    "{\"subnet\":\"10.7.0.1/16\"}", "{\"leaseTime\":1}", "{\"dns\":[1]}", "{\"x\":1}", "[]",
+	    "{\"bridge\":\"a/b\"}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(net_settings_parse_json(bad[i], strlen(bad[i]), "test", &s), -EINVAL);
+		assert_int_equal(net_settings_parse_json(bad[i], strlen(bad[i]), "test", &s),
+				 -EINVAL);
 }
 
 static void test_arp_and_explain(void **state)
 {
 	(void)state;
-	const char *arp = "IP address       HW type     Flags       HW address            Mask     Device\n"
-			  "10.0.0.5         0x1         0x0         52:54:00:12:34:56     *        br0\n"
-			  "10.0.0.6         0x1         0x2         52:54:00:12:34:56     *        br0\n";
+	const char *arp =
+	    "IP address       HW type     Flags       HW address            Mask     Device\n"
+	    "10.0.0.5         0x1         0x0         52:54:00:12:34:56     *        br0\n"
+	    "10.0.0.6         0x1         0x2         52:54:00:12:34:56     *        br0\n";
 	uint32_t ip;
 	assert_int_equal(net_arp_lookup(arp, VM_MAC, &ip), 0);
 	assert_int_equal(ip, 0x0a000006); /* the incomplete entry is skipped */
@@ -445,15 +448,22 @@ static void test_softnet_script(void **state)
 	(void)state;
 	struct net_prefix_list allow = {0}, block = {0};
 	size_t off;
-	assert_int_equal(net_prefix_list_parse("10.0.0.0/8,10.1.2.3/32,1.0.0.0/8", &allow, &off), 0);
+	assert_int_equal(net_prefix_list_parse("10.0.0.0/8,10.1.2.3/32,1.0.0.0/8", &allow, &off),
+			 0);
 	assert_int_equal(net_prefix_list_parse("10.1.0.0/16,1.0.0.0/8", &block, &off), 0);
 	struct net_expose ex;
 	assert_int_equal(net_expose_parse("2222:22", &ex), 0);
 	uint32_t dns[] = {0x01010101};
 	struct softnet_rules r = {
-		.tap = "tart-t1", .ip = 0xc0a84005, .gateway = 0xc0a84001,
-		.subnet = {0xc0a84000, 24}, .dns = dns, .n_dns = 1,
-		.allow = &allow, .block = &block, .expose = &ex,
+	    .tap = "tart-t1",
+	    .ip = 0xc0a84005,
+	    .gateway = 0xc0a84001,
+	    .subnet = {0xc0a84000, 24},
+	    .dns = dns,
+	    .n_dns = 1,
+	    .allow = &allow,
+	    .block = &block,
+	    .expose = &ex,
 	};
 	memcpy(r.mac, VM_MAC, 6);
 	char *s = softnet_script_add(&r);
@@ -479,16 +489,21 @@ static void test_softnet_script(void **state)
 	assert_null(strstr(s, "th dport 53"));
 	free(s);
 	s = nat_script_base("tart0", &r.subnet, 0x7f000035);
-	assert_non_null(strstr(s, "iifname \"tart0\" ip daddr 192.168.64.1 meta l4proto { tcp, udp } "
-				  "th dport 53 dnat ip to 127.0.0.53"));
+	assert_non_null(strstr(s,
+			       "iifname \"tart0\" ip daddr 192.168.64.1 meta l4proto { tcp, udp } "
+			       "th dport 53 dnat ip to 127.0.0.53"));
 	free(s);
 }
 
 static void test_record_roundtrip(void **state)
 {
 	(void)state;
-	struct net_record r = {.pid = 42, .pid_start = 7, .mode = NET_MODE_SOFTNET, .ip = 0xc0a84005,
-			       .softnet = true, .shared_bridge = true};
+	struct net_record r = {.pid = 42,
+			       .pid_start = 7,
+			       .mode = NET_MODE_SOFTNET,
+			       .ip = 0xc0a84005,
+			       .softnet = true,
+			       .shared_bridge = true};
 	strcpy(r.vm, "my vm");
 	strcpy(r.vm_dir, "/h/vms/my vm");
 	strcpy(r.info, "mode=softnet ip=192.168.64.5");
@@ -533,18 +548,18 @@ static void test_options_check(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_dhcp_discover_request_ack),
-		cmocka_unit_test(test_dhcp_refuses_other_addresses_and_clients),
-		cmocka_unit_test(test_dhcp_malformed),
-		cmocka_unit_test(test_mac),
-		cmocka_unit_test(test_lease_table),
-		cmocka_unit_test(test_lease_table_stable_and_many_cycles),
-		cmocka_unit_test(test_prefixes),
-		cmocka_unit_test(test_settings_and_host_config),
-		cmocka_unit_test(test_arp_and_explain),
-		cmocka_unit_test(test_softnet_script),
-		cmocka_unit_test(test_record_roundtrip),
-		cmocka_unit_test(test_options_check),
+	    cmocka_unit_test(test_dhcp_discover_request_ack),
+	    cmocka_unit_test(test_dhcp_refuses_other_addresses_and_clients),
+	    cmocka_unit_test(test_dhcp_malformed),
+	    cmocka_unit_test(test_mac),
+	    cmocka_unit_test(test_lease_table),
+	    cmocka_unit_test(test_lease_table_stable_and_many_cycles),
+	    cmocka_unit_test(test_prefixes),
+	    cmocka_unit_test(test_settings_and_host_config),
+	    cmocka_unit_test(test_arp_and_explain),
+	    cmocka_unit_test(test_softnet_script),
+	    cmocka_unit_test(test_record_roundtrip),
+	    cmocka_unit_test(test_options_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
