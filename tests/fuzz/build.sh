@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # Build the DHCP parser fuzzer with clang/libFuzzer. Usage: tests/fuzz/build.sh [OUTDIR]
-# Run:  OUTDIR/fuzz-dhcp -jobs=1 -max_total_time=600 -max_len=1518 tests/fuzz/corpus-dhcp
+# Run:  cp -r tests/fuzz/corpus-dhcp OUTDIR/corpus
+#       OUTDIR/fuzz-dhcp -jobs=1 -max_total_time=600 -max_len=1518 OUTDIR/corpus
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$here/../../src
