@@ -255,16 +255,43 @@ int link_sysctl_write(const char *key, const char *value)
 	return write(fd, value, n) == (ssize_t)n ? 0 : negerrno();
 }
 
+/* sbin is not always on PATH for capability-holding users. */
+static int find_nft(char **ret)
+{
+	int r = find_program("nft", ret);
+	if (r < 0 && access("/usr/sbin/nft", X_OK) == 0) {
+		*ret = xstrdup("/usr/sbin/nft");
+		r = 0;
+	}
+	return r;
+}
+
+int nft_query(const char *const *args, struct strbuf *out)
+{
+	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
+	_cleanup_free_ char *prog = NULL;
+	int r = find_nft(&prog);
+	if (r < 0)
+		return r;
+	pass_net_admin_on();
+	strvec_push(&argv, prog);
+	for (size_t i = 0; args[i]; i++)
+		strvec_push(&argv, args[i]);
+	_cleanup_strbuf_ struct strbuf err = STRBUF_INIT;
+	strbuf_init(&err, 4096);
+	int status = 0;
+	r = run_argv(&argv, out, &err, &status);
+	if (r < 0)
+		return r;
+	return status == 0 ? 0 : -EIO;
+}
+
 int nft_apply(const char *script, struct strbuf *err)
 {
 	_cleanup_free_ char *prog = NULL;
-	int r = find_program("nft", &prog);
-	if (r < 0) {
-		/* sbin is not always on PATH for capability-holding users. */
-		if (access("/usr/sbin/nft", X_OK) != 0)
-			return r;
-		prog = xstrdup("/usr/sbin/nft");
-	}
+	int r = find_nft(&prog);
+	if (r < 0)
+		return r;
 	pass_net_admin_on();
 	/* The script goes in through a memfd as stdin: no temp file, no pipe-size deadlock. */
 	_cleanup_close_ int mfd = memfd_create("tart-nft", MFD_CLOEXEC);

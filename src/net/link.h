@@ -46,3 +46,5 @@ int link_sysctl_write(const char *key, const char *value);
 
 /* Apply an nft script atomically (`nft -f -`). nft's stderr is appended to err (capped). */
 int nft_apply(const char *script, struct strbuf *err);
+/* Run `nft <args...>` (NULL-terminated) and capture its stdout (capped); -EIO when it fails. */
+int nft_query(const char *const *args, struct strbuf *out);

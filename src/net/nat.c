@@ -131,11 +131,35 @@ static bool record_live(const struct net_record *r)
 }
 
 /* Undo what a run record lists. The caller holds the state lock. */
+/*
+ * The exposed ports that still lead to r's address. The map is shared by all VMs and keyed
+ * by port: a port whose element belongs to another VM (ours never got installed) must stay.
+ */
+static void expose_owned(const struct net_record *r, struct net_expose *ret)
+{
+	char ip[16], needle[32];
+	net_ip_format(r->ip, ip);
+	snprintf(needle, sizeof(needle), ": %s . ", ip);
+	ret->n = 0;
+	for (size_t i = 0; i < r->expose.n; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "{ %u }", r->expose.ext[i]);
+		const char *const args[] = {"get", "element", "ip", "tart", "expose", key, NULL};
+		_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
+		strbuf_init(&out, 65536);
+		if (nft_query(args, &out) == 0 && strstr(out.buf, needle)) {
+			ret->ext[ret->n] = r->expose.ext[i];
+			ret->in[ret->n++] = r->expose.in[i];
+		}
+	}
+}
+
 static void undo_record(const char *state_dir, const struct net_record *r)
 {
 	if (r->shared_bridge) {
-		_cleanup_free_ char *del =
-		    softnet_script_del(r->tap, r->ip, &r->expose, r->softnet);
+		struct net_expose mine;
+		expose_owned(r, &mine);
+		_cleanup_free_ char *del = softnet_script_del(r->tap, r->ip, &mine, r->softnet);
 		nft_run_lines(del);
 	}
 	if (*r->tap) {

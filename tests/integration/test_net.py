@@ -519,3 +519,18 @@ def test_loopback_only_host_resolver_is_reached_through_the_gateway(topo, mode):
         shutil.rmtree(etc, ignore_errors=True)
         if parent_created:
             etc.parent.rmdir()
+
+
+def test_an_exposed_port_belongs_to_one_vm(topo):
+    t = topo
+    g1, g2 = t.guest(1), t.guest(2)
+    p1, i1 = t.attach(g1, MAC1, vm="first", mode="softnet", extra=["--expose", "2222:8081"])
+    t.dhcp(g1)
+    guest_http(t, g1, body="first")
+    p2, err = t.attach(g2, MAC2, vm="second", mode="softnet", extra=["--expose", "2222:8081"],
+                       expect_ok=False)
+    assert p2.returncode == 1 and "already be exposed by another VM" in err, err
+    # The failed attempt took nothing away from the first VM.
+    assert t.fetch(t.I, f"http://{HOST_EXT_IP}:2222/") == "first"
+    assert [r["mac"] for r in t.leases()] == [MAC1]
+    t.detach(p1)
