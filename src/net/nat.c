@@ -197,9 +197,11 @@ static void cleanup_locked(const char *state_dir, pid_t except, const char *brid
 	 * privileged run, and clean only what needs no privileges (user-mode records). */
 	bool privileged = net_privileged(), in_use = false;
 	for (size_t i = 0; i < n; i++) {
-		if (v[i].pid == except)
+		/* Our own record, unless an earlier process with our (recycled) pid left it. */
+		if (v[i].pid == except && v[i].pid_start == lease_pid_start(except))
 			continue;
-		if (record_live(&v[i]) || (!privileged && (v[i].shared_bridge || *v[i].tap))) {
+		if ((v[i].pid != except && record_live(&v[i])) ||
+		    (!privileged && (v[i].shared_bridge || *v[i].tap))) {
 			in_use |= v[i].shared_bridge;
 			continue;
 		}
