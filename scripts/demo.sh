@@ -1,23 +1,74 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# `make demo`: the main job on a built-in default, in a scratch TART_HOME that is removed at the end.
+# `make demo`: the main job on a built-in default. A small VM built from Debian packages (the
+# cloud kernel and a busybox initramfs behind OVMF, guests/build-tiny.sh) is created, pushed to
+# a local registry (Debian's docker-registry on 127.0.0.1, started here and stopped at the end),
+# deleted, pulled back and cloned, booted under QEMU, stopped. Everything happens in a scratch
+# TART_HOME that is removed at the end. Networking is QEMU user mode with restrict=on.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TART=${TART_BIN:-$ROOT/build/tart}
+export TART_BIN=$TART
 export TART_HOME=$(mktemp -d /tmp/tart-demo.XXXXXX)
 export TART_ACCEL=${TART_ACCEL:-tcg}
-trap 'rm -rf "$TART_HOME"' EXIT
+REG_DIR=$TART_HOME/.registry
+REG_PID=""
+cleanup() {
+	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	rm -rf "$TART_HOME"
+}
+trap cleanup EXIT
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-echo "demo TART_HOME=$TART_HOME"
-step "$TART" create --linux --disk-size 20 debian
-step "$TART" clone debian ubuntu
-step "$TART" set ubuntu --cpu 2 --memory 2048 --display 1280x800
+echo "demo TART_HOME=$TART_HOME (accelerator: $TART_ACCEL)"
+
+# 1. A local registry on a free loopback port.
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$REG_DIR/data"
+cat > "$REG_DIR/config.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $REG_DIR/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$PORT}
+YML
+docker-registry serve "$REG_DIR/config.yml" >"$REG_DIR/log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 100); do
+	(exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
+	sleep 0.1
+done
+REMOTE=127.0.0.1:$PORT/demo/tiny:latest
+echo "registry: $REMOTE (pid $REG_PID)"
+
+# 2. The VM: built from Debian packages, boots through UEFI and powers itself off.
+step "$ROOT/guests/mkvm.sh" tiny-uefi tiny >/dev/null
 step "$TART" list
-step "$TART" list --format json
-step "$TART" get ubuntu
-step "$TART" rename ubuntu noble
-step "$TART" list --source local --quiet
-step "$TART" delete debian noble
-step "$TART" list --quiet
+step "$TART" get tiny
+
+# 3. Push, forget, pull back, clone.
+step "$TART" push --insecure tiny "$REMOTE"
+step "$TART" delete tiny
+step "$TART" pull --insecure "$REMOTE"
+step "$TART" clone --insecure "$REMOTE" tiny2
+step "$TART" list
+step "$TART" fqn "$REMOTE"
+
+# 4. Boot it: the guest prints its marker and powers off, so `run` returns 0.
+step "$TART" run --no-graphics tiny2
+grep -a "TART-TEST" "$TART_HOME/vms/tiny2/serial.log" | head -3 || true
+
+# 5. A direct-kernel VM (kernel + initramfs in the VM directory, no firmware) that waits:
+#    boot it in the background and stop it from outside (ACPI power button, as `tart stop` does).
+step "$ROOT/guests/mkvm.sh" tiny tiny3 wait >/dev/null
+"$TART" run --no-graphics tiny3 &
+RUN_PID=$!
+for _ in $(seq 300); do
+	[ "$("$TART" get tiny3 --format json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["State"])')" = running ] && break
+	sleep 0.1
+done
+step "$TART" list
+step "$TART" stop tiny3 --timeout 20
+wait "$RUN_PID" && echo "tart run exited 0"
+step "$TART" list
+step "$TART" delete tiny2 tiny3 "$REMOTE"
 echo "demo finished"

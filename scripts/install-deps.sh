@@ -16,6 +16,7 @@ PKGS=(
   debootstrap busybox-static cpio kmod gdisk dosfstools mtools e2fsprogs fdisk
   dropbear-bin openssh-client sshpass genisoimage
   iproute2 nftables xfsprogs socat curl lz4 zstd
+  clang
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,14 +1,144 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "net/resolve.h"
+#include "util/fs.h"
+#include "util/json.h"
 #include "util/log.h"
+#include "util/strbuf.h"
+#include "vm/config.h"
+#include "vm/dir.h"
 
-/* Placeholder until this command's issue lands. */
+static const struct cmd_help help = {
+    .name = "ip",
+    .overview = "Get VM's IP address",
+    .usage = "ip <name> [--wait <wait>] [--resolver <resolver>]",
+    .details =
+	"ARGUMENTS:\n"
+	"  <name>                  VM name\n\n"
+	"OPTIONS:\n"
+	"  --wait <wait>           Number of seconds to wait for a potential VM booting "
+	"(default: 0)\n"
+	"  --resolver <resolver>   Strategy for resolving IP address: dhcp, arp or agent "
+	"(default: dhcp)\n"
+	"                          dhcp reads tart's own DHCP leases (NAT, Softnet and host "
+	"modes); arp\n"
+	"                          reads the host's neighbour table (needed for --net-bridged "
+	"VMs)\n"
+	"  -h, --help              Show help information.\n",
+};
+
+/*
+ * `run` also records its attachment in <vm>/run.json ({"netMode": ..., "net": <info>}); a
+ * running user-mode VM found there gets the same explanation as from a run record.
+ */
+static bool user_mode_from_run_state(const struct vm_dir *d, const char *name, char *explain,
+				     size_t len)
+{
+	if (vm_dir_state(d) != VM_STATE_RUNNING)
+		return false;
+	_cleanup_free_ char *p = vm_dir_file(d, "run.json");
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	_cleanup_json_ json_t *j = NULL;
+	const char *mode, *info = "";
+	if (fs_read_full(p, 65536, &sb) < 0 || json_parse_buf(sb.buf, sb.len, &j) < 0 ||
+	    json_get_string(j, "netMode", &mode) < 0 || !streq(mode, "user"))
+		return false;
+	(void)json_get_string(j, "net", &info);
+	net_user_explain(name, info, explain, len);
+	return true;
+}
+
+static void sleep_until_next_second(time_t deadline)
+{
+	if (time(NULL) < deadline)
+		sleep(1);
+}
+
 int cmd_ip(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	log_error("'tart ip' is not implemented yet");
-	return -ENOSYS;
+	enum { ARG_WAIT = 0x100, ARG_RESOLVER };
+	static const struct option opts[] = {
+	    {"wait", required_argument, NULL, ARG_WAIT},
+	    {"resolver", required_argument, NULL, ARG_RESOLVER},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	static const char *const names[] = {"<name>"};
+	uint64_t wait = 0;
+	enum net_resolver resolver = NET_RESOLVER_DHCP;
+	int c, r;
+
+	cmd_getopt_init();
+	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
+		switch (c) {
+		case 'h':
+			return 0;
+		case ARG_WAIT:
+			r = cmd_parse_u64(&help, "--wait", optarg, 0, UINT16_MAX, &wait);
+			if (r < 0)
+				return r;
+			break;
+		case ARG_RESOLVER:
+			if (net_resolver_parse(optarg, &resolver) < 0)
+				return cmd_usage_error(&help,
+						       "The value '%s' is invalid for '--resolver "
+						       "<resolver>'",
+						       optarg);
+			break;
+		default:
+			return c < 0 ? c : CMD_EUSAGE;
+		}
+	}
+	r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
+	if (r < 0)
+		return r;
+	const char *name = argv[optind];
+
+	_cleanup_vm_dir_ struct vm_dir d = {0};
+	r = vm_dir_open_local(name, &d);
+	if (r < 0)
+		return r;
+	struct vm_config cfg;
+	r = vm_dir_load_config(&d, &cfg);
+	if (r < 0)
+		return r;
+
+	/* Tart: at least one attempt, then once a second until the deadline. */
+	time_t deadline = time(NULL) + (time_t)wait;
+	char ip[16], explain[512];
+	for (;;) {
+		r = net_resolve_ip(name, d.path, cfg.mac, resolver, ip, explain, sizeof(explain));
+		if (r == 0) {
+			printf("%s\n", ip);
+			return 0;
+		}
+		if (r == -ENOENT && user_mode_from_run_state(&d, name, explain, sizeof(explain)))
+			r = -EREMOTE;
+		if (r == -EREMOTE) {
+			log_error("%s", explain);
+			return 1;
+		}
+		if (r == -EOPNOTSUPP) {
+			log_error(
+			    "no IP address found: the guest agent resolver is not available yet "
+			    "in tart for Linux (no guest agent channel); use --resolver dhcp, or "
+			    "--resolver arp for bridged VMs");
+			return 1;
+		}
+		if (time(NULL) >= deadline)
+			break;
+		sleep_until_next_second(deadline);
+	}
+	bool running = vm_dir_state(&d) == VM_STATE_RUNNING;
+	log_error("no IP address found%s%s", running ? "" : ", is your VM running?",
+		  resolver == NET_RESOLVER_ARP && streq(cfg.os, "linux")
+		      ? " (not all Linux distributions are compatible with the ARP resolver)"
+		      : "");
+	return 1;
 }

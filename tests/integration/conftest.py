@@ -25,6 +25,9 @@ class Tart:
         self.env.pop("TART_REGISTRY_USERNAME", None)
         self.env.pop("TART_REGISTRY_PASSWORD", None)
         self.env.setdefault("TART_ACCEL", "tcg")
+        # Tests run as root, where AUTO would pick NAT (a bridge in the host's namespace):
+        # test VMs use user-mode networking unless a test asks otherwise (test_net_vm.py).
+        self.env.setdefault("TART_NET_MODE", "user")
         self.env["DOCKER_CONFIG"] = str(home / "docker-config")
 
     def run(self, *args, check=True, input=None, timeout=600, env=None):
