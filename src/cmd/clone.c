@@ -6,6 +6,8 @@
 #include "cmd/cmd.h"
 #include "util/log.h"
 #include "vm/ops.h"
+#include "vm/prune.h"
+#include "vm/pull.h"
 #include "vm/storage.h"
 
 static const struct cmd_help help = {
@@ -42,6 +44,7 @@ int cmd_clone(int argc, char **argv)
 	};
 	static const char *const names[] = {"<source-name>", "<new-name>"};
 	uint64_t concurrency = 4, prune_limit = 100;
+	bool insecure = false;
 	int c;
 
 	cmd_getopt_init();
@@ -50,6 +53,8 @@ int cmd_clone(int argc, char **argv)
 		case 'h':
 			return 0;
 		case ARG_INSECURE:
+			insecure = true;
+			break;
 		case ARG_DEDUP:
 			break;
 		case ARG_CONCURRENCY:
@@ -70,13 +75,29 @@ int cmd_clone(int argc, char **argv)
 	const char *src = argv[optind], *dst = argv[optind + 1];
 	if (strchr(dst, '/'))
 		return cmd_usage_error(&help, "<new-name> should be a local name");
-	(void)concurrency; /* used once remote sources are pulled */
-	(void)prune_limit;
+	struct oci_ref ref = OCI_REF_INIT;
+	if (oci_ref_parse(src, &ref, NULL) == 0) {
+		bool cached = vm_cache_has(&ref);
+		oci_ref_release(&ref);
+		if (!cached) {
+			struct vm_pull_options po = {.insecure = insecure,
+						     .concurrency = (unsigned)concurrency};
+			r = vm_pull(src, &po);
+			if (r < 0)
+				return r;
+		}
+	}
 	struct vm_dir d;
 	r = vm_storage_open(src, &d);
 	if (r < 0)
 		return r;
 	r = vm_clone(&d, dst);
+	if (r >= 0) {
+		/* make room for the blocks the sparse clone will allocate as it is used */
+		uint64_t apparent = 0, allocated = 0;
+		if (vm_dir_sizes(&d, &apparent, &allocated) >= 0 && apparent > allocated)
+			(void)vm_prune_auto(MIN(apparent - allocated, prune_limit << 30), d.path);
+	}
 	vm_dir_release(&d);
 	return r < 0 ? r : 0;
 }

@@ -253,11 +253,25 @@ static void gc_walk(const char *dir, int depth, struct gc_state *st)
 	closedir(d);
 }
 
-void vm_cache_gc(void)
+int vm_cache_lock_host_dir(const char *host_dir)
+{
+	int r = fs_mkdir_p(host_dir, 0755);
+	if (r < 0)
+		return log_error_errno(r, "cannot create '%s'", host_dir);
+	int fd = fs_open_flock(host_dir, true);
+	if (fd == -EWOULDBLOCK) {
+		log_info("waiting for lock...");
+		fd = fs_open_flock(host_dir, false);
+	}
+	if (fd < 0)
+		return log_error_errno(fd, "cannot lock '%s'", host_dir);
+	return fd;
+}
+
+void vm_cache_gc_host_locked(const char *host_dir)
 {
 	struct gc_state st = {0};
-	_cleanup_free_ char *ocis = home_path("cache/OCIs");
-	gc_walk(ocis, 0, &st);
+	gc_walk(host_dir, 1, &st);
 	for (size_t i = 0; i < st.ndigests; i++) {
 		_cleanup_free_ char *real = realpath(st.digests[i], NULL);
 		bool linked = false;
@@ -275,6 +289,28 @@ void vm_cache_gc(void)
 		free(st.targets[j]);
 	free(st.targets);
 	free(st.digests);
+}
+
+void vm_cache_gc(void)
+{
+	_cleanup_free_ char *ocis = home_path("cache/OCIs");
+	DIR *d = opendir(ocis);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *hd = path_join(ocis, de->d_name);
+		if (!fs_is_dir(hd))
+			continue;
+		/* pulls link new digest directories under this lock: never collect in between */
+		_cleanup_close_ int fd = fs_open_flock(hd, false);
+		if (fd < 0)
+			continue;
+		vm_cache_gc_host_locked(hd);
+	}
+	closedir(d);
 }
 
 int vm_cache_delete(const struct oci_ref *ref)

@@ -60,5 +60,15 @@ int vm_cache_fqn(const struct oci_ref *ref, char **ret);
  */
 void vm_cache_gc(void);
 
+/*
+ * The per-host cache lock (flock on cache/OCIs/<host>, created if needed): pulls hold it while
+ * they move a digest directory into place, link the tag and collect garbage, and vm_cache_gc()
+ * takes it for each host, so a freshly renamed digest directory is never collected before its
+ * tag symlink exists. Prints "waiting for lock..." when it has to wait. Returns the fd.
+ */
+int vm_cache_lock_host_dir(const char *host_dir);
+/* vm_cache_gc() for one host directory whose lock the caller holds. */
+void vm_cache_gc_host_locked(const char *host_dir);
+
 /* Delete a cache entry (tag symlink or digest directory), then run the GC. */
 int vm_cache_delete(const struct oci_ref *ref);

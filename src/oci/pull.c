@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "oci/pull.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oci/applelz4.h"
+#include "oci/digest.h"
+#include "oci/progress.h"
+#include "util/alloc.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+#define PAGE 4096u
+#define PIECE (4u << 20)
+#define PROGRESS_FILE ".progress"
+
+struct pull_job {
+	struct oci_registry *r;
+	const struct oci_manifest *m;
+	const struct oci_pull_options *o;
+	int disk_fd;
+	int progress_fd;
+	bool punch_ok;
+	size_t *disk_idx;   /* manifest indices of disk layers */
+	uint64_t *offsets;  /* per disk layer */
+	bool *done;
+	size_t ndisk;
+	atomic_size_t next;
+	atomic_int err;
+	pthread_mutex_t lock;
+	struct oci_progress progress;
+};
+
+/* Decoded bytes land here: hashed, zero pages skipped, the rest written at off. */
+struct disk_writer {
+	struct pull_job *j;
+	uint64_t off, end;
+	struct oci_digest digest;
+};
+
+static bool page_is_zero(const unsigned char *p, size_t n)
+{
+	static const unsigned char zero[PAGE];
+	return memcmp(p, zero, n) == 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int writer_write(void *userdata, const void *data, size_t len)
+{
+	struct disk_writer *w = userdata;
+	const unsigned char *p = data;
+	if (len > w->end - w->off)
+		return -EFBIG;
+	oci_digest_update(&w->digest, data, len);
+	size_t i = 0;
+	while (i < len) {
+		/* pages are counted from the file offset, so holes align with the filesystem */
+		size_t step = MIN(len - i, (size_t)(PAGE - (w->off + i) % PAGE));
+		if (page_is_zero(p + i, step) && w->j->punch_ok) {
+			i += step;
+			continue;
+		}
+		size_t run = step;
+		while (i + run < len) {
+			size_t s = MIN(len - i - run, (size_t)PAGE);
+			if (w->j->punch_ok && page_is_zero(p + i + run, s))
+				break;
+			run += s;
+		}
+		int r = pwrite_all(w->j->disk_fd, p + i, run, w->off + i);
+		if (r < 0)
+			return r;
+		i += run;
+	}
+	w->off += len;
+	return 0;
+}
+
+struct blob_sink {
+	struct oci_lz4_dec *dec;
+	struct oci_digest digest;
+	uint64_t received, limit;
+	struct oci_progress *progress;
+};
+
+static int blob_write(void *userdata, const void *data, size_t len)
+{
+	struct blob_sink *s = userdata;
+	if (len > s->limit - s->received)
+		return -EFBIG;
+	s->received += len;
+	oci_digest_update(&s->digest, data, len);
+	if (s->progress)
+		oci_progress_add(s->progress, len);
+	return oci_lz4_dec_update(s->dec, data, len);
+}
+
+/* Make [off, off+len) read as zeros before a layer is (re)written over stale data. */
+static int clear_range(struct pull_job *j, uint64_t off, uint64_t len)
+{
+	if (j->punch_ok &&
+	    fallocate(j->disk_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	j->punch_ok = false; /* zeros must now be written explicitly */
+	return 0;
+}
+
+static const struct oci_layer *find_local(const struct pull_job *j, const struct oci_layer *l,
+					  const char **ret_path, uint64_t *ret_off)
+{
+	for (size_t c = 0; c < j->o->nlocals; c++) {
+		const struct oci_manifest *lm = j->o->locals[c].manifest;
+		uint64_t off = 0;
+		for (size_t i = 0; i < lm->nlayers; i++) {
+			const struct oci_layer *x = &lm->layers[i];
+			if (x->kind != OCI_LAYER_DISK)
+				continue;
+			if (streq(x->digest, l->digest) && x->has_uncompressed &&
+			    streq(x->uncompressed_digest, l->uncompressed_digest) &&
+			    x->uncompressed_size == l->uncompressed_size) {
+				*ret_path = j->o->locals[c].disk_path;
+				*ret_off = off;
+				return x;
+			}
+			off += x->uncompressed_size;
+		}
+	}
+	return NULL;
+}
+
+static int copy_local(struct disk_writer *w, const char *path, uint64_t src_off, uint64_t len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	_cleanup_free_ unsigned char *buf = xmalloc(PIECE);
+	while (len > 0) {
+		size_t n = (size_t)MIN((uint64_t)PIECE, len);
+		ssize_t got = pread(fd, buf, n, (off_t)src_off);
+		if (got != (ssize_t)n)
+			return got < 0 ? -errno : -EIO;
+		int r = writer_write(w, buf, n);
+		if (r < 0)
+			return r;
+		src_off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int record_done(struct pull_job *j, size_t k)
+{
+	if (fdatasync(j->disk_fd) < 0)
+		return -errno;
+	char line[128];
+	int n = snprintf(line, sizeof(line), "%zu %s\n", k,
+			 j->m->layers[j->disk_idx[k]].uncompressed_digest);
+	pthread_mutex_lock(&j->lock);
+	ssize_t w = write(j->progress_fd, line, (size_t)n);
+	int r = w == n ? 0 : -EIO;
+	if (r == 0 && fdatasync(j->progress_fd) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&j->lock);
+	return r;
+}
+
+static int pull_disk_layer(struct pull_job *j, size_t k)
+{
+	const struct oci_layer *l = &j->m->layers[j->disk_idx[k]];
+	uint64_t off = j->offsets[k];
+	int r = clear_range(j, off, l->uncompressed_size);
+	if (r < 0)
+		return r;
+	struct disk_writer w = {.j = j, .off = off, .end = off + l->uncompressed_size};
+	oci_digest_init(&w.digest);
+	const char *lpath;
+	uint64_t loff;
+	if (find_local(j, l, &lpath, &loff)) {
+		r = copy_local(&w, lpath, loff, l->uncompressed_size);
+		char got[OCI_DIGEST_STRLEN];
+		oci_digest_final(&w.digest, got);
+		if (r >= 0 && streq(got, l->uncompressed_digest)) {
+			oci_progress_add(&j->progress, l->size);
+			return record_done(j, k);
+		}
+		log_warning("local copy of disk layer %zu did not verify, downloading it", k);
+		r = clear_range(j, off, l->uncompressed_size);
+		if (r < 0)
+			return r;
+		w.off = off;
+		oci_digest_init(&w.digest);
+	}
+	struct blob_sink s = {.limit = l->size, .progress = &j->progress};
+	oci_digest_init(&s.digest);
+	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
+	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
+	r = oci_registry_get_blob(j->r, l->digest, 0, blob_write, &s);
+	if (r >= 0)
+		r = oci_lz4_dec_finish(s.dec);
+	oci_lz4_dec_free(s.dec);
+	char cdg[OCI_DIGEST_STRLEN], udg[OCI_DIGEST_STRLEN];
+	oci_digest_final(&s.digest, cdg);
+	oci_digest_final(&w.digest, udg);
+	if (r == -EBADMSG || r == -EFBIG)
+		return log_error_errno(-EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt",
+				       k, l->digest);
+	if (r < 0)
+		return log_error_errno(r, "cannot pull disk layer %zu (%s)", k, l->digest);
+	if (s.received != l->size || !streq(cdg, l->digest))
+		return log_error_errno(-EBADMSG, "disk layer %zu: digest mismatch (expected %s, got %s)",
+				       k, l->digest, cdg);
+	if (w.off != w.end || !streq(udg, l->uncompressed_digest))
+		return log_error_errno(-EBADMSG,
+				       "disk layer %zu: uncompressed content does not match %s", k,
+				       l->uncompressed_digest);
+	return record_done(j, k);
+}
+
+static void *pull_worker(void *arg)
+{
+	struct pull_job *j = arg;
+	for (;;) {
+		size_t k = atomic_fetch_add(&j->next, 1);
+		if (k >= j->ndisk || atomic_load(&j->err) != 0)
+			break;
+		if (j->done[k])
+			continue;
+		int r = pull_disk_layer(j, k);
+		if (r < 0) {
+			int zero = 0;
+			atomic_compare_exchange_strong(&j->err, &zero, r);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Read <staging>/.progress: "<disk layer index> <uncompressed digest>" per verified layer. */
+static void load_progress(struct pull_job *j, const char *staging)
+{
+	_cleanup_free_ char *p = path_join(staging, PROGRESS_FILE);
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	if (fs_read_full(p, 1u << 20, &sb) < 0)
+		return;
+	char *save = NULL;
+	for (char *line = strtok_r(sb.buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		size_t k;
+		char dg[OCI_DIGEST_STRLEN + 1];
+		if (sscanf(line, "%zu %72s", &k, dg) != 2 || k >= j->ndisk)
+			continue;
+		if (streq(dg, j->m->layers[j->disk_idx[k]].uncompressed_digest))
+			j->done[k] = true;
+	}
+}
+
+static int pull_disk(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
+		     const struct oci_pull_options *o)
+{
+	struct pull_job j = {.r = r, .m = m, .o = o, .punch_ok = true};
+	j.disk_idx = xcalloc(m->nlayers, sizeof(*j.disk_idx));
+	j.offsets = xcalloc(m->nlayers, sizeof(*j.offsets));
+	j.done = xcalloc(m->nlayers, sizeof(*j.done));
+	uint64_t total = 0, compressed = 0, todo = 0;
+	for (size_t i = 0; i < m->nlayers; i++) {
+		if (m->layers[i].kind != OCI_LAYER_DISK)
+			continue;
+		j.offsets[j.ndisk] = total;
+		j.disk_idx[j.ndisk++] = i;
+		total += m->layers[i].uncompressed_size;
+		compressed += m->layers[i].size;
+	}
+	_cleanup_free_ char *disk = path_join(staging, "disk.img");
+	_cleanup_free_ char *prog = path_join(staging, PROGRESS_FILE);
+	bool resume = fs_exists(disk);
+	int rc = 0;
+	j.disk_fd = open(disk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	j.progress_fd = open(prog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	struct stat st;
+	if (j.disk_fd < 0 || j.progress_fd < 0 || fstat(j.disk_fd, &st) < 0) {
+		rc = log_error_errno(negerrno(), "cannot create '%s'", disk);
+		goto out;
+	}
+	if (resume && (uint64_t)st.st_size == total)
+		load_progress(&j, staging);
+	if ((uint64_t)st.st_size != total && ftruncate(j.disk_fd, (off_t)total) < 0) {
+		rc = log_error_errno(negerrno(), "cannot size '%s'", disk);
+		goto out;
+	}
+	size_t ndone = 0;
+	for (size_t k = 0; k < j.ndisk; k++)
+		if (j.done[k]) {
+			ndone++;
+			continue;
+		}
+	for (size_t k = 0; k < j.ndisk; k++)
+		if (!j.done[k])
+			todo += m->layers[j.disk_idx[k]].size;
+	if (ndone)
+		log_info("resuming: %zu of %zu disk layers already verified", ndone, j.ndisk);
+	log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
+	pthread_mutex_init(&j.lock, NULL);
+	oci_progress_init(&j.progress, todo);
+	bool sequential = false;
+	for (size_t k = 0; k < j.ndisk; k++)
+		sequential |= !m->layers[j.disk_idx[k]].has_uncompressed;
+	if (sequential) {
+		rc = log_error_errno(-ENOTSUP, "disk layers without size annotations are not supported");
+	} else {
+		unsigned n = (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.ndisk);
+		pthread_t *th = xcalloc(n, sizeof(*th));
+		unsigned started = 0;
+		for (; started < n; started++)
+			if (pthread_create(&th[started], NULL, pull_worker, &j) != 0)
+				break;
+		if (started == 0)
+			pull_worker(&j);
+		for (unsigned i = 0; i < started; i++)
+			pthread_join(th[i], NULL);
+		free(th);
+		rc = atomic_load(&j.err);
+		if (rc == 0)
+			oci_progress_finish(&j.progress);
+	}
+	oci_progress_release(&j.progress);
+	pthread_mutex_destroy(&j.lock);
+	if (rc == 0 && fsync(j.disk_fd) < 0)
+		rc = log_error_errno(negerrno(), "cannot sync '%s'", disk);
+out:
+	if (j.disk_fd >= 0)
+		close(j.disk_fd);
+	if (j.progress_fd >= 0)
+		close(j.progress_fd);
+	free(j.disk_idx);
+	free(j.offsets);
+	free(j.done);
+	return rc;
+}
+
+struct small_sink {
+	struct strbuf sb;
+};
+
+static int small_write(void *userdata, const void *data, size_t len)
+{
+	struct small_sink *s = userdata;
+	return strbuf_add(&s->sb, data, len);
+}
+
+/* Download a small blob, verify it, write it atomically as staging/file. */
+static int pull_small(struct oci_registry *r, const struct oci_layer *l, const char *staging,
+		      const char *file)
+{
+	struct small_sink s;
+	strbuf_init(&s.sb, (size_t)l->size);
+	int rc = oci_registry_get_blob(r, l->digest, 0, small_write, &s);
+	if (rc == -EFBIG)
+		rc = log_error_errno(-EBADMSG, "blob %s is larger than its descriptor says",
+				     l->digest);
+	if (rc >= 0) {
+		char dg[OCI_DIGEST_STRLEN];
+		oci_digest_buf(s.sb.buf, s.sb.len, dg);
+		if (s.sb.len != l->size || !streq(dg, l->digest))
+			rc = log_error_errno(-EBADMSG, "%s: digest mismatch (expected %s, got %s)",
+					     file, l->digest, dg);
+	}
+	if (rc >= 0) {
+		_cleanup_free_ char *p = path_join(staging, file);
+		rc = fs_write_atomic(p, s.sb.buf, s.sb.len, 0644);
+		if (rc < 0)
+			log_error_errno(rc, "cannot write '%s'", p);
+	}
+	strbuf_release(&s.sb);
+	return rc;
+}
+
+int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
+		    const struct oci_pull_options *o)
+{
+	static const struct {
+		enum oci_layer_kind kind;
+		const char *file;
+	} small[] = {
+		{OCI_LAYER_CONFIG, "config.json"},
+		{OCI_LAYER_KERNEL, "kernel"},
+		{OCI_LAYER_INITRAMFS, "initramfs"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(small); i++) {
+		const struct oci_layer *l = oci_manifest_find(m, small[i].kind);
+		if (!l)
+			continue;
+		int r2 = pull_small(r, l, staging, small[i].file);
+		if (r2 < 0)
+			return r2;
+	}
+	int rc = pull_disk(r, m, staging, o);
+	if (rc < 0)
+		return rc;
+	const struct oci_layer *nv = oci_manifest_find(m, OCI_LAYER_NVRAM);
+	if (nv) {
+		log_info("pulling NVRAM...");
+		return pull_small(r, nv, staging, "nvram.bin");
+	}
+	/* Vetu images boot without an EFI variable store: leave an empty one. */
+	_cleanup_free_ char *p = path_join(staging, "nvram.bin");
+	return fs_write_atomic(p, "", 0, 0644);
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * Fetch the layers of a parsed manifest into a staging directory (tart-facts §4.4, with
+ * verification): config.json, nvram.bin (Tart), kernel/initramfs (Vetu) and disk.img.
+ * Disk layers are downloaded in parallel and decoded while streaming straight into a sparse
+ * disk.img at their offsets; zero runs are not written. Every compressed digest and every
+ * uncompressed content digest is verified (-EBADMSG on mismatch). Verified layers are recorded
+ * in <staging>/.progress (after the data is fsync'ed), so a later call on the same staging
+ * directory resumes with the layers that are still missing. Layers whose digests match a layer
+ * of a local image are copied from that image instead of downloaded. Logging.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "oci/manifest.h"
+#include "oci/registry.h"
+
+struct oci_pull_local {
+	const char *disk_path; /* disk.img of a cached image */
+	const struct oci_manifest *manifest;
+};
+
+struct oci_pull_options {
+	unsigned concurrency; /* >= 1 */
+	const struct oci_pull_local *locals;
+	size_t nlocals;
+};
+
+int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
+		    const struct oci_pull_options *o);
