@@ -1,0 +1,182 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers for the OCI image tests: VMs with known disk content, a counting/throttling proxy in
+front of the registry, an independent (pure Python) Tart image writer, registry storage access."""
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import random
+import struct
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+MiB = 1 << 20
+
+
+def make_vm(tart, name, disk_gb=2, pieces=((100 * MiB, 5 * MiB),), seed=1):
+    """`tart create --linux` then write random data at (offset, length) pieces."""
+    tart.run("create", "--linux", "--disk-size", str(disk_gb), name)
+    rnd = random.Random(seed)
+    disk = tart.vm_dir(name) / "disk.img"
+    with open(disk, "r+b") as f:
+        for off, length in pieces:
+            f.seek(off)
+            f.write(rnd.randbytes(length))
+    return tart.vm_dir(name)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(4 * MiB)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def cache_dir(tart, host, ns):
+    return tart.home / "cache" / "OCIs" / host.replace(":", "%3A") / ns
+
+
+def blob_path(registry, digest):
+    hexd = digest.split(":", 1)[1]
+    return Path(registry.root) / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+
+
+def get_manifest(host, ns, ref):
+    req = urllib.request.Request(f"http://{host}/v2/{ns}/manifests/{ref}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as r:
+        body = r.read()
+    return body, "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def _forward(self):
+        srv = self.server
+        with srv.lock:
+            srv.requests.append((self.command, self.path))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        conn = http.client.HTTPConnection(srv.upstream, timeout=120)
+        hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request(self.command, self.path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() in ("connection", "transfer-encoding"):
+                continue
+            self.send_header(k, v)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            while True:
+                chunk = resp.read(64 * 1024)
+                if not chunk:
+                    break
+                try:
+                    self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                if srv.delay:
+                    time.sleep(srv.delay)
+        conn.close()
+        self.close_connection = True
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+
+class Proxy:
+    """HTTP proxy in front of the registry that records requests and can throttle bodies."""
+
+    def __init__(self, upstream):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
+        self.server.daemon_threads = True
+        self.server.upstream = upstream
+        self.server.requests = []
+        self.server.lock = threading.Lock()
+        self.server.delay = 0.0
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def set_delay(self, seconds_per_64k):
+        self.server.delay = seconds_per_64k
+
+    def blob_gets(self):
+        with self.server.lock:
+            return [p for m, p in self.server.requests if m == "GET" and "/blobs/sha256:" in p]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def apple_lz4_stored(data, block=64 * 1024):
+    """Independent Apple LZ4 encoder: stored 'bv4-' blocks only, then 'bv4$'."""
+    out = bytearray()
+    for i in range(0, len(data), block):
+        piece = data[i:i + block]
+        out += b"bv4-" + struct.pack("<I", len(piece)) + piece
+    out += b"bv4$"
+    return bytes(out)
+
+
+def upload_blob(host, ns, data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    req = urllib.request.Request(f"http://{host}/v2/{ns}/blobs/uploads/", method="POST", data=b"")
+    with urllib.request.urlopen(req) as r:
+        loc = r.headers["Location"]
+    if loc.startswith("/"):
+        loc = f"http://{host}{loc}"
+    sep = "&" if "?" in loc else "?"
+    req = urllib.request.Request(f"{loc}{sep}digest={digest}", method="PUT", data=data,
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 201
+    return digest
+
+
+def push_python_image(host, ns, tag, config_json, disk, nvram, chunk=1 * MiB):
+    """Write a Tart image with this module's own encoder and plain json (no Swift escapes)."""
+    layers = []
+    cfg_digest = upload_blob(host, ns, config_json)
+    layers.append({"mediaType": "application/vnd.cirruslabs.tart.config.v1",
+                   "digest": cfg_digest, "size": len(config_json)})
+    for i in range(0, len(disk), chunk):
+        piece = disk[i:i + chunk]
+        blob = apple_lz4_stored(piece)
+        layers.append({"mediaType": "application/vnd.cirruslabs.tart.disk.v2",
+                       "digest": upload_blob(host, ns, blob), "size": len(blob),
+                       "annotations": {
+                           "org.cirruslabs.tart.uncompressed-size": str(len(piece)),
+                           "org.cirruslabs.tart.uncompressed-content-digest":
+                               "sha256:" + hashlib.sha256(piece).hexdigest()}})
+    layers.append({"mediaType": "application/vnd.cirruslabs.tart.nvram.v1",
+                   "digest": upload_blob(host, ns, nvram), "size": len(nvram)})
+    stub = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {}}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": upload_blob(host, ns, stub), "size": len(stub)},
+                "layers": layers,
+                "annotations": {"org.cirruslabs.tart.uncompressed-disk-size": str(len(disk))}}
+    body = json.dumps(manifest, indent=2).encode()
+    req = urllib.request.Request(f"http://{host}/v2/{ns}/manifests/{tag}", method="PUT", data=body,
+                                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 201
+    return "sha256:" + hashlib.sha256(body).hexdigest()

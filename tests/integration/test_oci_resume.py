@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A pull killed with SIGKILL resumes from its verified layers and ends byte-identical."""
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+from conftest import Tart
+from oci_fixtures import MiB, Proxy, cache_dir, get_manifest, make_vm, sha256_file
+
+
+def staging_dir(t, host, ns, tag):
+    return t.home / "tmp" / hashlib.md5(f"{host}/{ns}:{tag}".encode()).hexdigest()
+
+
+def progress_lines(stage):
+    try:
+        return (stage / ".progress").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def pull_and_kill(t, name, stage, min_layers, timeout=120):
+    """Start a pull, SIGKILL it once `min_layers` layers are recorded (0: right after it starts
+    downloading the disk)."""
+    p = t.popen("pull", "--insecure", "--concurrency", "1", name,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if p.poll() is not None:
+                raise AssertionError("pull finished before it could be killed: throttle too weak")
+            disk = stage / "disk.img"
+            if min_layers == 0 and disk.exists():
+                time.sleep(0.5)
+                break
+            if min_layers and len(progress_lines(stage)) >= min_layers:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("pull made no progress")
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_resume_after_kill(tart, registry, tmp_path):
+    pieces = tuple((i * 512 * MiB + 4096, 6 * MiB) for i in range(4))
+    make_vm(tart, "vm", disk_gb=2, pieces=pieces, seed=7)
+    tart.run("push", "--insecure", "vm", f"{registry.host}/resume/vm:1")
+    proxy = Proxy(registry.host)
+    try:
+        proxy.set_delay(0.02)  # ~3 MB/s: each 6 MB layer takes a couple of seconds
+        home = tmp_path / "home2"
+        home.mkdir()
+        t2 = Tart(home)
+        name = f"{proxy.host}/resume/vm:1"
+        stage = staging_dir(t2, proxy.host, "resume/vm", "1")
+        pull_and_kill(t2, name, stage, 0)       # mid first layer
+        assert stage.is_dir() and progress_lines(stage) == []
+        pull_and_kill(t2, name, stage, 1)       # after one verified layer
+        pull_and_kill(t2, name, stage, 2)       # resumed run adds another
+        done = len(progress_lines(stage))
+        assert done >= 2
+        before = len(proxy.blob_gets())
+        proxy.set_delay(0)
+        p = t2.run("pull", "--insecure", name)
+        assert f"resuming: {done} of 4 disk layers already verified" in p.stderr
+        fetched = proxy.blob_gets()[before:]
+        _, dg = get_manifest(registry.host, "resume/vm", "1")
+        # config + nvram + only the layers that were not verified yet
+        assert len(fetched) == 2 + (4 - done), fetched
+        ddir = cache_dir(t2, proxy.host, "resume/vm") / dg
+        assert sha256_file(ddir / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
+        assert not (ddir / ".progress").exists()
+        assert not stage.exists()
+    finally:
+        proxy.close()
