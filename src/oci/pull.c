@@ -26,7 +26,7 @@
 #define PROGRESS_FILE ".progress"
 
 struct pull_job {
-	struct oci_registry *r;
+	const struct oci_blob_fetcher *f;
 	const struct oci_manifest *m;
 	const struct oci_pull_options *o;
 	int disk_fd;
@@ -221,7 +221,7 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 	oci_digest_init(&s.digest);
 	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
 	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
-	r = oci_registry_get_blob(j->r, l->digest, 0, blob_write, &s);
+	r = j->f->get(j->f->userdata, l->digest, blob_write, &s);
 	if (r >= 0)
 		r = oci_lz4_dec_finish(s.dec);
 	oci_lz4_dec_free(s.dec);
@@ -280,10 +280,10 @@ static void load_progress(struct pull_job *j, const char *staging)
 	}
 }
 
-static int pull_disk(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
-		     const struct oci_pull_options *o)
+static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+		     const char *staging, const struct oci_pull_options *o)
 {
-	struct pull_job j = {.r = r, .m = m, .o = o, .punch_ok = true};
+	struct pull_job j = {.f = f, .m = m, .o = o, .punch_ok = true};
 	j.disk_idx = xcalloc(m->nlayers, sizeof(*j.disk_idx));
 	j.offsets = xcalloc(m->nlayers, sizeof(*j.offsets));
 	j.done = xcalloc(m->nlayers, sizeof(*j.done));
@@ -324,7 +324,8 @@ static int pull_disk(struct oci_registry *r, const struct oci_manifest *m, const
 			todo += m->layers[j.disk_idx[k]].size;
 	if (ndone)
 		log_info("resuming: %zu of %zu disk layers already verified", ndone, j.ndisk);
-	log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
+	if (!o->quiet)
+		log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
 	pthread_mutex_init(&j.lock, NULL);
 	oci_progress_init(&j.progress, todo);
 	bool sequential = false;
@@ -374,12 +375,12 @@ static int small_write(void *userdata, const void *data, size_t len)
 }
 
 /* Download a small blob, verify it, write it atomically as staging/file. */
-static int pull_small(struct oci_registry *r, const struct oci_layer *l, const char *staging,
-		      const char *file)
+static int pull_small(const struct oci_blob_fetcher *f, const struct oci_layer *l,
+		      const char *staging, const char *file)
 {
 	struct small_sink s;
 	strbuf_init(&s.sb, (size_t)l->size);
-	int rc = oci_registry_get_blob(r, l->digest, 0, small_write, &s);
+	int rc = f->get(f->userdata, l->digest, small_write, &s);
 	if (rc == -EFBIG)
 		rc = log_error_errno(-EBADMSG, "blob %s is larger than its descriptor says",
 				     l->digest);
@@ -400,8 +401,20 @@ static int pull_small(struct oci_registry *r, const struct oci_layer *l, const c
 	return rc;
 }
 
+static int registry_get(void *userdata, const char *digest, oci_blob_sink sink, void *sink_ud)
+{
+	return oci_registry_get_blob(userdata, digest, 0, sink, sink_ud);
+}
+
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
 		    const struct oci_pull_options *o)
+{
+	struct oci_blob_fetcher f = {.get = registry_get, .userdata = r};
+	return oci_pull_layers_from(&f, m, staging, o);
+}
+
+int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+			 const char *staging, const struct oci_pull_options *o)
 {
 	static const struct {
 		enum oci_layer_kind kind;
@@ -415,17 +428,18 @@ int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const 
 		const struct oci_layer *l = oci_manifest_find(m, small[i].kind);
 		if (!l)
 			continue;
-		int r2 = pull_small(r, l, staging, small[i].file);
+		int r2 = pull_small(f, l, staging, small[i].file);
 		if (r2 < 0)
 			return r2;
 	}
-	int rc = pull_disk(r, m, staging, o);
+	int rc = pull_disk(f, m, staging, o);
 	if (rc < 0)
 		return rc;
 	const struct oci_layer *nv = oci_manifest_find(m, OCI_LAYER_NVRAM);
 	if (nv) {
-		log_info("pulling NVRAM...");
-		return pull_small(r, nv, staging, "nvram.bin");
+		if (!o->quiet)
+			log_info("pulling NVRAM...");
+		return pull_small(f, nv, staging, "nvram.bin");
 	}
 	/* Vetu images boot without an EFI variable store: leave an empty one. */
 	_cleanup_free_ char *p = path_join(staging, "nvram.bin");

@@ -27,7 +27,16 @@ struct oci_pull_options {
 	unsigned concurrency; /* >= 1 */
 	const struct oci_pull_local *locals;
 	size_t nlocals;
+	bool quiet; /* no "pulling disk/NVRAM..." lines (import); progress is still shown */
 };
 
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
 		    const struct oci_pull_options *o);
+
+/* Where blobs come from: a registry, or the blobs of an OCI layout (import). Thread-safe. */
+struct oci_blob_fetcher {
+	int (*get)(void *userdata, const char *digest, oci_blob_sink sink, void *sink_userdata);
+	void *userdata;
+};
+int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+			 const char *staging, const struct oci_pull_options *o);

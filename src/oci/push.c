@@ -27,7 +27,7 @@ struct chunk_result {
 };
 
 struct push_job {
-	struct oci_registry *r;
+	const struct oci_blob_target *t;
 	const struct oci_push_options *o;
 	int disk_fd;
 	uint64_t disk_size, chunk;
@@ -152,15 +152,14 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, struct
 
 static int upload_file(struct push_job *j, int fd, const struct oci_layer *l)
 {
-	int r = oci_registry_blob_exists(j->r, l->digest, NULL);
+	int r = j->t->exists(j->t->userdata, l->digest);
 	if (r < 0)
 		return r;
 	if (r > 0) {
 		log_debug("blob %s already exists, skipping", l->digest);
 		return 0;
 	}
-	return oci_registry_push_blob(j->r, l->digest, l->size, j->o->upload_chunk,
-				      j->o->mount_from, file_source, &fd);
+	return j->t->put(j->t->userdata, l->digest, l->size, file_source, &fd);
 }
 
 static int push_chunk(struct push_job *j, size_t i)
@@ -214,7 +213,7 @@ static void *push_worker(void *arg)
 	return NULL;
 }
 
-static int push_disk(struct oci_registry *r, const char *path, const struct oci_push_options *o,
+static int push_disk(const struct oci_blob_target *t, const char *path, const struct oci_push_options *o,
 		     struct oci_layer **ret_layers, size_t *ret_n, uint64_t *ret_size)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -222,7 +221,7 @@ static int push_disk(struct oci_registry *r, const char *path, const struct oci_
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return log_error_errno(negerrno(), "cannot open '%s'", path);
 	struct push_job j = {
-		.r = r,
+		.t = t,
 		.o = o,
 		.disk_fd = fd,
 		.disk_size = (uint64_t)st.st_size,
@@ -275,21 +274,19 @@ static int64_t buf_source(void *userdata, uint64_t offset, void *buf, size_t len
 }
 
 /* Upload a small blob held in memory; fills its descriptor. */
-static int push_small(struct oci_registry *r, const struct oci_push_options *o,
-		      const struct strbuf *data, enum oci_layer_kind kind, struct oci_layer *l,
-		      bool check_exists)
+static int push_small(const struct oci_blob_target *t, const struct strbuf *data,
+		      enum oci_layer_kind kind, struct oci_layer *l, bool check_exists)
 {
 	memset(l, 0, sizeof(*l));
 	l->kind = kind;
 	l->size = data->len;
 	oci_digest_buf(data->buf, data->len, l->digest);
 	if (check_exists) {
-		int e = oci_registry_blob_exists(r, l->digest, NULL);
+		int e = t->exists(t->userdata, l->digest);
 		if (e != 0)
 			return e < 0 ? e : 0;
 	}
-	return oci_registry_push_blob(r, l->digest, l->size, o->upload_chunk, o->mount_from,
-				      buf_source, (void *)data);
+	return t->put(t->userdata, l->digest, l->size, buf_source, (void *)data);
 }
 
 static int read_small(const char *dir, const char *file, struct strbuf *sb)
@@ -301,8 +298,9 @@ static int read_small(const char *dir, const char *file, struct strbuf *sb)
 	return 0;
 }
 
-int oci_push_blobs(struct oci_registry *r, const char *dir, const struct oci_push_options *o,
-		   struct strbuf *ret_manifest, char ret_digest[OCI_DIGEST_STRLEN])
+int oci_image_write(const struct oci_blob_target *t, const char *dir,
+		    const struct oci_push_options *o, struct strbuf *ret_manifest,
+		    char ret_digest[OCI_DIGEST_STRLEN])
 {
 	_cleanup_strbuf_ struct strbuf cfg = STRBUF_INIT, nvram = STRBUF_INIT, stub = STRBUF_INIT;
 	struct oci_manifest m = {0};
@@ -314,21 +312,24 @@ int oci_push_blobs(struct oci_registry *r, const char *dir, const struct oci_pus
 		rc = read_small(dir, "nvram.bin", &nvram);
 	if (rc < 0)
 		return rc;
-	log_info("pushing config...");
-	rc = push_small(r, o, &cfg, OCI_LAYER_CONFIG, &cfg_layer, false);
+	if (!o->quiet)
+		log_info("pushing config...");
+	rc = push_small(t, &cfg, OCI_LAYER_CONFIG, &cfg_layer, false);
 	if (rc < 0)
 		return rc;
-	log_info("pushing disk... this will take a while...");
+	if (!o->quiet)
+		log_info("pushing disk... this will take a while...");
 	_cleanup_free_ char *disk_path = path_join(dir, "disk.img");
-	rc = push_disk(r, disk_path, o, &disk, &ndisk, &m.disk_size);
+	rc = push_disk(t, disk_path, o, &disk, &ndisk, &m.disk_size);
 	if (rc < 0)
 		return rc;
-	log_info("pushing NVRAM...");
-	rc = push_small(r, o, &nvram, OCI_LAYER_NVRAM, &nvram_layer, false);
+	if (!o->quiet)
+		log_info("pushing NVRAM...");
+	rc = push_small(t, &nvram, OCI_LAYER_NVRAM, &nvram_layer, false);
 	if (rc < 0)
 		goto finish;
 	oci_config_stub_build(o->arch, o->os, o->disk_format, o->labels, o->nlabels, &stub);
-	rc = push_small(r, o, &stub, OCI_LAYER_CONFIG, &stub_layer, true);
+	rc = push_small(t, &stub, OCI_LAYER_CONFIG, &stub_layer, true);
 	if (rc < 0)
 		goto finish;
 	memcpy(m.config_digest, stub_layer.digest, OCI_DIGEST_STRLEN);
@@ -345,6 +346,33 @@ finish:
 	oci_manifest_release(&m);
 	free(disk);
 	return rc;
+}
+
+struct registry_target {
+	struct oci_registry *r;
+	const struct oci_push_options *o;
+};
+
+static int registry_exists(void *userdata, const char *digest)
+{
+	struct registry_target *rt = userdata;
+	return oci_registry_blob_exists(rt->r, digest, NULL);
+}
+
+static int registry_put(void *userdata, const char *digest, uint64_t size, oci_blob_source src,
+			void *src_userdata)
+{
+	struct registry_target *rt = userdata;
+	return oci_registry_push_blob(rt->r, digest, size, rt->o->upload_chunk, rt->o->mount_from,
+				      src, src_userdata);
+}
+
+int oci_push_blobs(struct oci_registry *r, const char *dir, const struct oci_push_options *o,
+		   struct strbuf *ret_manifest, char ret_digest[OCI_DIGEST_STRLEN])
+{
+	struct registry_target rt = {.r = r, .o = o};
+	struct oci_blob_target t = {.exists = registry_exists, .put = registry_put, .userdata = &rt};
+	return oci_image_write(&t, dir, o, ret_manifest, ret_digest);
 }
 
 int oci_push_tags(struct oci_registry *r, const struct strbuf *manifest, char *const *tags,

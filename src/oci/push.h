@@ -27,7 +27,28 @@ struct oci_push_options {
 	const char *arch, *os, *disk_format;
 	char *const *labels;     /* "key=value" */
 	size_t nlabels;
+	bool quiet;              /* no "pushing ..." lines (export) */
 };
+
+/*
+ * Where the blobs of an image go: a registry (push) or an OCI layout archive (export).
+ * exists: 1 present, 0 absent, -errno. put: store `size` bytes read through `src`.
+ * Both are called from several threads at once.
+ */
+struct oci_blob_target {
+	int (*exists)(void *userdata, const char *digest);
+	int (*put)(void *userdata, const char *digest, uint64_t size, oci_blob_source src,
+		   void *src_userdata);
+	void *userdata;
+};
+
+/*
+ * Build the image of VM directory `dir` into target t: every blob plus the OCI config stub;
+ * the manifest bytes are appended to ret_manifest (not stored in t) with their digest.
+ */
+int oci_image_write(const struct oci_blob_target *t, const char *dir,
+		    const struct oci_push_options *o, struct strbuf *ret_manifest,
+		    char ret_digest[OCI_DIGEST_STRLEN]);
 
 /*
  * Upload the blobs of the VM directory `dir` and build its manifest into ret_manifest
