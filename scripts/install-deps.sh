@@ -11,6 +11,7 @@ PKGS=(
   debootstrap busybox-static cpio kmod gdisk dosfstools mtools e2fsprogs fdisk
   dropbear-bin openssh-client sshpass
   iproute2 nftables xfsprogs socat curl lz4 zstd
+  time
 )
 missing=()
 for p in "${PKGS[@]}"; do
