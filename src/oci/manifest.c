@@ -74,25 +74,36 @@ static int parse_descriptor(json_t *j, const char **ret_mt, char digest[OCI_DIGE
 	return 0;
 }
 
+static const char *annotation(json_t *desc, const char *key)
+{
+	json_t *v = json_object_get(json_object_get(desc, "annotations"), key);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
 static int parse_disk_annotations(json_t *desc, struct oci_layer *l, bool vetu, char **ret_err)
 {
-	json_t *ann = json_object_get(desc, "annotations");
-	const char *size_s = NULL, *dg = NULL;
-	if (json_is_object(ann)) {
-		json_t *v = json_object_get(ann, OCI_ANN_UNCOMPRESSED_SIZE);
-		size_s = json_is_string(v) ? json_string_value(v) : NULL;
-		v = json_object_get(ann, OCI_ANN_UNCOMPRESSED_DIGEST);
-		dg = json_is_string(v) ? json_string_value(v) : NULL;
+	const char *size_key = vetu ? OCI_ANN_VETU_UNCOMPRESSED_SIZE : OCI_ANN_UNCOMPRESSED_SIZE;
+	const char *size_s = annotation(desc, size_key), *dg = NULL;
+	if (vetu) {
+		dg = annotation(desc, OCI_ANN_VETU_UNCOMPRESSED_DIGEST);
+		if (!size_s) {
+			size_key = OCI_ANN_UNCOMPRESSED_SIZE;
+			size_s = annotation(desc, size_key);
+		}
+	} else {
+		dg = annotation(desc, OCI_ANN_UNCOMPRESSED_DIGEST);
 	}
-	if (!size_s && !dg && vetu)
-		return 0;
 	if (!size_s || parse_decimal(size_s, OCI_BLOB_SIZE_MAX, &l->uncompressed_size) < 0)
 		return fail(ret_err, "disk layer \"%s\" has a missing or invalid \"%s\" annotation",
-			    l->digest, OCI_ANN_UNCOMPRESSED_SIZE);
-	if (!dg || !oci_digest_valid(dg))
-		return fail(ret_err, "disk layer \"%s\" has a missing or invalid \"%s\" annotation",
-			    l->digest, OCI_ANN_UNCOMPRESSED_DIGEST);
-	memcpy(l->uncompressed_digest, dg, OCI_DIGEST_STRLEN);
+			    l->digest, size_key);
+	if (dg || !vetu) {
+		if (!dg || !oci_digest_valid(dg))
+			return fail(ret_err,
+				    "disk layer \"%s\" has a missing or invalid uncompressed digest "
+				    "annotation (\"%s\")",
+				    l->digest, vetu ? OCI_ANN_VETU_UNCOMPRESSED_DIGEST : OCI_ANN_UNCOMPRESSED_DIGEST);
+		memcpy(l->uncompressed_digest, dg, OCI_DIGEST_STRLEN);
+	}
 	l->has_uncompressed = true;
 	return 0;
 }
@@ -122,6 +133,7 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 	m->layers = xcalloc(n, sizeof(*m->layers));
 	size_t counts[5] = {0};
 	int family = -1;
+	const char *disk_name = NULL;
 	for (size_t i = 0; i < n; i++) {
 		json_t *desc = json_array_get(layers, i);
 		struct oci_layer *l = &m->layers[i];
@@ -157,6 +169,13 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 			r = parse_disk_annotations(desc, l, family, ret_err);
 			if (r < 0)
 				return r;
+			/* Vetu names each layer's disk; we keep one disk.img */
+			const char *name = annotation(desc, OCI_ANN_VETU_NAME);
+			if (family && name && disk_name && !streq(name, disk_name))
+				return fail(ret_err, "images with several disks (\"%s\", \"%s\") are not "
+					    "supported", disk_name, name);
+			if (name)
+				disk_name = name;
 		}
 		m->nlayers++;
 	}

@@ -31,6 +31,9 @@
 #define OCI_ANN_DISK_SIZE "org.cirruslabs.tart.uncompressed-disk-size"
 #define OCI_ANN_UPLOAD_TIME "org.cirruslabs.tart.upload-time"
 #define OCI_LABEL_DISK_FORMAT "org.cirruslabs.tart.disk.format"
+#define OCI_ANN_VETU_NAME "org.cirruslabs.vetu.name"
+#define OCI_ANN_VETU_UNCOMPRESSED_SIZE "org.cirruslabs.vetu.uncompressed-size"
+#define OCI_ANN_VETU_UNCOMPRESSED_DIGEST "org.cirruslabs.vetu.uncompressed-digest"
 
 /* Parse limits: a manifest larger than this is refused before parsing. */
 #define OCI_MANIFEST_MAX (4u << 20)
@@ -54,7 +57,10 @@ struct oci_layer {
 	enum oci_layer_kind kind;
 	char digest[OCI_DIGEST_STRLEN];
 	uint64_t size;
-	/* disk layers only; has_uncompressed false when the annotations are absent (Vetu) */
+	/*
+	 * Disk layers only. Tart layers always have both; Vetu layers always have the size
+	 * (org.cirruslabs.vetu.uncompressed-size) and may lack the digest ("" then).
+	 */
 	bool has_uncompressed;
 	uint64_t uncompressed_size;
 	char uncompressed_digest[OCI_DIGEST_STRLEN];

@@ -175,13 +175,18 @@ static int copy_local(struct disk_writer *w, const char *path, uint64_t src_off,
 	return 0;
 }
 
+/* What identifies a verified layer in .progress: its content digest (or blob digest). */
+static const char *layer_key(const struct oci_layer *l)
+{
+	return l->uncompressed_digest[0] ? l->uncompressed_digest : l->digest;
+}
+
 static int record_done(struct pull_job *j, size_t k)
 {
 	if (fdatasync(j->disk_fd) < 0)
 		return -errno;
 	char line[128];
-	int n = snprintf(line, sizeof(line), "%zu %s\n", k,
-			 j->m->layers[j->disk_idx[k]].uncompressed_digest);
+	int n = snprintf(line, sizeof(line), "%zu %s\n", k, layer_key(&j->m->layers[j->disk_idx[k]]));
 	pthread_mutex_lock(&j->lock);
 	ssize_t w = write(j->progress_fd, line, (size_t)n);
 	int r = w == n ? 0 : -EIO;
@@ -206,7 +211,7 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 		r = copy_local(&w, lpath, loff, l->uncompressed_size);
 		char got[OCI_DIGEST_STRLEN];
 		oci_digest_final(&w.digest, got);
-		if (r >= 0 && streq(got, l->uncompressed_digest)) {
+		if (r >= 0 && (!l->uncompressed_digest[0] || streq(got, l->uncompressed_digest))) {
 			oci_progress_add(&j->progress, l->size);
 			return record_done(j, k);
 		}
@@ -236,7 +241,7 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 	if (s.received != l->size || !streq(cdg, l->digest))
 		return log_error_errno(-EBADMSG, "disk layer %zu: digest mismatch (expected %s, got %s)",
 				       k, l->digest, cdg);
-	if (w.off != w.end || !streq(udg, l->uncompressed_digest))
+	if (w.off != w.end || (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
 		return log_error_errno(-EBADMSG,
 				       "disk layer %zu: uncompressed content does not match %s", k,
 				       l->uncompressed_digest);
@@ -275,7 +280,7 @@ static void load_progress(struct pull_job *j, const char *staging)
 		char dg[OCI_DIGEST_STRLEN + 1];
 		if (sscanf(line, "%zu %72s", &k, dg) != 2 || k >= j->ndisk)
 			continue;
-		if (streq(dg, j->m->layers[j->disk_idx[k]].uncompressed_digest))
+		if (streq(dg, layer_key(&j->m->layers[j->disk_idx[k]])))
 			j->done[k] = true;
 	}
 }
@@ -328,12 +333,7 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 		log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
 	pthread_mutex_init(&j.lock, NULL);
 	oci_progress_init(&j.progress, todo);
-	bool sequential = false;
-	for (size_t k = 0; k < j.ndisk; k++)
-		sequential |= !m->layers[j.disk_idx[k]].has_uncompressed;
-	if (sequential) {
-		rc = log_error_errno(-ENOTSUP, "disk layers without size annotations are not supported");
-	} else {
+	{
 		unsigned n = (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.ndisk);
 		pthread_t *th = xcalloc(n, sizeof(*th));
 		unsigned started = 0;

@@ -180,3 +180,34 @@ def push_python_image(host, ns, tag, config_json, disk, nvram, chunk=1 * MiB):
     with urllib.request.urlopen(req) as r:
         assert r.status == 201
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def lz4_frame(data):
+    """Standard LZ4 frame, made by the lz4(1) tool."""
+    import subprocess
+    return subprocess.run(["lz4", "-c", "-q"], input=data, capture_output=True, check=True).stdout
+
+
+def push_vetu_image(host, ns, tag, config_json, kernel, disk, chunk=1 * MiB):
+    """A Vetu-style image: vetu media types, LZ4 frame disk layers with Vetu's annotations."""
+    layers = [{"mediaType": "application/vnd.cirruslabs.vetu.config.v1",
+               "digest": upload_blob(host, ns, config_json), "size": len(config_json)},
+              {"mediaType": "application/vnd.cirruslabs.vetu.kernel.v1",
+               "digest": upload_blob(host, ns, kernel), "size": len(kernel)}]
+    for i in range(0, len(disk), chunk):
+        piece = disk[i:i + chunk]
+        blob = lz4_frame(piece)
+        layers.append({"mediaType": "application/vnd.cirruslabs.vetu.disk.v1",
+                       "digest": upload_blob(host, ns, blob), "size": len(blob),
+                       "annotations": {"org.cirruslabs.vetu.name": "disk.img",
+                                       "org.cirruslabs.vetu.uncompressed-size": str(len(piece))}})
+    stub = b"{}"
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": upload_blob(host, ns, stub), "size": len(stub)},
+                "layers": layers}
+    body = json.dumps(manifest).encode()
+    req = urllib.request.Request(f"http://{host}/v2/{ns}/manifests/{tag}", method="PUT", data=body,
+                                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 201

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import Tart
 from oci_fixtures import (MiB, Proxy, allocated, blob_path, cache_dir, get_manifest, make_vm,
-                          push_python_image, sha256_file)
+                          push_python_image, push_vetu_image, sha256_file)
 
 PIECES = ((100 * MiB, 5 * MiB), (700 * MiB, 3 * MiB), (2_000_000_000 - 70_000, 70_000))
 SMALL = ((100 * MiB, 5 * MiB), (700 * MiB, 3 * MiB))  # within a 1 GB disk: two layers
@@ -226,6 +226,24 @@ def test_independent_encoder_image(tart, registry):
     repo = cache_dir(tart, host, "py/vm")
     got = (repo / "v" / "disk.img").read_bytes()
     assert got == disk
+
+
+def test_vetu_image(tart, registry):
+    if not shutil.which("lz4"):
+        pytest.skip("lz4 is not installed (scripts/install-deps.sh installs it)")
+    host = registry.host
+    cfg = json.dumps({"version": 1, "os": "linux", "arch": "amd64", "cpuCount": 2,
+                      "memorySize": 1 << 30, "macAddress": "02:11:22:33:44:55",
+                      "disks": [{"name": "disk.img"}]}).encode()
+    kernel = os.urandom(300_000)
+    disk = os.urandom(MiB // 2) + bytes(3 * MiB) + b"vetu" * 5000
+    push_vetu_image(host, "vetu/vm", "1", cfg, kernel, disk)
+    tart.run("pull", "--insecure", f"{host}/vetu/vm:1")
+    d = cache_dir(tart, host, "vetu/vm") / "1"
+    assert (d / "disk.img").read_bytes() == disk
+    assert (d / "kernel").read_bytes() == kernel
+    assert (d / "config.json").read_bytes() == cfg
+    assert (d / "nvram.bin").stat().st_size == 0
 
 
 def test_skopeo_roundtrip_keeps_digest(tart, registry, tmp_path):

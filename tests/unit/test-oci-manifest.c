@@ -175,14 +175,33 @@ static void test_vetu(void **state)
 		"{\"mediaType\":\"" OCI_MT_VETU_KERNEL "\",\"digest\":\"" D("2") "\",\"size\":20},"
 		"{\"mediaType\":\"" OCI_MT_VETU_INITRAMFS "\",\"digest\":\"" D("3") "\",\"size\":20},"
 		"{\"mediaType\":\"" OCI_MT_VETU_DISK "\",\"digest\":\"" D("4") "\",\"size\":20,"
-		"\"annotations\":{\"" OCI_ANN_UNCOMPRESSED_SIZE "\":\"100\",\"" OCI_ANN_UNCOMPRESSED_DIGEST "\":\"" D("a") "\"}}]}";
+		"\"annotations\":{\"" OCI_ANN_VETU_UNCOMPRESSED_SIZE "\":\"100\",\"" OCI_ANN_VETU_NAME "\":\"disk.img\"}},"
+		"{\"mediaType\":\"" OCI_MT_VETU_DISK "\",\"digest\":\"" D("5") "\",\"size\":20,"
+		"\"annotations\":{\"" OCI_ANN_VETU_UNCOMPRESSED_SIZE "\":\"50\",\"" OCI_ANN_VETU_NAME "\":\"disk.img\","
+		"\"" OCI_ANN_VETU_UNCOMPRESSED_DIGEST "\":\"" D("a") "\"}}]}";
 	struct oci_manifest m;
 	char *err = NULL;
 	assert_int_equal(oci_manifest_parse(s, strlen(s), &m, &err), 0);
 	assert_true(m.vetu);
 	assert_non_null(oci_manifest_find(&m, OCI_LAYER_KERNEL));
 	assert_null(oci_manifest_find(&m, OCI_LAYER_NVRAM));
+	assert_int_equal(oci_manifest_disk_uncompressed(&m), 150);
+	assert_string_equal(m.layers[3].uncompressed_digest, "");
+	assert_string_equal(m.layers[4].uncompressed_digest, D("a"));
 	oci_manifest_release(&m);
+	/* two differently named disks, and a disk layer without its size */
+	const char *subst[][2] = {{"\"disk.img\"}", "\"other.img\"}"},
+				  {OCI_ANN_VETU_UNCOMPRESSED_SIZE "\":\"100\"", "x\":\"1\""}};
+	for (size_t i = 0; i < 2; i++) {
+		const char *at = strstr(s, subst[i][0]);
+		assert_non_null(at);
+		char *bad = xasprintf("%.*s%s%s", (int)(at - s), s, subst[i][1], at + strlen(subst[i][0]));
+		err = NULL;
+		assert_int_equal(oci_manifest_parse(bad, strlen(bad), &m, &err), -EBADMSG);
+		assert_non_null(strstr(err, i == 0 ? "several disks" : "uncompressed-size"));
+		free(err);
+		free(bad);
+	}
 	/* Tart and Vetu types do not mix */
 	char *mixed = xasprintf("%s", s);
 	char *k = strstr(mixed, OCI_MT_VETU_KERNEL);
