@@ -495,7 +495,8 @@ static int read_entries(int fd, const char *staging, struct layout_files *lf)
 	return r;
 }
 
-static int64_t file_read(void *userdata, const char *digest, oci_blob_sink sink, void *sink_ud)
+static int64_t file_read(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
+			 void *sink_ud)
 {
 	const char *staging = userdata;
 	if (!oci_digest_valid(digest))
@@ -505,6 +506,8 @@ static int64_t file_read(void *userdata, const char *digest, oci_blob_sink sink,
 	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return log_error_errno(-ENOENT, "blob %s is missing from the archive", digest);
+	if (lseek(fd, (off_t)offset, SEEK_SET) < 0)
+		return -errno;
 	_cleanup_free_ char *buf = xmalloc(IO_PIECE);
 	for (;;) {
 		ssize_t n = read(fd, buf, IO_PIECE);
@@ -518,9 +521,10 @@ static int64_t file_read(void *userdata, const char *digest, oci_blob_sink sink,
 	}
 }
 
-static int blob_get(void *userdata, const char *digest, oci_blob_sink sink, void *sink_ud)
+static int blob_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
+		    void *sink_ud)
 {
-	return (int)file_read(userdata, digest, sink, sink_ud);
+	return (int)file_read(userdata, digest, offset, sink, sink_ud);
 }
 
 /* index.json: exactly one OCI manifest; returns its digest (in the archive, verified). */

@@ -27,6 +27,7 @@
 
 struct pull_job {
 	const struct oci_blob_fetcher *f;
+	const char *staging;
 	const struct oci_manifest *m;
 	const struct oci_pull_options *o;
 	int disk_fd;
@@ -108,13 +109,35 @@ struct blob_sink {
 	struct oci_digest digest;
 	uint64_t received, limit;
 	struct oci_progress *progress;
+	int part_fd; /* compressed bytes are kept here so a later process can resume the blob */
 };
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
 
 static int blob_write(void *userdata, const void *data, size_t len)
 {
 	struct blob_sink *s = userdata;
 	if (len > s->limit - s->received)
 		return -EFBIG;
+	if (s->part_fd >= 0) {
+		int r = write_all(s->part_fd, data, len);
+		if (r < 0)
+			return r;
+	}
 	s->received += len;
 	oci_digest_update(&s->digest, data, len);
 	if (s->progress)
@@ -196,40 +219,62 @@ static int record_done(struct pull_job *j, size_t k)
 	return r;
 }
 
-static int pull_disk_layer(struct pull_job *j, size_t k)
+static char *part_path(const struct pull_job *j, size_t k)
 {
-	const struct oci_layer *l = &j->m->layers[j->disk_idx[k]];
-	uint64_t off = j->offsets[k];
-	int r = clear_range(j, off, l->uncompressed_size);
-	if (r < 0)
-		return r;
-	struct disk_writer w = {.j = j, .off = off, .end = off + l->uncompressed_size};
-	oci_digest_init(&w.digest);
-	const char *lpath;
-	uint64_t loff;
-	if (find_local(j, l, &lpath, &loff)) {
-		r = copy_local(&w, lpath, loff, l->uncompressed_size);
-		char got[OCI_DIGEST_STRLEN];
-		oci_digest_final(&w.digest, got);
-		if (r >= 0 && (!l->uncompressed_digest[0] || streq(got, l->uncompressed_digest))) {
-			oci_progress_add(&j->progress, l->size);
-			return record_done(j, k);
-		}
-		log_warning("local copy of disk layer %zu did not verify, downloading it", k);
-		r = clear_range(j, off, l->uncompressed_size);
+	return xasprintf("%s/.layer-%zu.part", j->staging, k);
+}
+
+/* Feed the compressed bytes a previous process saved for this layer. */
+static int replay_part(const char *part, struct blob_sink *s)
+{
+	_cleanup_close_ int fd = open(part, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	_cleanup_free_ char *buf = xmalloc(PIECE);
+	for (;;) {
+		ssize_t n = read(fd, buf, PIECE);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		int r = blob_write(s, buf, (size_t)n);
 		if (r < 0)
 			return r;
-		w.off = off;
-		oci_digest_init(&w.digest);
 	}
-	struct blob_sink s = {.limit = l->size, .progress = &j->progress};
+}
+
+/*
+ * Download (or finish downloading) one disk layer into place and verify both digests.
+ * *ret_resumed tells whether bytes saved by an earlier process were used.
+ */
+static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *l, uint64_t off,
+			  bool use_part, bool *ret_resumed)
+{
+	struct disk_writer w = {.j = j, .off = off, .end = off + l->uncompressed_size};
+	struct blob_sink s = {.limit = l->size, .progress = &j->progress, .part_fd = -1};
+	oci_digest_init(&w.digest);
 	oci_digest_init(&s.digest);
 	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
 	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
-	r = j->f->get(j->f->userdata, l->digest, blob_write, &s);
+	_cleanup_free_ char *part = part_path(j, k);
+	int r = use_part ? replay_part(part, &s) : 0;
+	uint64_t start = s.received;
+	*ret_resumed = start > 0;
+	if (r >= 0) {
+		s.part_fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (start ? 0 : O_TRUNC),
+				 0644);
+		if (s.part_fd < 0)
+			r = log_error_errno(negerrno(), "cannot create '%s'", part);
+	}
+	if (r >= 0 && start > 0)
+		log_info("resuming disk layer %zu at byte %" PRIu64, k, start);
+	if (r >= 0 && start < l->size)
+		r = j->f->get(j->f->userdata, l->digest, start, blob_write, &s);
 	if (r >= 0)
 		r = oci_lz4_dec_finish(s.dec);
 	oci_lz4_dec_free(s.dec);
+	if (s.part_fd >= 0)
+		close(s.part_fd);
 	char cdg[OCI_DIGEST_STRLEN], udg[OCI_DIGEST_STRLEN];
 	oci_digest_final(&s.digest, cdg);
 	oci_digest_final(&w.digest, udg);
@@ -245,6 +290,46 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 		return log_error_errno(-EBADMSG,
 				       "disk layer %zu: uncompressed content does not match %s", k,
 				       l->uncompressed_digest);
+	return 0;
+}
+
+static int pull_disk_layer(struct pull_job *j, size_t k)
+{
+	const struct oci_layer *l = &j->m->layers[j->disk_idx[k]];
+	uint64_t off = j->offsets[k];
+	int r = clear_range(j, off, l->uncompressed_size);
+	if (r < 0)
+		return r;
+	const char *lpath;
+	uint64_t loff;
+	if (find_local(j, l, &lpath, &loff)) {
+		struct disk_writer w = {.j = j, .off = off, .end = off + l->uncompressed_size};
+		oci_digest_init(&w.digest);
+		r = copy_local(&w, lpath, loff, l->uncompressed_size);
+		char got[OCI_DIGEST_STRLEN];
+		oci_digest_final(&w.digest, got);
+		if (r >= 0 && (!l->uncompressed_digest[0] || streq(got, l->uncompressed_digest))) {
+			oci_progress_add(&j->progress, l->size);
+			return record_done(j, k);
+		}
+		log_warning("local copy of disk layer %zu did not verify, downloading it", k);
+		r = clear_range(j, off, l->uncompressed_size);
+		if (r < 0)
+			return r;
+	}
+	bool resumed;
+	r = download_layer(j, k, l, off, true, &resumed);
+	if (r < 0 && resumed) {
+		/* the saved part may be damaged (crash, truncation): once more from scratch */
+		log_warning("retrying disk layer %zu from its first byte", k);
+		r = clear_range(j, off, l->uncompressed_size);
+		if (r >= 0)
+			r = download_layer(j, k, l, off, false, &resumed);
+	}
+	_cleanup_free_ char *part = part_path(j, k);
+	if (r < 0)
+		return r;
+	(void)unlink(part);
 	return record_done(j, k);
 }
 
@@ -288,7 +373,7 @@ static void load_progress(struct pull_job *j, const char *staging)
 static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
 		     const char *staging, const struct oci_pull_options *o)
 {
-	struct pull_job j = {.f = f, .m = m, .o = o, .punch_ok = true};
+	struct pull_job j = {.f = f, .staging = staging, .m = m, .o = o, .punch_ok = true};
 	j.disk_idx = xcalloc(m->nlayers, sizeof(*j.disk_idx));
 	j.offsets = xcalloc(m->nlayers, sizeof(*j.offsets));
 	j.done = xcalloc(m->nlayers, sizeof(*j.done));
@@ -380,7 +465,7 @@ static int pull_small(const struct oci_blob_fetcher *f, const struct oci_layer *
 {
 	struct small_sink s;
 	strbuf_init(&s.sb, (size_t)l->size);
-	int rc = f->get(f->userdata, l->digest, small_write, &s);
+	int rc = f->get(f->userdata, l->digest, 0, small_write, &s);
 	if (rc == -EFBIG)
 		rc = log_error_errno(-EBADMSG, "blob %s is larger than its descriptor says",
 				     l->digest);
@@ -401,9 +486,10 @@ static int pull_small(const struct oci_blob_fetcher *f, const struct oci_layer *
 	return rc;
 }
 
-static int registry_get(void *userdata, const char *digest, oci_blob_sink sink, void *sink_ud)
+static int registry_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
+			void *sink_ud)
 {
-	return oci_registry_get_blob(userdata, digest, 0, sink, sink_ud);
+	return oci_registry_get_blob(userdata, digest, offset, sink, sink_ud);
 }
 
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,

@@ -8,7 +8,9 @@
  * disk.img at their offsets; zero runs are not written. Every compressed digest and every
  * uncompressed content digest is verified (-EBADMSG on mismatch). Verified layers are recorded
  * in <staging>/.progress (after the data is fsync'ed), so a later call on the same staging
- * directory resumes with the layers that are still missing. Layers whose digests match a layer
+ * directory resumes with the layers that are still missing; the compressed bytes of a layer in
+ * flight are kept in <staging>/.layer-<n>.part, so that layer resumes with a Range request
+ * (and restarts from its first byte if the saved part turns out damaged). Layers whose digests match a layer
  * of a local image are copied from that image instead of downloaded. Logging.
  */
 
@@ -35,7 +37,9 @@ int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const 
 
 /* Where blobs come from: a registry, or the blobs of an OCI layout (import). Thread-safe. */
 struct oci_blob_fetcher {
-	int (*get)(void *userdata, const char *digest, oci_blob_sink sink, void *sink_userdata);
+	/* the blob's bytes from offset on, like oci_registry_get_blob() */
+	int (*get)(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
+		   void *sink_userdata);
 	void *userdata;
 };
 int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_manifest *m,

@@ -68,8 +68,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _forward(self):
         srv = self.server
+        rec = {"method": self.command, "path": self.path, "range": self.headers.get("Range"),
+               "bytes": 0}
         with srv.lock:
-            srv.requests.append((self.command, self.path))
+            srv.requests.append(rec)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         conn = http.client.HTTPConnection(srv.upstream, timeout=120)
@@ -92,6 +94,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     break
+                rec["bytes"] += len(chunk)
                 if srv.delay:
                     time.sleep(srv.delay)
         conn.close()
@@ -117,9 +120,12 @@ class Proxy:
     def set_delay(self, seconds_per_64k):
         self.server.delay = seconds_per_64k
 
-    def blob_gets(self):
+    def requests(self, method=None):
         with self.server.lock:
-            return [p for m, p in self.server.requests if m == "GET" and "/blobs/sha256:" in p]
+            return [dict(r) for r in self.server.requests if method is None or r["method"] == method]
+
+    def blob_gets(self):
+        return [r["path"] for r in self.requests("GET") if "/blobs/sha256:" in r["path"]]
 
     def close(self):
         self.server.shutdown()

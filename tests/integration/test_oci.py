@@ -83,8 +83,8 @@ def test_repush_skips_existing_blobs(tart, registry):
     proxy = Proxy(registry.host)
     try:
         tart.run("push", "--insecure", "vm", f"{proxy.host}/skip/vm:2")
-        posts = [p for m, p in proxy.server.requests if m == "POST"]
-        heads = [p for m, p in proxy.server.requests if m == "HEAD"]
+        posts = proxy.requests("POST")
+        heads = proxy.requests("HEAD")
         # config.json and nvram.bin are uploaded unconditionally (as Tart does); the 2 disk
         # chunks and the OCI config were already there
         assert len(posts) == 2, posts

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A pull killed with SIGKILL resumes from its verified layers and ends byte-identical."""
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -62,16 +63,32 @@ def test_resume_after_kill(tart, registry, tmp_path):
         assert stage.is_dir() and progress_lines(stage) == []
         pull_and_kill(t2, name, stage, 1)       # after one verified layer
         pull_and_kill(t2, name, stage, 2)       # resumed run adds another
-        done = len(progress_lines(stage))
+        done_idx = {int(line.split()[0]) for line in progress_lines(stage)}
+        done = len(done_idx)
         assert done >= 2
-        before = len(proxy.blob_gets())
+        parts = {int(p.name.split("-")[1].split(".")[0]): p.stat().st_size
+                 for p in stage.glob(".layer-*.part")}
+        assert parts and all(size > 0 for size in parts.values()), parts
+        before = len(proxy.requests())
         proxy.set_delay(0)
         p = t2.run("pull", "--insecure", name)
         assert f"resuming: {done} of 4 disk layers already verified" in p.stderr
-        fetched = proxy.blob_gets()[before:]
-        _, dg = get_manifest(registry.host, "resume/vm", "1")
+        for k, size in parts.items():
+            assert f"resuming disk layer {k} at byte {size}" in p.stderr
+        fetched = [r for r in proxy.requests()[before:]
+                   if r["method"] == "GET" and "/blobs/sha256:" in r["path"]]
+        body, dg = get_manifest(registry.host, "resume/vm", "1")
         # config + nvram + only the layers that were not verified yet
         assert len(fetched) == 2 + (4 - done), fetched
+        # the partially received layer continued with a Range request, not from byte 0
+        ranged = [r for r in fetched if r["range"]]
+        assert len(ranged) == len(parts) and all(r["range"] == f"bytes={size}-"
+                                                  for r, size in zip(ranged, parts.values()))
+        layers = json.loads(body)["layers"][1:5]
+        disk_digests = {layer["digest"] for layer in layers}
+        got = sum(r["bytes"] for r in fetched if r["path"].rsplit("/", 1)[1] in disk_digests)
+        want = sum(layers[k]["size"] for k in range(4) if k not in done_idx) - sum(parts.values())
+        assert got == want, (got, want)
         ddir = cache_dir(t2, proxy.host, "resume/vm") / dg
         assert sha256_file(ddir / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
         assert not (ddir / ".progress").exists()
