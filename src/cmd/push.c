@@ -66,21 +66,19 @@ static char *tags_display(char *const *tags, size_t n)
 }
 
 /*
- * Source is a cached image already in the destination repository: re-tag its manifest
- * without uploading anything (Tart's lightweight push).
+ * Source is a cached image of the destination repository: its manifest is there already, so
+ * only re-tag it (Tart's lightweight push). Returns 1 when done that way.
  */
-static int try_lightweight(struct oci_registry *reg, const struct vm_dir *d, char *const *tags,
+static int try_lightweight(struct oci_registry *reg, const struct vm_dir *d,
+			   const struct oci_ref *src, const struct oci_ref *dst, char *const *tags,
 			   size_t ntags, struct strbuf *manifest, char digest[OCI_DIGEST_STRLEN])
 {
+	if (!streq(src->host, dst->host) || !streq(src->namespace, dst->namespace))
+		return 0;
 	_cleanup_free_ char *mp = path_join(d->path, "manifest.json");
 	if (fs_read_full(mp, OCI_MANIFEST_MAX, manifest) < 0)
 		return 0;
 	oci_digest_buf(manifest->buf, manifest->len, digest);
-	_cleanup_strbuf_ struct strbuf remote = STRBUF_INIT;
-	if (oci_registry_get_manifest(reg, digest, &remote, NULL, NULL) < 0) {
-		strbuf_reset(manifest);
-		return 0;
-	}
 	int r = oci_push_tags(reg, manifest, tags, ntags);
 	return r < 0 ? r : 1;
 }
@@ -98,7 +96,7 @@ static int push_group(const struct vm_dir *d, const struct vm_config *cfg,
 		return r;
 	_cleanup_strbuf_ struct strbuf manifest = STRBUF_INIT;
 	char digest[OCI_DIGEST_STRLEN];
-	r = src_ref ? try_lightweight(reg, d, tags, ntags, &manifest, digest) : 0;
+	r = src_ref ? try_lightweight(reg, d, src_ref, dst, tags, ntags, &manifest, digest) : 0;
 	if (r == 0) {
 		_cleanup_free_ char *tmp = home_path("tmp");
 		struct oci_push_options po = {

@@ -75,7 +75,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         conn = http.client.HTTPConnection(srv.upstream, timeout=120)
-        hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        # the Host header is kept so the registry's absolute Location URLs point back here
+        hdrs = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
         conn.request(self.command, self.path, body=body, headers=hdrs)
         resp = conn.getresponse()
         self.send_response(resp.status)

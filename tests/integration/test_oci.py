@@ -145,15 +145,47 @@ def test_populate_cache_and_lightweight_push(tart, registry):
     assert (repo / dg / "disk.img").exists()
     assert sha256_file(repo / dg / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
     assert tart.vm_dir("vm").joinpath("disk.img").exists(), "populate-cache must copy, not move"
-    proxy = Proxy(registry.host)
-    try:
-        # a cached image re-tagged in its own registry: only the manifest moves
-        p = tart.run("push", "--insecure", f"{host}/pop/vm:x", f"{host}/pop/vm:z")
-        assert "pushing manifest for z..." in p.stderr
-    finally:
-        proxy.close()
+    # a cached image re-tagged in its own repository: only the manifest moves
+    p = tart.run("push", "--insecure", f"{host}/pop/vm:x", f"{host}/pop/vm:z")
+    assert "pushing manifest for z..." in p.stderr and "pushing disk" not in p.stderr
     _, dgz = get_manifest(host, "pop/vm", "z")
     assert dgz == dg
+
+
+def test_cross_repository_mount(tart, registry):
+    make_vm(tart, "vm", disk_gb=1, pieces=SMALL)
+    proxy = Proxy(registry.host)
+    try:
+        h = proxy.host
+        tart.run("push", "--insecure", "--populate-cache", "vm", f"{h}/mnt/a:1")
+        before = len(proxy.requests())
+        tart.run("push", "--insecure", f"{h}/mnt/a:1", f"{h}/mnt/b:1")
+        reqs = proxy.requests()[before:]
+        uploads = [r for r in reqs if r["method"] in ("PUT", "PATCH") and "/blobs/" in r["path"]]
+        mounts = [r for r in reqs if r["method"] == "POST" and "mount=" in r["path"]]
+        assert uploads == [], "blobs of the same registry must be mounted, not uploaded"
+        assert len(mounts) >= 3
+    finally:
+        proxy.close()
+    body_a, _ = get_manifest(registry.host, "mnt/a", "1")
+    body_b, _ = get_manifest(registry.host, "mnt/b", "1")
+    layers = lambda b: [layer["digest"] for layer in json.loads(b)["layers"]]
+    assert layers(body_a) == layers(body_b)
+
+
+def test_chunked_upload(tart, registry, tmp_path):
+    src = make_vm(tart, "vm", disk_gb=1, pieces=SMALL)
+    proxy = Proxy(registry.host)
+    try:
+        tart.run("push", "--insecure", "--chunk-size", "1", "vm", f"{proxy.host}/chunked/vm:1")
+        patches = proxy.requests("PATCH")
+        assert len(patches) >= 5  # a 5 MB random chunk in 1 MB slices
+    finally:
+        proxy.close()
+    t2 = other_home(tmp_path)
+    t2.run("pull", "--insecure", f"{registry.host}/chunked/vm:1")
+    assert sha256_file(cache_dir(t2, registry.host, "chunked/vm") / "1" / "disk.img") == \
+        sha256_file(src / "disk.img")
 
 
 def test_corrupted_blob_rejected(tart, registry, tmp_path):
