@@ -126,6 +126,13 @@ static int finish_block(struct oci_lz4_dec *d)
 	return 0;
 }
 
+static void expect_magic(struct oci_lz4_dec *d)
+{
+	d->st = ST_MAGIC;
+	d->hdr_len = 0;
+	d->hdr_need = 4;
+}
+
 static int apple_header_done(struct oci_lz4_dec *d)
 {
 	switch (d->st) {
@@ -165,9 +172,7 @@ static int apple_header_done(struct oci_lz4_dec *d)
 			int r = finish_block(d);
 			if (r < 0)
 				return r;
-			d->st = ST_MAGIC;
-			d->hdr_len = 0;
-			d->hdr_need = 4;
+			expect_magic(d);
 		}
 		return 0;
 	default:
@@ -188,9 +193,7 @@ static int apple_update(struct oci_lz4_dec *d, const unsigned char *p, size_t le
 				int r = finish_block(d);
 				if (r < 0)
 					return r;
-				d->st = ST_MAGIC;
-				d->hdr_len = 0;
-				d->hdr_need = 4;
+				expect_magic(d);
 			}
 			continue;
 		}

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oci/io.h"
 #include "oci/manifest.h"
 #include "oci/pull.h"
 #include "oci/ref.h"
@@ -66,28 +67,12 @@ static void tar_header(unsigned char h[BLOCK], const char *name, uint64_t size, 
 	h[155] = ' ';
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int tar_entry(struct tar_writer *w, const char *name, uint64_t size, char type,
 		     oci_blob_source src, void *src_ud)
 {
 	unsigned char h[BLOCK];
 	tar_header(h, name, size, type);
-	int r = write_all(w->fd, h, BLOCK);
+	int r = oci_write_all(w->fd, h, BLOCK);
 	if (r < 0 || size == 0)
 		return r;
 	_cleanup_free_ char *buf = xmalloc(IO_PIECE);
@@ -95,14 +80,14 @@ static int tar_entry(struct tar_writer *w, const char *name, uint64_t size, char
 		int64_t n = src(src_ud, off, buf, (size_t)MIN((uint64_t)IO_PIECE, size - off));
 		if (n <= 0)
 			return n < 0 ? (int)n : -EIO;
-		r = write_all(w->fd, buf, (size_t)n);
+		r = oci_write_all(w->fd, buf, (size_t)n);
 		if (r < 0)
 			return r;
 		off += (uint64_t)n;
 	}
 	static const char pad[BLOCK];
 	size_t rem = (size_t)(size % BLOCK);
-	return rem ? write_all(w->fd, pad, BLOCK - rem) : 0;
+	return rem ? oci_write_all(w->fd, pad, BLOCK - rem) : 0;
 }
 
 static bool tar_has(struct tar_writer *w, const char *digest)
@@ -140,19 +125,9 @@ static int tar_put(void *userdata, const char *digest, uint64_t size, oci_blob_s
 	return r;
 }
 
-static int64_t mem_source(void *userdata, uint64_t offset, void *buf, size_t len)
-{
-	const struct strbuf *sb = userdata;
-	if (offset >= sb->len)
-		return 0;
-	size_t n = MIN(len, sb->len - (size_t)offset);
-	memcpy(buf, sb->buf + offset, n);
-	return (int64_t)n;
-}
-
 static int tar_small(struct tar_writer *w, const char *name, const struct strbuf *sb)
 {
-	return tar_entry(w, name, sb->len, '0', mem_source, (void *)sb);
+	return tar_entry(w, name, sb->len, '0', oci_strbuf_source, (void *)sb);
 }
 
 static int export_body(struct tar_writer *w, const char *dir, const struct oci_push_options *o)
@@ -169,7 +144,7 @@ static int export_body(struct tar_writer *w, const char *dir, const struct oci_p
 	if (r >= 0)
 		r = oci_image_write(&t, dir, o, &manifest, digest);
 	if (r >= 0)
-		r = tar_put(w, digest, manifest.len, mem_source, &manifest);
+		r = tar_put(w, digest, manifest.len, oci_strbuf_source, &manifest);
 	if (r >= 0) {
 		strbuf_putf(&index,
 			    "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
@@ -180,7 +155,7 @@ static int export_body(struct tar_writer *w, const char *dir, const struct oci_p
 	}
 	if (r >= 0) {
 		static const char end[2 * BLOCK];
-		r = write_all(w->fd, end, sizeof(end));
+		r = oci_write_all(w->fd, end, sizeof(end));
 	}
 	strbuf_release(&layout);
 	strbuf_release(&index);
@@ -344,7 +319,7 @@ static int extract_blob(int fd, const char *staging, const char *hex, uint64_t s
 		size_t n = (size_t)MIN((uint64_t)IO_PIECE, left);
 		r = read_full(fd, buf, n);
 		if (r >= 0)
-			r = write_all(out, buf, n);
+			r = oci_write_all(out, buf, n);
 		oci_digest_update(&d, buf, n);
 		left -= n;
 	}
@@ -495,8 +470,8 @@ static int read_entries(int fd, const char *staging, struct layout_files *lf)
 	return r;
 }
 
-static int64_t file_read(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
-			 void *sink_ud)
+static int blob_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
+		    void *sink_ud)
 {
 	const char *staging = userdata;
 	if (!oci_digest_valid(digest))
@@ -508,23 +483,7 @@ static int64_t file_read(void *userdata, const char *digest, uint64_t offset, oc
 		return log_error_errno(-ENOENT, "blob %s is missing from the archive", digest);
 	if (lseek(fd, (off_t)offset, SEEK_SET) < 0)
 		return -errno;
-	_cleanup_free_ char *buf = xmalloc(IO_PIECE);
-	for (;;) {
-		ssize_t n = read(fd, buf, IO_PIECE);
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		int r = sink(sink_ud, buf, (size_t)n);
-		if (r < 0)
-			return r;
-	}
-}
-
-static int blob_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
-		    void *sink_ud)
-{
-	return (int)file_read(userdata, digest, offset, sink, sink_ud);
+	return oci_stream_fd(fd, sink, sink_ud);
 }
 
 /* index.json: exactly one OCI manifest; returns its digest (in the archive, verified). */

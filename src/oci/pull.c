@@ -15,6 +15,7 @@
 
 #include "oci/applelz4.h"
 #include "oci/digest.h"
+#include "oci/io.h"
 #include "oci/progress.h"
 #include "util/alloc.h"
 #include "util/fs.h"
@@ -56,23 +57,6 @@ static bool page_is_zero(const unsigned char *p, size_t n)
 	return memcmp(p, zero, n) == 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static int writer_write(void *userdata, const void *data, size_t len)
 {
 	struct disk_writer *w = userdata;
@@ -95,7 +79,7 @@ static int writer_write(void *userdata, const void *data, size_t len)
 				break;
 			run += s;
 		}
-		int r = pwrite_all(w->j->disk_fd, p + i, run, w->off + i);
+		int r = oci_pwrite_all(w->j->disk_fd, p + i, run, w->off + i);
 		if (r < 0)
 			return r;
 		i += run;
@@ -112,29 +96,13 @@ struct blob_sink {
 	int part_fd; /* compressed bytes are kept here so a later process can resume the blob */
 };
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int blob_write(void *userdata, const void *data, size_t len)
 {
 	struct blob_sink *s = userdata;
 	if (len > s->limit - s->received)
 		return -EFBIG;
 	if (s->part_fd >= 0) {
-		int r = write_all(s->part_fd, data, len);
+		int r = oci_write_all(s->part_fd, data, len);
 		if (r < 0)
 			return r;
 	}
@@ -230,17 +198,7 @@ static int replay_part(const char *part, struct blob_sink *s)
 	_cleanup_close_ int fd = open(part, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	_cleanup_free_ char *buf = xmalloc(PIECE);
-	for (;;) {
-		ssize_t n = read(fd, buf, PIECE);
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		int r = blob_write(s, buf, (size_t)n);
-		if (r < 0)
-			return r;
-	}
+	return oci_stream_fd(fd, blob_write, s);
 }
 
 /*
@@ -418,22 +376,10 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 		log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
 	pthread_mutex_init(&j.lock, NULL);
 	oci_progress_init(&j.progress, todo);
-	{
-		unsigned n = (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.ndisk);
-		pthread_t *th = xcalloc(n, sizeof(*th));
-		unsigned started = 0;
-		for (; started < n; started++)
-			if (pthread_create(&th[started], NULL, pull_worker, &j) != 0)
-				break;
-		if (started == 0)
-			pull_worker(&j);
-		for (unsigned i = 0; i < started; i++)
-			pthread_join(th[i], NULL);
-		free(th);
-		rc = atomic_load(&j.err);
-		if (rc == 0)
-			oci_progress_finish(&j.progress);
-	}
+	oci_run_workers(pull_worker, &j, (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.ndisk));
+	rc = atomic_load(&j.err);
+	if (rc == 0)
+		oci_progress_finish(&j.progress);
 	oci_progress_release(&j.progress);
 	pthread_mutex_destroy(&j.lock);
 	if (rc == 0 && fsync(j.disk_fd) < 0)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "oci/applelz4.h"
+#include "oci/io.h"
 #include "oci/manifest.h"
 #include "oci/progress.h"
 #include "util/alloc.h"
@@ -52,27 +53,9 @@ struct enc_sink {
 static int enc_write(void *userdata, const void *data, size_t len)
 {
 	struct enc_sink *s = userdata;
-	const char *p = data;
 	oci_digest_update(&s->digest, data, len);
-	while (len > 0) {
-		ssize_t n = write(s->fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		s->written += (uint64_t)n;
-	}
-	return 0;
-}
-
-static int64_t file_source(void *userdata, uint64_t offset, void *buf, size_t len)
-{
-	int fd = *(int *)userdata;
-	ssize_t n = pread(fd, buf, len, (off_t)offset);
-	return n < 0 ? -errno : n;
+	s->written += len;
+	return oci_write_all(s->fd, data, len);
 }
 
 static int open_tmp(const char *dir)
@@ -159,7 +142,7 @@ static int upload_file(struct push_job *j, int fd, const struct oci_layer *l)
 		log_debug("blob %s already exists, skipping", l->digest);
 		return 0;
 	}
-	return j->t->put(j->t->userdata, l->digest, l->size, file_source, &fd);
+	return j->t->put(j->t->userdata, l->digest, l->size, oci_fd_source, &fd);
 }
 
 static int push_chunk(struct push_job *j, size_t i)
@@ -233,17 +216,7 @@ static int push_disk(const struct oci_blob_target *t, const char *path, const st
 	j.results = xcalloc(j.nchunks, sizeof(*j.results));
 	pthread_mutex_init(&j.memo_lock, NULL);
 	oci_progress_init(&j.progress, j.disk_size);
-	unsigned nthreads = (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.nchunks);
-	pthread_t *threads = xcalloc(nthreads, sizeof(*threads));
-	unsigned started = 0;
-	for (; started < nthreads; started++)
-		if (pthread_create(&threads[started], NULL, push_worker, &j) != 0)
-			break;
-	if (started == 0)
-		push_worker(&j);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	free(threads);
+	oci_run_workers(push_worker, &j, (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.nchunks));
 	int err = atomic_load(&j.err);
 	if (err == 0)
 		oci_progress_finish(&j.progress);
@@ -263,16 +236,6 @@ static int push_disk(const struct oci_blob_target *t, const char *path, const st
 	return 0;
 }
 
-static int64_t buf_source(void *userdata, uint64_t offset, void *buf, size_t len)
-{
-	const struct strbuf *sb = userdata;
-	if (offset >= sb->len)
-		return 0;
-	size_t n = MIN(len, sb->len - (size_t)offset);
-	memcpy(buf, sb->buf + offset, n);
-	return (int64_t)n;
-}
-
 /* Upload a small blob held in memory; fills its descriptor. */
 static int push_small(const struct oci_blob_target *t, const struct strbuf *data,
 		      enum oci_layer_kind kind, struct oci_layer *l, bool check_exists)
@@ -286,7 +249,7 @@ static int push_small(const struct oci_blob_target *t, const struct strbuf *data
 		if (e != 0)
 			return e < 0 ? e : 0;
 	}
-	return t->put(t->userdata, l->digest, l->size, buf_source, (void *)data);
+	return t->put(t->userdata, l->digest, l->size, oci_strbuf_source, (void *)data);
 }
 
 static int read_small(const char *dir, const char *file, struct strbuf *sb)

@@ -22,9 +22,20 @@ def progress_lines(stage):
         return []
 
 
+def part_sizes(stage):
+    """{layer index: bytes} of the partly received layers (files may vanish while we look)."""
+    out = {}
+    for p in stage.glob(".layer-*.part"):
+        try:
+            out[int(p.name.split("-")[1].split(".")[0])] = p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def pull_and_kill(t, name, stage, min_layers, timeout=120):
-    """Start a pull, SIGKILL it once `min_layers` layers are recorded (0: right after it starts
-    downloading the disk)."""
+    """Start a pull, SIGKILL it once `min_layers` layers are recorded and the next one is partly
+    received (0: right after it starts downloading the disk)."""
     p = t.popen("pull", "--insecure", "--concurrency", "1", name,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
@@ -36,7 +47,9 @@ def pull_and_kill(t, name, stage, min_layers, timeout=120):
             if min_layers == 0 and disk.exists():
                 time.sleep(0.5)
                 break
-            if min_layers and len(progress_lines(stage)) >= min_layers:
+            # kill mid-layer: the next layer has started arriving
+            if min_layers and len(progress_lines(stage)) >= min_layers and \
+                    any(size > 0 for size in part_sizes(stage).values()):
                 break
             time.sleep(0.05)
         else:
@@ -66,8 +79,7 @@ def test_resume_after_kill(tart, registry, tmp_path):
         done_idx = {int(line.split()[0]) for line in progress_lines(stage)}
         done = len(done_idx)
         assert done >= 2
-        parts = {int(p.name.split("-")[1].split(".")[0]): p.stat().st_size
-                 for p in stage.glob(".layer-*.part")}
+        parts = part_sizes(stage)
         assert parts and all(size > 0 for size in parts.values()), parts
         before = len(proxy.requests())
         proxy.set_delay(0)
