@@ -4,7 +4,7 @@ BUILD ?= build
 PYTHON ?= /usr/bin/python3
 PYTEST_ARGS ?=
 
-.PHONY: all deps build test unit integration demo bench clean
+.PHONY: all deps build test unit integration sanitize demo bench clean
 
 all: build
 
@@ -25,11 +25,18 @@ integration: build
 
 test: build
 	@rc=0; meson test -C $(BUILD) --print-errorlogs --suite unit || rc=1; \
-	TART_BIN=$(CURDIR)/$(BUILD)/tart $(PYTHON) -m pytest -q -rs tests/integration $(PYTEST_ARGS) || rc=1; \
+	TART_BIN=$(CURDIR)/$(BUILD)/tart $(PYTHON) -m pytest -q -rs \
+		--junitxml=$(CURDIR)/$(BUILD)/pytest-junit.xml tests/integration $(PYTEST_ARGS) || rc=1; \
 	exit $$rc
+
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+sanitize: deps
+	@[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C build-asan
+	meson test -C build-asan --print-errorlogs --suite unit
 
 demo: build
 	./scripts/demo.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan

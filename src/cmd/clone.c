@@ -93,10 +93,17 @@ int cmd_clone(int argc, char **argv)
 		return r;
 	r = vm_clone(&d, dst);
 	if (r >= 0) {
-		/* make room for the blocks the sparse clone will allocate as it is used */
-		uint64_t apparent = 0, allocated = 0;
-		if (vm_dir_sizes(&d, &apparent, &allocated) >= 0 && apparent > allocated)
-			(void)vm_prune_auto(MIN(apparent - allocated, prune_limit << 30), d.path);
+		/*
+		 * As Tart: make room for the clone's sparse disk to fill up, at most prune-limit
+		 * GiB, never deleting the source. The clone itself has succeeded either way.
+		 */
+		uint64_t ap = 0, al = 0;
+		(void)vm_dir_sizes(&d, &ap, &al);
+		uint64_t want = ap > al ? ap - al : 0;
+		if (want > prune_limit * 1024 * 1024 * 1024)
+			want = prune_limit * 1024 * 1024 * 1024;
+		if (want > 0)
+			(void)vm_prune_auto(want, d.path);
 	}
 	vm_dir_release(&d);
 	return r < 0 ? r : 0;

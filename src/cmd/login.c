@@ -1,14 +1,195 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "oci/credentials.h"
+#include "oci/registry.h"
+#include "util/alloc.h"
 #include "util/log.h"
+#include "util/strbuf.h"
 
-/* Placeholder until this command's issue lands. */
+#define MAX_PROMPTED 8192        /* readpassphrase buffer in Tart */
+#define MAX_STDIN (1024 * 1024)  /* --password-stdin */
+
+static const struct cmd_help help = {
+	.name = "login",
+	.overview = "Login to a registry",
+	.usage = "login <host> [--username <username>] [--password-stdin] [--insecure] "
+		 "[--no-validate]",
+	.details = "ARGUMENTS:\n"
+		   "  <host>                  host\n\n"
+		   "OPTIONS:\n"
+		   "  --username <username>   username\n"
+		   "  --password-stdin        password-stdin\n"
+		   "  --insecure              connect to the OCI registry via insecure HTTP protocol\n"
+		   "  --no-validate           skip validation of the registry's credentials before "
+		   "logging-in\n"
+		   "  -h, --help              Show help information.\n",
+};
+
+/*
+ * Prompt on the terminal (stdin/stderr when there is none), like readpassphrase(3): the
+ * answer without its newline, at most MAX_PROMPTED bytes, echo off when asked.
+ */
+static int prompt(const char *text, bool echo, char **ret)
+{
+	_cleanup_close_ int tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	int in = tty >= 0 ? tty : STDIN_FILENO, out = tty >= 0 ? tty : STDERR_FILENO;
+	struct termios old, raw;
+	bool restore = false;
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	strbuf_init(&sb, MAX_PROMPTED);
+
+	if (write(out, text, strlen(text)) < 0)
+		return negerrno();
+	if (!echo && isatty(in) && tcgetattr(in, &old) == 0) {
+		raw = old;
+		raw.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		restore = tcsetattr(in, TCSAFLUSH, &raw) == 0;
+	}
+	int r = 0;
+	for (;;) {
+		char c;
+		ssize_t n = read(in, &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = negerrno();
+			break;
+		}
+		if (n == 0 || c == '\n' || c == '\r')
+			break;
+		if (strbuf_addch(&sb, c) < 0)
+			continue; /* past the limit: dropped, as readpassphrase truncates */
+	}
+	if (restore) {
+		tcsetattr(in, TCSAFLUSH, &old);
+		if (write(out, "\n", 1) < 0)
+			r = r < 0 ? r : negerrno();
+	}
+	if (r < 0) {
+		explicit_bzero(sb.buf, sb.len);
+		return r;
+	}
+	*ret = strbuf_detach(&sb, NULL);
+	return 0;
+}
+
+static int read_stdin_password(char **ret)
+{
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	char buf[4096];
+	strbuf_init(&sb, MAX_STDIN);
+	for (;;) {
+		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return log_error_errno(negerrno(), "cannot read the password from stdin");
+		if (n == 0)
+			break;
+		if (strbuf_add(&sb, buf, (size_t)n) < 0) {
+			explicit_bzero(sb.buf, sb.len);
+			return log_error_errno(-EFBIG, "the password on stdin is too long");
+		}
+	}
+	explicit_bzero(buf, sizeof(buf));
+	while (sb.len > 0 && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == '\r'))
+		sb.buf[--sb.len] = 0;
+	*ret = strbuf_detach(&sb, NULL);
+	return 0;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+static int validate(const char *host, bool insecure, const char *user, const char *pass)
+{
+	struct oci_registry *reg = NULL;
+	struct oci_registry_options o = {.insecure = insecure, .username = user, .password = pass};
+	int r = oci_registry_new(host, "", &o, &reg);
+	if (r >= 0)
+		r = oci_registry_ping(reg);
+	oci_registry_free(reg);
+	if (r < 0)
+		log_error("invalid credentials: %s", strerror(-r));
+	return r;
+}
+
 int cmd_login(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	log_error("'tart login' is not implemented yet");
-	return -ENOSYS;
+	enum { ARG_USERNAME = 0x100, ARG_PASSWORD_STDIN, ARG_INSECURE, ARG_NO_VALIDATE };
+	static const struct option opts[] = {
+		{"username", required_argument, NULL, ARG_USERNAME},
+		{"password-stdin", no_argument, NULL, ARG_PASSWORD_STDIN},
+		{"insecure", no_argument, NULL, ARG_INSECURE},
+		{"no-validate", no_argument, NULL, ARG_NO_VALIDATE},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	static const char *const names[] = {"<host>"};
+	const char *username = NULL;
+	bool password_stdin = false, insecure = false, no_validate = false;
+	int c;
+
+	cmd_getopt_init();
+	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
+		switch (c) {
+		case 'h':
+			return 0;
+		case ARG_USERNAME:
+			username = optarg;
+			break;
+		case ARG_PASSWORD_STDIN:
+			password_stdin = true;
+			break;
+		case ARG_INSECURE:
+			insecure = true;
+			break;
+		case ARG_NO_VALIDATE:
+			no_validate = true;
+			break;
+		default:
+			return c < 0 ? c : CMD_EUSAGE;
+		}
+	}
+	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
+	if (r < 0)
+		return r;
+	if ((username != NULL) != password_stdin)
+		return cmd_usage_error(&help, "both --username and --password-stdin are required");
+	const char *host = argv[optind];
+	r = oci_credentials_check_host(host);
+	if (r < 0)
+		return r;
+
+	char *user = NULL, *pass = NULL;
+	if (username) {
+		user = xstrdup(username);
+		r = read_stdin_password(&pass);
+	} else {
+		r = prompt("User: ", true, &user);
+		if (r >= 0)
+			r = prompt("Password: ", false, &pass);
+		if (r < 0)
+			log_error_errno(r, "cannot read the credentials");
+	}
+	if (r >= 0 && !no_validate)
+		r = validate(host, insecure, user, pass);
+	if (r >= 0)
+		r = oci_credentials_store(host, user, pass);
+	free_secret(user);
+	free_secret(pass);
+	/* every failure here is Tart's plain error, exit 1 (a 404 must not read as "no such VM") */
+	return r < 0 ? 1 : 0;
 }

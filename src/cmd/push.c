@@ -14,6 +14,7 @@
 #include "vm/config.h"
 #include "vm/dir.h"
 #include "vm/home.h"
+#include "vm/prune.h"
 #include "vm/pull.h"
 #include "vm/storage.h"
 
@@ -228,7 +229,13 @@ int cmd_push(int argc, char **argv)
 	if (r >= 0) {
 		_cleanup_oci_ref_ struct oci_ref sref = OCI_REF_INIT;
 		bool remote_src = oci_ref_parse(src, &sref, NULL) == 0;
-		r = push_all(&d, remote_src ? &sref : NULL, argv + optind + 1, argc - optind - 1, &a);
+		/* a cached source must not be pruned or collected while we read it */
+		_cleanup_close_ int use = remote_src ? vm_cache_use(d.path) : -1;
+		if (remote_src && use < 0)
+			r = log_error_errno(use, "cannot use \"%s\"", src);
+		else
+			r = push_all(&d, remote_src ? &sref : NULL, argv + optind + 1,
+				     argc - optind - 1, &a);
 	}
 	strvec_clear(&a.labels);
 	return r;

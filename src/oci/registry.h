@@ -75,3 +75,28 @@ typedef int64_t (*oci_blob_source)(void *userdata, uint64_t offset, void *buf, s
 int oci_registry_push_blob(struct oci_registry *r, const char *digest, uint64_t size,
 			   uint64_t chunk_size, const char *mount_from, oci_blob_source source,
 			   void *userdata);
+
+/*
+ * IMPLEMENTATION NOTES (src/oci/registry.c; the signatures and semantics above are unchanged):
+ * - oci_registry_get_blob verifies the sha256 of the streamed bytes when offset is 0 and
+ *   returns -EBADMSG at the end on a mismatch (the sink has seen the bytes by then: callers
+ *   must discard them). With offset > 0 nothing is verified here (the prefix is not seen).
+ *   A server that ignores Range and answers 200 is tolerated: the prefix is skipped, the
+ *   sink still starts at offset. A 206 whose Content-Range does not start at the requested
+ *   offset is -ERANGE.
+ * - Transfers that break after delivering bytes restart their attempt count (each retry
+ *   must make progress); a stalled transfer (under 1 byte/s for 60 s, env
+ *   TART_REGISTRY_STALL_TIMEOUT=<s> to change) is a transport error and retried.
+ * - Uploads are retried from the POST (a new session) on transport errors, 5xx, 429 and a
+ *   lost session (404 on PATCH/PUT); a 202 whose Range differs from what was sent is
+ *   retried the same way. The mount is only tried on the first attempt.
+ * - Backoff: 0.5 s doubling up to 30 s (env TART_REGISTRY_RETRY_DELAY_MS for the first
+ *   step), or Retry-After (capped at 120 s); 5 attempts.
+ * - Progress of retries is logged at info level ("... retrying in N ms").
+ * - Not retried: TLS failures (untrusted certificate: -EPROTO), authentication failures
+ *   (-EACCES, or -EPROTO for an unsupported WWW-Authenticate scheme, -EBADMSG for a
+ *   malformed one), sink/source errors (their own code).
+ * - Authorization is sent to the registry's origin and to upload Locations it hands out;
+ *   never across a redirect to another origin. SSL_CERT_FILE / SSL_CERT_DIR select a
+ *   private CA. HTTP/1.1 only.
+ */

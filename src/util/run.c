@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -52,18 +53,67 @@ static void drain(int fd, struct strbuf *sb, bool *open_flag)
 		return; /* over the cap: the rest is dropped on purpose */
 }
 
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void close_pair(int p[2])
+{
+	close_fd(&p[0]);
+	close_fd(&p[1]);
+}
+
+/* write(2) on a pipe with SIGPIPE blocked for this thread, so EPIPE comes back as an error. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+	sigset_t block, old, pending;
+	sigemptyset(&block);
+	sigaddset(&block, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	ssize_t n = write(fd, buf, len);
+	int saved = errno;
+	if (n < 0 && errno == EPIPE) {
+		sigpending(&pending);
+		if (sigismember(&pending, SIGPIPE)) {
+			int sig;
+			sigwait(&block, &sig);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = saved;
+	return n;
+}
+
 int run_argv(const struct strvec *argv, struct strbuf *out, struct strbuf *err, int *ret_status)
 {
-	int po[2] = {-1, -1}, pe[2] = {-1, -1};
+	return run_argv_input(argv, NULL, 0, out, err, ret_status);
+}
+
+int run_argv_input(const struct strvec *argv, const void *input, size_t input_len,
+		   struct strbuf *out, struct strbuf *err, int *ret_status)
+{
+	int po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
 	posix_spawn_file_actions_t fa;
 	_cleanup_free_ char *prog = NULL;
 	int r = find_program(argv->v[0], &prog);
 	if (r < 0)
 		return r;
-	if ((out && pipe2(po, O_CLOEXEC) < 0) || (err && pipe2(pe, O_CLOEXEC) < 0))
-		return negerrno();
+	if ((out && pipe2(po, O_CLOEXEC) < 0) || (err && pipe2(pe, O_CLOEXEC) < 0) ||
+	    (input && pipe2(pi, O_CLOEXEC) < 0)) {
+		r = negerrno();
+		close_pair(po);
+		close_pair(pe);
+		close_pair(pi);
+		return r;
+	}
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (input)
+		posix_spawn_file_actions_adddup2(&fa, pi[0], 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (out)
 		posix_spawn_file_actions_adddup2(&fa, po[1], 1);
 	if (err)
@@ -71,22 +121,27 @@ int run_argv(const struct strvec *argv, struct strbuf *out, struct strbuf *err, 
 	pid_t pid;
 	r = posix_spawn(&pid, prog, &fa, NULL, argv->v, environ);
 	posix_spawn_file_actions_destroy(&fa);
-	if (po[1] >= 0)
-		close(po[1]);
-	if (pe[1] >= 0)
-		close(pe[1]);
+	close_fd(&po[1]);
+	close_fd(&pe[1]);
+	close_fd(&pi[0]);
 	if (r != 0) {
-		if (po[0] >= 0)
-			close(po[0]);
-		if (pe[0] >= 0)
-			close(pe[0]);
+		close_pair(po);
+		close_pair(pe);
+		close_pair(pi);
 		return -r;
 	}
+	/* A child that exits without reading its stdin must not kill us with SIGPIPE. */
+	if (pi[1] >= 0)
+		fcntl(pi[1], F_SETFL, O_NONBLOCK);
+	size_t in_pos = 0;
+	if (pi[1] >= 0 && input_len == 0)
+		close_fd(&pi[1]);
 	bool oo = out != NULL, eo = err != NULL;
-	while (oo || eo) {
-		struct pollfd pfd[2] = {{.fd = oo ? po[0] : -1, .events = POLLIN},
-					{.fd = eo ? pe[0] : -1, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0) {
+	while (oo || eo || pi[1] >= 0) {
+		struct pollfd pfd[3] = {{.fd = oo ? po[0] : -1, .events = POLLIN},
+					{.fd = eo ? pe[0] : -1, .events = POLLIN},
+					{.fd = pi[1], .events = POLLOUT}};
+		if (poll(pfd, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -95,11 +150,18 @@ int run_argv(const struct strvec *argv, struct strbuf *out, struct strbuf *err, 
 			drain(po[0], out, &oo);
 		if (eo && pfd[1].revents)
 			drain(pe[0], err, &eo);
+		if (pi[1] >= 0 && pfd[2].revents) {
+			ssize_t n = write_nosigpipe(pi[1], (const char *)input + in_pos,
+						    input_len - in_pos);
+			if (n > 0)
+				in_pos += (size_t)n;
+			if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_pos == input_len)
+				close_fd(&pi[1]);
+		}
 	}
-	if (po[0] >= 0)
-		close(po[0]);
-	if (pe[0] >= 0)
-		close(pe[0]);
+	close_pair(po);
+	close_pair(pe);
+	close_pair(pi);
 	int st;
 	while (waitpid(pid, &st, 0) < 0) {
 		if (errno != EINTR)

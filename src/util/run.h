@@ -15,5 +15,12 @@
  */
 int run_argv(const struct strvec *argv, struct strbuf *out, struct strbuf *err, int *ret_status);
 
+/*
+ * Same, with `input` (input_len bytes) fed to the program's stdin, which is then closed; a
+ * program that exits without reading it all is not an error. input NULL means /dev/null.
+ */
+int run_argv_input(const struct strvec *argv, const void *input, size_t input_len,
+		   struct strbuf *out, struct strbuf *err, int *ret_status);
+
 /* Find an executable in PATH (or take it as is when it contains '/'). Allocates. */
 int find_program(const char *name, char **ret_path);

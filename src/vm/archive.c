@@ -11,6 +11,7 @@
 #include "vm/dir.h"
 #include "vm/home.h"
 #include "vm/ops.h"
+#include "vm/prune.h"
 #include "vm/storage.h"
 
 int vm_export(const char *name, const char *path)
@@ -19,6 +20,10 @@ int vm_export(const char *name, const char *path)
 	int r = vm_storage_open(name, &d);
 	if (r < 0)
 		return r;
+	/* a cached image must not be pruned or collected while we read it */
+	_cleanup_close_ int use = oci_ref_is_remote(name) ? vm_cache_use(d.path) : -1;
+	if (oci_ref_is_remote(name) && use < 0)
+		return log_error_errno(use, "cannot use \"%s\"", name);
 	struct vm_config c = {0};
 	r = vm_dir_load_config(&d, &c);
 	if (r < 0)

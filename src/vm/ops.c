@@ -13,6 +13,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "vm/home.h"
+#include "vm/prune.h"
 #include "vm/storage.h"
 
 static int check_new_name(const char *name)
@@ -160,6 +161,15 @@ int vm_clone(const struct vm_dir *src, const char *new_name)
 		log_error("VM \"%s\" already exists, delete it first", new_name);
 		return -EEXIST;
 	}
+	/* In use while we copy: prune, the cache GC and delete leave the source alone. */
+	_cleanup_close_ int use = vm_cache_use(src->path);
+	if (use < 0) {
+		if (use == -ENOENT)
+			log_error("the specified VM \"%s\" does not exist", src->name);
+		else
+			log_error_errno(use, "cannot lock \"%s\"", src->name);
+		return use;
+	}
 	struct vm_config c = {0};
 	r = vm_dir_load_config(src, &c);
 	if (r < 0)
@@ -204,6 +214,39 @@ fail:
 	return r;
 }
 
+/*
+ * Take what a change of vms/<name> needs: the run lock (it is not running, and no run can
+ * start meanwhile) and, unless the entry is a symlink to a VM stored elsewhere, the deleter's
+ * flock (nobody is cloning from it). Returns 1 for a symlink, 0 otherwise, or -EBUSY/-errno
+ * (logged).
+ */
+static int lock_local_for_change(const struct vm_dir *d, int *ret_run, int *ret_use)
+{
+	_cleanup_close_ int run = vm_dir_lock_run(d);
+	if (run == -EALREADY) {
+		log_error("VM \"%s\" is running", d->name);
+		return -EBUSY;
+	}
+	if (run < 0)
+		return log_error_errno(run, "cannot lock VM \"%s\"", d->name);
+	struct stat lst;
+	if (lstat(d->path, &lst) < 0)
+		return log_error_errno(negerrno(), "cannot lock VM \"%s\"", d->name);
+	_cleanup_close_ int use = -1;
+	if (!S_ISLNK(lst.st_mode)) {
+		use = vm_cache_lock_delete(d->path);
+		if (use == -EBUSY) {
+			log_error("VM \"%s\" is in use", d->name);
+			return -EBUSY;
+		}
+		if (use < 0)
+			return log_error_errno(use, "cannot lock VM \"%s\"", d->name);
+	}
+	*ret_run = TAKE_FD(run);
+	*ret_use = TAKE_FD(use);
+	return S_ISLNK(lst.st_mode) ? 1 : 0;
+}
+
 int vm_delete_local(const char *name)
 {
 	struct vm_dir d;
@@ -211,25 +254,19 @@ int vm_delete_local(const char *name)
 	if (r < 0)
 		return r;
 	_cleanup_vm_dir_ struct vm_dir dd = d;
-	/* Hold the run lock while deleting so that no `run` can start on a half-deleted VM. */
-	_cleanup_close_ int lock = vm_dir_lock_run(&dd);
-	if (lock == -EALREADY) {
-		log_error("VM \"%s\" is running", name);
-		return -EBUSY;
-	}
-	if (lock < 0)
-		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
-	/* Move out of vms/ first so the VM disappears atomically, then remove at leisure. */
-	char uuid[37];
-	fs_random_uuid(uuid);
-	_cleanup_free_ char *tmp = home_path("tmp");
-	_cleanup_free_ char *trash = xasprintf("%s/delete-%s", tmp, uuid);
-	if (rename(dd.path, trash) < 0)
-		return log_error_errno(negerrno(), "cannot delete VM \"%s\"", name);
-	r = fs_rm_rf(trash);
+	/* Held while deleting so that no `run` can start on a half-deleted VM. */
+	_cleanup_close_ int run = -1, use = -1;
+	r = lock_local_for_change(&dd, &run, &use);
 	if (r < 0)
-		log_warning_errno(r, "VM \"%s\" deleted, but '%s' could not be removed", name, trash);
-	return 0;
+		return r;
+	/* A symlink to a VM kept elsewhere: delete the link, never its target. */
+	if (r == 1) {
+		if (unlink(dd.path) < 0)
+			return log_error_errno(negerrno(), "cannot delete VM \"%s\"", name);
+		return 0;
+	}
+	/* Moved out of vms/ first, so the VM disappears atomically, then removed at leisure. */
+	return vm_dir_remove_locked(dd.path, name);
 }
 
 int vm_rename_local(const char *name, const char *new_name)
@@ -242,13 +279,10 @@ int vm_rename_local(const char *name, const char *new_name)
 	if (r < 0)
 		return r;
 	_cleanup_vm_dir_ struct vm_dir dd = d;
-	_cleanup_close_ int lock = vm_dir_lock_run(&dd);
-	if (lock == -EALREADY) {
-		log_error("VM \"%s\" is running", name);
-		return -EBUSY;
-	}
-	if (lock < 0)
-		return log_error_errno(lock, "cannot lock VM \"%s\"", name);
+	_cleanup_close_ int run = -1, use = -1;
+	r = lock_local_for_change(&dd, &run, &use);
+	if (r < 0)
+		return r;
 	_cleanup_close_ int glock = home_lock_global();
 	if (glock < 0)
 		return glock;

@@ -28,14 +28,6 @@
 #define STAGED_DIGEST_FILE ".manifest-digest"
 #define EXPLICIT_FILE ".explicitly-pulled"
 
-/* Linked either way: a no-op until the prune branch provides the real one. */
-__attribute__((weak)) int vm_prune_auto(uint64_t required_bytes, const char *exclude_path)
-{
-	(void)required_bytes;
-	(void)exclude_path;
-	return 0;
-}
-
 static char *staging_path(const struct oci_ref *ref)
 {
 	_cleanup_free_ char *s = oci_ref_to_string(ref);
@@ -83,6 +75,7 @@ struct locals {
 	struct oci_pull_local *v;
 	struct oci_manifest *m;
 	char **paths;
+	int *use_fds; /* vm_cache_use() on each candidate: prune and GC leave it alone meanwhile */
 	size_t n;
 };
 
@@ -91,10 +84,12 @@ static void locals_release(struct locals *l)
 	for (size_t i = 0; i < l->n; i++) {
 		oci_manifest_release(&l->m[i]);
 		free(l->paths[i]);
+		close(l->use_fds[i]);
 	}
 	free(l->v);
 	free(l->m);
 	free(l->paths);
+	free(l->use_fds);
 }
 
 static void locals_collect(struct locals *l, const char *exclude_digest)
@@ -114,14 +109,21 @@ static void locals_collect(struct locals *l, const char *exclude_digest)
 		_cleanup_free_ char *mp = path_join(all.v[i].path, MANIFEST_FILE);
 		_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 		struct oci_manifest m;
-		if (fs_read_full(mp, OCI_MANIFEST_MAX, &sb) < 0 ||
-		    oci_manifest_parse(sb.buf, sb.len, &m, NULL) < 0)
+		int use = vm_cache_use(all.v[i].path);
+		if (use < 0)
 			continue;
+		if (fs_read_full(mp, OCI_MANIFEST_MAX, &sb) < 0 ||
+		    oci_manifest_parse(sb.buf, sb.len, &m, NULL) < 0) {
+			close(use);
+			continue;
+		}
 		l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
 		l->m = xrealloc(l->m, (l->n + 1) * sizeof(*l->m));
 		l->paths = xrealloc(l->paths, (l->n + 1) * sizeof(*l->paths));
+		l->use_fds = xrealloc(l->use_fds, (l->n + 1) * sizeof(*l->use_fds));
 		l->m[l->n] = m;
 		l->paths[l->n] = path_join(all.v[i].path, VM_DISK_FILE);
+		l->use_fds[l->n] = use;
 		l->n++;
 	}
 	for (size_t i = 0; i < l->n; i++)

@@ -33,6 +33,11 @@ static inline void vm_entry_list_releasep(struct vm_entry_list *l)
 int vm_storage_list_local(struct vm_entry_list *ret);
 /* Cache entries (tags and digests) sorted by name. */
 int vm_storage_list_oci(struct vm_entry_list *ret);
+/*
+ * Only the initialized digest directories ("host/ns@sha256:..."), found without following
+ * any symlink, sorted by name: the candidates of prune.
+ */
+int vm_storage_list_oci_digests(struct vm_entry_list *ret);
 
 /* Allocated cache path of a reference: ".../<ns>/<tag>" or ".../<ns>/sha256:<hex>". */
 char *vm_cache_path(const struct oci_ref *ref);
@@ -55,7 +60,8 @@ int vm_cache_fqn(const struct oci_ref *ref, char **ret);
 
 /*
  * Delete unreferenced digest directories and dangling tag symlinks under cache/OCIs: a digest
- * directory survives when a tag links to it or it holds ".explicitly-pulled". Non-logging
+ * directory survives when a tag links to it, it holds ".explicitly-pulled", or it is in use
+ * (see the protocol in vm/prune.h). Deletion is atomic (moved into tmp/ first). Non-logging
  * except for a warning per failed removal.
  */
 void vm_cache_gc(void);
@@ -70,5 +76,8 @@ int vm_cache_lock_host_dir(const char *host_dir);
 /* vm_cache_gc() for one host directory whose lock the caller holds. */
 void vm_cache_gc_host_locked(const char *host_dir);
 
-/* Delete a cache entry (tag symlink or digest directory), then run the GC. */
+/*
+ * Delete a cache entry (tag symlink or digest directory), then run the GC. A digest directory
+ * in use is refused with -EBUSY (logged as `VM "<name>" is in use`).
+ */
 int vm_cache_delete(const struct oci_ref *ref);

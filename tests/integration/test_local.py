@@ -226,3 +226,36 @@ def test_clone_enospc_leaves_nothing(tart, tmp_path):
         assert list((home / "tmp").iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_invalid_tart_home(tart, tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    p = tart.run("list", check=False, env={"TART_HOME": str(f / "home")})
+    assert p.returncode == 1 and "TART_HOME is invalid" in p.stderr
+
+
+def test_read_only_tart_home(tart, tmp_path):
+    """Creating into a read-only TART_HOME fails with a message and changes nothing."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a read-only bind mount")
+    home = tmp_path / "rohome"
+    tart.run("create", "--linux", "vm", env={"TART_HOME": str(home)})
+    subprocess.run(["mount", "--bind", str(home), str(home)], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(home)], check=True)
+    try:
+        p = tart.run("clone", "vm", "vm2", check=False, env={"TART_HOME": str(home)})
+        assert p.returncode == 1 and "Read-only file system" in p.stderr
+        p = tart.run("set", "vm", "--cpu", "2", check=False, env={"TART_HOME": str(home)})
+        assert p.returncode == 1
+        assert tart.run("list", "-q", env={"TART_HOME": str(home)}).stdout == "vm\n"
+    finally:
+        subprocess.run(["umount", str(home)], check=True)
+    cfg = json.loads((home / "vms" / "vm" / "config.json").read_text())
+    assert cfg["cpuCount"] == 4
+
+
+def test_disk_size_zero_rejected(tart):
+    p = tart.run("create", "--linux", "--disk-size", "0", "vm", check=False)
+    assert p.returncode == 64
