@@ -97,12 +97,18 @@ static void test_config_stub(void **state)
 	strbuf_release(&sb);
 }
 
+/* s with the first occurrence of `from` replaced by `to` (allocated). */
+static char *replace_first(const char *s, const char *from, const char *to)
+{
+	const char *p = strstr(s, from);
+	assert_non_null(p);
+	return xasprintf("%.*s%s%s", (int)(p - s), s, to, p + strlen(from));
+}
+
 /* Replace the first occurrence of `from` in the sample manifest by `to` and parse. */
 static int parse_mutated(const char *from, const char *to, char **ret_err)
 {
-	const char *p = strstr(expected, from);
-	assert_non_null(p);
-	char *s = xasprintf("%.*s%s%s", (int)(p - expected), expected, to, p + strlen(from));
+	char *s = replace_first(expected, from, to);
 	struct oci_manifest m;
 	int r = oci_manifest_parse(s, strlen(s), &m, ret_err);
 	if (r == 0)
@@ -193,9 +199,7 @@ static void test_vetu(void **state)
 	const char *subst[][2] = {{"\"disk.img\"}", "\"other.img\"}"},
 				  {OCI_ANN_VETU_UNCOMPRESSED_SIZE "\":\"100\"", "x\":\"1\""}};
 	for (size_t i = 0; i < 2; i++) {
-		const char *at = strstr(s, subst[i][0]);
-		assert_non_null(at);
-		char *bad = xasprintf("%.*s%s%s", (int)(at - s), s, subst[i][1], at + strlen(subst[i][0]));
+		char *bad = replace_first(s, subst[i][0], subst[i][1]);
 		err = NULL;
 		assert_int_equal(oci_manifest_parse(bad, strlen(bad), &m, &err), -EBADMSG);
 		assert_non_null(strstr(err, i == 0 ? "several disks" : "uncompressed-size"));
@@ -203,11 +207,7 @@ static void test_vetu(void **state)
 		free(bad);
 	}
 	/* Tart and Vetu types do not mix */
-	char *mixed = xasprintf("%s", s);
-	char *k = strstr(mixed, OCI_MT_VETU_KERNEL);
-	memcpy(k, OCI_MT_TART_NVRAM, strlen(OCI_MT_TART_NVRAM));
-	memmove(k + strlen(OCI_MT_TART_NVRAM), k + strlen(OCI_MT_VETU_KERNEL),
-		strlen(k + strlen(OCI_MT_VETU_KERNEL)) + 1);
+	char *mixed = replace_first(s, OCI_MT_VETU_KERNEL, OCI_MT_TART_NVRAM);
 	assert_int_equal(oci_manifest_parse(mixed, strlen(mixed), &m, &err), -EBADMSG);
 	free(err);
 	free(mixed);
