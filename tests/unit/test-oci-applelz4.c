@@ -215,6 +215,43 @@ static void test_lz4_frame(void **state)
 	free(in);
 }
 
+/* Random damage to a valid stream: never a crash, never more output than allowed. */
+static void test_mutations(void **state)
+{
+	(void)state;
+	size_t n = 300000;
+	unsigned char *in = malloc(n);
+	fill_sample(in, n);
+	struct strbuf enc = STRBUF_INIT;
+	struct oci_lz4_enc *e = oci_lz4_enc_new(enc_collect, &enc);
+	assert_int_equal(oci_lz4_enc_update(e, in, n), 0);
+	assert_int_equal(oci_lz4_enc_finish(e), 0);
+	oci_lz4_enc_free(e);
+	uint32_t x = 42;
+	for (int iter = 0; iter < 3000; iter++) {
+		unsigned char *m = malloc(enc.len);
+		memcpy(m, enc.buf, enc.len);
+		size_t len = enc.len;
+		int flips = 1 + iter % 4;
+		for (int f = 0; f < flips; f++) {
+			x = x * 1103515245 + 12345;
+			size_t pos = (x >> 8) % len;
+			x = x * 1103515245 + 12345;
+			m[pos] ^= (unsigned char)(1 + (x >> 16) % 255);
+		}
+		if (iter % 7 == 0)
+			len = (x >> 4) % len;
+		struct strbuf out = STRBUF_INIT;
+		int r = decode(OCI_LZ4_APPLE, m, len, 1 + (x >> 20) % 70000, n, &out);
+		assert_true(r == 0 || r == -EBADMSG || r == -EFBIG);
+		assert_true(out.len <= n);
+		strbuf_release(&out);
+		free(m);
+	}
+	strbuf_release(&enc);
+	free(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +261,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_zeros_compress),
 		cmocka_unit_test(test_lz4_frame),
+		cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -213,6 +213,37 @@ static void test_vetu(void **state)
 	free(mixed);
 }
 
+/* Random byte damage to a valid manifest: never a crash; what parses is still sane. */
+static void test_mutations(void **state)
+{
+	(void)state;
+	size_t len = strlen(expected);
+	uint32_t x = 7;
+	for (int iter = 0; iter < 5000; iter++) {
+		char *m = xstrdup(expected);
+		for (int f = 0; f < 1 + iter % 3; f++) {
+			x = x * 1103515245 + 12345;
+			size_t pos = (x >> 8) % len;
+			x = x * 1103515245 + 12345;
+			m[pos] = "{}[]\",:0123456789-eE.asz\\/ "[(x >> 16) % 29];
+		}
+		struct oci_manifest p;
+		char *err = NULL;
+		int r = oci_manifest_parse(m, len, &p, &err);
+		if (r == 0) {
+			assert_true(p.nlayers >= 3 && p.nlayers <= OCI_MANIFEST_LAYERS_MAX);
+			if (p.has_disk_size)
+				assert_int_equal(oci_manifest_disk_uncompressed(&p), p.disk_size);
+			assert_non_null(oci_manifest_find(&p, OCI_LAYER_CONFIG));
+			oci_manifest_release(&p);
+		} else {
+			assert_non_null(err);
+		}
+		free(err);
+		free(m);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_config_stub),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_vetu),
+		cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
