@@ -82,7 +82,7 @@ sync
 calc() { awk "BEGIN { print $1 }"; }
 
 # run <label> <cmd...>: time one command, remember wall seconds and peak RSS
-declare -A WALL RSS
+declare -A WALL RSS CPU
 run() {
 	local label=$1
 	shift
@@ -93,6 +93,7 @@ run() {
 	}
 	WALL[$label]=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$WORK/time.$label")
 	RSS[$label]=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.$label")
+	CPU[$label]=$(awk -F': ' '/(User|System) time \(seconds\)/ {s += $2} END {print s}' "$WORK/time.$label")
 }
 
 run tart_push "$TART" push --insecure --concurrency "$CONC" bench "$HOST/bench/tart:1"
@@ -110,10 +111,10 @@ LOGICAL=$((GIB << 30))
 
 printf '\ndisk: %s GiB logical (1/4 random, 1/4 /usr tar, 1/2 zeros); blobs %.0f MB compressed; concurrency %s\n' \
 	"$GIB" "$(calc "$COMPRESSED / 1000000")" "$CONC"
-printf '%-12s %9s %14s %14s %12s\n' operation seconds "logical MB/s" "blob MB/s" "peak RSS MB"
+printf '%-12s %9s %9s %14s %14s %12s\n' operation seconds "cpu s" "logical MB/s" "blob MB/s" "peak RSS MB"
 for l in tart_push tart_pull skopeo_pull skopeo_push; do
 	w=${WALL[$l]}
-	printf '%-12s %9.2f %14.1f %14.1f %12.1f\n' "$l" "$w" \
+	printf '%-12s %9.2f %9.2f %14.1f %14.1f %12.1f\n' "$l" "$w" "${CPU[$l]}" \
 		"$(calc "$LOGICAL / $w / 1000000")" "$(calc "$COMPRESSED / $w / 1000000")" \
 		"$(calc "${RSS[$l]} / 1024")"
 done

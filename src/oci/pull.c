@@ -47,9 +47,59 @@ struct pull_job {
 /* Decoded bytes land here: hashed, zero pages skipped, the rest written at off. */
 struct disk_writer {
 	struct pull_job *j;
-	uint64_t off, end;
+	uint64_t start, off, end;
 	struct oci_digest digest;
+	bool nonzero; /* data seen: before that, zeros are neither written nor hashed */
 };
+
+static void writer_init(struct disk_writer *w, struct pull_job *j, uint64_t off, uint64_t len)
+{
+	*w = (struct disk_writer){.j = j, .start = off, .off = off, .end = off + len};
+	oci_digest_init(&w->digest);
+	w->nonzero = !j->punch_ok; /* zeros must be written: take the plain path */
+}
+
+static const unsigned char zero_buf[1u << 20];
+
+static void hash_zeros(struct oci_digest *d, uint64_t n)
+{
+	while (n > 0) {
+		size_t k = (size_t)MIN((uint64_t)sizeof(zero_buf), n);
+		oci_digest_update(d, zero_buf, k);
+		n -= k;
+	}
+}
+
+/*
+ * Digest of n zero bytes. Empty disk regions are whole zero layers, mostly of the same size:
+ * hash that once per process rather than once per layer.
+ */
+static void zero_digest(uint64_t n, char ret[OCI_DIGEST_STRLEN])
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static uint64_t memo_size = UINT64_MAX;
+	static char memo[OCI_DIGEST_STRLEN];
+	pthread_mutex_lock(&lock);
+	if (memo_size != n) {
+		struct oci_digest d;
+		oci_digest_init(&d);
+		hash_zeros(&d, n);
+		oci_digest_final(&d, memo);
+		memo_size = n;
+	}
+	memcpy(ret, memo, OCI_DIGEST_STRLEN);
+	pthread_mutex_unlock(&lock);
+}
+
+static void writer_final(struct disk_writer *w, char ret[OCI_DIGEST_STRLEN])
+{
+	if (w->nonzero) {
+		oci_digest_final(&w->digest, ret);
+	} else {
+		oci_digest_release(&w->digest);
+		zero_digest(w->off - w->start, ret);
+	}
+}
 
 static bool page_is_zero(const unsigned char *p, size_t n)
 {
@@ -63,6 +113,17 @@ static int writer_write(void *userdata, const void *data, size_t len)
 	const unsigned char *p = data;
 	if (len > w->end - w->off)
 		return -EFBIG;
+	if (!w->nonzero) {
+		size_t z = 0;
+		while (z < len && page_is_zero(p + z, MIN((size_t)PAGE, len - z)))
+			z += MIN((size_t)PAGE, len - z);
+		if (z == len) {
+			w->off += len;
+			return 0;
+		}
+		hash_zeros(&w->digest, w->off - w->start);
+		w->nonzero = true;
+	}
 	oci_digest_update(&w->digest, data, len);
 	size_t i = 0;
 	while (i < len) {
@@ -208,9 +269,9 @@ static int replay_part(const char *part, struct blob_sink *s)
 static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *l, uint64_t off,
 			  bool use_part, bool *ret_resumed)
 {
-	struct disk_writer w = {.j = j, .off = off, .end = off + l->uncompressed_size};
+	struct disk_writer w;
+	writer_init(&w, j, off, l->uncompressed_size);
 	struct blob_sink s = {.limit = l->size, .progress = &j->progress, .part_fd = -1};
-	oci_digest_init(&w.digest);
 	oci_digest_init(&s.digest);
 	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
 	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
@@ -235,7 +296,7 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 		close(s.part_fd);
 	char cdg[OCI_DIGEST_STRLEN], udg[OCI_DIGEST_STRLEN];
 	oci_digest_final(&s.digest, cdg);
-	oci_digest_final(&w.digest, udg);
+	writer_final(&w, udg);
 	if (r == -EBADMSG || r == -EFBIG)
 		return log_error_errno(-EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt",
 				       k, l->digest);
@@ -261,11 +322,11 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 	const char *lpath;
 	uint64_t loff;
 	if (find_local(j, l, &lpath, &loff)) {
-		struct disk_writer w = {.j = j, .off = off, .end = off + l->uncompressed_size};
-		oci_digest_init(&w.digest);
+		struct disk_writer w;
+		writer_init(&w, j, off, l->uncompressed_size);
 		r = copy_local(&w, lpath, loff, l->uncompressed_size);
 		char got[OCI_DIGEST_STRLEN];
-		oci_digest_final(&w.digest, got);
+		writer_final(&w, got);
 		if (r >= 0 && (!l->uncompressed_digest[0] || streq(got, l->uncompressed_digest))) {
 			oci_progress_add(&j->progress, l->size);
 			return record_done(j, k);
