@@ -337,3 +337,58 @@ def test_push_refuses_running_and_bad_names(tart, registry):
         fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         p = tart.run("push", "--insecure", "vm", f"{registry.host}/x/y:1", check=False)
     assert p.returncode != 0 and 'VM "vm" is running' in p.stderr
+
+
+def test_layers_of_cached_images_are_not_downloaded_again(tart, registry, tmp_path):
+    host = registry.host
+    src = make_vm(tart, "vm", disk_gb=2, pieces=tuple((i * 512 * MiB + 8192, 2 * MiB)
+                                                     for i in range(4)), seed=3)
+    tart.run("push", "--insecure", "vm", f"{host}/reuse/vm:1")
+    with open(src / "disk.img", "r+b") as f:  # change the third chunk only
+        f.seek(2 * 512 * MiB + 100 * MiB)
+        f.write(os.urandom(MiB))
+    tart.run("push", "--insecure", "vm", f"{host}/reuse/vm:2")
+    proxy = Proxy(host)
+    try:
+        t2 = other_home(tmp_path)
+        t2.run("pull", "--insecure", f"{proxy.host}/reuse/vm:1")
+        before = len(proxy.blob_gets())
+        t2.run("pull", "--insecure", f"{proxy.host}/reuse/vm:2")
+        fetched = proxy.blob_gets()[before:]
+        body, _ = get_manifest(host, "reuse/vm", "2")
+        disks = [layer["digest"] for layer in json.loads(body)["layers"][1:-1]]
+        got_disks = [p.rsplit("/", 1)[1] for p in fetched if p.rsplit("/", 1)[1] in disks]
+        assert got_disks == [disks[2]], fetched  # only the changed chunk came over the network
+        assert sha256_file(cache_dir(t2, proxy.host, "reuse/vm") / "2" / "disk.img") == \
+            sha256_file(src / "disk.img")
+    finally:
+        proxy.close()
+
+
+def test_different_images_pull_in_parallel(tart, registry, tmp_path):
+    host = registry.host
+    for i in range(2):
+        make_vm(tart, f"vm{i}", disk_gb=1, pieces=((8192, 6 * MiB),), seed=10 + i)
+        tart.run("push", "--insecure", f"vm{i}", f"{host}/par/vm{i}:1")
+    proxy = Proxy(host)
+    proxy.set_delay(0.01)
+    try:
+        t2 = other_home(tmp_path)
+        procs = [t2.popen("pull", "--insecure", f"{proxy.host}/par/vm{i}:1",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+        # both downloads are in flight at the same time: two staging dirs with a partial layer
+        seen_both = False
+        import time
+        deadline = time.time() + 120
+        while time.time() < deadline and any(p.poll() is None for p in procs):
+            parts = list((t2.home / "tmp").glob("*/.layer-*.part"))
+            if len({p.parent for p in parts}) == 2:
+                seen_both = True
+            time.sleep(0.02)
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        assert seen_both, "the two pulls did not overlap"
+        assert "waiting for" not in err.decode()
+    finally:
+        proxy.close()
