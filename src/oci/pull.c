@@ -155,11 +155,14 @@ struct blob_sink {
 	uint64_t received, limit;
 	struct oci_progress *progress;
 	int part_fd; /* compressed bytes are kept here so a later process can resume the blob */
+	atomic_int *abort; /* another layer failed: stop this one too */
 };
 
 static int blob_write(void *userdata, const void *data, size_t len)
 {
 	struct blob_sink *s = userdata;
+	if (s->abort && atomic_load(s->abort) != 0)
+		return -ECANCELED;
 	if (len > s->limit - s->received)
 		return -EFBIG;
 	if (s->part_fd >= 0) {
@@ -271,7 +274,8 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 {
 	struct disk_writer w;
 	writer_init(&w, j, off, l->uncompressed_size);
-	struct blob_sink s = {.limit = l->size, .progress = &j->progress, .part_fd = -1};
+	struct blob_sink s = {.limit = l->size, .progress = &j->progress, .part_fd = -1,
+			      .abort = &j->err};
 	oci_digest_init(&s.digest);
 	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
 	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
@@ -297,6 +301,8 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	char cdg[OCI_DIGEST_STRLEN], udg[OCI_DIGEST_STRLEN];
 	oci_digest_final(&s.digest, cdg);
 	writer_final(&w, udg);
+	if (r == -ECANCELED)
+		return r; /* the layer that failed has said why */
 	if (r == -EBADMSG || r == -EFBIG)
 		return log_error_errno(-EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt",
 				       k, l->digest);
@@ -338,7 +344,7 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 	}
 	bool resumed;
 	r = download_layer(j, k, l, off, true, &resumed);
-	if (r < 0 && resumed) {
+	if (r < 0 && r != -ECANCELED && resumed) {
 		/* the saved part may be damaged (crash, truncation): once more from scratch */
 		log_warning("retrying disk layer %zu from its first byte", k);
 		r = clear_range(j, off, l->uncompressed_size);

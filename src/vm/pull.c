@@ -304,9 +304,11 @@ int vm_pull(const char *name, const struct vm_pull_options *o)
 	dname = xasprintf("%s/%s@%s", ref.host, ref.namespace, digest);
 	struct vm_dir dd = {.path = ddir};
 	if (vm_dir_initialized(&dd)) {
-		_cleanup_free_ char *tag = vm_cache_path(&ref);
-		_cleanup_free_ char *real = realpath(tag, NULL);
-		if (ref.tag && real && streq(real, ddir)) {
+		_cleanup_free_ char *entry = vm_cache_path(&ref);
+		_cleanup_free_ char *real = realpath(entry, NULL);
+		_cleanup_free_ char *mark = path_join(ddir, EXPLICIT_FILE);
+		bool linked = real && streq(real, ddir) && (ref.tag || fs_exists(mark));
+		if (linked) {
 			log_info("%s image is already cached and linked!", dname);
 			r = 0;
 		} else {
