@@ -10,25 +10,25 @@
 #include "vm/archive.h"
 
 static const struct cmd_help help = {
-	.name = "export",
-	.overview = "Export VM to a compressed .tvm file",
-	.usage = "export <name> [<path>]",
-	.details =
-		"Exports a VM as an OCI image-layout archive (a tar of oci-layout, index.json and "
-		"blobs/sha256/...) holding the same manifest and blobs as `tart push`. It can be "
-		"imported with `tart import` or pushed with `skopeo copy oci-archive:<path> "
-		"docker://...`.\n\n"
-		"ARGUMENTS:\n"
-		"  <name>                  Source VM name.\n"
-		"  <path>                  Path to the destination file. (default: <name>.tvm)\n\n"
-		"OPTIONS:\n"
-		"  -h, --help              Show help information.\n",
+    .name = "export",
+    .overview = "Export VM to a compressed .tvm file",
+    .usage = "export <name> [<path>]",
+    .details = "Exports a VM as an OCI image-layout archive (a tar of oci-layout, index.json and "
+	       "blobs/sha256/...) holding the same manifest and blobs as `tart push`. It can be "
+	       "imported with `tart import` or pushed with `skopeo copy oci-archive:<path> "
+	       "docker://...`.\n\n"
+	       "ARGUMENTS:\n"
+	       "  <name>                  Source VM name.\n"
+	       "  <path>                  Path to the destination file. (default: <name>.tvm)\n\n"
+	       "OPTIONS:\n"
+	       "  -h, --help              Show help information.\n",
 };
 
 /* Tart asks before overwriting only a defaulted path. */
 static bool confirm_overwrite(const char *path)
 {
-	fprintf(stderr, "file %s already exists, are you sure you want to overwrite it? (yes, [no])? ",
+	fprintf(stderr,
+		"file %s already exists, are you sure you want to overwrite it? (yes, [no])? ",
 		path);
 	fflush(stderr);
 	char line[16] = "";
@@ -41,8 +41,8 @@ static bool confirm_overwrite(const char *path)
 int cmd_export(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static const char *const names[] = {"<name>", "<path>"};
 	int c;

@@ -7,24 +7,23 @@
 #include "vm/archive.h"
 
 static const struct cmd_help help = {
-	.name = "import",
-	.overview = "Import VM from a compressed .tvm file",
-	.usage = "import <path> <name>",
-	.details =
-		"Imports an archive written by `tart export` (an OCI image-layout tar; "
-		"`skopeo copy docker://... oci-archive:<path>` produces one too).\n\n"
-		"ARGUMENTS:\n"
-		"  <path>                  Path to a file created with \"tart export\".\n"
-		"  <name>                  Destination VM name.\n\n"
-		"OPTIONS:\n"
-		"  -h, --help              Show help information.\n",
+    .name = "import",
+    .overview = "Import VM from a compressed .tvm file",
+    .usage = "import <path> <name>",
+    .details = "Imports an archive written by `tart export` (an OCI image-layout tar; "
+	       "`skopeo copy docker://... oci-archive:<path>` produces one too).\n\n"
+	       "ARGUMENTS:\n"
+	       "  <path>                  Path to a file created with \"tart export\".\n"
+	       "  <name>                  Destination VM name.\n\n"
+	       "OPTIONS:\n"
+	       "  -h, --help              Show help information.\n",
 };
 
 int cmd_import(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static const char *const names[] = {"<path>", "<name>"};
 	int c;

@@ -10,35 +10,34 @@
 #include "vm/pull.h"
 
 static const struct cmd_help help = {
-	.name = "pull",
-	.overview = "Pull a VM from a registry",
-	.usage = "pull <remote-name> [--insecure] [--concurrency <concurrency>]",
-	.details =
-		"Pulls a virtual machine from a remote OCI-compatible registry. Supports "
-		"authorization via Keychain (see \"tart login --help\"),\n"
-		"Docker credential helpers defined in ~/.docker/config.json or via "
-		"TART_REGISTRY_USERNAME/TART_REGISTRY_PASSWORD environment variables.\n\n"
-		"By default, Tart checks for a local VM with the same name and skips the pull "
-		"if it exists.\n\n"
-		"ARGUMENTS:\n"
-		"  <remote-name>           remote VM name\n\n"
-		"OPTIONS:\n"
-		"  --insecure              connect to the OCI registry via insecure HTTP protocol\n"
-		"  --concurrency <concurrency>\n"
-		"                          network concurrency to use when pulling a remote VM from "
-		"the OCI-compatible registry (default: 4)\n"
-		"  -h, --help              Show help information.\n",
+    .name = "pull",
+    .overview = "Pull a VM from a registry",
+    .usage = "pull <remote-name> [--insecure] [--concurrency <concurrency>]",
+    .details = "Pulls a virtual machine from a remote OCI-compatible registry. Supports "
+	       "authorization via Keychain (see \"tart login --help\"),\n"
+	       "Docker credential helpers defined in ~/.docker/config.json or via "
+	       "TART_REGISTRY_USERNAME/TART_REGISTRY_PASSWORD environment variables.\n\n"
+	       "By default, Tart checks for a local VM with the same name and skips the pull "
+	       "if it exists.\n\n"
+	       "ARGUMENTS:\n"
+	       "  <remote-name>           remote VM name\n\n"
+	       "OPTIONS:\n"
+	       "  --insecure              connect to the OCI registry via insecure HTTP protocol\n"
+	       "  --concurrency <concurrency>\n"
+	       "                          network concurrency to use when pulling a remote VM from "
+	       "the OCI-compatible registry (default: 4)\n"
+	       "  -h, --help              Show help information.\n",
 };
 
 int cmd_pull(int argc, char **argv)
 {
 	enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_DEDUP };
 	static const struct option opts[] = {
-		{"insecure", no_argument, NULL, ARG_INSECURE},
-		{"concurrency", required_argument, NULL, ARG_CONCURRENCY},
-		{"deduplicate", no_argument, NULL, ARG_DEDUP},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"insecure", no_argument, NULL, ARG_INSECURE},
+	    {"concurrency", required_argument, NULL, ARG_CONCURRENCY},
+	    {"deduplicate", no_argument, NULL, ARG_DEDUP},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static const char *const names[] = {"<remote-name>"};
 	struct vm_pull_options o = {.concurrency = 4};

@@ -19,32 +19,32 @@
 #include "vm/storage.h"
 
 static const struct cmd_help help = {
-	.name = "push",
-	.overview = "Push a VM to a registry",
-	.usage = "push <local-name> <remote-name> ... [--insecure] [--concurrency <concurrency>] "
-		 "[--chunk-size <chunk-size>] [--label <label> ...] [--populate-cache]",
-	.details =
-		"ARGUMENTS:\n"
-		"  <local-name>            local or remote VM name\n"
-		"  <remote-name>           remote VM name(s)\n\n"
-		"OPTIONS:\n"
-		"  --insecure              connect to the OCI registry via insecure HTTP protocol\n"
-		"  --concurrency <concurrency>\n"
-		"                          network concurrency to use when pushing a local VM to the "
-		"OCI-compatible registry (default: 4)\n"
-		"  --chunk-size <chunk-size>\n"
-		"                          chunk size in MB if registry supports chunked uploads "
-		"(default: 0)\n"
-		"                          By default monolithic method is used for uploading blobs to "
-		"the registry but some registries support a more efficient chunked method.\n"
-		"                          For example, AWS Elastic Container Registry supports only "
-		"chunks larger than 5MB but GitHub Container Registry supports only chunks smaller "
-		"than 4MB. Google Container Registry on the other hand doesn't support chunked uploads "
-		"at all.\n"
-		"  --label <label>         additional metadata to attach to the OCI image configuration "
-		"in key=value format\n"
-		"  --populate-cache        cache pushed images locally\n"
-		"  -h, --help              Show help information.\n",
+    .name = "push",
+    .overview = "Push a VM to a registry",
+    .usage = "push <local-name> <remote-name> ... [--insecure] [--concurrency <concurrency>] "
+	     "[--chunk-size <chunk-size>] [--label <label> ...] [--populate-cache]",
+    .details =
+	"ARGUMENTS:\n"
+	"  <local-name>            local or remote VM name\n"
+	"  <remote-name>           remote VM name(s)\n\n"
+	"OPTIONS:\n"
+	"  --insecure              connect to the OCI registry via insecure HTTP protocol\n"
+	"  --concurrency <concurrency>\n"
+	"                          network concurrency to use when pushing a local VM to the "
+	"OCI-compatible registry (default: 4)\n"
+	"  --chunk-size <chunk-size>\n"
+	"                          chunk size in MB if registry supports chunked uploads "
+	"(default: 0)\n"
+	"                          By default monolithic method is used for uploading blobs to "
+	"the registry but some registries support a more efficient chunked method.\n"
+	"                          For example, AWS Elastic Container Registry supports only "
+	"chunks larger than 5MB but GitHub Container Registry supports only chunks smaller "
+	"than 4MB. Google Container Registry on the other hand doesn't support chunked uploads "
+	"at all.\n"
+	"  --label <label>         additional metadata to attach to the OCI image configuration "
+	"in key=value format\n"
+	"  --populate-cache        cache pushed images locally\n"
+	"  -h, --help              Show help information.\n",
 };
 
 struct push_args {
@@ -101,18 +101,18 @@ static int push_group(const struct vm_dir *d, const struct vm_config *cfg,
 	if (r == 0) {
 		_cleanup_free_ char *tmp = home_path("tmp");
 		struct oci_push_options po = {
-			.concurrency = (unsigned)a->concurrency,
-			.upload_chunk = a->chunk_mb * 1000000ULL,
-			.tmp_dir = tmp,
-			.mount_from = src_ref && streq(src_ref->host, dst->host) &&
-						      !streq(src_ref->namespace, dst->namespace)
-					      ? src_ref->namespace
-					      : NULL,
-			.arch = cfg->arch,
-			.os = cfg->os,
-			.disk_format = cfg->disk_format[0] ? cfg->disk_format : "raw",
-			.labels = a->labels.v,
-			.nlabels = a->labels.nr,
+		    .concurrency = (unsigned)a->concurrency,
+		    .upload_chunk = a->chunk_mb * 1000000ULL,
+		    .tmp_dir = tmp,
+		    .mount_from = src_ref && streq(src_ref->host, dst->host) &&
+					  !streq(src_ref->namespace, dst->namespace)
+				      ? src_ref->namespace
+				      : NULL,
+		    .arch = cfg->arch,
+		    .os = cfg->os,
+		    .disk_format = cfg->disk_format[0] ? cfg->disk_format : "raw",
+		    .labels = a->labels.v,
+		    .nlabels = a->labels.nr,
 		};
 		r = oci_push_blobs(reg, d->path, &po, &manifest, digest);
 		if (r >= 0)
@@ -132,8 +132,8 @@ static int push_group(const struct vm_dir *d, const struct vm_config *cfg,
 	return r;
 }
 
-static int push_all(const struct vm_dir *d, const struct oci_ref *src_ref, char **names,
-		    int nnames, const struct push_args *a)
+static int push_all(const struct vm_dir *d, const struct oci_ref *src_ref, char **names, int nnames,
+		    const struct push_args *a)
 {
 	struct vm_config cfg = {0};
 	int r = vm_dir_load_config(d, &cfg);
@@ -177,13 +177,13 @@ int cmd_push(int argc, char **argv)
 {
 	enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_CHUNK, ARG_LABEL, ARG_POPULATE };
 	static const struct option opts[] = {
-		{"insecure", no_argument, NULL, ARG_INSECURE},
-		{"concurrency", required_argument, NULL, ARG_CONCURRENCY},
-		{"chunk-size", required_argument, NULL, ARG_CHUNK},
-		{"label", required_argument, NULL, ARG_LABEL},
-		{"populate-cache", no_argument, NULL, ARG_POPULATE},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"insecure", no_argument, NULL, ARG_INSECURE},
+	    {"concurrency", required_argument, NULL, ARG_CONCURRENCY},
+	    {"chunk-size", required_argument, NULL, ARG_CHUNK},
+	    {"label", required_argument, NULL, ARG_LABEL},
+	    {"populate-cache", no_argument, NULL, ARG_POPULATE},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static const char *const names[] = {"<local-name>", "<remote-name>"};
 	struct push_args a = {.concurrency = 4, .labels = STRVEC_INIT};
@@ -200,11 +200,13 @@ int cmd_push(int argc, char **argv)
 			a.populate = true;
 			break;
 		case ARG_CONCURRENCY:
-			if (cmd_parse_u64(&help, "--concurrency", optarg, 1, 64, &a.concurrency) < 0)
+			if (cmd_parse_u64(&help, "--concurrency", optarg, 1, 64, &a.concurrency) <
+			    0)
 				return CMD_EUSAGE;
 			break;
 		case ARG_CHUNK:
-			if (cmd_parse_u64(&help, "--chunk-size", optarg, 0, 1ULL << 20, &a.chunk_mb) < 0)
+			if (cmd_parse_u64(&help, "--chunk-size", optarg, 0, 1ULL << 20,
+					  &a.chunk_mb) < 0)
 				return CMD_EUSAGE;
 			break;
 		case ARG_LABEL:

@@ -158,8 +158,8 @@ static int apple_header_done(struct oci_lz4_dec *d)
 		d->enc_size = d->compressed ? le32(d->hdr + 8) : d->dec_size;
 		if (d->dec_size > OCI_LZ4_BLOCK_MAX)
 			return -EBADMSG;
-		if (d->compressed &&
-		    (d->enc_size == 0 || d->enc_size > (uint32_t)LZ4_compressBound((int)d->dec_size)))
+		if (d->compressed && (d->enc_size == 0 ||
+				      d->enc_size > (uint32_t)LZ4_compressBound((int)d->dec_size)))
 			return -EBADMSG;
 		if (d->payload_alloc < d->enc_size) {
 			free(d->payload);

@@ -146,11 +146,12 @@ static int export_body(struct tar_writer *w, const char *dir, const struct oci_p
 	if (r >= 0)
 		r = tar_put(w, digest, manifest.len, oci_strbuf_source, &manifest);
 	if (r >= 0) {
-		strbuf_putf(&index,
-			    "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
-			    "\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":"
-			    "\"latest\"}}]}",
-			    OCI_MT_MANIFEST, digest, manifest.len);
+		strbuf_putf(
+		    &index,
+		    "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
+		    "\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":"
+		    "\"latest\"}}]}",
+		    OCI_MT_MANIFEST, digest, manifest.len);
 		r = tar_small(w, "index.json", &index);
 	}
 	if (r >= 0) {
@@ -266,8 +267,8 @@ static enum entry_kind classify(const char *name, char type, const char **ret_he
 	while (strneq(name, "./", 2))
 		name += 2;
 	if (type == '5') {
-		static const char *const dirs[] = {"", ".", BLOBS_DIR, BLOBS_DIR "/",
-						   BLOBS_DIR "/sha256", BLOBS_DIR "/sha256/"};
+		static const char *const dirs[] = {
+		    "", ".", BLOBS_DIR, BLOBS_DIR "/", BLOBS_DIR "/sha256", BLOBS_DIR "/sha256/"};
 		for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
 			if (streq(name, dirs[i]))
 				return ENTRY_DIR;
@@ -307,8 +308,8 @@ static int extract_blob(int fd, const char *staging, const char *hex, uint64_t s
 	_cleanup_close_ int out = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (out < 0) {
 		if (errno == EEXIST)
-			return log_error_errno(-EBADMSG, "blob sha256:%s appears twice in the archive",
-					       hex);
+			return log_error_errno(-EBADMSG,
+					       "blob sha256:%s appears twice in the archive", hex);
 		return log_error_errno(negerrno(), "cannot create '%s'", p);
 	}
 	_cleanup_free_ char *buf = xmalloc(IO_PIECE);
@@ -330,8 +331,9 @@ static int extract_blob(int fd, const char *staging, const char *hex, uint64_t s
 	if (r < 0)
 		return log_error_errno(r, "cannot extract blob sha256:%s", hex);
 	if (!streq(got + 7, hex))
-		return log_error_errno(-EBADMSG, "blob sha256:%s in the archive is corrupt (its content is %s)",
-				       hex, got);
+		return log_error_errno(
+		    -EBADMSG, "blob sha256:%s in the archive is corrupt (its content is %s)", hex,
+		    got);
 	return 0;
 }
 
@@ -389,7 +391,8 @@ static int read_entries(int fd, const char *staging, struct layout_files *lf)
 		if (memcmp(h, zero, BLOCK) == 0)
 			break;
 		if (!header_checksum_ok(h)) {
-			r = log_error_errno(-EBADMSG, "the archive is not a tar file (bad header checksum)");
+			r = log_error_errno(-EBADMSG,
+					    "the archive is not a tar file (bad header checksum)");
 			break;
 		}
 		uint64_t size;
@@ -400,7 +403,8 @@ static int read_entries(int fd, const char *staging, struct layout_files *lf)
 		char type = (char)h[156];
 		if (type == 'x' || type == 'g') {
 			if (size > SMALL_FILE_MAX) {
-				r = log_error_errno(-EBADMSG, "oversized extended header in the archive");
+				r = log_error_errno(-EBADMSG,
+						    "oversized extended header in the archive");
 				break;
 			}
 			_cleanup_free_ char *buf = xmalloc((size_t)size + 1);
@@ -410,7 +414,8 @@ static int read_entries(int fd, const char *staging, struct layout_files *lf)
 			if (r >= 0 && type == 'x')
 				r = parse_pax(buf, (size_t)size, &px);
 			if (r < 0) {
-				r = log_error_errno(-EBADMSG, "malformed extended header in the archive");
+				r = log_error_errno(-EBADMSG,
+						    "malformed extended header in the archive");
 				break;
 			}
 			continue;
@@ -433,7 +438,8 @@ static int read_entries(int fd, const char *staging, struct layout_files *lf)
 		uint64_t pad = (BLOCK - size % BLOCK) % BLOCK;
 		switch (k) {
 		case ENTRY_BAD:
-			r = log_error_errno(-EBADMSG, "unexpected entry '%s' (type '%c') in the archive",
+			r = log_error_errno(-EBADMSG,
+					    "unexpected entry '%s' (type '%c') in the archive",
 					    ename, type ? type : '0');
 			break;
 		case ENTRY_DIR:
@@ -499,7 +505,8 @@ static int pick_manifest(const struct strbuf *index, char ret[OCI_DIGEST_STRLEN]
 	const char *mt, *dg;
 	if (json_get_string(d, "mediaType", &mt) < 0 || !streq(mt, OCI_MT_MANIFEST) ||
 	    json_get_string(d, "digest", &dg) < 0 || !oci_digest_valid(dg))
-		return log_error_errno(-EBADMSG, "the archive's index.json does not name an OCI image manifest");
+		return log_error_errno(
+		    -EBADMSG, "the archive's index.json does not name an OCI image manifest");
 	memcpy(ret, dg, OCI_DIGEST_STRLEN);
 	return 0;
 }
@@ -518,8 +525,8 @@ int oci_archive_import(const char *path, const char *staging, unsigned concurren
 	char digest[OCI_DIGEST_STRLEN];
 	int r = read_entries(fd, staging, &lf);
 	if (r >= 0 && !strstr(lf.layout.buf, "imageLayoutVersion"))
-		r = log_error_errno(-EBADMSG, "'%s' is not an OCI image layout archive (no oci-layout)",
-				    path);
+		r = log_error_errno(
+		    -EBADMSG, "'%s' is not an OCI image layout archive (no oci-layout)", path);
 	if (r >= 0 && lf.index.len == 0)
 		r = log_error_errno(-EBADMSG, "'%s' has no index.json", path);
 	if (r >= 0)
@@ -529,7 +536,8 @@ int oci_archive_import(const char *path, const char *staging, unsigned concurren
 		_cleanup_free_ char *mp = path_join(blobs, digest + 7);
 		r = fs_read_full(mp, OCI_MANIFEST_MAX, &body);
 		if (r < 0)
-			log_error_errno(r, "the image manifest %s is missing from the archive", digest);
+			log_error_errno(r, "the image manifest %s is missing from the archive",
+					digest);
 	}
 	if (r >= 0) {
 		r = oci_manifest_parse(body.buf, body.len, &m, &err);

@@ -60,8 +60,7 @@ int64_t oci_fd_source(void *userdata, uint64_t offset, void *buf, size_t len)
 	return n < 0 ? -errno : n;
 }
 
-int oci_stream_fd(int fd, int (*sink)(void *userdata, const void *data, size_t len),
-		  void *userdata)
+int oci_stream_fd(int fd, int (*sink)(void *userdata, const void *data, size_t len), void *userdata)
 {
 	enum { PIECE = 1 << 20 };
 	_cleanup_free_ char *buf = xmalloc(PIECE);

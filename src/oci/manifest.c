@@ -98,10 +98,12 @@ static int parse_disk_annotations(json_t *desc, struct oci_layer *l, bool vetu, 
 			    l->digest, size_key);
 	if (dg || !vetu) {
 		if (!dg || !oci_digest_valid(dg))
-			return fail(ret_err,
-				    "disk layer \"%s\" has a missing or invalid uncompressed digest "
-				    "annotation (\"%s\")",
-				    l->digest, vetu ? OCI_ANN_VETU_UNCOMPRESSED_DIGEST : OCI_ANN_UNCOMPRESSED_DIGEST);
+			return fail(
+			    ret_err,
+			    "disk layer \"%s\" has a missing or invalid uncompressed digest "
+			    "annotation (\"%s\")",
+			    l->digest,
+			    vetu ? OCI_ANN_VETU_UNCOMPRESSED_DIGEST : OCI_ANN_UNCOMPRESSED_DIGEST);
 		memcpy(l->uncompressed_digest, dg, OCI_DIGEST_STRLEN);
 	}
 	l->has_uncompressed = true;
@@ -113,13 +115,13 @@ static const struct {
 	bool vetu;
 	enum oci_layer_kind kind;
 } layer_types[] = {
-	{OCI_MT_TART_CONFIG, false, OCI_LAYER_CONFIG},
-	{OCI_MT_TART_DISK, false, OCI_LAYER_DISK},
-	{OCI_MT_TART_NVRAM, false, OCI_LAYER_NVRAM},
-	{OCI_MT_VETU_CONFIG, true, OCI_LAYER_CONFIG},
-	{OCI_MT_VETU_DISK, true, OCI_LAYER_DISK},
-	{OCI_MT_VETU_KERNEL, true, OCI_LAYER_KERNEL},
-	{OCI_MT_VETU_INITRAMFS, true, OCI_LAYER_INITRAMFS},
+    {OCI_MT_TART_CONFIG, false, OCI_LAYER_CONFIG},
+    {OCI_MT_TART_DISK, false, OCI_LAYER_DISK},
+    {OCI_MT_TART_NVRAM, false, OCI_LAYER_NVRAM},
+    {OCI_MT_VETU_CONFIG, true, OCI_LAYER_CONFIG},
+    {OCI_MT_VETU_DISK, true, OCI_LAYER_DISK},
+    {OCI_MT_VETU_KERNEL, true, OCI_LAYER_KERNEL},
+    {OCI_MT_VETU_INITRAMFS, true, OCI_LAYER_INITRAMFS},
 };
 
 static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
@@ -144,9 +146,9 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 		if (streq(mt, OCI_MT_TART_DISK_V1)) {
 			if (ret_err)
 				*ret_err = xstrdup(
-					"Pulling OCI images with legacy disk media type "
-					"\"" OCI_MT_TART_DISK_V1 "\" is no longer supported, please "
-					"re-push the image using a current Tart version");
+				    "Pulling OCI images with legacy disk media type "
+				    "\"" OCI_MT_TART_DISK_V1 "\" is no longer supported, please "
+				    "re-push the image using a current Tart version");
 			return -EPROTONOSUPPORT;
 		}
 		size_t t = 0;
@@ -160,9 +162,11 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 		l->kind = layer_types[t].kind;
 		counts[l->kind]++;
 		if (l->size > OCI_BLOB_SIZE_MAX)
-			return fail(ret_err, "layer \"%s\" is too large (%" PRIu64 " bytes)", l->digest,
-				    l->size);
-		if (l->kind != OCI_LAYER_DISK && l->size > OCI_SMALL_BLOB_MAX)
+			return fail(ret_err, "layer \"%s\" is too large (%" PRIu64 " bytes)",
+				    l->digest, l->size);
+		bool boot = l->kind == OCI_LAYER_KERNEL || l->kind == OCI_LAYER_INITRAMFS;
+		if (l->kind != OCI_LAYER_DISK &&
+		    l->size > (boot ? OCI_BOOT_BLOB_MAX : OCI_SMALL_BLOB_MAX))
 			return fail(ret_err, "%s layer \"%s\" is too large (%" PRIu64 " bytes)", mt,
 				    l->digest, l->size);
 		if (l->kind == OCI_LAYER_DISK) {
@@ -172,8 +176,10 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 			/* Vetu names each layer's disk; we keep one disk.img */
 			const char *name = annotation(desc, OCI_ANN_VETU_NAME);
 			if (family && name && disk_name && !streq(name, disk_name))
-				return fail(ret_err, "images with several disks (\"%s\", \"%s\") are not "
-					    "supported", disk_name, name);
+				return fail(ret_err,
+					    "images with several disks (\"%s\", \"%s\") are not "
+					    "supported",
+					    disk_name, name);
 			if (name)
 				disk_name = name;
 		}
@@ -321,8 +327,8 @@ void oci_manifest_build(const struct oci_manifest *m, struct strbuf *out)
 			json_object_set_new(ann, OCI_ANN_UNCOMPRESSED_DIGEST,
 					    json_string(l->uncompressed_digest));
 		}
-		json_array_append_new(layers,
-				      descriptor(tart_media_type(l->kind), l->digest, l->size, ann));
+		json_array_append_new(
+		    layers, descriptor(tart_media_type(l->kind), l->digest, l->size, ann));
 	}
 	json_t *ann = json_object();
 	char n[24];
@@ -339,8 +345,8 @@ void oci_manifest_build(const struct oci_manifest *m, struct strbuf *out)
 	}
 	json_object_set_new(ann, OCI_ANN_UPLOAD_TIME, json_string(now));
 	json_object_set_new(j, "annotations", ann);
-	json_object_set_new(j, "config",
-			    descriptor(OCI_MT_IMAGE_CONFIG, m->config_digest, m->config_size, NULL));
+	json_object_set_new(
+	    j, "config", descriptor(OCI_MT_IMAGE_CONFIG, m->config_digest, m->config_size, NULL));
 	json_object_set_new(j, "layers", layers);
 	json_object_set_new(j, "mediaType", json_string(OCI_MT_MANIFEST));
 	json_object_set_new(j, "schemaVersion", json_integer(2));
@@ -355,8 +361,8 @@ void oci_config_stub_build(const char *arch, const char *os, const char *disk_fo
 	json_object_set_new(lab, OCI_LABEL_DISK_FORMAT, json_string(disk_format));
 	for (size_t i = 0; i < nlabels; i++) {
 		const char *eq = strchr(labels[i], '=');
-		_cleanup_free_ char *k = eq ? xstrndup(labels[i], (size_t)(eq - labels[i]))
-					    : xstrdup(labels[i]);
+		_cleanup_free_ char *k =
+		    eq ? xstrndup(labels[i], (size_t)(eq - labels[i])) : xstrdup(labels[i]);
 		if (!*k)
 			continue;
 		json_object_set_new(lab, k, json_string(eq ? eq + 1 : ""));

@@ -38,9 +38,10 @@
 /* Parse limits: a manifest larger than this is refused before parsing. */
 #define OCI_MANIFEST_MAX (4u << 20)
 #define OCI_MANIFEST_LAYERS_MAX 8192
-#define OCI_BLOB_SIZE_MAX (64ULL << 30)     /* one compressed layer, and one uncompressed chunk */
-#define OCI_SMALL_BLOB_MAX (64ULL << 20)    /* config.json, nvram.bin, OCI config */
-#define OCI_DISK_SIZE_MAX (1ULL << 46)      /* 64 TiB */
+#define OCI_BLOB_SIZE_MAX (64ULL << 30)	 /* one compressed layer, and one uncompressed chunk */
+#define OCI_SMALL_BLOB_MAX (64ULL << 20) /* config.json, nvram.bin, OCI config */
+#define OCI_BOOT_BLOB_MAX (1ULL << 30)	 /* Vetu kernel and initramfs */
+#define OCI_DISK_SIZE_MAX (1ULL << 46)	 /* 64 TiB */
 
 /* Tart's push chunk: 512 MiB of uncompressed disk per layer. */
 #define OCI_DISK_CHUNK (512ULL << 20)

@@ -34,8 +34,8 @@ static void render(struct oci_progress *p, double t, bool force)
 	double rate = el > 0 ? (double)p->done / el : 0;
 	if (rate > 0 && p->done < p->total) {
 		unsigned eta = (unsigned)((double)(p->total - p->done) / rate);
-		snprintf(text, sizeof(text), "%u%% %.1f MB/s ETA %u:%02u", pct, rate / 1e6, eta / 60,
-			 eta % 60);
+		snprintf(text, sizeof(text), "%u%% %.1f MB/s ETA %u:%02u", pct, rate / 1e6,
+			 eta / 60, eta % 60);
 	} else {
 		snprintf(text, sizeof(text), "%u%% %.1f MB/s", pct, rate / 1e6);
 	}

@@ -34,8 +34,8 @@ struct pull_job {
 	int disk_fd;
 	int progress_fd;
 	bool punch_ok;
-	size_t *disk_idx;   /* manifest indices of disk layers */
-	uint64_t *offsets;  /* per disk layer */
+	size_t *disk_idx;  /* manifest indices of disk layers */
+	uint64_t *offsets; /* per disk layer */
 	bool *done;
 	size_t ndisk;
 	atomic_size_t next;
@@ -180,8 +180,8 @@ static int blob_write(void *userdata, const void *data, size_t len)
 /* Make [off, off+len) read as zeros before a layer is (re)written over stale data. */
 static int clear_range(struct pull_job *j, uint64_t off, uint64_t len)
 {
-	if (j->punch_ok &&
-	    fallocate(j->disk_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+	if (j->punch_ok && fallocate(j->disk_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				     (off_t)off, (off_t)len) == 0)
 		return 0;
 	j->punch_ok = false; /* zeros must now be written explicitly */
 	return 0;
@@ -241,7 +241,8 @@ static int record_done(struct pull_job *j, size_t k)
 	if (fdatasync(j->disk_fd) < 0)
 		return -errno;
 	char line[128];
-	int n = snprintf(line, sizeof(line), "%zu %s\n", k, layer_key(&j->m->layers[j->disk_idx[k]]));
+	int n =
+	    snprintf(line, sizeof(line), "%zu %s\n", k, layer_key(&j->m->layers[j->disk_idx[k]]));
 	pthread_mutex_lock(&j->lock);
 	ssize_t w = write(j->progress_fd, line, (size_t)n);
 	int r = w == n ? 0 : -EIO;
@@ -274,8 +275,8 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 {
 	struct disk_writer w;
 	writer_init(&w, j, off, l->uncompressed_size);
-	struct blob_sink s = {.limit = l->size, .progress = &j->progress, .part_fd = -1,
-			      .abort = &j->err};
+	struct blob_sink s = {
+	    .limit = l->size, .progress = &j->progress, .part_fd = -1, .abort = &j->err};
 	oci_digest_init(&s.digest);
 	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
 	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
@@ -284,8 +285,8 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	uint64_t start = s.received;
 	*ret_resumed = start > 0;
 	if (r >= 0) {
-		s.part_fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (start ? 0 : O_TRUNC),
-				 0644);
+		s.part_fd = open(
+		    part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (start ? 0 : O_TRUNC), 0644);
 		if (s.part_fd < 0)
 			r = log_error_errno(negerrno(), "cannot create '%s'", part);
 	}
@@ -304,13 +305,14 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	if (r == -ECANCELED)
 		return r; /* the layer that failed has said why */
 	if (r == -EBADMSG || r == -EFBIG)
-		return log_error_errno(-EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt",
-				       k, l->digest);
+		return log_error_errno(
+		    -EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt", k, l->digest);
 	if (r < 0)
 		return log_error_errno(r, "cannot pull disk layer %zu (%s)", k, l->digest);
 	if (s.received != l->size || !streq(cdg, l->digest))
-		return log_error_errno(-EBADMSG, "disk layer %zu: digest mismatch (expected %s, got %s)",
-				       k, l->digest, cdg);
+		return log_error_errno(-EBADMSG,
+				       "disk layer %zu: digest mismatch (expected %s, got %s)", k,
+				       l->digest, cdg);
 	if (w.off != w.end || (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
 		return log_error_errno(-EBADMSG,
 				       "disk layer %zu: uncompressed content does not match %s", k,
@@ -462,40 +464,52 @@ out:
 	return rc;
 }
 
-struct small_sink {
-	struct strbuf sb;
+struct file_sink {
+	int fd;
+	uint64_t received, limit;
+	struct oci_digest digest;
 };
 
-static int small_write(void *userdata, const void *data, size_t len)
+static int file_write(void *userdata, const void *data, size_t len)
 {
-	struct small_sink *s = userdata;
-	return strbuf_add(&s->sb, data, len);
+	struct file_sink *s = userdata;
+	if (len > s->limit - s->received)
+		return -EFBIG;
+	s->received += len;
+	oci_digest_update(&s->digest, data, len);
+	return oci_write_all(s->fd, data, len);
 }
 
-/* Download a small blob, verify it, write it atomically as staging/file. */
-static int pull_small(const struct oci_blob_fetcher *f, const struct oci_layer *l,
-		      const char *staging, const char *file)
+/*
+ * Download a whole blob (config, NVRAM, kernel, initramfs) into staging/file through a temp file:
+ * verified, fsync'ed, then renamed into place. Never held in memory.
+ */
+static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l,
+		     const char *staging, const char *file)
 {
-	struct small_sink s;
-	strbuf_init(&s.sb, (size_t)l->size);
-	int rc = f->get(f->userdata, l->digest, 0, small_write, &s);
+	_cleanup_free_ char *dst = path_join(staging, file);
+	_cleanup_free_ char *tmp = xasprintf("%s/.%s.tmp", staging, file);
+	struct file_sink s = {.limit = l->size};
+	s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (s.fd < 0)
+		return log_error_errno(negerrno(), "cannot create '%s'", tmp);
+	oci_digest_init(&s.digest);
+	int rc = f->get(f->userdata, l->digest, 0, file_write, &s);
+	char dg[OCI_DIGEST_STRLEN];
+	oci_digest_final(&s.digest, dg);
 	if (rc == -EFBIG)
 		rc = log_error_errno(-EBADMSG, "blob %s is larger than its descriptor says",
 				     l->digest);
-	if (rc >= 0) {
-		char dg[OCI_DIGEST_STRLEN];
-		oci_digest_buf(s.sb.buf, s.sb.len, dg);
-		if (s.sb.len != l->size || !streq(dg, l->digest))
-			rc = log_error_errno(-EBADMSG, "%s: digest mismatch (expected %s, got %s)",
-					     file, l->digest, dg);
-	}
-	if (rc >= 0) {
-		_cleanup_free_ char *p = path_join(staging, file);
-		rc = fs_write_atomic(p, s.sb.buf, s.sb.len, 0644);
-		if (rc < 0)
-			log_error_errno(rc, "cannot write '%s'", p);
-	}
-	strbuf_release(&s.sb);
+	else if (rc >= 0 && (s.received != l->size || !streq(dg, l->digest)))
+		rc = log_error_errno(-EBADMSG, "%s: digest mismatch (expected %s, got %s)", file,
+				     l->digest, dg);
+	if (rc >= 0 && fsync(s.fd) < 0)
+		rc = log_error_errno(negerrno(), "cannot write '%s'", tmp);
+	close(s.fd);
+	if (rc >= 0 && rename(tmp, dst) < 0)
+		rc = log_error_errno(negerrno(), "cannot write '%s'", dst);
+	if (rc < 0)
+		(void)unlink(tmp);
 	return rc;
 }
 
@@ -519,15 +533,15 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 		enum oci_layer_kind kind;
 		const char *file;
 	} small[] = {
-		{OCI_LAYER_CONFIG, "config.json"},
-		{OCI_LAYER_KERNEL, "kernel"},
-		{OCI_LAYER_INITRAMFS, "initramfs"},
+	    {OCI_LAYER_CONFIG, "config.json"},
+	    {OCI_LAYER_KERNEL, "kernel"},
+	    {OCI_LAYER_INITRAMFS, "initramfs"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(small); i++) {
 		const struct oci_layer *l = oci_manifest_find(m, small[i].kind);
 		if (!l)
 			continue;
-		int r2 = pull_small(f, l, staging, small[i].file);
+		int r2 = pull_file(f, l, staging, small[i].file);
 		if (r2 < 0)
 			return r2;
 	}
@@ -538,7 +552,7 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 	if (nv) {
 		if (!o->quiet)
 			log_info("pulling NVRAM...");
-		return pull_small(f, nv, staging, "nvram.bin");
+		return pull_file(f, nv, staging, "nvram.bin");
 	}
 	/* Vetu images boot without an EFI variable store: leave an empty one. */
 	_cleanup_free_ char *p = path_join(staging, "nvram.bin");

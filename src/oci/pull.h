@@ -10,8 +10,8 @@
  * in <staging>/.progress (after the data is fsync'ed), so a later call on the same staging
  * directory resumes with the layers that are still missing; the compressed bytes of a layer in
  * flight are kept in <staging>/.layer-<n>.part, so that layer resumes with a Range request
- * (and restarts from its first byte if the saved part turns out damaged). Layers whose digests match a layer
- * of a local image are copied from that image instead of downloaded. Logging.
+ * (and restarts from its first byte if the saved part turns out damaged). Layers whose digests
+ * match a layer of a local image are copied from that image instead of downloaded. Logging.
  */
 
 #include <stdbool.h>

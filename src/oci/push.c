@@ -196,19 +196,20 @@ static void *push_worker(void *arg)
 	return NULL;
 }
 
-static int push_disk(const struct oci_blob_target *t, const char *path, const struct oci_push_options *o,
-		     struct oci_layer **ret_layers, size_t *ret_n, uint64_t *ret_size)
+static int push_disk(const struct oci_blob_target *t, const char *path,
+		     const struct oci_push_options *o, struct oci_layer **ret_layers, size_t *ret_n,
+		     uint64_t *ret_size)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return log_error_errno(negerrno(), "cannot open '%s'", path);
 	struct push_job j = {
-		.t = t,
-		.o = o,
-		.disk_fd = fd,
-		.disk_size = (uint64_t)st.st_size,
-		.chunk = o->disk_chunk ? o->disk_chunk : OCI_DISK_CHUNK,
+	    .t = t,
+	    .o = o,
+	    .disk_fd = fd,
+	    .disk_size = (uint64_t)st.st_size,
+	    .chunk = o->disk_chunk ? o->disk_chunk : OCI_DISK_CHUNK,
 	};
 	j.nchunks = (size_t)((j.disk_size + j.chunk - 1) / j.chunk);
 	if (j.nchunks == 0)
@@ -334,7 +335,8 @@ int oci_push_blobs(struct oci_registry *r, const char *dir, const struct oci_pus
 		   struct strbuf *ret_manifest, char ret_digest[OCI_DIGEST_STRLEN])
 {
 	struct registry_target rt = {.r = r, .o = o};
-	struct oci_blob_target t = {.exists = registry_exists, .put = registry_put, .userdata = &rt};
+	struct oci_blob_target t = {
+	    .exists = registry_exists, .put = registry_put, .userdata = &rt};
 	return oci_image_write(&t, dir, o, ret_manifest, ret_digest);
 }
 

@@ -19,15 +19,15 @@
 #include "util/strbuf.h"
 
 struct oci_push_options {
-	unsigned concurrency;    /* >= 1 */
-	uint64_t upload_chunk;   /* --chunk-size in bytes; 0 = monolithic PUT */
-	uint64_t disk_chunk;     /* 0 = OCI_DISK_CHUNK (512 MiB) */
-	const char *tmp_dir;     /* where compressed chunks are staged */
-	const char *mount_from;  /* repository on the same registry to mount blobs from, or NULL */
+	unsigned concurrency;	/* >= 1 */
+	uint64_t upload_chunk;	/* --chunk-size in bytes; 0 = monolithic PUT */
+	uint64_t disk_chunk;	/* 0 = OCI_DISK_CHUNK (512 MiB) */
+	const char *tmp_dir;	/* where compressed chunks are staged */
+	const char *mount_from; /* repository on the same registry to mount blobs from, or NULL */
 	const char *arch, *os, *disk_format;
-	char *const *labels;     /* "key=value" */
+	char *const *labels; /* "key=value" */
 	size_t nlabels;
-	bool quiet;              /* no "pushing ..." lines (export) */
+	bool quiet; /* no "pushing ..." lines (export) */
 };
 
 /*

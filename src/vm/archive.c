@@ -30,12 +30,12 @@ int vm_export(const char *name, const char *path)
 		return r;
 	_cleanup_free_ char *tmp = home_path("tmp");
 	struct oci_push_options o = {
-		.concurrency = 4,
-		.tmp_dir = tmp,
-		.arch = c.arch,
-		.os = c.os,
-		.disk_format = c.disk_format[0] ? c.disk_format : "raw",
-		.quiet = true,
+	    .concurrency = 4,
+	    .tmp_dir = tmp,
+	    .arch = c.arch,
+	    .os = c.os,
+	    .disk_format = c.disk_format[0] ? c.disk_format : "raw",
+	    .quiet = true,
 	};
 	r = oci_archive_export(d.path, path, &o);
 	vm_config_release(&c);

@@ -139,7 +139,8 @@ static void note_nvram(const char *dir)
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0)
 		return; /* Vetu images have none */
-	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || memcmp(hdr + 40, "_FVH", 4) != 0)
+	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	    memcmp(hdr + 40, "_FVH", 4) != 0)
 		log_info("note: the image's nvram.bin is not an OVMF variable store (an Apple "
 			 "Virtualization NVRAM?); `tart run` uses fresh OVMF variables for it");
 }
@@ -170,7 +171,8 @@ static int link_into_cache(const struct oci_ref *ref, const char *digest, const 
 	}
 	if (ref->tag) {
 		_cleanup_free_ char *tag = path_join(repo, ref->tag);
-		_cleanup_free_ char *tmp = xasprintf("%s/.%s.%d.tmp", repo, ref->tag, (int)getpid());
+		_cleanup_free_ char *tmp =
+		    xasprintf("%s/.%s.%d.tmp", repo, ref->tag, (int)getpid());
 		(void)unlink(tmp);
 		if (symlink(ddir, tmp) < 0 || rename(tmp, tag) < 0) {
 			r = negerrno();
@@ -257,8 +259,8 @@ static int fetch(struct oci_registry *reg, const struct oci_ref *ref, const char
 		(void)vm_prune_auto(m->disk_size + (128ULL << 20), NULL);
 	struct locals loc = {0};
 	locals_collect(&loc, digest);
-	struct oci_pull_options po = {.concurrency = o->concurrency, .locals = loc.v,
-				      .nlocals = loc.n};
+	struct oci_pull_options po = {
+	    .concurrency = o->concurrency, .locals = loc.v, .nlocals = loc.n};
 	r = oci_pull_layers(reg, m, staging, &po);
 	locals_release(&loc);
 	if (r < 0)

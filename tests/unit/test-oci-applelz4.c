@@ -20,8 +20,8 @@ static int collect(void *userdata, const void *data, size_t len)
 }
 
 /* Decode buf fed in pieces of `step` bytes; returns the first error or finish's result. */
-static int decode(enum oci_lz4_format fmt, const void *buf, size_t len, size_t step,
-		  uint64_t max, struct strbuf *out)
+static int decode(enum oci_lz4_format fmt, const void *buf, size_t len, size_t step, uint64_t max,
+		  struct strbuf *out)
 {
 	struct oci_lz4_dec *d = oci_lz4_dec_new(fmt, max, collect, out);
 	const char *p = buf;
@@ -38,12 +38,10 @@ static int decode(enum oci_lz4_format fmt, const void *buf, size_t len, size_t s
 
 /* Hand-made stream: a stored block, a compressed block, a block referencing the previous. */
 static const unsigned char vector[] = {
-	'b', 'v', '4', '-', 5, 0, 0, 0, 'h', 'e', 'l', 'l', 'o',
-	'b', 'v', '4', '1', 21, 0, 0, 0, 13, 0, 0, 0,
-	0x48, 'a', 'b', 'c', 'd', 4, 0, 0x50, '1', '2', '3', '4', '5',
-	'b', 'v', '4', '1', 13, 0, 0, 0, 9, 0, 0, 0,
-	0x04, 21, 0, 0x50, 'z', 'z', 'z', 'z', 'z',
-	'b', 'v', '4', '$',
+    'b',  'v', '4',  '-', 5,   0,    0,	  0,   'h', 'e',  'l', 'l', 'o', 'b', 'v', '4',
+    '1',  21,  0,    0,	  0,   13,   0,	  0,   0,   0x48, 'a', 'b', 'c', 'd', 4,   0,
+    0x50, '1', '2',  '3', '4', '5',  'b', 'v', '4', '1',  13,  0,   0,	 0,   9,   0,
+    0,	  0,   0x04, 21,  0,   0x50, 'z', 'z', 'z', 'z',  'z', 'b', 'v', '4', '$',
 };
 static const char vector_out[] = "helloabcdabcdabcdabcd12345abcdabcdzzzzz";
 
@@ -53,7 +51,8 @@ static void test_vector(void **state)
 	size_t steps[] = {1, 3, 7, sizeof(vector)};
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		struct strbuf out = STRBUF_INIT;
-		assert_int_equal(decode(OCI_LZ4_APPLE, vector, sizeof(vector), steps[i], 1 << 20, &out), 0);
+		assert_int_equal(
+		    decode(OCI_LZ4_APPLE, vector, sizeof(vector), steps[i], 1 << 20, &out), 0);
 		assert_int_equal(out.len, strlen(vector_out));
 		assert_memory_equal(out.buf, vector_out, out.len);
 		strbuf_release(&out);
@@ -146,7 +145,8 @@ static void test_roundtrip(void **state)
 		struct oci_lz4_enc *e = oci_lz4_enc_new(enc_collect, &enc);
 		/* odd piece sizes exercise block boundaries */
 		for (size_t off = 0; off < n; off += 7777)
-			assert_int_equal(oci_lz4_enc_update(e, in + off, n - off < 7777 ? n - off : 7777), 0);
+			assert_int_equal(
+			    oci_lz4_enc_update(e, in + off, n - off < 7777 ? n - off : 7777), 0);
 		assert_int_equal(oci_lz4_enc_finish(e), 0);
 		oci_lz4_enc_free(e);
 		assert_memory_equal(enc.buf + enc.len - 4, "bv4$", 4);
@@ -159,7 +159,8 @@ static void test_roundtrip(void **state)
 		/* one byte less output allowed than the stream holds */
 		if (n) {
 			strbuf_reset(&out);
-			assert_int_equal(decode(OCI_LZ4_APPLE, enc.buf, enc.len, 65536, n - 1, &out), -EFBIG);
+			assert_int_equal(
+			    decode(OCI_LZ4_APPLE, enc.buf, enc.len, 65536, n - 1, &out), -EFBIG);
 		}
 		/* flipping a byte in the middle is detected or changes nothing silently wrong:
 		 * the stream either fails to decode or decodes to different bytes */
@@ -255,13 +256,10 @@ static void test_mutations(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vector),
-		cmocka_unit_test(test_vector_damaged),
-		cmocka_unit_test(test_block_caps),
-		cmocka_unit_test(test_roundtrip),
-		cmocka_unit_test(test_zeros_compress),
-		cmocka_unit_test(test_lz4_frame),
-		cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_vector),	   cmocka_unit_test(test_vector_damaged),
+	    cmocka_unit_test(test_block_caps),	   cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_zeros_compress), cmocka_unit_test(test_lz4_frame),
+	    cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,9 +17,11 @@ static void test_vectors(void **state)
 	(void)state;
 	char d[OCI_DIGEST_STRLEN];
 	oci_digest_buf("", 0, d);
-	assert_string_equal(d, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	assert_string_equal(
+	    d, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	oci_digest_buf("abc", 3, d);
-	assert_string_equal(d, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_string_equal(
+	    d, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 static void test_streaming(void **state)
@@ -50,8 +52,8 @@ static void test_streaming(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vectors),
-		cmocka_unit_test(test_streaming),
+	    cmocka_unit_test(test_vectors),
+	    cmocka_unit_test(test_streaming),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

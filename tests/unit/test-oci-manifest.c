@@ -14,8 +14,9 @@
 #include "util/alloc.h"
 #include "util/strbuf.h"
 
-#define D(c) "sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c \
-	c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
+#define D(c)                                                                                       \
+	"sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
+	    c c c c c c c c c c c c c c c c c c c c c c c c
 
 static void fill(char dst[OCI_DIGEST_STRLEN], const char *src)
 {
@@ -31,12 +32,14 @@ static void sample(struct oci_manifest *m)
 	m->layers = xcalloc(4, sizeof(*m->layers));
 	m->layers[0] = (struct oci_layer){.kind = OCI_LAYER_CONFIG, .size = 279};
 	fill(m->layers[0].digest, D("1"));
-	m->layers[1] = (struct oci_layer){.kind = OCI_LAYER_DISK, .size = 1000, .has_uncompressed = true,
+	m->layers[1] = (struct oci_layer){.kind = OCI_LAYER_DISK,
+					  .size = 1000,
+					  .has_uncompressed = true,
 					  .uncompressed_size = 536870912};
 	fill(m->layers[1].digest, D("2"));
 	fill(m->layers[1].uncompressed_digest, D("a"));
-	m->layers[2] = (struct oci_layer){.kind = OCI_LAYER_DISK, .size = 10, .has_uncompressed = true,
-					  .uncompressed_size = 5};
+	m->layers[2] = (struct oci_layer){
+	    .kind = OCI_LAYER_DISK, .size = 10, .has_uncompressed = true, .uncompressed_size = 5};
 	fill(m->layers[2].digest, D("3"));
 	fill(m->layers[2].uncompressed_digest, D("b"));
 	m->layers[3] = (struct oci_layer){.kind = OCI_LAYER_NVRAM, .size = 540672};
@@ -46,19 +49,39 @@ static void sample(struct oci_manifest *m)
 }
 
 static const char expected[] =
-	"{\"annotations\":{\"org.cirruslabs.tart.uncompressed-disk-size\":\"536870917\","
-	"\"org.cirruslabs.tart.upload-time\":\"2023-11-28T12:18:38Z\"},"
-	"\"config\":{\"digest\":\"" D("c") "\",\"mediaType\":\"application\\/vnd.oci.image.config.v1+json\",\"size\":99},"
-	"\"layers\":["
-	"{\"annotations\":{},\"digest\":\"" D("1") "\",\"mediaType\":\"application\\/vnd.cirruslabs.tart.config.v1\",\"size\":279},"
-	"{\"annotations\":{\"org.cirruslabs.tart.uncompressed-content-digest\":\"" D("a") "\","
-	"\"org.cirruslabs.tart.uncompressed-size\":\"536870912\"},\"digest\":\"" D("2") "\","
-	"\"mediaType\":\"application\\/vnd.cirruslabs.tart.disk.v2\",\"size\":1000},"
-	"{\"annotations\":{\"org.cirruslabs.tart.uncompressed-content-digest\":\"" D("b") "\","
-	"\"org.cirruslabs.tart.uncompressed-size\":\"5\"},\"digest\":\"" D("3") "\","
-	"\"mediaType\":\"application\\/vnd.cirruslabs.tart.disk.v2\",\"size\":10},"
-	"{\"annotations\":{},\"digest\":\"" D("4") "\",\"mediaType\":\"application\\/vnd.cirruslabs.tart.nvram.v1\",\"size\":540672}"
-	"],\"mediaType\":\"application\\/vnd.oci.image.manifest.v1+json\",\"schemaVersion\":2}";
+    "{\"annotations\":{\"org.cirruslabs.tart.uncompressed-disk-size\":\"536870917\","
+    "\"org.cirruslabs.tart.upload-time\":\"2023-11-28T12:18:38Z\"},"
+    "\"config\":{\"digest\":\"" D(
+	"c") "\",\"mediaType\":\"application\\/vnd.oci.image.config.v1+json\",\"size\":99},"
+	     "\"layers\":["
+	     "{\"annotations\":{},\"digest\":\"" D(
+		 "1") "\",\"mediaType\":\"application\\/"
+		      "vnd.cirruslabs.tart.config.v1\",\"size\":279},"
+		      "{\"annotations\":{\"org.cirruslabs.tart.uncompressed-content-digest\":\"" D(
+			  "a") "\","
+			       "\"org.cirruslabs.tart.uncompressed-size\":\"536870912\"},"
+			       "\"digest\":\"" D(
+				   "2") "\","
+					"\"mediaType\":\"application\\/"
+					"vnd.cirruslabs.tart.disk.v2\",\"size\":1000},"
+					"{\"annotations\":{\"org.cirruslabs.tart.uncompressed-"
+					"content-digest\":\"" D(
+					    "b") "\","
+						 "\"org.cirruslabs.tart.uncompressed-size\":\"5\"},"
+						 "\"digest\":\"" D(
+						     "3") "\","
+							  "\"mediaType\":\"application\\/"
+							  "vnd.cirruslabs.tart.disk.v2\",\"size\":"
+							  "10},"
+							  "{\"annotations\":{},\"digest\":\"" D(
+							      "4") "\",\"mediaType\":"
+								   "\"application\\/"
+								   "vnd.cirruslabs.tart.nvram.v1\","
+								   "\"size\":540672}"
+								   "],\"mediaType\":"
+								   "\"application\\/"
+								   "vnd.oci.image.manifest.v1+"
+								   "json\",\"schemaVersion\":2}";
 
 static void test_build_exact(void **state)
 {
@@ -92,8 +115,10 @@ static void test_config_stub(void **state)
 	char *labels[] = {b, s, a0, a1, ne};
 	struct strbuf sb = STRBUF_INIT;
 	oci_config_stub_build("amd64", "linux", "raw", labels, 5, &sb);
-	assert_string_equal(sb.buf, "{\"architecture\":\"amd64\",\"config\":{\"Labels\":{\"a\":\"1\",\"b\":\"2\","
-				    "\"noequals\":\"\",\"org.cirruslabs.tart.disk.format\":\"raw\"}},\"os\":\"linux\"}");
+	assert_string_equal(
+	    sb.buf,
+	    "{\"architecture\":\"amd64\",\"config\":{\"Labels\":{\"a\":\"1\",\"b\":\"2\","
+	    "\"noequals\":\"\",\"org.cirruslabs.tart.disk.format\":\"raw\"}},\"os\":\"linux\"}");
 	strbuf_release(&sb);
 }
 
@@ -132,14 +157,17 @@ static void test_hostile(void **state)
 	(void)state;
 	expect_bad("tart.nvram.v1", "tart.whatever.v1", -EBADMSG, "unsupported layer media type");
 	expect_bad("tart.nvram.v1", "tart.config.v1", -EBADMSG, "exactly one config");
-	expect_bad("tart.disk.v2\",\"size\":1000", "tart.disk.v1\",\"size\":1000",
-		   -EPROTONOSUPPORT, "no longer supported");
+	expect_bad("tart.disk.v2\",\"size\":1000", "tart.disk.v1\",\"size\":1000", -EPROTONOSUPPORT,
+		   "no longer supported");
 	expect_bad("\"536870912\"", "\"-1\"", -EBADMSG, "uncompressed-size");
 	expect_bad("\"536870912\"", "\"99999999999999999999999\"", -EBADMSG, "uncompressed-size");
 	expect_bad("\"536870912\"", "536870912", -EBADMSG, "uncompressed-size");
 	expect_bad("\"536870917\"", "\"536870918\"", -EBADMSG, "add up");
 	expect_bad("\"536870917\"", "\"1e9\"", -EBADMSG, "uncompressed-disk-size");
-	expect_bad(D("2"), "sha512:" "2222", -EBADMSG, "digest");
+	expect_bad(D("2"),
+		   "sha512:"
+		   "2222",
+		   -EBADMSG, "digest");
 	expect_bad(D("2"), "sha256:ZZ", -EBADMSG, "digest");
 	expect_bad("\"size\":1000", "\"size\":-1000", -EBADMSG, "size");
 	expect_bad("\"size\":1000", "\"size\":99999999999999", -EBADMSG, "too large");
@@ -158,10 +186,12 @@ static void test_hostile(void **state)
 	free(err);
 	/* too many layers */
 	struct strbuf sb = STRBUF_INIT;
-	strbuf_puts(&sb, "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" D("c")
-			 "\",\"size\":1},\"layers\":[");
+	strbuf_puts(&sb, "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"" D(
+			     "c") "\",\"size\":1},\"layers\":[");
 	for (int i = 0; i < OCI_MANIFEST_LAYERS_MAX + 1; i++)
-		strbuf_putf(&sb, "%s{\"mediaType\":\"" OCI_MT_TART_NVRAM "\",\"digest\":\"" D("4") "\",\"size\":1}",
+		strbuf_putf(&sb,
+			    "%s{\"mediaType\":\"" OCI_MT_TART_NVRAM
+			    "\",\"digest\":\"" D("4") "\",\"size\":1}",
 			    i ? "," : "");
 	strbuf_puts(&sb, "]}");
 	err = NULL;
@@ -175,16 +205,33 @@ static void test_vetu(void **state)
 {
 	(void)state;
 	const char *s =
-		"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-		"\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" D("c") "\",\"size\":2},"
-		"\"layers\":[{\"mediaType\":\"" OCI_MT_VETU_CONFIG "\",\"digest\":\"" D("1") "\",\"size\":20},"
-		"{\"mediaType\":\"" OCI_MT_VETU_KERNEL "\",\"digest\":\"" D("2") "\",\"size\":20},"
-		"{\"mediaType\":\"" OCI_MT_VETU_INITRAMFS "\",\"digest\":\"" D("3") "\",\"size\":20},"
-		"{\"mediaType\":\"" OCI_MT_VETU_DISK "\",\"digest\":\"" D("4") "\",\"size\":20,"
-		"\"annotations\":{\"" OCI_ANN_VETU_UNCOMPRESSED_SIZE "\":\"100\",\"" OCI_ANN_VETU_NAME "\":\"disk.img\"}},"
-		"{\"mediaType\":\"" OCI_MT_VETU_DISK "\",\"digest\":\"" D("5") "\",\"size\":20,"
-		"\"annotations\":{\"" OCI_ANN_VETU_UNCOMPRESSED_SIZE "\":\"50\",\"" OCI_ANN_VETU_NAME "\":\"disk.img\","
-		"\"" OCI_ANN_VETU_UNCOMPRESSED_DIGEST "\":\"" D("a") "\"}}]}";
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+	    "\"config\":{\"mediaType\":\"application/"
+	    "vnd.oci.image.config.v1+json\",\"digest\":\"" D(
+		"c") "\",\"size\":2},"
+		     "\"layers\":[{\"mediaType\":\"" OCI_MT_VETU_CONFIG "\",\"digest\":\"" D(
+			 "1") "\",\"size\":20},"
+			      "{\"mediaType\":\"" OCI_MT_VETU_KERNEL "\",\"digest\":\"" D(
+				  "2") "\",\"size\":20},"
+				       "{\"mediaType\":\"" OCI_MT_VETU_INITRAMFS
+				       "\",\"digest\":\"" D(
+					   "3") "\",\"size\":20},"
+						"{\"mediaType\":\"" OCI_MT_VETU_DISK
+						"\",\"digest\":\"" D(
+						    "4") "\",\"size\":20,"
+							 "\"annotations\":{"
+							 "\"" OCI_ANN_VETU_UNCOMPRESSED_SIZE
+							 "\":\"100\",\"" OCI_ANN_VETU_NAME
+							 "\":\"disk.img\"}},"
+							 "{\"mediaType\":\"" OCI_MT_VETU_DISK
+							 "\",\"digest\":\"" D(
+							     "5") "\",\"size\":20,"
+								  "\"annotations\":{"
+								  "\"" OCI_ANN_VETU_UNCOMPRESSED_SIZE
+								  "\":\"50\",\"" OCI_ANN_VETU_NAME
+								  "\":\"disk.img\","
+								  "\"" OCI_ANN_VETU_UNCOMPRESSED_DIGEST
+								  "\":\"" D("a") "\"}}]}";
 	struct oci_manifest m;
 	char *err = NULL;
 	assert_int_equal(oci_manifest_parse(s, strlen(s), &m, &err), 0);
@@ -247,11 +294,9 @@ static void test_mutations(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_build_exact),
-		cmocka_unit_test(test_config_stub),
-		cmocka_unit_test(test_hostile),
-		cmocka_unit_test(test_vetu),
-		cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_build_exact), cmocka_unit_test(test_config_stub),
+	    cmocka_unit_test(test_hostile),	cmocka_unit_test(test_vetu),
+	    cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
