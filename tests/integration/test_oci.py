@@ -52,8 +52,12 @@ def test_push_pull_roundtrip(tart, registry, tmp_path):
     assert stub["os"] == "linux"
 
     t2 = other_home(tmp_path)
-    p = t2.run("pull", "--insecure", f"{host}/rt/vm:a")
+    p = t2.run("pull", "--insecure", f"{host}/rt/vm:a", env={"CI": "true"})
     assert "pulling manifest..." in p.stderr and "pulling NVRAM..." in p.stderr
+    assert "pulling disk (0.0 GB compressed)..." in p.stderr
+    # CI: progress as plain lines ("NN% X MB/s ..."), no terminal control sequences
+    assert any(line.startswith("100% ") for line in p.stderr.splitlines()), p.stderr
+    assert "\x1b[" not in p.stderr
     repo = cache_dir(t2, host, "rt/vm")
     link = repo / "a"
     assert link.is_symlink() and os.path.isabs(os.readlink(link))

@@ -107,3 +107,34 @@ def test_resume_after_kill(tart, registry, tmp_path):
         assert not stage.exists()
     finally:
         proxy.close()
+
+
+def test_stale_staging_of_a_moved_tag_is_discarded(tart, registry, tmp_path):
+    """A killed pull of tag t, then t is re-pushed with other content: the next pull must not
+    reuse the old partial data."""
+    pieces = tuple((i * 512 * MiB + 4096, 6 * MiB) for i in range(2))
+    make_vm(tart, "vm", disk_gb=1, pieces=pieces, seed=21)
+    tart.run("push", "--insecure", "vm", f"{registry.host}/stale/vm:t")
+    proxy = Proxy(registry.host)
+    try:
+        proxy.set_delay(0.02)
+        home = tmp_path / "home2"
+        home.mkdir()
+        t2 = Tart(home)
+        name = f"{proxy.host}/stale/vm:t"
+        stage = staging_dir(t2, proxy.host, "stale/vm", "t")
+        pull_and_kill(t2, name, stage, 1)
+        assert progress_lines(stage)
+        with open(tart.vm_dir("vm") / "disk.img", "r+b") as f:
+            for off, length in pieces:
+                f.seek(off)
+                f.write(os.urandom(length))
+        tart.run("push", "--insecure", "vm", f"{registry.host}/stale/vm:t")
+        proxy.set_delay(0)
+        p = t2.run("pull", "--insecure", name)
+        assert "resuming" not in p.stderr
+        _, dg = get_manifest(registry.host, "stale/vm", "t")
+        ddir = cache_dir(t2, proxy.host, "stale/vm") / dg
+        assert sha256_file(ddir / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
+    finally:
+        proxy.close()
