@@ -209,18 +209,31 @@ static int prepare_staging(const char *staging, const char *digest, const struct
 	return 0;
 }
 
+/*
+ * Create and lock tmp/<md5>. The pull we waited for may have renamed that directory into the
+ * cache meanwhile: then the lock is on the wrong inode and we start over on a fresh one.
+ */
 static int open_staging(const char *staging, const char *name)
 {
-	if (mkdir(staging, 0755) < 0 && errno != EEXIST)
-		return log_error_errno(negerrno(), "cannot create '%s'", staging);
-	int fd = fs_open_flock(staging, true);
-	if (fd == -EWOULDBLOCK) {
-		log_info("waiting for another pull of %s to finish...", name);
-		fd = fs_open_flock(staging, false);
+	for (int attempt = 0; attempt < 100; attempt++) {
+		if (mkdir(staging, 0755) < 0 && errno != EEXIST)
+			return log_error_errno(negerrno(), "cannot create '%s'", staging);
+		int fd = fs_open_flock(staging, true);
+		if (fd == -EWOULDBLOCK) {
+			log_info("waiting for another pull of %s to finish...", name);
+			fd = fs_open_flock(staging, false);
+		}
+		if (fd == -ENOENT)
+			continue;
+		if (fd < 0)
+			return log_error_errno(fd, "cannot lock '%s'", staging);
+		struct stat a, b;
+		if (fstat(fd, &a) == 0 && stat(staging, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return fd;
+		close(fd);
 	}
-	if (fd < 0)
-		return log_error_errno(fd, "cannot lock '%s'", staging);
-	return fd;
+	return log_error_errno(-EAGAIN, "cannot lock '%s'", staging);
 }
 
 static void mark_old_target(const struct oci_ref *ref, const char *new_dir)
