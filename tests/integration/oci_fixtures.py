@@ -86,10 +86,24 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Connection", "close")
         self.end_headers()
+        cut = None
+        if (srv.cut_after and self.command == "GET" and "/blobs/sha256:" in self.path
+                and resp.status == 200):
+            with srv.lock:
+                if self.path not in srv.cut_done:
+                    srv.cut_done.add(self.path)
+                    cut = srv.cut_after
         if self.command != "HEAD":
             while True:
                 chunk = resp.read(64 * 1024)
                 if not chunk:
+                    break
+                if cut is not None and rec["bytes"] + len(chunk) > cut:
+                    # drop the connection mid-body, once per blob
+                    self.wfile.write(chunk[:max(0, cut - rec["bytes"])])
+                    self.wfile.flush()
+                    rec["bytes"] = cut
+                    rec["cut"] = True
                     break
                 try:
                     self.wfile.write(chunk)
@@ -114,6 +128,8 @@ class Proxy:
         self.server.requests = []
         self.server.lock = threading.Lock()
         self.server.delay = 0.0
+        self.server.cut_after = 0  # > 0: the first GET of each blob is cut after that many bytes
+        self.server.cut_done = set()
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -396,3 +396,25 @@ def test_different_images_pull_in_parallel(tart, registry, tmp_path):
         assert "waiting for" not in err.decode()
     finally:
         proxy.close()
+
+
+def test_interrupted_transfers_continue_with_range(tart, registry, tmp_path):
+    host = registry.host
+    src = make_vm(tart, "vm", disk_gb=1, pieces=SMALL)
+    tart.run("push", "--insecure", "vm", f"{host}/cut/vm:1")
+    proxy = Proxy(host)
+    proxy.server.cut_after = 1_000_000
+    try:
+        t2 = other_home(tmp_path)
+        t2.run("pull", "--insecure", f"{proxy.host}/cut/vm:1")
+        gets = [r for r in proxy.requests("GET") if "/blobs/sha256:" in r["path"]]
+        cut = [r for r in gets if r.get("cut")]
+        ranged = [r for r in gets if r["range"]]
+        assert cut, "no transfer was interrupted"
+        # every interrupted blob continued where it stopped instead of starting again
+        assert sorted(r["path"] for r in ranged) == sorted(r["path"] for r in cut)
+        assert all(r["range"] == "bytes=1000000-" for r in ranged)
+        assert sha256_file(cache_dir(t2, proxy.host, "cut/vm") / "1" / "disk.img") == \
+            sha256_file(src / "disk.img")
+    finally:
+        proxy.close()

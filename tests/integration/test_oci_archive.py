@@ -149,3 +149,18 @@ def test_import_rejects_hostile_archives(tart, tmp_path, case):
     assert "imported" not in vm_names(tart)
     assert not evil.exists()
     assert not [x for x in (tart.home / "tmp").iterdir()], "staging left behind"
+
+
+def test_export_of_a_cached_image(tart, registry, tmp_path):
+    host = registry.host
+    src = make_vm(tart, "vm", disk_gb=1, pieces=SMALL[:1])
+    tart.run("push", "--insecure", "--populate-cache", "vm", f"{host}/expc/vm:1")
+    out = tmp_path / "cached.tar"
+    tart.run("export", f"{host}/expc/vm:1", str(out))
+    # the same blobs as the push (the manifests differ only by their upload-time annotation)
+    blobs_pushed = json.loads(get_manifest(host, "expc/vm", "1")[0])["layers"]
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+    assert all(f"blobs/sha256/{b['digest'][7:]}" in names for b in blobs_pushed)
+    tart.run("import", str(out), "again")
+    assert sha256_file(tart.vm_dir("again") / "disk.img") == sha256_file(src / "disk.img")
