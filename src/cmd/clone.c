@@ -58,8 +58,10 @@ int cmd_clone(int argc, char **argv)
 		case ARG_DEDUP:
 			break;
 		case ARG_CONCURRENCY:
-			if (cmd_parse_u64(&help, "--concurrency", optarg, 1, 64, &concurrency) < 0)
+			if (cmd_parse_u64(&help, "--concurrency", optarg, 0, 64, &concurrency) < 0)
 				return CMD_EUSAGE;
+			if (concurrency == 0)
+				return cmd_usage_error(&help, "network concurrency cannot be less than 1");
 			break;
 		case ARG_PRUNE_LIMIT:
 			if (cmd_parse_u64(&help, "--prune-limit", optarg, 0, 1ULL << 40, &prune_limit) < 0)

@@ -54,8 +54,10 @@ int cmd_pull(int argc, char **argv)
 		case ARG_DEDUP:
 			break;
 		case ARG_CONCURRENCY:
-			if (cmd_parse_u64(&help, "--concurrency", optarg, 1, 64, &conc) < 0)
+			if (cmd_parse_u64(&help, "--concurrency", optarg, 0, 64, &conc) < 0)
 				return CMD_EUSAGE;
+			if (conc == 0)
+				return cmd_usage_error(&help, "network concurrency cannot be less than 1");
 			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;

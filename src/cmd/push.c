@@ -186,7 +186,8 @@ int cmd_push(int argc, char **argv)
 	    {0},
 	};
 	static const char *const names[] = {"<local-name>", "<remote-name>"};
-	struct push_args a = {.concurrency = 4, .labels = STRVEC_INIT};
+	_cleanup_(strvec_clearp) struct strvec labels = STRVEC_INIT;
+	struct push_args a = {.concurrency = 4};
 	int c;
 	cmd_getopt_init();
 	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
@@ -200,9 +201,10 @@ int cmd_push(int argc, char **argv)
 			a.populate = true;
 			break;
 		case ARG_CONCURRENCY:
-			if (cmd_parse_u64(&help, "--concurrency", optarg, 1, 64, &a.concurrency) <
-			    0)
+			if (cmd_parse_u64(&help, "--concurrency", optarg, 0, 64, &a.concurrency) < 0)
 				return CMD_EUSAGE;
+			if (a.concurrency == 0)
+				return cmd_usage_error(&help, "network concurrency cannot be less than 1");
 			break;
 		case ARG_CHUNK:
 			if (cmd_parse_u64(&help, "--chunk-size", optarg, 0, 1ULL << 20,
@@ -210,17 +212,16 @@ int cmd_push(int argc, char **argv)
 				return CMD_EUSAGE;
 			break;
 		case ARG_LABEL:
-			strvec_push(&a.labels, optarg);
+			strvec_push(&labels, optarg);
 			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;
 		}
 	}
 	int r = cmd_need_args(&help, argc - optind, 2, 1024, argv + optind, names);
-	if (r < 0) {
-		strvec_clear(&a.labels);
+	if (r < 0)
 		return r;
-	}
+	a.labels = labels; /* borrowed: freed by the cleanup of `labels` */
 	const char *src = argv[optind];
 	_cleanup_vm_dir_ struct vm_dir d = {0};
 	r = vm_storage_open(src, &d);
@@ -239,6 +240,5 @@ int cmd_push(int argc, char **argv)
 			r = push_all(&d, remote_src ? &sref : NULL, argv + optind + 1,
 				     argc - optind - 1, &a);
 	}
-	strvec_clear(&a.labels);
 	return r;
 }
