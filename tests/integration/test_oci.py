@@ -258,10 +258,17 @@ def test_independent_encoder_image(tart, registry):
     nvram = (tart.vm_dir("tmpl") / "nvram.bin").read_bytes()
     disk = os.urandom(MiB + 12345) + bytes(2 * MiB) + b"tail" * 1000
     push_python_image(host, "py/vm", "v", cfg, disk, nvram)
-    tart.run("pull", "--insecure", f"{host}/py/vm:v")
+    p = tart.run("pull", "--insecure", f"{host}/py/vm:v")
+    assert "not an OVMF variable store" not in p.stderr
     repo = cache_dir(tart, host, "py/vm")
     got = (repo / "v" / "disk.img").read_bytes()
     assert got == disk
+    # an Apple Virtualization NVRAM (as in Tart's arm64 images) is kept verbatim, with a note
+    apple_nvram = b"\x00" * 64 + os.urandom(4000)
+    push_python_image(host, "py/vm", "apple", cfg, disk, apple_nvram)
+    p = tart.run("pull", "--insecure", f"{host}/py/vm:apple")
+    assert "not an OVMF variable store" in p.stderr
+    assert (repo / "apple" / "nvram.bin").read_bytes() == apple_nvram
 
 
 def test_vetu_image(tart, registry):
