@@ -2,14 +2,19 @@
 # SPDX-License-Identifier: Apache-2.0
 # Idempotent: installs every Debian package the build, the tests and the demo need.
 set -euo pipefail
+# QEMU and the UEFI firmware (whose variable template `create` copies) of the host architecture
+case "$(dpkg --print-architecture)" in
+  arm64) ARCH_PKGS=(qemu-system-arm qemu-efi-aarch64) ;;
+  *) ARCH_PKGS=(qemu-system-x86 ovmf) ;;
+esac
 PKGS=(
   build-essential meson ninja-build pkg-config
   libcurl4-openssl-dev libssl-dev liblz4-dev libzstd-dev libjansson-dev libcmocka-dev
   python3-pytest
-  qemu-system-x86 qemu-utils ovmf
+  qemu-utils "${ARCH_PKGS[@]}"
   docker-registry skopeo apache2-utils
   debootstrap busybox-static cpio kmod gdisk dosfstools mtools e2fsprogs fdisk
-  dropbear-bin openssh-client sshpass
+  dropbear-bin openssh-client sshpass genisoimage
   iproute2 nftables xfsprogs socat curl lz4 zstd
   time
 )

@@ -60,7 +60,7 @@ int cmd_clone(int argc, char **argv)
 		case ARG_CONCURRENCY:
 			if (cmd_parse_u64(&help, "--concurrency", optarg, 0, 64, &concurrency) < 0)
 				return CMD_EUSAGE;
-			if (concurrency == 0)
+			if (concurrency < 1) /* Tart's ValidationError */
 				return cmd_usage_error(&help, "network concurrency cannot be less than 1");
 			break;
 		case ARG_PRUNE_LIMIT:

@@ -31,6 +31,24 @@ void cmd_getopt_init(void)
 	opterr = 0;
 }
 
+/*
+ * getopt_long takes any unique prefix ("--form" for "--format"); swift-argument-parser does
+ * not, and a script that works with us should work with Tart. The option just parsed is the
+ * last argument consumed, or the one before when its value came separately. Returns the
+ * option's text when it is only a prefix of o's name, NULL otherwise.
+ */
+static const char *long_name_abbreviated(const struct option *o, char **argv)
+{
+	int i = optind - 1;
+	if (optarg && i >= 1 && optarg == argv[i])
+		i--;
+	if (i < 1 || !strneq(argv[i], "--", 2))
+		return NULL;
+	const char *name = argv[i] + 2;
+	size_t n = strcspn(name, "=");
+	return n == strlen(o->name) && strneq(name, o->name, n) ? NULL : argv[i];
+}
+
 int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shortopts,
 	       const struct option *longopts)
 {
@@ -59,6 +77,9 @@ int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shor
 	}
 	if (c == ':')
 		return cmd_usage_error(h, "Missing value for '%s'", argv[optind - 1]);
+	const char *abbrev = longidx >= 0 ? long_name_abbreviated(&longopts[longidx], argv) : NULL;
+	if (abbrev)
+		return cmd_usage_error(h, "Unknown option '%s'", abbrev);
 	return c;
 }
 

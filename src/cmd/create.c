@@ -27,6 +27,19 @@ static const struct cmd_help help = {
 		   "  -h, --help              Show help information.\n",
 };
 
+/* --disk-format: case-insensitive like Tart's; ASIF is a macOS 26 container. */
+static int check_disk_format(const char *value)
+{
+	if (strcasecmp(value, "raw") == 0)
+		return 0;
+	if (strcasecmp(value, "asif") == 0)
+		return cmd_usage_error(&help, "Disk format 'asif' is not supported on this system.");
+	return cmd_usage_error(&help,
+			       "The value '%s' is invalid for '--disk-format <disk-format>'. Please "
+			       "provide one of 'raw' and 'asif'.",
+			       value);
+}
+
 int cmd_create(int argc, char **argv)
 {
 	enum { ARG_FROM_IPSW = 0x100, ARG_LINUX, ARG_DISK_SIZE, ARG_DISK_FORMAT };
@@ -59,14 +72,9 @@ int cmd_create(int argc, char **argv)
 				return CMD_EUSAGE;
 			break;
 		case ARG_DISK_FORMAT:
-			if (strcasecmp(optarg, "raw") == 0)
-				break;
-			if (strcasecmp(optarg, "asif") == 0) {
-				log_error("Disk format 'asif' is not supported on this system.");
-				return -ENOTSUP;
-			}
-			return cmd_usage_error(&help, "The value '%s' is invalid for '--disk-format'",
-					       optarg);
+			if (check_disk_format(optarg) < 0)
+				return CMD_EUSAGE;
+			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;
 		}
@@ -74,13 +82,10 @@ int cmd_create(int argc, char **argv)
 	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
 	if (r < 0)
 		return r;
-	if (ipsw && linux_vm)
-		return cmd_usage_error(&help, "Please specify either a --from-ipsw or --linux option!");
-	if (ipsw) {
-		log_error("creating macOS VMs (--from-ipsw) needs Apple hardware and "
-			  "Virtualization.framework; on Linux use --linux");
-		return -ENOTSUP;
-	}
+	/* Tart's validation on hosts without macOS guest support (Intel Macs) */
+	if (ipsw)
+		return cmd_usage_error(&help, "Only Linux VMs are supported on this host: macOS "
+					      "guests (--from-ipsw) need Apple hardware");
 	if (!linux_vm)
 		return cmd_usage_error(&help, "Please specify either a --from-ipsw or --linux option!");
 

@@ -41,11 +41,16 @@ int cmd_fqn(int argc, char **argv)
 		return 0;
 	}
 	char *fqn = NULL;
-	r = vm_cache_fqn(&ref, &fqn);
+	/* As Tart: a digest reference is fully qualified already, cached or not. */
+	if (ref.digest)
+		fqn = oci_ref_to_string(&ref);
+	else
+		r = vm_cache_fqn(&ref, &fqn);
 	oci_ref_release(&ref);
 	if (r < 0) {
+		/* Tart resolves the path without checking it exists: a missing tag is this error too */
 		log_error("OCI storage error: %s is not a digest and doesn't point to a digest", name);
-		return r == -ENOENT ? -ENOENT : -EINVAL;
+		return -EINVAL;
 	}
 	printf("%s\n", fqn);
 	free(fqn);

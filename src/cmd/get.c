@@ -21,6 +21,63 @@ static const struct cmd_help help = {
 		   "  -h, --help              Show help information.\n",
 };
 
+/* What `get` shows, formatted as Tart does: Size is a string with 3 decimals. */
+struct get_fields {
+	const struct vm_config *cfg;
+	uint64_t disk_gb;
+	char cpu[24], mem[24], disk[24], size[32], display[48];
+	enum vm_state state;
+};
+
+static void get_fields_fill(const struct vm_dir *d, const struct vm_config *cfg,
+			    struct get_fields *f)
+{
+	uint64_t ap = 0, al = 0;
+	(void)vm_dir_sizes(d, &ap, &al);
+	f->cfg = cfg;
+	snprintf(f->cpu, sizeof(f->cpu), "%llu", (unsigned long long)cfg->cpu_count);
+	snprintf(f->mem, sizeof(f->mem), "%llu", (unsigned long long)(cfg->memory_size >> 20));
+	f->disk_gb = ap / 1000000000ULL;
+	snprintf(f->disk, sizeof(f->disk), "%llu", (unsigned long long)f->disk_gb);
+	snprintf(f->size, sizeof(f->size), "%.3f", (double)al / 1e9);
+	snprintf(f->display, sizeof(f->display), "%llux%llu%s",
+		 (unsigned long long)cfg->display_width, (unsigned long long)cfg->display_height,
+		 cfg->display_unit);
+	f->state = vm_dir_state(d);
+}
+
+static void print_json(const struct get_fields *f)
+{
+	_cleanup_json_ json_t *o = json_object();
+	json_object_set_new(o, "OS", json_string(f->cfg->os));
+	json_object_set_new(o, "CPU", json_integer((json_int_t)f->cfg->cpu_count));
+	json_object_set_new(o, "Memory", json_integer((json_int_t)(f->cfg->memory_size >> 20)));
+	json_object_set_new(o, "Disk", json_integer((json_int_t)f->disk_gb));
+	json_object_set_new(o, "DiskFormat", json_string(f->cfg->disk_format));
+	json_object_set_new(o, "Size", json_string(f->size));
+	json_object_set_new(o, "Display", json_string(f->display));
+	json_object_set_new(o, "Running", json_boolean(f->state == VM_STATE_RUNNING));
+	json_object_set_new(o, "State", json_string(vm_state_to_string(f->state)));
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	json_dump_swift(o, JSON_SWIFT_PRETTY, &sb);
+	printf("%s\n", sb.buf);
+}
+
+/* Tart's text table drops Running (a JSON-only field). */
+static void print_text(const struct get_fields *f)
+{
+	/* clang-format off */
+	const char *cells[] = {
+		"OS", "CPU", "Memory", "Disk", "DiskFormat", "Size", "Display", "State",
+		f->cfg->os, f->cpu, f->mem, f->disk, f->cfg->disk_format, f->size, f->display,
+		vm_state_to_string(f->state),
+	};
+	/* clang-format on */
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	table_format(cells, 2, ARRAY_SIZE(cells) / 2, &sb);
+	printf("%s\n", sb.buf);
+}
+
 int cmd_get(int argc, char **argv)
 {
 	enum { ARG_FORMAT = 0x100 };
@@ -39,10 +96,13 @@ int cmd_get(int argc, char **argv)
 		case 'h':
 			return 0;
 		case ARG_FORMAT:
-			if (streq(optarg, "json"))
-				json = true;
-			else if (!streq(optarg, "text"))
-				return cmd_usage_error(&help, "'%s' is not a valid <format>", optarg);
+			if (!streq(optarg, "json") && !streq(optarg, "text"))
+				return cmd_usage_error(&help,
+						       "The value '%s' is invalid for '--format "
+						       "<format>'. Please provide one of 'text' and "
+						       "'json'.",
+						       optarg);
+			json = streq(optarg, "json");
 			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;
@@ -60,38 +120,12 @@ int cmd_get(int argc, char **argv)
 	r = vm_dir_load_config(&d, &cfg);
 	if (r < 0)
 		return r;
-	uint64_t ap = 0, al = 0;
-	(void)vm_dir_sizes(&d, &ap, &al);
-	enum vm_state st = vm_dir_state(&d);
-	_cleanup_free_ char *display = xasprintf("%llux%llu%s", (unsigned long long)cfg.display_width,
-						 (unsigned long long)cfg.display_height,
-						 cfg.display_unit);
-	_cleanup_free_ char *size = xasprintf("%.3f", (double)al / 1e9);
-	_cleanup_free_ char *cpu = xasprintf("%llu", (unsigned long long)cfg.cpu_count);
-	_cleanup_free_ char *mem =
-		xasprintf("%llu", (unsigned long long)(cfg.memory_size / (1024 * 1024)));
-	_cleanup_free_ char *disk = xasprintf("%llu", (unsigned long long)(ap / 1000000000ULL));
-	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
-	if (json) {
-		_cleanup_json_ json_t *o = json_object();
-		json_object_set_new(o, "OS", json_string(cfg.os));
-		json_object_set_new(o, "CPU", json_integer((json_int_t)cfg.cpu_count));
-		json_object_set_new(o, "Memory",
-				    json_integer((json_int_t)(cfg.memory_size / (1024 * 1024))));
-		json_object_set_new(o, "Disk", json_integer((json_int_t)(ap / 1000000000ULL)));
-		json_object_set_new(o, "DiskFormat", json_string(cfg.disk_format));
-		json_object_set_new(o, "Size", json_string(size));
-		json_object_set_new(o, "Display", json_string(display));
-		json_object_set_new(o, "Running", json_boolean(st == VM_STATE_RUNNING));
-		json_object_set_new(o, "State", json_string(vm_state_to_string(st)));
-		json_dump_swift(o, JSON_SWIFT_PRETTY, &sb);
-	} else {
-		const char *cells[] = {"OS",    "CPU", "Memory", "Disk",  "DiskFormat", "Size",
-				       "Display", "State", cfg.os,  cpu,     mem,          disk,
-				       cfg.disk_format, size, display, vm_state_to_string(st)};
-		table_format(cells, 2, 8, &sb);
-	}
-	printf("%s\n", sb.buf);
+	struct get_fields f;
+	get_fields_fill(&d, &cfg, &f);
+	if (json)
+		print_json(&f);
+	else
+		print_text(&f);
 	vm_config_release(&cfg);
 	return 0;
 }

@@ -96,6 +96,30 @@ static void print_text(const struct row *rows, size_t n)
 	free(cells);
 }
 
+static void print_quiet(const struct vm_entry_list *l, const struct vm_entry_list *o)
+{
+	for (size_t i = 0; i < l->nr; i++)
+		printf("%s\n", l->v[i].name);
+	for (size_t i = 0; i < o->nr; i++)
+		printf("%s\n", o->v[i].name);
+}
+
+/* Local VMs first, then the OCI cache, each sorted by name: Tart's order. */
+static void print_rows(const struct vm_entry_list *l, const struct vm_entry_list *o, bool json)
+{
+	size_t n = l->nr + o->nr;
+	struct row *rows = xcalloc(n ? n : 1, sizeof(*rows));
+	for (size_t i = 0; i < l->nr; i++)
+		row_fill(&l->v[i], &rows[i]);
+	for (size_t i = 0; i < o->nr; i++)
+		row_fill(&o->v[i], &rows[l->nr + i]);
+	if (json)
+		print_json(rows, n);
+	else
+		print_text(rows, n);
+	free(rows);
+}
+
 int cmd_list(int argc, char **argv)
 {
 	enum { ARG_SOURCE = 0x100, ARG_FORMAT };
@@ -118,18 +142,20 @@ int cmd_list(int argc, char **argv)
 			quiet = true;
 			break;
 		case ARG_SOURCE:
-			if (streq(optarg, "local"))
-				oci = false;
-			else if (streq(optarg, "oci"))
-				local = false;
-			else
+			/* repeated: the last one wins, as with swift-argument-parser */
+			if (!streq(optarg, "local") && !streq(optarg, "oci"))
 				return cmd_usage_error(&help, "'%s' is not a valid <source>", optarg);
+			local = streq(optarg, "local");
+			oci = !local;
 			break;
 		case ARG_FORMAT:
-			if (streq(optarg, "json"))
-				json = true;
-			else if (!streq(optarg, "text"))
-				return cmd_usage_error(&help, "'%s' is not a valid <format>", optarg);
+			if (!streq(optarg, "json") && !streq(optarg, "text"))
+				return cmd_usage_error(&help,
+						       "The value '%s' is invalid for '--format "
+						       "<format>'. Please provide one of 'text' and "
+						       "'json'.",
+						       optarg);
+			json = streq(optarg, "json");
 			break;
 		default:
 			return c < 0 ? c : CMD_EUSAGE;
@@ -144,23 +170,9 @@ int cmd_list(int argc, char **argv)
 		return r;
 	if (oci && (r = vm_storage_list_oci(&o)) < 0)
 		return r;
-	if (quiet) {
-		for (size_t i = 0; i < l.nr; i++)
-			printf("%s\n", l.v[i].name);
-		for (size_t i = 0; i < o.nr; i++)
-			printf("%s\n", o.v[i].name);
-		return 0;
-	}
-	size_t n = l.nr + o.nr;
-	struct row *rows = xcalloc(n ? n : 1, sizeof(*rows));
-	for (size_t i = 0; i < l.nr; i++)
-		row_fill(&l.v[i], &rows[i]);
-	for (size_t i = 0; i < o.nr; i++)
-		row_fill(&o.v[i], &rows[l.nr + i]);
-	if (json)
-		print_json(rows, n);
+	if (quiet)
+		print_quiet(&l, &o);
 	else
-		print_text(rows, n);
-	free(rows);
+		print_rows(&l, &o, json);
 	return 0;
 }

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
-#include "oci/ref.h"
 #include "vm/ops.h"
 
 static const struct cmd_help help = {
@@ -33,14 +32,16 @@ int cmd_rename(int argc, char **argv)
 	if (r < 0)
 		return r;
 	const char *name = argv[optind], *new_name = argv[optind + 1];
-	if (oci_ref_is_remote(name))
-		return cmd_usage_error(&help, "<name> should be a local name");
+	/* Tart's checks, in its order, all ValidationErrors (exit 64) */
 	if (strchr(new_name, '/'))
 		return cmd_usage_error(&help, "<new-name> should be a local name");
-	if (!vm_local_exists(name))
+	if (vm_name_validate(name, NULL) < 0 || !vm_local_exists(name))
 		return cmd_usage_error(&help, "failed to rename a non-existent local VM: %s", name);
+	if (vm_name_validate(new_name, NULL) == 0 && vm_local_exists(new_name))
+		return cmd_usage_error(&help,
+				       "failed to rename VM %s, target VM %s already exists, delete it "
+				       "first!",
+				       name, new_name);
 	r = vm_rename_local(name, new_name);
-	if (r == -EEXIST)
-		return CMD_EUSAGE; /* Tart reports this one as a validation error */
 	return r < 0 ? r : 0;
 }

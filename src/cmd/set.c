@@ -38,6 +38,18 @@ static const struct cmd_help help = {
 		   "  -h, --help              Show help information.\n",
 };
 
+enum {
+	ARG_CPU = 0x100,
+	ARG_MEMORY,
+	ARG_DISPLAY,
+	ARG_REFIT,
+	ARG_NO_REFIT,
+	ARG_RANDOM_MAC,
+	ARG_RANDOM_SERIAL,
+	ARG_DISK,
+	ARG_DISK_SIZE,
+};
+
 struct set_opts {
 	uint64_t cpu, memory_mib, disk_gb;
 	bool have_cpu, have_memory, have_disk_size, random_mac;
@@ -45,52 +57,68 @@ struct set_opts {
 	int refit;
 };
 
-static int apply_config(const struct vm_dir *d, const struct set_opts *o)
+/* --memory floor for every guest, where Tart checks Virtualization.framework's minimum */
+#define SET_MIN_MEMORY (128ULL << 20)
+
+/* Tart's LessThanMinimalResourcesError: a runtime error (exit 1), not a usage error. */
+static int check_resources(const struct vm_config *c, const struct set_opts *o)
+{
+	bool darwin = streq(c->os, "darwin");
+	uint64_t min_cpu = darwin && c->cpu_count_min > 1 ? c->cpu_count_min : 1;
+	uint64_t min_mem = darwin && c->memory_size_min > SET_MIN_MEMORY ? c->memory_size_min
+									 : SET_MIN_MEMORY;
+	if (o->have_cpu && o->cpu < min_cpu) {
+		log_error("Error: LessThanMinimalResourcesError: VM should have %llu CPU cores at "
+			  "minimum (requested %llu)",
+			  (unsigned long long)min_cpu, (unsigned long long)o->cpu);
+		return -EINVAL;
+	}
+	if (o->have_memory && o->memory_mib << 20 < min_mem) {
+		log_error("Error: LessThanMinimalResourcesError: VM should have %llu bytes of memory "
+			  "at minimum (requested %llu)",
+			  (unsigned long long)min_mem, (unsigned long long)(o->memory_mib << 20));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void apply_opts(struct vm_config *c, const struct set_opts *o)
+{
+	if (o->have_cpu)
+		c->cpu_count = o->cpu;
+	if (o->have_memory)
+		c->memory_size = o->memory_mib << 20;
+	if (o->display) {
+		uint64_t w, h;
+		char unit[3];
+		(void)parse_display(o->display, &w, &h, unit); /* validated while parsing flags */
+		if (w > 0)
+			c->display_width = w;
+		if (h > 0)
+			c->display_height = h;
+		snprintf(c->display_unit, sizeof(c->display_unit), "%s", unit);
+	}
+	if (o->refit >= 0)
+		c->display_refit = o->refit;
+	if (o->random_mac)
+		vm_mac_random(c->mac);
+}
+
+/* Load config.json, check and apply the changes, write it back atomically. */
+static int update_config(const struct vm_dir *d, const struct set_opts *o)
 {
 	_cleanup_free_ char *cp = vm_dir_file(d, VM_CONFIG_FILE);
 	struct vm_config c;
 	int r = vm_dir_load_config(d, &c);
 	if (r < 0)
 		return r;
-	if (o->have_cpu) {
-		if (o->cpu < c.cpu_count_min && streq(c.os, "darwin")) {
-			log_error("LessThanMinimalResourcesError: VM should have %llu CPU cores at "
-				  "minimum (requested %llu)",
-				  (unsigned long long)c.cpu_count_min, (unsigned long long)o->cpu);
-			r = -EINVAL;
-			goto out;
-		}
-		c.cpu_count = o->cpu;
+	r = check_resources(&c, o);
+	if (r == 0) {
+		apply_opts(&c, o);
+		r = vm_config_save(&c, cp);
+		if (r < 0)
+			log_error_errno(r, "cannot write '%s'", cp);
 	}
-	if (o->have_memory) {
-		uint64_t bytes = o->memory_mib * 1024 * 1024;
-		if (bytes < c.memory_size_min && streq(c.os, "darwin")) {
-			log_error("LessThanMinimalResourcesError: VM should have %llu bytes of memory "
-				  "at minimum (requested %llu)",
-				  (unsigned long long)c.memory_size_min, (unsigned long long)bytes);
-			r = -EINVAL;
-			goto out;
-		}
-		c.memory_size = bytes;
-	}
-	if (o->display) {
-		uint64_t w, h;
-		char unit[3];
-		(void)parse_display(o->display, &w, &h, unit); /* validated while parsing flags */
-		if (w > 0)
-			c.display_width = w;
-		if (h > 0)
-			c.display_height = h;
-		snprintf(c.display_unit, sizeof(c.display_unit), "%s", unit);
-	}
-	if (o->refit >= 0)
-		c.display_refit = o->refit;
-	if (o->random_mac)
-		vm_mac_random(c.mac);
-	r = vm_config_save(&c, cp);
-	if (r < 0)
-		log_error_errno(r, "cannot write '%s'", cp);
-out:
 	vm_config_release(&c);
 	return r;
 }
@@ -126,10 +154,46 @@ static int replace_disk(const struct vm_dir *d, const char *path)
 	return r;
 }
 
+static int parse_opt(int c, struct set_opts *o)
+{
+	uint64_t w, h;
+	char unit[3];
+	switch (c) {
+	case ARG_CPU:
+		o->have_cpu = true;
+		return cmd_parse_u64(&help, "--cpu", optarg, 0, UINT16_MAX, &o->cpu);
+	case ARG_MEMORY:
+		o->have_memory = true;
+		return cmd_parse_u64(&help, "--memory", optarg, 0, UINT64_MAX >> 20, &o->memory_mib);
+	case ARG_DISPLAY:
+		if (parse_display(optarg, &w, &h, unit) < 0)
+			return cmd_usage_error(&help, "The value '%s' is invalid for '--display' "
+						      "(expected WIDTHxHEIGHT[px|pt])",
+					       optarg);
+		o->display = optarg;
+		return 0;
+	case ARG_REFIT:
+	case ARG_NO_REFIT:
+		o->refit = c == ARG_REFIT;
+		return 0;
+	case ARG_RANDOM_MAC:
+		o->random_mac = true;
+		return 0;
+	case ARG_RANDOM_SERIAL:
+		return 0; /* macOS guests only */
+	case ARG_DISK:
+		o->disk = optarg;
+		return 0;
+	case ARG_DISK_SIZE:
+		o->have_disk_size = true;
+		return cmd_parse_u64(&help, "--disk-size", optarg, 0, UINT16_MAX, &o->disk_gb);
+	default:
+		return c < 0 ? c : CMD_EUSAGE;
+	}
+}
+
 int cmd_set(int argc, char **argv)
 {
-	enum { ARG_CPU = 0x100, ARG_MEMORY, ARG_DISPLAY, ARG_REFIT, ARG_NO_REFIT, ARG_RANDOM_MAC,
-	       ARG_RANDOM_SERIAL, ARG_DISK, ARG_DISK_SIZE };
 	static const struct option opts[] = {
 		{"cpu", required_argument, NULL, ARG_CPU},
 		{"memory", required_argument, NULL, ARG_MEMORY},
@@ -145,54 +209,16 @@ int cmd_set(int argc, char **argv)
 	};
 	static const char *const names[] = {"<name>"};
 	struct set_opts o = {.refit = -1};
-	int c;
+	int c, r;
 
 	cmd_getopt_init();
 	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		uint64_t w, h;
-		char unit[3];
-		switch (c) {
-		case 'h':
+		if (c == 'h')
 			return 0;
-		case ARG_CPU:
-			if (cmd_parse_u64(&help, "--cpu", optarg, 1, 1024, &o.cpu) < 0)
-				return CMD_EUSAGE;
-			o.have_cpu = true;
-			break;
-		case ARG_MEMORY:
-			if (cmd_parse_u64(&help, "--memory", optarg, 1, 1ULL << 32, &o.memory_mib) < 0)
-				return CMD_EUSAGE;
-			o.have_memory = true;
-			break;
-		case ARG_DISPLAY:
-			if (parse_display(optarg, &w, &h, unit) < 0)
-				return cmd_usage_error(&help, "The value '%s' is invalid for '--display' "
-							      "(expected WIDTHxHEIGHT[px|pt])",
-						       optarg);
-			o.display = optarg;
-			break;
-		case ARG_REFIT:
-		case ARG_NO_REFIT:
-			o.refit = c == ARG_REFIT;
-			break;
-		case ARG_RANDOM_MAC:
-			o.random_mac = true;
-			break;
-		case ARG_RANDOM_SERIAL:
-			break; /* macOS guests only */
-		case ARG_DISK:
-			o.disk = optarg;
-			break;
-		case ARG_DISK_SIZE:
-			if (cmd_parse_u64(&help, "--disk-size", optarg, 1, 65535, &o.disk_gb) < 0)
-				return CMD_EUSAGE;
-			o.have_disk_size = true;
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
+		if ((r = parse_opt(c, &o)) < 0)
+			return r;
 	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
+	r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
 	if (r < 0)
 		return r;
 
@@ -205,9 +231,10 @@ int cmd_set(int argc, char **argv)
 		log_error("VM \"%s\" is running", d.name);
 		return -EBUSY;
 	}
+	/* A missing --disk file is not a missing VM: exit 1, not 2. */
 	if (o.disk && (r = replace_disk(&d, o.disk)) < 0)
-		return r;
+		return r == -ENOENT ? -EINVAL : r;
 	if (o.have_disk_size && (r = vm_disk_grow(&d, o.disk_gb * 1000000000ULL)) < 0)
 		return r;
-	return apply_config(&d, &o);
+	return update_config(&d, &o);
 }

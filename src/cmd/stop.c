@@ -1,14 +1,99 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "util/fs.h"
 #include "util/log.h"
+#include "util/time.h"
+#include "vm/dir.h"
 
-/* Placeholder until this command's issue lands. */
+static const struct cmd_help help = {
+    .name = "stop",
+    .overview = "Stop a VM",
+    .usage = "stop <name> [--timeout <timeout>]",
+    .details = "ARGUMENTS:\n"
+	       "  <name>                  VM name\n\n"
+	       "OPTIONS:\n"
+	       "  -t, --timeout <timeout> Seconds to wait for a graceful guest shutdown before\n"
+	       "                          the VM is stopped forcefully (default: 30)\n"
+	       "  -h, --help              Show help information.\n",
+};
+
+/* Poll every 100 ms until nobody holds the run lock; true when released in time. */
+static bool wait_released(const struct vm_dir *d, usec_t timeout)
+{
+	usec_t deadline = now_monotonic_usec() + timeout;
+	while (vm_dir_running_pid(d) > 0) {
+		if (now_monotonic_usec() >= deadline)
+			return false;
+		sleep_usec(100000);
+	}
+	return true;
+}
+
 int cmd_stop(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	log_error("'tart stop' is not implemented yet");
-	return -ENOSYS;
+	static const struct option opts[] = {
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	static const char *const names[] = {"<name>"};
+	uint64_t timeout = 30;
+	int c;
+	cmd_getopt_init();
+	while ((c = cmd_getopt(&help, argc, argv, "ht:", opts)) != -1) {
+		switch (c) {
+		case 'h':
+			return 0;
+		case 't':
+			if (cmd_parse_u64(&help, "--timeout", optarg, 0, 86400 * 365, &timeout) < 0)
+				return CMD_EUSAGE;
+			break;
+		default:
+			return c < 0 ? c : CMD_EUSAGE;
+		}
+	}
+	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
+	if (r < 0)
+		return r;
+	const char *name = argv[optind];
+	_cleanup_vm_dir_ struct vm_dir d = {0};
+	r = vm_dir_open_local(name, &d);
+	if (r < 0)
+		return r;
+	pid_t pid = vm_dir_running_pid(&d);
+	if (pid <= 0) {
+		_cleanup_free_ char *st = vm_dir_file(&d, VM_STATE_FILE);
+		if (fs_exists(st)) {
+			/* A suspended VM: stopping it discards the saved state. */
+			if (unlink(st) < 0)
+				return log_error_errno(negerrno(), "cannot delete '%s'", st);
+			return 0;
+		}
+		log_error("VM \"%s\" is not running", name);
+		return -ESRCH;
+	}
+	/* The timeout travels with the signal so `run` can force the stop just before we would. */
+	union sigval v = {.sival_int = timeout > 1000000 ? 1000000000 : (int)(timeout * 1000)};
+	if (sigqueue(pid, SIGINT, v) < 0 && errno != ESRCH)
+		return log_error_errno(negerrno(),
+				       "cannot signal the \"tart run\" process of VM "
+				       "\"%s\"",
+				       name);
+	if (wait_released(&d, timeout * 1000000))
+		return 0;
+	pid = vm_dir_running_pid(&d);
+	if (pid > 0 && kill(pid, SIGKILL) < 0 && errno != ESRCH) {
+		log_error("failed to forcefully terminate the VM \"%s\": %s", name,
+			  strerror(errno));
+		return -errno;
+	}
+	/* QEMU dies with its parent (PDEATHSIG): the lock goes within moments. */
+	(void)wait_released(&d, 5000000);
+	return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "net/user.h"
 #include "util/log.h"
 
 void net_options_init(struct net_options *o)
@@ -18,10 +19,16 @@ const char *net_mode_to_string(enum net_mode m)
 	return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;
 }
 
-/* Placeholder dispatcher: the mode implementations land with the run and networking work. */
 int net_attach(const struct net_options *opts, struct net_attachment *ret)
 {
-	(void)ret;
+	switch (opts->mode) {
+	/* For now AUTO is always user mode; the networking work picks NAT when privileged. */
+	case NET_MODE_AUTO:
+	case NET_MODE_USER:
+		return net_user_attach(opts, ret);
+	default:
+		break;
+	}
 	log_error("network mode '%s' is not implemented yet", net_mode_to_string(opts->mode));
 	return -EOPNOTSUPP;
 }

@@ -289,15 +289,20 @@ int fs_flock(int fd, bool exclusive, bool nonblock)
 	return 0;
 }
 
-int fs_open_flock(const char *path, bool nonblock)
+int fs_open_lock(const char *path, bool exclusive, bool nonblock)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return negerrno();
-	int r = fs_flock(fd, true, nonblock);
+	int r = fs_flock(fd, exclusive, nonblock);
 	if (r < 0)
 		return r;
 	return TAKE_FD(fd);
+}
+
+int fs_open_flock(const char *path, bool nonblock)
+{
+	return fs_open_lock(path, true, nonblock);
 }
 
 int fs_random_bytes(void *buf, size_t len)

@@ -40,8 +40,10 @@ int fs_file_sizes(const char *path, uint64_t *ret_apparent, uint64_t *ret_alloca
 
 /* flock(2) on an open descriptor; nonblock returns -EWOULDBLOCK when held elsewhere. */
 int fs_flock(int fd, bool exclusive, bool nonblock);
-/* Open path (file or directory) read-only and flock it; returns the fd. */
+/* Open path (file or directory) read-only and flock it exclusively; returns the fd. */
 int fs_open_flock(const char *path, bool nonblock);
+/* The same with a choice of shared or exclusive lock. */
+int fs_open_lock(const char *path, bool exclusive, bool nonblock);
 
 /* A random RFC 4122 version-4 UUID in upper case, as Foundation's UUID prints it. */
 void fs_random_uuid(char ret[37]);

@@ -61,52 +61,63 @@ static int cmp_keys(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static void dump(const json_t *j, unsigned flags, int depth, struct strbuf *sb);
+
+/* Keys in insertion order, as Swift's encoder writes them, or sorted on request. */
+static void dump_object(const json_t *j, unsigned flags, int depth, struct strbuf *sb)
+{
+	size_t n = json_object_size(j), i = 0;
+	if (n == 0) {
+		strbuf_puts(sb, "{}");
+		return;
+	}
+	const char **keys = xcalloc(n, sizeof(char *));
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)j, k, v) keys[i++] = k;
+	if (flags & JSON_SWIFT_SORTED)
+		qsort(keys, n, sizeof(char *), cmp_keys);
+	strbuf_putc(sb, '{');
+	for (i = 0; i < n; i++) {
+		if (i)
+			strbuf_putc(sb, ',');
+		indent(sb, flags, depth + 1);
+		dump_string(keys[i], strlen(keys[i]), sb);
+		strbuf_puts(sb, (flags & JSON_SWIFT_PRETTY) ? " : " : ":");
+		dump(json_object_get(j, keys[i]), flags, depth + 1, sb);
+	}
+	free(keys);
+	indent(sb, flags, depth);
+	strbuf_putc(sb, '}');
+}
+
+static void dump_array(const json_t *j, unsigned flags, int depth, struct strbuf *sb)
+{
+	size_t n = json_array_size(j);
+	if (n == 0) {
+		strbuf_puts(sb, "[]");
+		return;
+	}
+	strbuf_putc(sb, '[');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strbuf_putc(sb, ',');
+		indent(sb, flags, depth + 1);
+		dump(json_array_get(j, i), flags, depth + 1, sb);
+	}
+	indent(sb, flags, depth);
+	strbuf_putc(sb, ']');
+}
+
 static void dump(const json_t *j, unsigned flags, int depth, struct strbuf *sb)
 {
 	switch (json_typeof(j)) {
-	case JSON_OBJECT: {
-		size_t n = json_object_size(j), i = 0;
-		if (n == 0) {
-			strbuf_puts(sb, "{}");
-			return;
-		}
-		const char **keys = xcalloc(n, sizeof(char *));
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)j, k, v) keys[i++] = k;
-		if (flags & JSON_SWIFT_SORTED)
-			qsort(keys, n, sizeof(char *), cmp_keys);
-		strbuf_putc(sb, '{');
-		for (i = 0; i < n; i++) {
-			if (i)
-				strbuf_putc(sb, ',');
-			indent(sb, flags, depth + 1);
-			dump_string(keys[i], strlen(keys[i]), sb);
-			strbuf_puts(sb, (flags & JSON_SWIFT_PRETTY) ? " : " : ":");
-			dump(json_object_get(j, keys[i]), flags, depth + 1, sb);
-		}
-		free(keys);
-		indent(sb, flags, depth);
-		strbuf_putc(sb, '}');
+	case JSON_OBJECT:
+		dump_object(j, flags, depth, sb);
 		return;
-	}
-	case JSON_ARRAY: {
-		size_t n = json_array_size(j);
-		if (n == 0) {
-			strbuf_puts(sb, "[]");
-			return;
-		}
-		strbuf_putc(sb, '[');
-		for (size_t i = 0; i < n; i++) {
-			if (i)
-				strbuf_putc(sb, ',');
-			indent(sb, flags, depth + 1);
-			dump(json_array_get(j, i), flags, depth + 1, sb);
-		}
-		indent(sb, flags, depth);
-		strbuf_putc(sb, ']');
+	case JSON_ARRAY:
+		dump_array(j, flags, depth, sb);
 		return;
-	}
 	case JSON_STRING:
 		dump_string(json_string_value(j), json_string_length(j), sb);
 		return;

@@ -92,25 +92,25 @@ int run_argv(const struct strvec *argv, struct strbuf *out, struct strbuf *err, 
 	return run_argv_input(argv, NULL, 0, out, err, ret_status);
 }
 
-int run_argv_input(const struct strvec *argv, const void *input, size_t input_len,
-		   struct strbuf *out, struct strbuf *err, int *ret_status)
+/*
+ * Spawn prog. With in/out/err set, its stdin/stdout/stderr are pipes whose other ends are left
+ * in pi[1]/po[0]/pe[0] (the pairs start as {-1, -1}); otherwise stdin is /dev/null and
+ * stdout/stderr are ours. On failure every pipe is closed.
+ */
+static int spawn_piped(const char *prog, const struct strvec *argv, bool in, bool out, bool err,
+		       int pi[2], int po[2], int pe[2], pid_t *ret_pid)
 {
-	int po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
-	posix_spawn_file_actions_t fa;
-	_cleanup_free_ char *prog = NULL;
-	int r = find_program(argv->v[0], &prog);
-	if (r < 0)
-		return r;
 	if ((out && pipe2(po, O_CLOEXEC) < 0) || (err && pipe2(pe, O_CLOEXEC) < 0) ||
-	    (input && pipe2(pi, O_CLOEXEC) < 0)) {
-		r = negerrno();
+	    (in && pipe2(pi, O_CLOEXEC) < 0)) {
+		int r = negerrno();
 		close_pair(po);
 		close_pair(pe);
 		close_pair(pi);
 		return r;
 	}
+	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
-	if (input)
+	if (in)
 		posix_spawn_file_actions_adddup2(&fa, pi[0], 0);
 	else
 		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -118,8 +118,7 @@ int run_argv_input(const struct strvec *argv, const void *input, size_t input_le
 		posix_spawn_file_actions_adddup2(&fa, po[1], 1);
 	if (err)
 		posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-	pid_t pid;
-	r = posix_spawn(&pid, prog, &fa, NULL, argv->v, environ);
+	int r = posix_spawn(ret_pid, prog, &fa, NULL, argv->v, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close_fd(&po[1]);
 	close_fd(&pe[1]);
@@ -130,35 +129,57 @@ int run_argv_input(const struct strvec *argv, const void *input, size_t input_le
 		close_pair(pi);
 		return -r;
 	}
+	return 0;
+}
+
+/* Write input to *in_fd and collect stdout/stderr until all of them are closed. */
+static void pump(int out_fd, int err_fd, int *in_fd, const void *input, size_t input_len,
+		 struct strbuf *out, struct strbuf *err)
+{
 	/* A child that exits without reading its stdin must not kill us with SIGPIPE. */
-	if (pi[1] >= 0)
-		fcntl(pi[1], F_SETFL, O_NONBLOCK);
+	if (*in_fd >= 0)
+		fcntl(*in_fd, F_SETFL, O_NONBLOCK);
 	size_t in_pos = 0;
-	if (pi[1] >= 0 && input_len == 0)
-		close_fd(&pi[1]);
+	if (*in_fd >= 0 && input_len == 0)
+		close_fd(in_fd);
 	bool oo = out != NULL, eo = err != NULL;
-	while (oo || eo || pi[1] >= 0) {
-		struct pollfd pfd[3] = {{.fd = oo ? po[0] : -1, .events = POLLIN},
-					{.fd = eo ? pe[0] : -1, .events = POLLIN},
-					{.fd = pi[1], .events = POLLOUT}};
+	while (oo || eo || *in_fd >= 0) {
+		struct pollfd pfd[3] = {{.fd = oo ? out_fd : -1, .events = POLLIN},
+					{.fd = eo ? err_fd : -1, .events = POLLIN},
+					{.fd = *in_fd, .events = POLLOUT}};
 		if (poll(pfd, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (oo && pfd[0].revents)
-			drain(po[0], out, &oo);
+			drain(out_fd, out, &oo);
 		if (eo && pfd[1].revents)
-			drain(pe[0], err, &eo);
-		if (pi[1] >= 0 && pfd[2].revents) {
-			ssize_t n = write_nosigpipe(pi[1], (const char *)input + in_pos,
+			drain(err_fd, err, &eo);
+		if (*in_fd >= 0 && pfd[2].revents) {
+			ssize_t n = write_nosigpipe(*in_fd, (const char *)input + in_pos,
 						    input_len - in_pos);
 			if (n > 0)
 				in_pos += (size_t)n;
 			if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_pos == input_len)
-				close_fd(&pi[1]);
+				close_fd(in_fd);
 		}
 	}
+}
+
+int run_argv_input(const struct strvec *argv, const void *input, size_t input_len,
+		   struct strbuf *out, struct strbuf *err, int *ret_status)
+{
+	int po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
+	_cleanup_free_ char *prog = NULL;
+	int r = find_program(argv->v[0], &prog);
+	if (r < 0)
+		return r;
+	pid_t pid;
+	r = spawn_piped(prog, argv, input != NULL, out != NULL, err != NULL, pi, po, pe, &pid);
+	if (r < 0)
+		return r;
+	pump(po[0], pe[0], &pi[1], input, input_len, out, err);
 	close_pair(po);
 	close_pair(pe);
 	close_pair(pi);

@@ -94,68 +94,106 @@ static int need_u64(json_t *j, const char *key, uint64_t *v, char **ret_err)
 	return 0;
 }
 
-int vm_config_parse(const char *buf, size_t len, struct vm_config *ret, char **ret_err)
+/* A string key with a fixed set of values, or absent (then `def`). */
+static int parse_enum(json_t *j, const char *key, const char *a, const char *b, const char *def,
+		      char *out, size_t outlen, char **ret_err)
 {
-	_cleanup_json_ json_t *j = NULL;
-	struct vm_config c = {.display_width = 1024, .display_height = 768, .display_refit = -1};
 	const char *s;
-	uint64_t v;
-	int r;
-
-	if (json_parse_buf(buf, len, &j) < 0 || !json_is_object(j)) {
+	int r = json_get_string(j, key, &s);
+	if (r == -EBADMSG || (r == 0 && !streq(s, a) && !streq(s, b))) {
 		if (ret_err)
-			*ret_err = xstrdup("not a JSON object");
+			*ret_err = xasprintf("key '%s' must be \"%s\" or \"%s\"", key, a, b);
 		return -EBADMSG;
 	}
-	if ((r = need_u64(j, "version", &v, ret_err)) < 0)
+	snprintf(out, outlen, "%s", r == 0 ? s : def);
+	return 0;
+}
+
+static int parse_resources(json_t *j, struct vm_config *c, char **ret_err)
+{
+	int r;
+	if ((r = need_u64(j, "cpuCountMin", &c->cpu_count_min, ret_err)) < 0 ||
+	    (r = need_u64(j, "cpuCount", &c->cpu_count, ret_err)) < 0 ||
+	    (r = need_u64(j, "memorySizeMin", &c->memory_size_min, ret_err)) < 0 ||
+	    (r = need_u64(j, "memorySize", &c->memory_size, ret_err)) < 0)
 		return r;
-	c.version = (int64_t)v;
-	r = json_get_string(j, "os", &s);
-	if (r == -EBADMSG || (r == 0 && !streq(s, "linux") && !streq(s, "darwin")))
-		return bad(ret_err, "os", "must be \"linux\" or \"darwin\"");
-	snprintf(c.os, sizeof(c.os), "%s", r == 0 ? s : "darwin");
-	r = json_get_string(j, "arch", &s);
-	if (r == -EBADMSG || (r == 0 && !streq(s, "arm64") && !streq(s, "amd64")))
-		return bad(ret_err, "arch", "must be \"arm64\" or \"amd64\"");
-	snprintf(c.arch, sizeof(c.arch), "%s", r == 0 ? s : "arm64");
-	if ((r = need_u64(j, "cpuCountMin", &c.cpu_count_min, ret_err)) < 0 ||
-	    (r = need_u64(j, "cpuCount", &c.cpu_count, ret_err)) < 0 ||
-	    (r = need_u64(j, "memorySizeMin", &c.memory_size_min, ret_err)) < 0 ||
-	    (r = need_u64(j, "memorySize", &c.memory_size, ret_err)) < 0)
-		return r;
-	if (c.cpu_count == 0 || c.cpu_count > 1024)
-		return bad(ret_err, "cpuCount", "is out of range (1-1024)");
-	if (c.memory_size < 1024 * 1024)
+	/* `set --cpu` takes Tart's UInt16 */
+	if (c->cpu_count == 0 || c->cpu_count > UINT16_MAX)
+		return bad(ret_err, "cpuCount", "is out of range (1-65535)");
+	if (c->memory_size < 1024 * 1024)
 		return bad(ret_err, "memorySize", "is below 1 MiB");
+	return 0;
+}
+
+static int parse_display(json_t *j, struct vm_config *c, char **ret_err)
+{
+	json_t *d = json_object_get(j, "display");
+	if (!d)
+		return 0;
+	if (!json_is_object(d) || json_get_u64(d, "width", &c->display_width) < 0 ||
+	    json_get_u64(d, "height", &c->display_height) < 0)
+		return bad(ret_err, "display", "needs integer width and height");
+	const char *s;
+	int r = json_get_string(d, "unit", &s);
+	if (r == 0 && (streq(s, "pt") || streq(s, "px")))
+		snprintf(c->display_unit, sizeof(c->display_unit), "%s", s);
+	else if (r != -ENOENT && !json_is_null(json_object_get(d, "unit")))
+		return bad(ret_err, "display.unit", "must be \"pt\" or \"px\"");
+	return 0;
+}
+
+static int parse_optional(json_t *j, struct vm_config *c, char **ret_err)
+{
+	const char *s;
+	bool b;
+	int r = json_get_bool(j, "displayRefit", &b);
+	if (r == -EBADMSG)
+		return bad(ret_err, "displayRefit", "is not a boolean");
+	c->display_refit = r == 0 ? b : -1;
+	/* Tart turns unknown disk formats into raw silently; we keep that. */
+	r = json_get_string(j, "diskFormat", &s);
+	snprintf(c->disk_format, sizeof(c->disk_format), "%s",
+		 r == 0 && streq(s, "asif") ? "asif" : "raw");
+	r = json_get_string(j, "cmdline", &s);
+	if (r == -EBADMSG)
+		return bad(ret_err, "cmdline", "is not a string");
+	if (r == 0)
+		c->cmdline = xstrdup(s);
+	return 0;
+}
+
+int vm_config_parse(const char *buf, size_t len, struct vm_config *ret, char **ret_err)
+{
+	struct vm_config c = {.display_width = 1024, .display_height = 768, .display_refit = -1};
+	json_error_t jerr;
+	/* Duplicate keys are refused: which one wins would be a guess. */
+	_cleanup_json_ json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j || !json_is_object(j)) {
+		if (ret_err)
+			*ret_err = j ? xstrdup("not a JSON object")
+				     : xasprintf("not valid JSON (line %d, column %d: %s)", jerr.line,
+						 jerr.column, jerr.text);
+		return -EBADMSG;
+	}
+	const char *s;
+	uint64_t version;
+	int r;
+	if ((r = need_u64(j, "version", &version, ret_err)) < 0 ||
+	    (r = parse_enum(j, "os", "linux", "darwin", "darwin", c.os, sizeof(c.os), ret_err)) < 0 ||
+	    (r = parse_enum(j, "arch", "arm64", "amd64", "arm64", c.arch, sizeof(c.arch), ret_err)) <
+		    0 ||
+	    (r = parse_resources(j, &c, ret_err)) < 0 || (r = parse_display(j, &c, ret_err)) < 0)
+		return r;
+	c.version = (int64_t)version;
 	r = json_get_string(j, "macAddress", &s);
 	if (r == -ENOENT)
 		return bad(ret_err, "macAddress", "is missing");
 	if (r < 0 || vm_mac_normalize(s, c.mac) < 0)
 		return bad(ret_err, "macAddress", "is not a MAC address");
-	json_t *d = json_object_get(j, "display");
-	if (d) {
-		if (!json_is_object(d) || json_get_u64(d, "width", &c.display_width) < 0 ||
-		    json_get_u64(d, "height", &c.display_height) < 0)
-			return bad(ret_err, "display", "needs integer width and height");
-		r = json_get_string(d, "unit", &s);
-		if (r == 0 && (streq(s, "pt") || streq(s, "px")))
-			snprintf(c.display_unit, sizeof(c.display_unit), "%s", s);
-		else if (r != -ENOENT && !json_is_null(json_object_get(d, "unit")))
-			return bad(ret_err, "display.unit", "must be \"pt\" or \"px\"");
+	if ((r = parse_optional(j, &c, ret_err)) < 0) {
+		free(c.cmdline);
+		return r;
 	}
-	bool b;
-	r = json_get_bool(j, "displayRefit", &b);
-	if (r == -EBADMSG)
-		return bad(ret_err, "displayRefit", "is not a boolean");
-	c.display_refit = r == 0 ? b : -1;
-	/* Tart turns unknown disk formats into raw silently; we keep that. */
-	r = json_get_string(j, "diskFormat", &s);
-	snprintf(c.disk_format, sizeof(c.disk_format), "%s", r == 0 && streq(s, "asif") ? "asif" : "raw");
-	r = json_get_string(j, "cmdline", &s);
-	if (r == -EBADMSG)
-		return bad(ret_err, "cmdline", "is not a string");
-	if (r == 0)
-		c.cmdline = xstrdup(s);
 	c.raw = TAKE_PTR(j);
 	*ret = c;
 	return 0;

@@ -68,32 +68,29 @@ bool vm_dir_initialized(const struct vm_dir *d)
 	       has_file(d, VM_NVRAM_FILE);
 }
 
-int vm_dir_open_local(const char *name, struct vm_dir *ret)
+int vm_dir_lookup_local(const char *name, struct vm_dir *ret)
 {
-	const char *why;
-	if (vm_name_validate(name, &why) < 0) {
-		log_error("invalid VM name \"%s\": %s", name, why);
-		return -EINVAL;
-	}
 	_cleanup_free_ char *vms = home_path("vms");
 	_cleanup_free_ char *p = path_join(vms, name);
-	if (!fs_is_dir(p)) {
+	/* No VM can have an invalid name: it does not exist (exit 2, as Tart for "a/b") */
+	if (vm_name_validate(name, NULL) < 0 || !fs_is_dir(p)) {
 		log_error("the specified VM \"%s\" does not exist", name);
 		return -ENOENT;
 	}
+	vm_dir_init(ret, p, name);
+	return 0;
+}
+
+int vm_dir_open_local(const char *name, struct vm_dir *ret)
+{
 	struct vm_dir d;
-	vm_dir_init(&d, p, name);
+	int r = vm_dir_lookup_local(name, &d);
+	if (r < 0)
+		return r;
 	if (!vm_dir_initialized(&d)) {
-		/* A directory with none of the files is not a VM at all (Tart skips it). */
-		if (!has_file(&d, VM_CONFIG_FILE) && !has_file(&d, VM_DISK_FILE) &&
-		    !has_file(&d, VM_NVRAM_FILE)) {
-			vm_dir_release(&d);
-			log_error("the specified VM \"%s\" does not exist", name);
-			return -ENOENT;
-		}
-		log_error("VM \"%s\" is missing some of its files (config.json, disk.img or nvram.bin)",
-			  name);
 		vm_dir_release(&d);
+		/* Tart's VMMissingFiles, word for word */
+		log_error("VM is missing some of its files (config.json, disk.img or nvram.bin)");
 		return -EUCLEAN;
 	}
 	(void)vm_dir_touch(&d);

@@ -43,11 +43,14 @@ char *vm_dir_file(const struct vm_dir *d, const char *file);
 bool vm_dir_initialized(const struct vm_dir *d);
 
 /*
- * Open the local VM `name`: -EINVAL (logged) for an invalid name, -ENOENT (logged as Tart's
- * `the specified VM "<name>" does not exist`) when absent, -EUCLEAN (logged) when files are
- * missing. On success records an access (see vm_dir_touch).
+ * Open the local VM `name`: -ENOENT (logged as Tart's `the specified VM "<name>" does not
+ * exist`) when vms/<name> is absent or the name invalid, -EUCLEAN (logged as
+ * Tart's VMMissingFiles) when one of the three files is missing. On success records an access
+ * (see vm_dir_touch).
  */
 int vm_dir_open_local(const char *name, struct vm_dir *ret);
+/* Like vm_dir_open_local() but a directory missing some of its files is fine; no access. */
+int vm_dir_lookup_local(const char *name, struct vm_dir *ret);
 
 /*
  * Record an access now: sets the directory's atime and mtime explicitly. We read the

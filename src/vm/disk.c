@@ -16,18 +16,7 @@
 
 int vm_disk_stage(char **ret_path)
 {
-	char uuid[37];
-	fs_random_uuid(uuid);
-	_cleanup_free_ char *tmp = home_path("tmp");
-	_cleanup_free_ char *p = xasprintf("%s/set-disk-%s", tmp, uuid);
-	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return log_error_errno(negerrno(), "cannot create '%s'", p);
-	int r = fs_flock(fd, true, true);
-	if (r < 0)
-		return log_error_errno(r, "cannot lock '%s'", p);
-	*ret_path = TAKE_PTR(p);
-	return TAKE_FD(fd);
+	return home_tmp_create("set-disk-", false, ret_path);
 }
 
 int vm_disk_install(const struct vm_dir *d, const char *staged)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "vm/home.h"
 
+#include <assert.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include "util/alloc.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/strvec.h"
 
 static char *tart_home;
 
@@ -67,15 +70,42 @@ int home_lock_global(void)
 	return fd;
 }
 
-void home_gc_tmp(void)
+/*
+ * tmp/ creation protocol (see home.h). Entries made by home_tmp_create() carry one of these
+ * prefixes followed by exactly one UUID; the GC can delete them as soon as it can lock them.
+ */
+static const char *const tmp_prefixes[] = {"", "set-disk-"};
+#define TMP_GRACE_SECONDS 10
+
+static bool is_uuid(const char *s)
 {
-	_cleanup_free_ char *tmp = home_path("tmp");
-	DIR *d = opendir(tmp);
-	if (!d) {
-		if (errno != ENOENT)
-			log_warning_errno(negerrno(), "Failed to perform garbage collection");
-		return;
+	if (strlen(s) != 36)
+		return false;
+	for (size_t i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
 	}
+	return true;
+}
+
+static bool tmp_is_protocol_name(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(tmp_prefixes); i++) {
+		size_t n = strlen(tmp_prefixes[i]);
+		if (strneq(name, tmp_prefixes[i], n) && is_uuid(name + n))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Under the exclusive tmp/ lock, every entry of ours that is in use is flock'ed by its owner, so
+ * one we can lock is abandoned. Other programs' entries (created without the protocol) may be
+ * seconds old and not locked yet: they get a grace period. Returns the locked entries' fds.
+ */
+static void gc_collect(DIR *d, struct strvec *ret_names, int **ret_fds)
+{
 	time_t now = time(NULL);
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -84,34 +114,84 @@ void home_gc_tmp(void)
 		struct stat st;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
-		if (now - st.st_ctime < 10 && now >= st.st_ctime)
+		bool young = now - st.st_ctime < TMP_GRACE_SECONDS && now >= st.st_ctime;
+		if (young && !tmp_is_protocol_name(de->d_name))
 			continue;
 		_cleanup_close_ int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			continue;
-		if (fs_flock(fd, true, true) < 0)
+		if (fd < 0 || fs_flock(fd, true, true) < 0)
 			continue; /* in use */
-		_cleanup_free_ char *p = path_join(tmp, de->d_name);
-		int r = fs_rm_rf(p);
-		if (r < 0)
-			log_warning_errno(r, "Failed to perform garbage collection: '%s'", p);
+		*ret_fds = xrealloc(*ret_fds, (ret_names->nr + 1) * sizeof(int));
+		(*ret_fds)[ret_names->nr] = TAKE_FD(fd);
+		strvec_push(ret_names, de->d_name);
 	}
+}
+
+void home_gc_tmp(void)
+{
+	_cleanup_free_ char *tmp = home_path("tmp");
+	_cleanup_close_ int lock = fs_open_lock(tmp, true, false);
+	if (lock < 0) {
+		if (lock != -ENOENT)
+			log_warning_errno(lock, "Failed to perform garbage collection");
+		return;
+	}
+	DIR *d = opendir(tmp);
+	if (!d) {
+		log_warning_errno(negerrno(), "Failed to perform garbage collection");
+		return;
+	}
+	_cleanup_strvec_ struct strvec names = STRVEC_INIT;
+	_cleanup_free_ int *fds = NULL;
+	gc_collect(d, &names, &fds);
 	closedir(d);
+	/* Removing can take a while (a big disk): let creators in meanwhile; we hold the entries. */
+	close(TAKE_FD(lock));
+	for (size_t i = 0; i < names.nr; i++) {
+		_cleanup_free_ char *p = path_join(tmp, names.v[i]);
+		/* Only what we locked: a name a puller reuses may hold a new entry by now. */
+		struct stat locked, now;
+		if (fstat(fds[i], &locked) == 0 && lstat(p, &now) == 0 &&
+		    locked.st_dev == now.st_dev && locked.st_ino == now.st_ino) {
+			int r = fs_rm_rf(p);
+			if (r < 0)
+				log_warning_errno(r, "Failed to perform garbage collection: '%s'", p);
+		}
+		close(fds[i]);
+	}
+}
+
+int home_tmp_create(const char *prefix, bool directory, char **ret_path)
+{
+	bool known = false;
+	for (size_t i = 0; i < ARRAY_SIZE(tmp_prefixes); i++)
+		known = known || streq(prefix, tmp_prefixes[i]);
+	assert(known);
+	char uuid[37];
+	fs_random_uuid(uuid);
+	_cleanup_free_ char *tmp = home_path("tmp");
+	_cleanup_free_ char *p = xasprintf("%s/%s%s", tmp, prefix, uuid);
+	/* shared: many creators at once, but never while the GC scans */
+	_cleanup_close_ int tl = fs_open_lock(tmp, false, false);
+	if (tl < 0)
+		return log_error_errno(tl, "cannot lock '%s'", tmp);
+	_cleanup_close_ int fd = -1;
+	if (directory) {
+		if (mkdir(p, 0755) < 0)
+			return log_error_errno(negerrno(), "cannot create '%s'", p);
+		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	}
+	int r = fd < 0 ? negerrno() : fs_flock(fd, true, true);
+	if (r < 0) {
+		(void)(directory ? rmdir(p) : unlink(p));
+		return log_error_errno(r, "cannot create '%s'", p);
+	}
+	*ret_path = TAKE_PTR(p);
+	return TAKE_FD(fd);
 }
 
 int home_make_staging(char **ret_path)
 {
-	char uuid[37];
-	fs_random_uuid(uuid);
-	_cleanup_free_ char *tmp = home_path("tmp");
-	_cleanup_free_ char *p = path_join(tmp, uuid);
-	if (mkdir(p, 0755) < 0)
-		return log_error_errno(negerrno(), "cannot create '%s'", p);
-	int fd = fs_open_flock(p, true);
-	if (fd < 0) {
-		(void)rmdir(p);
-		return log_error_errno(fd, "cannot lock '%s'", p);
-	}
-	*ret_path = TAKE_PTR(p);
-	return fd;
+	return home_tmp_create("", true, ret_path);
 }

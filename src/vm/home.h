@@ -20,14 +20,27 @@ char *home_path(const char *sub);
 int home_lock_global(void);
 
 /*
- * Garbage-collect tmp/: delete every entry nobody holds a flock on. Entries younger than a
- * few seconds are spared (their creator may not have locked them yet). Failures print
+ * tmp/ entries and their garbage collection. Protocol: a creator holds a shared flock on tmp/
+ * from before it creates its entry until it holds an exclusive flock on the entry itself; the
+ * GC holds an exclusive flock on tmp/ while it scans. So when the GC can lock one of our
+ * entries, nobody is using it, however young it is: no grace period and no race. Entries
+ * created by other means (names not made by home_tmp_create) are spared for 10 seconds after
+ * their creation, as they may not be locked yet.
+ */
+
+/*
+ * Delete every tmp/ entry nobody holds a flock on (see above). Failures print
  * "Failed to perform garbage collection: ..." and are otherwise ignored.
  */
 void home_gc_tmp(void);
 
 /*
- * Create a staging directory tmp/<UUID>, flock'ed. Returns the lock fd (close it to release)
- * and the path in ret_path.
+ * Create tmp/<prefix><UUID> (a directory, or an empty regular file opened read-write),
+ * flock'ed under the protocol above. prefix must be one home.c knows ("" or "set-disk-").
+ * Returns the locked fd (close it to release; the entry stays until deleted) and the
+ * allocated path in ret_path. Logging.
  */
+int home_tmp_create(const char *prefix, bool directory, char **ret_path);
+
+/* home_tmp_create("", true, ret_path): staging directory tmp/<UUID> of create/clone/import. */
 int home_make_staging(char **ret_path);

@@ -91,7 +91,8 @@ int vm_mac_in_use(const char *mac, const char *self)
 	return 0;
 }
 
-int vm_create_linux(const char *name, uint64_t disk_bytes, const char *nvram_template)
+/* A name for a new VM: valid, and not taken (checked again, atomically, by the move). */
+static int check_new_vm(const char *name)
 {
 	int r = check_new_name(name);
 	if (r < 0)
@@ -100,67 +101,89 @@ int vm_create_linux(const char *name, uint64_t disk_bytes, const char *nvram_tem
 		log_error("VM \"%s\" already exists, delete it first", name);
 		return -EEXIST;
 	}
+	return 0;
+}
+
+/*
+ * The last step of create and clone: under the global lock, give the staged VM a new MAC when
+ * another local VM uses its MAC (unless keep_mac: a suspended state embeds it), then move it
+ * to vms/<name>. c is the staged config.json's content.
+ */
+static int install_staging(const char *staging, const char *name, struct vm_config *c,
+			   bool keep_mac)
+{
+	(void)fs_fsync_dir(staging);
+	_cleanup_close_ int glock = home_lock_global();
+	if (glock < 0)
+		return glock;
+	if (!keep_mac && vm_mac_in_use(c->mac, NULL) == 1) {
+		_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
+		vm_mac_random(c->mac);
+		int r = vm_config_save(c, cfg);
+		if (r < 0)
+			return log_error_errno(r, "cannot write '%s'", cfg);
+	}
+	return move_into_place(staging, name);
+}
+
+/* Fill a staging directory with a new Linux VM's three files. */
+static int stage_linux(const char *staging, uint64_t disk_bytes, const char *nvram_template,
+		       const struct vm_config *c)
+{
+	_cleanup_free_ char *nvram = path_join(staging, VM_NVRAM_FILE);
+	_cleanup_free_ char *disk = path_join(staging, VM_DISK_FILE);
+	_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
+	int r = fs_copy_file(nvram_template, nvram, NULL);
+	if (r < 0)
+		return log_error_errno(r, "cannot copy the firmware variable store '%s'",
+				       nvram_template);
+	_cleanup_close_ int fd = open(disk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)disk_bytes) < 0 || fsync(fd) < 0)
+		return log_error_errno(negerrno(), "cannot create '%s'", disk);
+	r = vm_config_save(c, cfg);
+	if (r < 0)
+		return log_error_errno(r, "cannot write '%s'", cfg);
+	return 0;
+}
+
+int vm_create_linux(const char *name, uint64_t disk_bytes, const char *nvram_template)
+{
+	int r = check_new_vm(name);
+	if (r < 0)
+		return r;
 	_cleanup_free_ char *staging = NULL;
 	_cleanup_close_ int slock = home_make_staging(&staging);
 	if (slock < 0)
 		return slock;
 	struct vm_config c;
 	vm_config_init_linux(&c, "raw");
-	_cleanup_free_ char *nvram = path_join(staging, VM_NVRAM_FILE);
-	_cleanup_free_ char *disk = path_join(staging, VM_DISK_FILE);
-	_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
-	r = fs_copy_file(nvram_template, nvram, NULL);
-	if (r < 0) {
-		log_error_errno(r, "cannot copy the firmware variable store '%s'", nvram_template);
-		goto fail;
-	}
-	{
-		_cleanup_close_ int fd = open(disk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd < 0 || ftruncate(fd, (off_t)disk_bytes) < 0 || fsync(fd) < 0) {
-			r = log_error_errno(negerrno(), "cannot create '%s'", disk);
-			goto fail;
-		}
-	}
-	r = vm_config_save(&c, cfg);
-	if (r < 0) {
-		log_error_errno(r, "cannot write '%s'", cfg);
-		goto fail;
-	}
-	{
-		_cleanup_close_ int glock = home_lock_global();
-		if (glock < 0) {
-			r = glock;
-			goto fail;
-		}
-		if (vm_mac_in_use(c.mac, NULL) == 1) {
-			vm_mac_random(c.mac);
-			r = vm_config_save(&c, cfg);
-			if (r < 0)
-				goto fail;
-		}
-		r = move_into_place(staging, name);
-		if (r < 0)
-			goto fail;
-	}
+	r = stage_linux(staging, disk_bytes, nvram_template, &c);
+	if (r >= 0)
+		r = install_staging(staging, name, &c, false);
+	if (r < 0)
+		(void)fs_rm_rf(staging);
 	vm_config_release(&c);
-	return 0;
-fail:
-	vm_config_release(&c);
-	(void)fs_rm_rf(staging);
+	return r < 0 ? r : 0;
+}
+
+/* Copy the VM files that exist in src into the staging directory. */
+static int stage_copy(const struct vm_dir *src, const char *staging)
+{
+	static const char *const required[] = {VM_CONFIG_FILE, VM_NVRAM_FILE, VM_DISK_FILE};
+	static const char *const optional[] = {VM_STATE_FILE, VM_KERNEL_FILE, VM_INITRAMFS_FILE};
+	int r = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(required) && r >= 0; i++)
+		r = copy_into(src->path, staging, required[i], false);
+	for (size_t i = 0; i < ARRAY_SIZE(optional) && r >= 0; i++)
+		r = copy_into(src->path, staging, optional[i], true);
 	return r;
 }
 
 int vm_clone(const struct vm_dir *src, const char *new_name)
 {
-	static const char *const required[] = {VM_CONFIG_FILE, VM_NVRAM_FILE, VM_DISK_FILE};
-	static const char *const optional[] = {VM_STATE_FILE, VM_KERNEL_FILE, VM_INITRAMFS_FILE};
-	int r = check_new_name(new_name);
+	int r = check_new_vm(new_name);
 	if (r < 0)
 		return r;
-	if (vm_local_exists(new_name)) {
-		log_error("VM \"%s\" already exists, delete it first", new_name);
-		return -EEXIST;
-	}
 	/* In use while we copy: prune, the cache GC and delete leave the source alone. */
 	_cleanup_close_ int use = vm_cache_use(src->path);
 	if (use < 0) {
@@ -176,42 +199,16 @@ int vm_clone(const struct vm_dir *src, const char *new_name)
 		return r;
 	_cleanup_free_ char *staging = NULL;
 	_cleanup_close_ int slock = home_make_staging(&staging);
-	if (slock < 0) {
-		vm_config_release(&c);
-		return slock;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(required) && r >= 0; i++)
-		r = copy_into(src->path, staging, required[i], false);
-	for (size_t i = 0; i < ARRAY_SIZE(optional) && r >= 0; i++)
-		r = copy_into(src->path, staging, optional[i], true);
-	if (r < 0)
-		goto fail;
-	{
-		_cleanup_close_ int glock = home_lock_global();
-		if (glock < 0) {
-			r = glock;
-			goto fail;
-		}
+	if (slock >= 0) {
 		_cleanup_free_ char *st = path_join(src->path, VM_STATE_FILE);
-		if (!fs_exists(st) && vm_mac_in_use(c.mac, NULL) == 1) {
-			_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
-			vm_mac_random(c.mac);
-			r = vm_config_save(&c, cfg);
-			if (r < 0) {
-				log_error_errno(r, "cannot write '%s'", cfg);
-				goto fail;
-			}
-		}
-		r = move_into_place(staging, new_name);
+		r = stage_copy(src, staging);
+		if (r >= 0)
+			r = install_staging(staging, new_name, &c, fs_exists(st));
 		if (r < 0)
-			goto fail;
+			(void)fs_rm_rf(staging);
 	}
 	vm_config_release(&c);
-	return 0;
-fail:
-	vm_config_release(&c);
-	(void)fs_rm_rf(staging);
-	return r;
+	return slock < 0 ? slock : r < 0 ? r : 0;
 }
 
 /*
@@ -222,12 +219,13 @@ fail:
  */
 static int lock_local_for_change(const struct vm_dir *d, int *ret_run, int *ret_use)
 {
+	/* Without config.json nothing can run it: an incomplete VM can still be deleted. */
 	_cleanup_close_ int run = vm_dir_lock_run(d);
 	if (run == -EALREADY) {
 		log_error("VM \"%s\" is running", d->name);
 		return -EBUSY;
 	}
-	if (run < 0)
+	if (run < 0 && run != -ENOENT)
 		return log_error_errno(run, "cannot lock VM \"%s\"", d->name);
 	struct stat lst;
 	if (lstat(d->path, &lst) < 0)
@@ -250,7 +248,7 @@ static int lock_local_for_change(const struct vm_dir *d, int *ret_run, int *ret_
 int vm_delete_local(const char *name)
 {
 	struct vm_dir d;
-	int r = vm_dir_open_local(name, &d);
+	int r = vm_dir_lookup_local(name, &d);
 	if (r < 0)
 		return r;
 	_cleanup_vm_dir_ struct vm_dir dd = d;

@@ -6,10 +6,11 @@
 #include "vm/dir.h"
 
 /*
- * Operations on the local store. All of them stage in tmp/<UUID> (flock'ed so the tmp/ GC
- * leaves it alone), take the global lock only for the final checks and the rename into
- * vms/, and never replace an existing VM. A failure removes the staging directory: no
- * half-written VM is ever visible. Logging.
+ * Operations on the local store. Those that make a VM (create, clone) stage it in tmp/<UUID>
+ * (flock'ed so the tmp/ GC leaves it alone), take the global lock only for the MAC check and
+ * the rename into vms/, and never replace an existing VM; a failure removes the staging
+ * directory, so no half-written VM is ever visible. delete and rename refuse a running VM.
+ * Logging.
  */
 
 /*
@@ -31,7 +32,7 @@ int vm_delete_local(const char *name);
 /* Rename a local VM; refuses when it runs or when new_name exists. */
 int vm_rename_local(const char *name, const char *new_name);
 
-/* True when the local VM `name` exists (directory present). */
+/* True when vms/<name> exists, complete or not. name must be valid (vm_name_validate). */
 int vm_local_exists(const char *name);
 
 /*

@@ -102,17 +102,24 @@ def test_set_disk_raw_and_qcow2(tart, tmp_path):
 
 def test_missing_vm_exit_codes(tart):
     for args in (["get", "nope"], ["delete", "nope"], ["set", "nope", "--cpu", "2"],
-                 ["clone", "nope", "x"]):
+                 ["clone", "nope", "x"], ["set", "a/b", "--cpu", "2"], ["delete", ".."],
+                 ["get", "../nope"]):
         p = tart.run(*args, check=False)
         assert p.returncode == 2, args
-        assert 'the specified VM "nope" does not exist' in p.stderr
+        assert f'the specified VM "{args[1]}" does not exist' in p.stderr
 
 
 @pytest.mark.parametrize("name", ["a/b", "..", ".", "", "x" * 256, "bad\nname"])
 def test_bad_names(tart, name):
     p = tart.run("create", "--linux", name, check=False)
-    assert p.returncode != 0
+    assert p.returncode != 0 and p.stderr.strip()
     assert not (tart.home / "vms").exists() or list((tart.home / "vms").iterdir()) == []
+    tart.run("create", "--linux", "--disk-size", "1", "ok")
+    for args in (["clone", "ok", name], ["rename", "ok", name]):
+        p = tart.run(*args, check=False)
+        assert p.returncode != 0 and p.stderr.strip(), args
+    assert [x.name for x in (tart.home / "vms").iterdir()] == ["ok"]
+    assert list((tart.home / "tmp").iterdir()) == []
 
 
 def test_usage_errors(tart):
@@ -157,8 +164,21 @@ def test_missing_file(tart):
     tart.run("create", "--linux", "vm")
     (tart.vm_dir("vm") / "nvram.bin").unlink()
     p = tart.run("get", "vm", check=False)
-    assert p.returncode == 1 and "missing some of its files" in p.stderr
+    assert p.returncode == 1
+    assert "VM is missing some of its files (config.json, disk.img or nvram.bin)" in p.stderr
     assert tart.run("list", "-q").stdout == ""
+    p = tart.run("clone", "vm", "vm2", check=False)
+    assert p.returncode == 1 and not tart.vm_dir("vm2").exists()
+    # an incomplete VM can still be deleted (the only way to clean it up with tart)
+    tart.run("delete", "vm")
+    assert not tart.vm_dir("vm").exists()
+    (tart.vm_dir("empty")).mkdir(parents=True)
+    (tart.vm_dir("empty") / "config.json").write_text("{}")
+    assert tart.run("list", "-q").stdout == ""
+    p = tart.run("set", "empty", "--cpu", "2", check=False)
+    assert p.returncode == 1 and "missing some of its files" in p.stderr
+    tart.run("delete", "empty")
+    assert list((tart.home / "vms").iterdir()) == []
 
 
 def test_running_vm_is_protected(tart):
@@ -189,20 +209,6 @@ time.sleep(60)
         holder.wait()
     assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
     tart.run("delete", "vm")
-
-
-def test_tmp_gc(tart):
-    tmp = tart.home / "tmp"
-    tart.run("list")
-    stale = tmp / "stale-dir"
-    stale.mkdir()
-    old = 1_000_000_000
-    os.utime(stale, (old, old))
-    # ctime cannot be set back; the GC spares entries younger than 10 s, so wait that out.
-    import time
-    time.sleep(10.5)
-    tart.run("list")
-    assert not stale.exists()
 
 
 def test_clone_enospc_leaves_nothing(tart, tmp_path):
@@ -259,3 +265,118 @@ def test_read_only_tart_home(tart, tmp_path):
 def test_disk_size_zero_rejected(tart):
     p = tart.run("create", "--linux", "--disk-size", "0", "vm", check=False)
     assert p.returncode == 64
+
+
+def test_tart_validation_errors(tart):
+    """Tart's ValidationErrors exit 64 with `Error: ` and the usage; runtime errors exit 1."""
+    tart.run("create", "--linux", "--disk-format", "RAW", "vm")  # case-insensitive, as Tart
+    tart.run("create", "--linux", "other")
+    cases = [
+        (["create", "--linux", "--from-ipsw", "latest", "x"], "Only Linux VMs are supported"),
+        (["create", "--linux", "--disk-format", "asif", "x"],
+         "Disk format 'asif' is not supported on this system."),
+        (["create", "--linux", "--disk-format", "qcow2", "x"], "Please provide one of 'raw'"),
+        (["rename", "nope", "x"], "failed to rename a non-existent local VM: nope"),
+        (["rename", "vm", "other"],
+         "failed to rename VM vm, target VM other already exists, delete it first!"),
+        (["rename", "vm", "a/b"], "<new-name> should be a local name"),
+        (["clone", "vm", "a/b"], "<new-name> should be a local name"),
+        (["clone", "vm", "x", "--concurrency", "0"], "network concurrency cannot be less than 1"),
+    ]
+    for args, msg in cases:
+        p = tart.run(*args, check=False)
+        assert p.returncode == 64, (args, p.stderr)
+        assert p.stderr.startswith("Error: ") and msg in p.stderr, (args, p.stderr)
+        assert "Usage: tart " in p.stderr
+    assert tart.run("list", "-q").stdout == "other\nvm\n"
+
+
+def test_set_runtime_errors(tart, tmp_path):
+    tart.run("create", "--linux", "vm")
+    before = (tart.vm_dir("vm") / "config.json").read_text()
+    for args, msg in [
+        (["--cpu", "0"], "VM should have 1 CPU cores at minimum (requested 0)"),
+        (["--memory", "1"], "bytes of memory at minimum (requested 1048576)"),
+        (["--disk", str(tmp_path / "missing.img")], "missing.img"),
+        (["--disk-size", "0"], "should be larger than the current disk size"),
+    ]:
+        p = tart.run("set", "vm", *args, check=False)
+        assert p.returncode == 1, (args, p.stderr)  # not 2: the VM exists
+        assert msg in p.stderr, (args, p.stderr)
+    assert (tart.vm_dir("vm") / "config.json").read_text() == before
+
+
+def test_argument_parser_conventions(tart):
+    """swift-argument-parser behaviours scripts rely on."""
+    tart.run("create", "--disk-size=1", "vm", "--linux")  # --flag=value, flags after positionals
+    assert tart.run("list", "--source=local", "-q").stdout == "vm\n"
+    assert tart.run("list", "-qq").stdout == "vm\n"  # repeated flag
+    assert tart.run("list", "-qh").stdout.startswith("OVERVIEW: List created VMs")
+    # repeated single-value options: the last one wins
+    assert tart.run("list", "--source", "oci", "--source", "local", "--quiet").stdout == "vm\n"
+    assert tart.json("get", "--format", "text", "vm", "--format=json")["Disk"] == 1
+    assert tart.run("get", "vm", "--format", "json", "--format", "text").stdout.startswith("OS ")
+    tart.run("create", "--linux", "--disk-size", "1", "--", "-dash")  # `--` ends the options
+    assert tart.run("list", "-q").stdout == "-dash\nvm\n"
+    tart.run("delete", "--", "-dash")
+    for args in (["list", "--quiet=yes"], ["list", "-x"], ["get", "vm", "--format"],
+                 ["list", "--format", "yaml"], ["delete"], ["get", "vm", "extra"],
+                 ["list", "--form", "json"], ["list", "--sou=local"],  # no abbreviations
+                 ["create", "--lin", "x"]):
+        p = tart.run(*args, check=False)
+        assert p.returncode == 64 and p.stderr.startswith("Error: "), args
+    p = tart.run("bogus", check=False)
+    assert p.returncode == 64 and "Unknown subcommand 'bogus'" in p.stderr
+
+
+def test_stdout_errors(tart):
+    """A full stdout is a failure (data lost), a closed pipe is not an error message."""
+    import subprocess
+    tart.run("create", "--linux", "--disk-size", "1", "vm")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([tart_bin(), "list"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env=tart.env)
+    assert p.returncode == 1 and "cannot write to standard output" in p.stderr
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run([tart_bin(), "list", "--format", "json"], stdout=w,
+                       stderr=subprocess.PIPE, text=True, env=tart.env)
+    os.close(w)
+    assert p.stderr == ""
+
+
+def tart_bin():
+    from conftest import TART_BIN
+    return TART_BIN
+
+
+def test_list_get_fqn_of_cached_images(tart):
+    """Pulled images in the OCI cache: Source "OCI", tag and digest names, fqn, get."""
+    tart.run("create", "--linux", "--disk-size", "2", "local-vm")
+    tart.run("create", "--linux", "--disk-size", "3", "img")
+    repo = tart.home / "cache" / "OCIs" / "127.0.0.1%3A5000" / "org" / "debian"
+    repo.mkdir(parents=True)
+    digest = "sha256:" + "0f" * 32
+    os.rename(tart.vm_dir("img"), repo / digest)
+    (repo / "latest").symlink_to(repo / digest)
+    q = tart.run("list", "-q").stdout
+    assert q == f"local-vm\n127.0.0.1:5000/org/debian:latest\n127.0.0.1:5000/org/debian@{digest}\n"
+    assert tart.run("list", "--source", "oci", "-q").stdout == q.split("\n", 1)[1]
+    rows = tart.json("list", "--format", "json")
+    assert [r["Source"] for r in rows] == ["local", "OCI", "OCI"]
+    assert [r["Disk"] for r in rows] == [2, 3, 3]
+    assert all(r["State"] == "stopped" and r["Running"] is False for r in rows)
+    text = tart.run("list").stdout.splitlines()
+    assert text[2].split()[:3] == ["OCI", "127.0.0.1:5000/org/debian:latest", "3"]
+    assert tart.run("fqn", "127.0.0.1:5000/org/debian:latest").stdout == \
+        f"127.0.0.1:5000/org/debian@{digest}\n"
+    assert tart.run("fqn", "local-vm").stdout == "local-vm\n"
+    p = tart.run("fqn", "127.0.0.1:5000/org/debian:missing", check=False)
+    assert p.returncode == 1 and "OCI storage error: 127.0.0.1:5000/org/debian:missing is not" \
+        " a digest and doesn't point to a digest" in p.stderr
+    other = "127.0.0.1:5000/org/debian@sha256:" + "1" * 64
+    assert tart.run("fqn", other).stdout == other + "\n"
+    assert tart.json("get", "127.0.0.1:5000/org/debian:latest", "--format", "json")["Disk"] == 3
+    # JSON is Swift's: `"key" : value`, 2-space indent, `/` escaped
+    raw = tart.run("list", "--source", "oci", "--format", "json").stdout
+    assert '    "Name" : "127.0.0.1:5000\\/org\\/debian:latest",\n' in raw

@@ -131,12 +131,50 @@ static void test_time(void **state)
 	assert_int_equal(parse_iso8601("2023-11-28T13:18:38.5+01:00", &t), 0);
 	assert_int_equal(t, 0x6565da9e);
 	assert_int_equal(parse_iso8601("yesterday", &t), -EINVAL);
-	format_relative(1000, 1000 + 300, buf, sizeof(buf));
-	assert_string_equal(buf, "5 minutes ago");
-	format_relative(1000, 1000 + 3600, buf, sizeof(buf));
-	assert_string_equal(buf, "1 hour ago");
-	format_relative(1000, 1000, buf, sizeof(buf));
-	assert_string_equal(buf, "in 0 seconds");
+}
+
+static time_t utc(const char *iso)
+{
+	time_t t;
+	assert_int_equal(parse_iso8601(iso, &t), 0);
+	return t;
+}
+
+/* Foundation's RelativeDateTimeFormatter (.full) wording and unit choice, in UTC. */
+static void test_time_relative(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *then, *now, *want;
+	} cases[] = {
+		{"2026-06-12T09:00:00Z", "2026-06-12T09:00:00Z", "in 0 seconds"},
+		{"2026-06-12T09:00:05Z", "2026-06-12T09:00:00Z", "in 5 seconds"},
+		{"2026-06-12T08:59:59Z", "2026-06-12T09:00:00Z", "1 second ago"},
+		{"2026-06-12T08:55:00Z", "2026-06-12T09:00:00Z", "5 minutes ago"},
+		{"2026-06-12T08:58:31Z", "2026-06-12T09:00:00Z", "1 minute ago"},
+		{"2026-06-12T08:58:30Z", "2026-06-12T09:00:00Z", "2 minutes ago"},
+		{"2026-06-12T08:00:00Z", "2026-06-12T09:00:00Z", "1 hour ago"},
+		{"2026-06-12T07:20:00Z", "2026-06-12T09:00:00Z", "2 hours ago"},
+		{"2026-06-11T20:00:00Z", "2026-06-12T09:00:00Z", "13 hours ago"},
+		{"2026-06-11T10:30:00Z", "2026-06-12T09:00:00Z", "23 hours ago"},
+		{"2026-06-11T09:30:00Z", "2026-06-12T09:00:00Z", "24 hours ago"},
+		{"2026-06-11T03:00:00Z", "2026-06-12T09:00:00Z", "1 day ago"},
+		{"2026-06-10T20:00:00Z", "2026-06-12T09:00:00Z", "2 days ago"},
+		{"2026-06-14T10:00:00Z", "2026-06-12T09:00:00Z", "in 2 days"},
+		{"2026-05-30T12:00:00Z", "2026-06-12T09:00:00Z", "2 weeks ago"},
+		{"2026-01-31T00:00:00Z", "2026-03-01T00:00:00Z", "2 months ago"},
+		{"2025-06-12T09:00:00Z", "2026-06-12T09:00:00Z", "1 year ago"},
+		{"1970-01-01T00:00:00Z", "2026-11-27T04:00:00Z", "56 years ago"},
+	};
+	char buf[64];
+	setenv("TZ", "UTC", 1);
+	tzset();
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		format_relative(utc(cases[i].then), utc(cases[i].now), buf, sizeof(buf));
+		if (!streq(buf, cases[i].want))
+			fail_msg("%s seen at %s: got '%s', want '%s'", cases[i].then, cases[i].now,
+				 buf, cases[i].want);
+	}
 }
 
 /* A sparse copy keeps data identical and holes as holes. */
@@ -183,7 +221,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strbuf_cap),   cmocka_unit_test(test_strvec),
 		cmocka_unit_test(test_parse),        cmocka_unit_test(test_json_swift),
-		cmocka_unit_test(test_table),        cmocka_unit_test(test_time),
+		cmocka_unit_test(test_table),        cmocka_unit_test(test_time), cmocka_unit_test(test_time_relative),
 		cmocka_unit_test(test_fs_copy_sparse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

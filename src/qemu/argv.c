@@ -1,0 +1,372 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "qemu/argv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/alloc.h"
+#include "util/strbuf.h"
+
+void qemu_spec_init(struct qemu_spec *s)
+{
+	*s = (struct qemu_spec){
+	    .arch = "amd64",
+	    .accel = "tcg",
+	    .cpus = 1,
+	    .memory_mib = 512,
+	    .qmp_fd = -1,
+	    .serial = QEMU_SERIAL_FD,
+	    .serial_fd = -1,
+	    .vnc_display = -1,
+	    .incoming_fd = -1,
+	};
+}
+
+const char *qemu_binary_name(const char *arch)
+{
+	return streq(arch, "arm64") ? "qemu-system-aarch64" : "qemu-system-x86_64";
+}
+
+const char *qemu_binary_package(const char *arch)
+{
+	return streq(arch, "arm64") ? "qemu-system-arm" : "qemu-system-x86";
+}
+
+/* QEMU option values escape ',' by doubling it. */
+static char *esc(const char *s)
+{
+	struct strbuf sb = STRBUF_INIT;
+	for (; *s; s++) {
+		strbuf_putc(&sb, *s);
+		if (*s == ',')
+			strbuf_putc(&sb, ',');
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
+static void push_opt(struct strvec *v, const char *flag, const char *fmt_prefix, const char *path,
+		     const char *suffix)
+{
+	_cleanup_free_ char *e = esc(path);
+	strvec_push(v, flag);
+	strvec_pushf(v, "%s%s%s", fmt_prefix, e, suffix ? suffix : "");
+}
+
+static void push_cache(struct strbuf *sb, const struct qemu_disk_opts *o)
+{
+	/*
+	 * Tart's "cached"/"automatic" = host page cache; "uncached" = O_DIRECT. sync=none drops
+	 * the guest's flushes; fsync and full both flush (Linux has no F_FULLFSYNC distinction).
+	 */
+	strbuf_putf(sb, ",cache.direct=%s,cache.no-flush=%s",
+		    o->cache == QEMU_CACHE_UNCACHED ? "on" : "off",
+		    o->sync == QEMU_SYNC_NONE ? "on" : "off");
+	if (o->readonly)
+		strbuf_puts(sb, ",readonly=on");
+	else
+		strbuf_puts(sb, ",discard=unmap");
+}
+
+static void push_drive(struct strvec *v, const struct qemu_drive *d, const char *id, bool bootindex)
+{
+	_cleanup_free_ char *e = esc(d->path);
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_putf(&sb, "file=%s,if=none,id=%s,format=%s", e, id, d->format ? d->format : "raw");
+	if (d->cdrom) {
+		strbuf_puts(&sb, ",media=cdrom,readonly=on");
+	} else {
+		push_cache(&sb, &d->opts);
+	}
+	strvec_push(v, "-drive");
+	strvec_push(v, sb.buf);
+	strbuf_release(&sb);
+	strvec_push(v, "-device");
+	if (d->cdrom)
+		strvec_pushf(v, "scsi-cd,bus=scsi0.0,drive=%s", id);
+	else
+		strvec_pushf(v, "virtio-blk-pci,drive=%s%s", id, bootindex ? ",bootindex=1" : "");
+}
+
+static void push_serial(struct strvec *v, const struct qemu_spec *s)
+{
+	strvec_push(v, "-chardev");
+	switch (s->serial) {
+	case QEMU_SERIAL_FD:
+		strvec_pushf(v, "socket,id=ser0,fd=%d", s->serial_fd);
+		break;
+	case QEMU_SERIAL_PTY:
+		strvec_push(v, "pty,id=ser0");
+		break;
+	case QEMU_SERIAL_TTY: {
+		_cleanup_free_ char *e = esc(s->serial_path);
+		strvec_pushf(v, "serial,id=ser0,path=%s", e);
+		break;
+	}
+	case QEMU_SERIAL_FILE: {
+		_cleanup_free_ char *e = esc(s->serial_path);
+		strvec_pushf(v, "file,id=ser0,path=%s,append=on", e);
+		break;
+	}
+	}
+	strvec_pushl(v, "-serial", "chardev:ser0", NULL);
+}
+
+int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
+{
+	bool arm = streq(s->arch, "arm64");
+	bool kvm = streq(s->accel, "kvm");
+	if (!s->binary || !s->root.path || s->qmp_fd < 0 || s->cpus == 0 || s->memory_mib == 0)
+		return -EINVAL;
+	if (!s->kernel && (!s->firmware_code || !s->firmware_vars))
+		return -EINVAL;
+	if (s->nested && !kvm)
+		return -EINVAL;
+	if (s->serial == QEMU_SERIAL_FD ? s->serial_fd < 0
+					: (s->serial != QEMU_SERIAL_PTY && !s->serial_path))
+		return -EINVAL;
+
+	struct strvec v = STRVEC_INIT;
+	strvec_push(&v, s->binary);
+	strvec_pushl(&v, "-nodefaults", "-no-user-config", NULL);
+	strvec_push(&v, "-machine");
+	strvec_push(&v, arm ? "virt,gic-version=max" : "q35");
+	strvec_pushl(&v, "-accel", kvm ? "kvm" : "tcg", NULL);
+	strvec_push(&v, "-cpu");
+	if (!kvm)
+		strvec_push(&v, "max");
+	else if (s->nested || arm)
+		strvec_push(&v, "host");
+	else
+		strvec_push(&v, "host,-vmx,-svm");
+	strvec_push(&v, "-smp");
+	strvec_pushf(&v, "%llu", (unsigned long long)s->cpus);
+	strvec_push(&v, "-m");
+	strvec_pushf(&v, "%llu", (unsigned long long)s->memory_mib);
+	if (s->n_shares > 0) {
+		/* vhost-user needs guest RAM that virtiofsd can map: a shared memfd. */
+		strvec_push(&v, "-object");
+		strvec_pushf(&v, "memory-backend-memfd,id=mem,size=%lluM,share=on",
+			     (unsigned long long)s->memory_mib);
+		strvec_pushl(&v, "-numa", "node,memdev=mem", NULL);
+	}
+
+	if (s->kernel) {
+		push_opt(&v, "-kernel", "", s->kernel, NULL);
+		if (s->initrd)
+			push_opt(&v, "-initrd", "", s->initrd, NULL);
+		strvec_pushl(&v, "-append", s->cmdline ? s->cmdline : "", NULL);
+	} else {
+		push_opt(&v, "-drive",
+			 "if=pflash,format=raw,unit=0,readonly=on,file=", s->firmware_code, NULL);
+		push_opt(&v, "-drive", "if=pflash,format=raw,unit=1,file=", s->firmware_vars, NULL);
+	}
+
+	strvec_pushl(&v, "-chardev", NULL);
+	strvec_pushf(&v, "socket,id=qmp,fd=%d", s->qmp_fd);
+	strvec_pushl(&v, "-mon", "chardev=qmp,mode=control", NULL);
+	push_serial(&v, s);
+
+	if (s->vnc_display < 0) {
+		strvec_pushl(&v, "-display", "none", NULL);
+	} else {
+		strvec_pushl(&v, "-display", "none", "-vnc", NULL);
+		/* to=: if that display is taken, QEMU tries the next ones (query-vnc tells which).
+		 */
+		strvec_pushf(&v, "127.0.0.1:%d,to=%d,password=on", s->vnc_display,
+			     s->vnc_display + 100);
+		strvec_push(&v, "-device");
+		strvec_pushf(&v, "%s,xres=%llu,yres=%llu", arm ? "virtio-gpu-pci" : "virtio-vga",
+			     (unsigned long long)(s->display_width ? s->display_width : 1024),
+			     (unsigned long long)(s->display_height ? s->display_height : 768));
+		strvec_pushl(&v, "-device", "qemu-xhci,id=usb", "-device", "usb-kbd", "-device",
+			     "usb-tablet", NULL);
+	}
+
+	push_drive(&v, &s->root, "root", true);
+	bool scsi = false;
+	for (size_t i = 0; i < s->n_disks; i++) {
+		if (s->disks[i].cdrom && !scsi) {
+			strvec_pushl(&v, "-device", "virtio-scsi-pci,id=scsi0", NULL);
+			scsi = true;
+		}
+		char id[32];
+		snprintf(id, sizeof(id), "disk%zu", i);
+		push_drive(&v, &s->disks[i], id, false);
+	}
+	for (size_t i = 0; i < s->n_shares; i++) {
+		_cleanup_free_ char *p = esc(s->shares[i].socket_path);
+		_cleanup_free_ char *t = esc(s->shares[i].tag);
+		strvec_push(&v, "-chardev");
+		strvec_pushf(&v, "socket,id=vfs%zu,path=%s,abstract=on", i, p);
+		strvec_push(&v, "-device");
+		strvec_pushf(&v, "vhost-user-fs-pci,chardev=vfs%zu,tag=%s", i, t);
+	}
+
+	strvec_pushl(&v, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device",
+		     "virtio-rng-pci,rng=rng0", NULL);
+	if (s->net_args)
+		for (size_t i = 0; i < s->net_args->nr; i++)
+			strvec_push(&v, s->net_args->v[i]);
+	if (s->incoming_fd >= 0) {
+		strvec_push(&v, "-incoming");
+		strvec_pushf(&v, "fd:%d", s->incoming_fd);
+	}
+	*ret = v;
+	return 0;
+}
+
+static int opts_error(char **ret_err, char *msg)
+{
+	if (ret_err)
+		*ret_err = msg;
+	else
+		free(msg);
+	return -EINVAL;
+}
+
+static int parse_one_opt(const char *o, struct qemu_disk_opts *d, char **ret_err)
+{
+	if (streq(o, "ro")) {
+		d->readonly = true;
+	} else if (strneq(o, "sync=", 5)) {
+		const char *m = o + 5;
+		if (streq(m, "none"))
+			d->sync = QEMU_SYNC_NONE;
+		else if (streq(m, "fsync"))
+			d->sync = QEMU_SYNC_FSYNC;
+		else if (streq(m, "full") || !*m)
+			d->sync = QEMU_SYNC_FULL;
+		else
+			return opts_error(
+			    ret_err,
+			    xasprintf("unsupported disk (image) synchronization mode: \"%s\"", m));
+	} else if (strneq(o, "caching=", 8)) {
+		const char *m = o + 8;
+		if (streq(m, "automatic"))
+			d->cache = QEMU_CACHE_AUTOMATIC;
+		else if (streq(m, "cached"))
+			d->cache = QEMU_CACHE_CACHED;
+		else if (streq(m, "uncached"))
+			d->cache = QEMU_CACHE_UNCACHED;
+		else
+			return opts_error(
+			    ret_err, xasprintf("unsupported disk image caching mode: \"%s\"", m));
+	} else {
+		return opts_error(ret_err, xasprintf("unsupported disk option: \"%s\"", o));
+	}
+	return 0;
+}
+
+int qemu_disk_opts_parse(const char *s, struct qemu_disk_opts *ret, char **ret_err)
+{
+	struct qemu_disk_opts d = *ret;
+	_cleanup_free_ char *copy = xstrdup(s);
+	char *save = NULL;
+	for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+		int r = parse_one_opt(o, &d, ret_err);
+		if (r < 0)
+			return r;
+	}
+	*ret = d;
+	return 0;
+}
+
+bool qemu_disk_opts_is_options(const char *s)
+{
+	if (!*s)
+		return false;
+	_cleanup_free_ char *copy = xstrdup(s);
+	char *save = NULL;
+	for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save))
+		if (!streq(o, "ro") && !strneq(o, "sync=", 5) && !strneq(o, "caching=", 8))
+			return false;
+	return true;
+}
+
+int qemu_disk_spec_parse(const char *spec, char **ret_path, struct qemu_disk_opts *ret_opts,
+			 char **ret_err)
+{
+	struct qemu_disk_opts o = {.cache = QEMU_CACHE_AUTOMATIC, .sync = QEMU_SYNC_FULL};
+	_cleanup_free_ char *path = xstrdup(spec);
+	char *colon = strrchr(path, ':');
+	if (colon && qemu_disk_opts_is_options(colon + 1)) {
+		int r = qemu_disk_opts_parse(colon + 1, &o, ret_err);
+		if (r < 0)
+			return r;
+		*colon = '\0';
+	}
+	if (!*path)
+		return opts_error(ret_err,
+				  xasprintf("invalid --disk \"%s\": the path is empty", spec));
+	/* Tilde expansion as Tart does for image paths. */
+	if (path[0] == '~' && (path[1] == '/' || !path[1]) && getenv("HOME")) {
+		char *x = xasprintf("%s%s", getenv("HOME"), path + 1);
+		free(path);
+		path = x;
+	}
+	*ret_path = TAKE_PTR(path);
+	*ret_opts = o;
+	return 0;
+}
+
+static bool dir_opts_piece(const char *s)
+{
+	if (!*s)
+		return false;
+	_cleanup_free_ char *copy = xstrdup(s);
+	char *save = NULL;
+	for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save))
+		if (!streq(o, "ro") && !strneq(o, "tag=", 4))
+			return false;
+	return true;
+}
+
+void qemu_dir_spec_release(struct qemu_dir_spec *d)
+{
+	free(d->name);
+	free(d->path);
+	free(d->tag);
+	*d = (struct qemu_dir_spec){0};
+}
+
+int qemu_dir_spec_parse(const char *spec, struct qemu_dir_spec *ret, char **ret_err)
+{
+	struct qemu_dir_spec d = {0};
+	_cleanup_free_ char *s = xstrdup(spec);
+	char *colon = strrchr(s, ':');
+	if (colon && dir_opts_piece(colon + 1)) {
+		char *save = NULL;
+		for (char *o = strtok_r(colon + 1, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+			if (streq(o, "ro")) {
+				d.readonly = true;
+			} else {
+				free(d.tag);
+				d.tag = xstrdup(o + 4);
+			}
+		}
+		*colon = '\0';
+		if (d.tag && !*d.tag) {
+			qemu_dir_spec_release(&d);
+			return opts_error(ret_err,
+					  xasprintf("invalid --dir \"%s\": empty tag", spec));
+		}
+	}
+	/* "name:path", unless the value is a URL (its "://" is not a name separator). */
+	char *sep = strchr(s, ':');
+	if (sep && !strneq(sep, "://", 3)) {
+		*sep = '\0';
+		d.name = xstrdup(s);
+		d.path = xstrdup(sep + 1);
+	} else {
+		d.path = xstrdup(s);
+	}
+	if (!*d.path || (d.name && !*d.name)) {
+		qemu_dir_spec_release(&d);
+		return opts_error(ret_err, xasprintf("invalid --dir syntax: \"%s\"", spec));
+	}
+	if (!d.tag)
+		d.tag = xstrdup(QEMU_DEFAULT_SHARE_TAG);
+	*ret = d;
+	return 0;
+}

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qemu/argv.h"
+
+/* Index of the argument after `flag` whose value starts with prefix, or -1. */
+static int find_value(const struct strvec *v, const char *flag, const char *prefix)
+{
+	for (size_t i = 0; i + 1 < v->nr; i++)
+		if (strcmp(v->v[i], flag) == 0 && strncmp(v->v[i + 1], prefix, strlen(prefix)) == 0)
+			return (int)i + 1;
+	return -1;
+}
+
+static bool has(const struct strvec *v, const char *flag, const char *value)
+{
+	int i = find_value(v, flag, value);
+	return i >= 0 && strcmp(v->v[i], value) == 0;
+}
+
+static void base_spec(struct qemu_spec *s)
+{
+	qemu_spec_init(s);
+	s->binary = "/usr/bin/qemu-system-x86_64";
+	s->cpus = 2;
+	s->memory_mib = 1024;
+	s->firmware_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+	s->firmware_vars = "/vms/a,b/nvram.bin";
+	s->root = (struct qemu_drive){.path = "/vms/a,b/disk.img",
+				      .format = "raw",
+				      .opts = {.cache = QEMU_CACHE_CACHED, .sync = QEMU_SYNC_FULL}};
+	s->qmp_fd = 5;
+	s->serial_fd = 6;
+}
+
+static void test_uefi_tcg(void **state)
+{
+	(void)state;
+	struct qemu_spec s;
+	base_spec(&s);
+	struct strvec v = STRVEC_INIT;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_string_equal(v.v[0], "/usr/bin/qemu-system-x86_64");
+	assert_true(has(&v, "-machine", "q35"));
+	assert_true(has(&v, "-accel", "tcg"));
+	assert_true(has(&v, "-cpu", "max"));
+	assert_true(has(&v, "-smp", "2"));
+	assert_true(has(&v, "-m", "1024"));
+	assert_int_equal(strcmp(v.v[1], "-nodefaults"), 0);
+	/* Commas in paths are doubled, as QEMU's option syntax requires. */
+	assert_true(has(&v, "-drive", "if=pflash,format=raw,unit=1,file=/vms/a,,b/nvram.bin"));
+	assert_true(has(&v, "-drive",
+			"if=pflash,format=raw,unit=0,readonly=on,"
+			"file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
+	assert_true(has(&v, "-drive",
+			"file=/vms/a,,b/disk.img,if=none,id=root,format=raw,"
+			"cache.direct=off,cache.no-flush=off,discard=unmap"));
+	assert_true(has(&v, "-device", "virtio-blk-pci,drive=root,bootindex=1"));
+	assert_true(has(&v, "-chardev", "socket,id=qmp,fd=5"));
+	assert_true(has(&v, "-mon", "chardev=qmp,mode=control"));
+	assert_true(has(&v, "-chardev", "socket,id=ser0,fd=6"));
+	assert_true(has(&v, "-serial", "chardev:ser0"));
+	assert_true(has(&v, "-device", "virtio-rng-pci,rng=rng0"));
+	assert_true(has(&v, "-display", "none"));
+	assert_int_equal(find_value(&v, "-kernel", ""), -1);
+	assert_int_equal(find_value(&v, "-incoming", ""), -1);
+	assert_int_equal(find_value(&v, "-vnc", ""), -1);
+	strvec_clear(&v);
+}
+
+static void test_direct_kvm_and_devices(void **state)
+{
+	(void)state;
+	struct qemu_spec s;
+	base_spec(&s);
+	s.accel = "kvm";
+	s.kernel = "/vm/kernel";
+	s.initrd = "/vm/initramfs";
+	s.cmdline = "console=ttyS0 quiet";
+	struct qemu_drive disks[] = {
+	    {.path = "/x.qcow2",
+	     .format = "qcow2",
+	     .opts = {.readonly = true, .cache = QEMU_CACHE_UNCACHED, .sync = QEMU_SYNC_NONE}},
+	    {.path = "/inst.iso", .format = "raw", .cdrom = true},
+	};
+	s.disks = disks;
+	s.n_disks = 2;
+	struct qemu_share sh = {.tag = "com.apple.virtio-fs.automount",
+				.socket_path = "tart-vfs-1"};
+	s.shares = &sh;
+	s.n_shares = 1;
+	s.vnc_display = 123;
+	s.incoming_fd = 9;
+	struct strvec net = STRVEC_INIT;
+	strvec_pushl(&net, "-netdev", "user,id=n0", NULL);
+	s.net_args = &net;
+	struct strvec v = STRVEC_INIT;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-accel", "kvm"));
+	assert_true(has(&v, "-cpu", "host,-vmx,-svm"));
+	assert_true(has(&v, "-kernel", "/vm/kernel"));
+	assert_true(has(&v, "-initrd", "/vm/initramfs"));
+	assert_true(has(&v, "-append", "console=ttyS0 quiet"));
+	assert_int_equal(find_value(&v, "-drive", "if=pflash"), -1);
+	assert_true(has(&v, "-drive",
+			"file=/x.qcow2,if=none,id=disk0,format=qcow2,"
+			"cache.direct=on,cache.no-flush=on,readonly=on"));
+	assert_true(has(&v, "-device", "virtio-scsi-pci,id=scsi0"));
+	assert_true(has(&v, "-drive",
+			"file=/inst.iso,if=none,id=disk1,format=raw,media=cdrom,"
+			"readonly=on"));
+	assert_true(has(&v, "-device", "scsi-cd,bus=scsi0.0,drive=disk1"));
+	assert_true(has(&v, "-object", "memory-backend-memfd,id=mem,size=1024M,share=on"));
+	assert_true(has(&v, "-numa", "node,memdev=mem"));
+	assert_true(has(&v, "-chardev", "socket,id=vfs0,path=tart-vfs-1,abstract=on"));
+	assert_true(
+	    has(&v, "-device", "vhost-user-fs-pci,chardev=vfs0,tag=com.apple.virtio-fs.automount"));
+	assert_true(has(&v, "-vnc", "127.0.0.1:123,to=223,password=on"));
+	assert_true(has(&v, "-device", "virtio-vga,xres=1024,yres=768"));
+	assert_true(has(&v, "-netdev", "user,id=n0"));
+	assert_true(has(&v, "-incoming", "fd:9"));
+	strvec_clear(&v);
+
+	s.nested = true;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-cpu", "host"));
+	strvec_clear(&v);
+	strvec_clear(&net);
+}
+
+static void test_arm64_and_invalid(void **state)
+{
+	(void)state;
+	struct qemu_spec s;
+	base_spec(&s);
+	s.binary = "/usr/bin/qemu-system-aarch64";
+	s.arch = "arm64";
+	struct strvec v = STRVEC_INIT;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-machine", "virt,gic-version=max"));
+	strvec_clear(&v);
+	s.nested = true; /* nested needs KVM */
+	assert_int_equal(qemu_argv_build(&s, &v), -EINVAL);
+	s.nested = false;
+	s.firmware_code = NULL; /* neither firmware nor kernel */
+	assert_int_equal(qemu_argv_build(&s, &v), -EINVAL);
+	assert_string_equal(qemu_binary_name("arm64"), "qemu-system-aarch64");
+	assert_string_equal(qemu_binary_package("amd64"), "qemu-system-x86");
+}
+
+static void test_disk_spec(void **state)
+{
+	(void)state;
+	char *path = NULL, *err = NULL;
+	struct qemu_disk_opts o;
+	assert_int_equal(qemu_disk_spec_parse("/a/b.img", &path, &o, NULL), 0);
+	assert_string_equal(path, "/a/b.img");
+	assert_false(o.readonly);
+	assert_int_equal(o.sync, QEMU_SYNC_FULL);
+	assert_int_equal(o.cache, QEMU_CACHE_AUTOMATIC);
+	free(path);
+	assert_int_equal(
+	    qemu_disk_spec_parse("/a:b.img:ro,sync=none,caching=uncached", &path, &o, NULL), 0);
+	assert_string_equal(path, "/a:b.img");
+	assert_true(o.readonly);
+	assert_int_equal(o.sync, QEMU_SYNC_NONE);
+	assert_int_equal(o.cache, QEMU_CACHE_UNCACHED);
+	free(path);
+	/* A last piece that is not an option list belongs to the path. */
+	assert_int_equal(qemu_disk_spec_parse("/a:b.img", &path, &o, NULL), 0);
+	assert_string_equal(path, "/a:b.img");
+	free(path);
+	assert_int_equal(qemu_disk_spec_parse("/a.img:sync=bogus", &path, &o, &err), -EINVAL);
+	assert_string_equal(err, "unsupported disk (image) synchronization mode: \"bogus\"");
+	free(err);
+	o = (struct qemu_disk_opts){0};
+	assert_int_equal(qemu_disk_opts_parse("caching=sometimes", &o, &err), -EINVAL);
+	assert_string_equal(err, "unsupported disk image caching mode: \"sometimes\"");
+	free(err);
+	assert_int_equal(qemu_disk_opts_parse("sync=fsync", &o, NULL), 0);
+	assert_int_equal(o.sync, QEMU_SYNC_FSYNC);
+}
+
+static void test_dir_spec(void **state)
+{
+	(void)state;
+	struct qemu_dir_spec d;
+	assert_int_equal(qemu_dir_spec_parse("/home/me/src", &d, NULL), 0);
+	assert_null(d.name);
+	assert_string_equal(d.path, "/home/me/src");
+	assert_string_equal(d.tag, QEMU_DEFAULT_SHARE_TAG);
+	assert_false(d.readonly);
+	qemu_dir_spec_release(&d);
+	assert_int_equal(qemu_dir_spec_parse("src:/home/me/src:tag=build,ro", &d, NULL), 0);
+	assert_string_equal(d.name, "src");
+	assert_string_equal(d.path, "/home/me/src");
+	assert_string_equal(d.tag, "build");
+	assert_true(d.readonly);
+	qemu_dir_spec_release(&d);
+	assert_int_equal(qemu_dir_spec_parse("/p:ro", &d, NULL), 0);
+	assert_null(d.name);
+	assert_true(d.readonly);
+	qemu_dir_spec_release(&d);
+	assert_int_equal(qemu_dir_spec_parse("https://example.com/a.tar.gz", &d, NULL), 0);
+	assert_null(d.name);
+	assert_string_equal(d.path, "https://example.com/a.tar.gz");
+	qemu_dir_spec_release(&d);
+	char *err = NULL;
+	assert_int_equal(qemu_dir_spec_parse("/p:tag=", &d, &err), -EINVAL);
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_uefi_tcg),	      cmocka_unit_test(test_direct_kvm_and_devices),
+	    cmocka_unit_test(test_arm64_and_invalid), cmocka_unit_test(test_disk_spec),
+	    cmocka_unit_test(test_dir_spec),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
