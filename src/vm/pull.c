@@ -27,6 +27,7 @@
 #define MANIFEST_FILE "manifest.json"
 #define STAGED_DIGEST_FILE ".manifest-digest"
 #define EXPLICIT_FILE ".explicitly-pulled"
+#define PULL_ATTEMPTS 3
 
 static char *staging_path(const struct oci_ref *ref)
 {
@@ -274,7 +275,17 @@ static int fetch(struct oci_registry *reg, const struct oci_ref *ref, const char
 	locals_collect(&loc, digest);
 	struct oci_pull_options po = {
 	    .concurrency = o->concurrency, .locals = loc.v, .nlocals = loc.n};
-	r = oci_pull_layers(reg, m, staging, &po);
+	/*
+	 * As Tart, the whole pull is tried again when the network gave up (after the client's own
+	 * retries); each attempt resumes from the verified layers and the saved partial ones.
+	 */
+	for (int attempt = 1;; attempt++) {
+		r = oci_pull_layers(reg, m, staging, &po);
+		if (r >= 0 || attempt == PULL_ATTEMPTS ||
+		    (r != -EAGAIN && r != -ECONNRESET && r != -ETIMEDOUT))
+			break;
+		log_info("Error pulling image: \"%s\", attempting to re-try...", strerror(-r));
+	}
 	locals_release(&loc);
 	if (r < 0)
 		return r; /* staging stays: the next pull resumes from its verified layers */

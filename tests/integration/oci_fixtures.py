@@ -79,6 +79,20 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         hdrs = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
         conn.request(self.command, self.path, body=body, headers=hdrs)
         resp = conn.getresponse()
+        if srv.fail_blob and srv.fail_blob in self.path and self.command == "GET":
+            with srv.lock:
+                fail = srv.fail_left > 0
+                srv.fail_left -= 1
+            if fail:
+                resp.read()
+                conn.close()
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                rec["failed"] = True
+                self.close_connection = True
+                return
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() in ("connection", "transfer-encoding"):
@@ -130,6 +144,8 @@ class Proxy:
         self.server.delay = 0.0
         self.server.cut_after = 0  # > 0: the first GET of each blob is cut after that many bytes
         self.server.cut_done = set()
+        self.server.fail_blob = None  # digest whose GETs answer 503 ...
+        self.server.fail_left = 0     # ... this many times
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -425,3 +425,23 @@ def test_interrupted_transfers_continue_with_range(tart, registry, tmp_path):
             sha256_file(src / "disk.img")
     finally:
         proxy.close()
+
+
+def test_pull_retries_when_the_registry_keeps_failing(tart, registry, tmp_path):
+    host = registry.host
+    src = make_vm(tart, "vm", disk_gb=1, pieces=SMALL)
+    tart.run("push", "--insecure", "vm", f"{host}/flaky/vm:1")
+    body, _ = get_manifest(host, "flaky/vm", "1")
+    proxy = Proxy(host)
+    # more failures in a row than the registry client retries (5): the pull as a whole retries
+    proxy.server.fail_blob = json.loads(body)["layers"][2]["digest"]
+    proxy.server.fail_left = 6
+    try:
+        t2 = other_home(tmp_path)
+        p = t2.run("pull", "--insecure", f"{proxy.host}/flaky/vm:1",
+                   env={"TART_REGISTRY_RETRY_DELAY_MS": "1"})
+        assert "attempting to re-try..." in p.stderr
+        assert sha256_file(cache_dir(t2, proxy.host, "flaky/vm") / "1" / "disk.img") == \
+            sha256_file(src / "disk.img")
+    finally:
+        proxy.close()
