@@ -546,7 +546,8 @@ int oci_archive_import(const char *path, const char *staging, unsigned concurren
 	}
 	if (r >= 0) {
 		struct oci_blob_fetcher f = {.get = blob_get, .userdata = (void *)staging};
-		struct oci_pull_options po = {.concurrency = concurrency, .quiet = true};
+		struct oci_pull_options po = {
+		    .concurrency = concurrency, .quiet = true, .no_parts = true};
 		r = oci_pull_layers_from(&f, &m, staging, &po);
 	}
 	oci_manifest_release(&m);

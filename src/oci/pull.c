@@ -281,10 +281,10 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
 	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
 	_cleanup_free_ char *part = part_path(j, k);
-	int r = use_part ? replay_part(part, &s) : 0;
+	int r = use_part && !j->o->no_parts ? replay_part(part, &s) : 0;
 	uint64_t start = s.received;
 	*ret_resumed = start > 0;
-	if (r >= 0) {
+	if (r >= 0 && !j->o->no_parts) {
 		s.part_fd = open(
 		    part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (start ? 0 : O_TRUNC), 0644);
 		if (s.part_fd < 0)

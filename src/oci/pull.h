@@ -29,7 +29,8 @@ struct oci_pull_options {
 	unsigned concurrency; /* >= 1 */
 	const struct oci_pull_local *locals;
 	size_t nlocals;
-	bool quiet; /* no "pulling disk/NVRAM..." lines (import); progress is still shown */
+	bool quiet;    /* no "pulling disk/NVRAM..." lines (import); progress is still shown */
+	bool no_parts; /* do not keep partial layers for a later process (local sources) */
 };
 
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
