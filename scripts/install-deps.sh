@@ -17,6 +17,7 @@ PKGS=(
   dropbear-bin openssh-client sshpass genisoimage
   iproute2 nftables xfsprogs socat curl lz4 zstd
   clang
+  time
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -7,6 +7,7 @@
 #include "util/log.h"
 #include "vm/ops.h"
 #include "vm/prune.h"
+#include "vm/pull.h"
 #include "vm/storage.h"
 
 static const struct cmd_help help = {
@@ -43,6 +44,7 @@ int cmd_clone(int argc, char **argv)
 	};
 	static const char *const names[] = {"<source-name>", "<new-name>"};
 	uint64_t concurrency = 4, prune_limit = 100;
+	bool insecure = false;
 	int c;
 
 	cmd_getopt_init();
@@ -51,6 +53,8 @@ int cmd_clone(int argc, char **argv)
 		case 'h':
 			return 0;
 		case ARG_INSECURE:
+			insecure = true;
+			break;
 		case ARG_DEDUP:
 			break;
 		case ARG_CONCURRENCY:
@@ -73,7 +77,18 @@ int cmd_clone(int argc, char **argv)
 	const char *src = argv[optind], *dst = argv[optind + 1];
 	if (strchr(dst, '/'))
 		return cmd_usage_error(&help, "<new-name> should be a local name");
-	(void)concurrency; /* used once remote sources are pulled */
+	struct oci_ref ref = OCI_REF_INIT;
+	if (oci_ref_parse(src, &ref, NULL) == 0) {
+		bool cached = vm_cache_has(&ref);
+		oci_ref_release(&ref);
+		if (!cached) {
+			struct vm_pull_options po = {.insecure = insecure,
+						     .concurrency = (unsigned)concurrency};
+			r = vm_pull(src, &po);
+			if (r < 0)
+				return r;
+		}
+	}
 	struct vm_dir d;
 	r = vm_storage_open(src, &d);
 	if (r < 0)

@@ -298,3 +298,29 @@ int vm_rename_local(const char *name, const char *new_name)
 	(void)fs_fsync_dir(vms);
 	return 0;
 }
+
+int vm_install_staged(const char *staging, const char *name)
+{
+	struct vm_dir sd = {.path = (char *)staging, .name = (char *)name};
+	struct vm_config c = {0};
+	int r = vm_dir_load_config(&sd, &c);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int glock = home_lock_global();
+	if (glock < 0) {
+		vm_config_release(&c);
+		return glock;
+	}
+	_cleanup_free_ char *st = path_join(staging, VM_STATE_FILE);
+	if (!fs_exists(st) && vm_mac_in_use(c.mac, NULL) == 1) {
+		_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
+		vm_mac_random(c.mac);
+		r = vm_config_save(&c, cfg);
+		if (r < 0)
+			log_error_errno(r, "cannot write '%s'", cfg);
+	}
+	if (r >= 0)
+		r = move_into_place(staging, name);
+	vm_config_release(&c);
+	return r;
+}

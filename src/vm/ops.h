@@ -40,3 +40,10 @@ int vm_local_exists(const char *name);
  * it, 0 when unique. Call with the global lock held.
  */
 int vm_mac_in_use(const char *mac, const char *self);
+
+/*
+ * Move a complete staged VM directory (tmp/<UUID>, locked by the caller) into vms/<name>
+ * under the global lock, first giving it a new MAC when another local VM uses its MAC (unless
+ * it holds a suspended state). Refuses an existing name. Used by import.
+ */
+int vm_install_staged(const char *staging, const char *name);

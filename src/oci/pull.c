@@ -1,0 +1,560 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "oci/pull.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oci/applelz4.h"
+#include "oci/digest.h"
+#include "oci/io.h"
+#include "oci/progress.h"
+#include "util/alloc.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+#define PAGE 4096u
+#define PIECE (4u << 20)
+#define PROGRESS_FILE ".progress"
+
+struct pull_job {
+	const struct oci_blob_fetcher *f;
+	const char *staging;
+	const struct oci_manifest *m;
+	const struct oci_pull_options *o;
+	int disk_fd;
+	int progress_fd;
+	bool punch_ok;
+	size_t *disk_idx;  /* manifest indices of disk layers */
+	uint64_t *offsets; /* per disk layer */
+	bool *done;
+	size_t ndisk;
+	atomic_size_t next;
+	atomic_int err;
+	pthread_mutex_t lock;
+	struct oci_progress progress;
+};
+
+/* Decoded bytes land here: hashed, zero pages skipped, the rest written at off. */
+struct disk_writer {
+	struct pull_job *j;
+	uint64_t start, off, end;
+	struct oci_digest digest;
+	bool nonzero; /* data seen: before that, zeros are neither written nor hashed */
+};
+
+static void writer_init(struct disk_writer *w, struct pull_job *j, uint64_t off, uint64_t len)
+{
+	*w = (struct disk_writer){.j = j, .start = off, .off = off, .end = off + len};
+	oci_digest_init(&w->digest);
+	w->nonzero = !j->punch_ok; /* zeros must be written: take the plain path */
+}
+
+static const unsigned char zero_buf[1u << 20];
+
+static void hash_zeros(struct oci_digest *d, uint64_t n)
+{
+	while (n > 0) {
+		size_t k = (size_t)MIN((uint64_t)sizeof(zero_buf), n);
+		oci_digest_update(d, zero_buf, k);
+		n -= k;
+	}
+}
+
+/*
+ * Digest of n zero bytes. Empty disk regions are whole zero layers, mostly of the same size:
+ * hash that once per process rather than once per layer.
+ */
+static void zero_digest(uint64_t n, char ret[OCI_DIGEST_STRLEN])
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static uint64_t memo_size = UINT64_MAX;
+	static char memo[OCI_DIGEST_STRLEN];
+	pthread_mutex_lock(&lock);
+	if (memo_size != n) {
+		struct oci_digest d;
+		oci_digest_init(&d);
+		hash_zeros(&d, n);
+		oci_digest_final(&d, memo);
+		memo_size = n;
+	}
+	memcpy(ret, memo, OCI_DIGEST_STRLEN);
+	pthread_mutex_unlock(&lock);
+}
+
+static void writer_final(struct disk_writer *w, char ret[OCI_DIGEST_STRLEN])
+{
+	if (w->nonzero) {
+		oci_digest_final(&w->digest, ret);
+	} else {
+		oci_digest_release(&w->digest);
+		zero_digest(w->off - w->start, ret);
+	}
+}
+
+static bool page_is_zero(const unsigned char *p, size_t n)
+{
+	static const unsigned char zero[PAGE];
+	return memcmp(p, zero, n) == 0;
+}
+
+static int writer_write(void *userdata, const void *data, size_t len)
+{
+	struct disk_writer *w = userdata;
+	const unsigned char *p = data;
+	if (len > w->end - w->off)
+		return -EFBIG;
+	if (!w->nonzero) {
+		size_t z = 0;
+		while (z < len && page_is_zero(p + z, MIN((size_t)PAGE, len - z)))
+			z += MIN((size_t)PAGE, len - z);
+		if (z == len) {
+			w->off += len;
+			return 0;
+		}
+		hash_zeros(&w->digest, w->off - w->start);
+		w->nonzero = true;
+	}
+	oci_digest_update(&w->digest, data, len);
+	size_t i = 0;
+	while (i < len) {
+		/* pages are counted from the file offset, so holes align with the filesystem */
+		size_t step = MIN(len - i, (size_t)(PAGE - (w->off + i) % PAGE));
+		if (page_is_zero(p + i, step) && w->j->punch_ok) {
+			i += step;
+			continue;
+		}
+		size_t run = step;
+		while (i + run < len) {
+			size_t s = MIN(len - i - run, (size_t)PAGE);
+			if (w->j->punch_ok && page_is_zero(p + i + run, s))
+				break;
+			run += s;
+		}
+		int r = oci_pwrite_all(w->j->disk_fd, p + i, run, w->off + i);
+		if (r < 0)
+			return r;
+		i += run;
+	}
+	w->off += len;
+	return 0;
+}
+
+struct blob_sink {
+	struct oci_lz4_dec *dec;
+	struct oci_digest digest;
+	uint64_t received, limit;
+	struct oci_progress *progress;
+	int part_fd; /* compressed bytes are kept here so a later process can resume the blob */
+	atomic_int *abort; /* another layer failed: stop this one too */
+};
+
+static int blob_write(void *userdata, const void *data, size_t len)
+{
+	struct blob_sink *s = userdata;
+	if (s->abort && atomic_load(s->abort) != 0)
+		return -ECANCELED;
+	if (len > s->limit - s->received)
+		return -EFBIG;
+	if (s->part_fd >= 0) {
+		int r = oci_write_all(s->part_fd, data, len);
+		if (r < 0)
+			return r;
+	}
+	s->received += len;
+	oci_digest_update(&s->digest, data, len);
+	if (s->progress)
+		oci_progress_add(s->progress, len);
+	return oci_lz4_dec_update(s->dec, data, len);
+}
+
+/* Make [off, off+len) read as zeros before a layer is (re)written over stale data. */
+static int clear_range(struct pull_job *j, uint64_t off, uint64_t len)
+{
+	if (j->punch_ok && fallocate(j->disk_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				     (off_t)off, (off_t)len) == 0)
+		return 0;
+	j->punch_ok = false; /* zeros must now be written explicitly */
+	return 0;
+}
+
+static const struct oci_layer *find_local(const struct pull_job *j, const struct oci_layer *l,
+					  const char **ret_path, uint64_t *ret_off)
+{
+	for (size_t c = 0; c < j->o->nlocals; c++) {
+		const struct oci_manifest *lm = j->o->locals[c].manifest;
+		uint64_t off = 0;
+		for (size_t i = 0; i < lm->nlayers; i++) {
+			const struct oci_layer *x = &lm->layers[i];
+			if (x->kind != OCI_LAYER_DISK)
+				continue;
+			if (streq(x->digest, l->digest) && x->has_uncompressed &&
+			    streq(x->uncompressed_digest, l->uncompressed_digest) &&
+			    x->uncompressed_size == l->uncompressed_size) {
+				*ret_path = j->o->locals[c].disk_path;
+				*ret_off = off;
+				return x;
+			}
+			off += x->uncompressed_size;
+		}
+	}
+	return NULL;
+}
+
+static int copy_local(struct disk_writer *w, const char *path, uint64_t src_off, uint64_t len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	_cleanup_free_ unsigned char *buf = xmalloc(PIECE);
+	while (len > 0) {
+		size_t n = (size_t)MIN((uint64_t)PIECE, len);
+		ssize_t got = pread(fd, buf, n, (off_t)src_off);
+		if (got != (ssize_t)n)
+			return got < 0 ? -errno : -EIO;
+		int r = writer_write(w, buf, n);
+		if (r < 0)
+			return r;
+		src_off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* What identifies a verified layer in .progress: its content digest (or blob digest). */
+static const char *layer_key(const struct oci_layer *l)
+{
+	return l->uncompressed_digest[0] ? l->uncompressed_digest : l->digest;
+}
+
+static int record_done(struct pull_job *j, size_t k)
+{
+	if (fdatasync(j->disk_fd) < 0)
+		return -errno;
+	char line[128];
+	int n =
+	    snprintf(line, sizeof(line), "%zu %s\n", k, layer_key(&j->m->layers[j->disk_idx[k]]));
+	pthread_mutex_lock(&j->lock);
+	ssize_t w = write(j->progress_fd, line, (size_t)n);
+	int r = w == n ? 0 : -EIO;
+	if (r == 0 && fdatasync(j->progress_fd) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&j->lock);
+	return r;
+}
+
+static char *part_path(const struct pull_job *j, size_t k)
+{
+	return xasprintf("%s/.layer-%zu.part", j->staging, k);
+}
+
+/* Feed the compressed bytes a previous process saved for this layer. */
+static int replay_part(const char *part, struct blob_sink *s)
+{
+	_cleanup_close_ int fd = open(part, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	return oci_stream_fd(fd, blob_write, s);
+}
+
+/*
+ * Download (or finish downloading) one disk layer into place and verify both digests.
+ * *ret_resumed tells whether bytes saved by an earlier process were used.
+ */
+static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *l, uint64_t off,
+			  bool use_part, bool *ret_resumed)
+{
+	struct disk_writer w;
+	writer_init(&w, j, off, l->uncompressed_size);
+	struct blob_sink s = {
+	    .limit = l->size, .progress = &j->progress, .part_fd = -1, .abort = &j->err};
+	oci_digest_init(&s.digest);
+	enum oci_lz4_format fmt = j->m->vetu ? OCI_LZ4_FRAME : OCI_LZ4_APPLE;
+	s.dec = oci_lz4_dec_new(fmt, l->uncompressed_size, writer_write, &w);
+	_cleanup_free_ char *part = part_path(j, k);
+	int r = use_part && !j->o->no_parts ? replay_part(part, &s) : 0;
+	uint64_t start = s.received;
+	*ret_resumed = start > 0;
+	if (r >= 0 && !j->o->no_parts) {
+		s.part_fd = open(
+		    part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (start ? 0 : O_TRUNC), 0644);
+		if (s.part_fd < 0)
+			r = log_error_errno(negerrno(), "cannot create '%s'", part);
+	}
+	if (r >= 0 && start > 0)
+		log_info("resuming disk layer %zu at byte %" PRIu64, k, start);
+	if (r >= 0 && start < l->size)
+		r = j->f->get(j->f->userdata, l->digest, start, blob_write, &s);
+	if (r >= 0)
+		r = oci_lz4_dec_finish(s.dec);
+	oci_lz4_dec_free(s.dec);
+	if (s.part_fd >= 0)
+		close(s.part_fd);
+	char cdg[OCI_DIGEST_STRLEN], udg[OCI_DIGEST_STRLEN];
+	oci_digest_final(&s.digest, cdg);
+	writer_final(&w, udg);
+	if (r == -ECANCELED)
+		return r; /* the layer that failed has said why */
+	if (r == -EBADMSG || r == -EFBIG)
+		return log_error_errno(
+		    -EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt", k, l->digest);
+	if (r < 0)
+		return log_error_errno(r, "cannot pull disk layer %zu (%s)", k, l->digest);
+	if (s.received != l->size || !streq(cdg, l->digest))
+		return log_error_errno(-EBADMSG,
+				       "disk layer %zu: digest mismatch (expected %s, got %s)", k,
+				       l->digest, cdg);
+	if (w.off != w.end || (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
+		return log_error_errno(-EBADMSG,
+				       "disk layer %zu: uncompressed content does not match %s", k,
+				       l->uncompressed_digest);
+	return 0;
+}
+
+static int pull_disk_layer(struct pull_job *j, size_t k)
+{
+	const struct oci_layer *l = &j->m->layers[j->disk_idx[k]];
+	uint64_t off = j->offsets[k];
+	int r = clear_range(j, off, l->uncompressed_size);
+	if (r < 0)
+		return r;
+	const char *lpath;
+	uint64_t loff;
+	if (find_local(j, l, &lpath, &loff)) {
+		struct disk_writer w;
+		writer_init(&w, j, off, l->uncompressed_size);
+		r = copy_local(&w, lpath, loff, l->uncompressed_size);
+		char got[OCI_DIGEST_STRLEN];
+		writer_final(&w, got);
+		if (r >= 0 && (!l->uncompressed_digest[0] || streq(got, l->uncompressed_digest))) {
+			oci_progress_add(&j->progress, l->size);
+			return record_done(j, k);
+		}
+		log_warning("local copy of disk layer %zu did not verify, downloading it", k);
+		r = clear_range(j, off, l->uncompressed_size);
+		if (r < 0)
+			return r;
+	}
+	bool resumed;
+	r = download_layer(j, k, l, off, true, &resumed);
+	if (r < 0 && r != -ECANCELED && resumed) {
+		/* the saved part may be damaged (crash, truncation): once more from scratch */
+		log_warning("retrying disk layer %zu from its first byte", k);
+		r = clear_range(j, off, l->uncompressed_size);
+		if (r >= 0)
+			r = download_layer(j, k, l, off, false, &resumed);
+	}
+	_cleanup_free_ char *part = part_path(j, k);
+	if (r < 0)
+		return r;
+	(void)unlink(part);
+	return record_done(j, k);
+}
+
+static void *pull_worker(void *arg)
+{
+	struct pull_job *j = arg;
+	for (;;) {
+		size_t k = atomic_fetch_add(&j->next, 1);
+		if (k >= j->ndisk || atomic_load(&j->err) != 0)
+			break;
+		if (j->done[k])
+			continue;
+		int r = pull_disk_layer(j, k);
+		if (r < 0) {
+			int zero = 0;
+			atomic_compare_exchange_strong(&j->err, &zero, r);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Read <staging>/.progress: "<disk layer index> <uncompressed digest>" per verified layer. */
+static void load_progress(struct pull_job *j, const char *staging)
+{
+	_cleanup_free_ char *p = path_join(staging, PROGRESS_FILE);
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	if (fs_read_full(p, 1u << 20, &sb) < 0)
+		return;
+	char *save = NULL;
+	for (char *line = strtok_r(sb.buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		size_t k;
+		char dg[OCI_DIGEST_STRLEN + 1];
+		if (sscanf(line, "%zu %72s", &k, dg) != 2 || k >= j->ndisk)
+			continue;
+		if (streq(dg, layer_key(&j->m->layers[j->disk_idx[k]])))
+			j->done[k] = true;
+	}
+}
+
+static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+		     const char *staging, const struct oci_pull_options *o)
+{
+	struct pull_job j = {.f = f, .staging = staging, .m = m, .o = o, .punch_ok = true};
+	j.disk_idx = xcalloc(m->nlayers, sizeof(*j.disk_idx));
+	j.offsets = xcalloc(m->nlayers, sizeof(*j.offsets));
+	j.done = xcalloc(m->nlayers, sizeof(*j.done));
+	uint64_t total = 0, compressed = 0, todo = 0;
+	for (size_t i = 0; i < m->nlayers; i++) {
+		if (m->layers[i].kind != OCI_LAYER_DISK)
+			continue;
+		j.offsets[j.ndisk] = total;
+		j.disk_idx[j.ndisk++] = i;
+		total += m->layers[i].uncompressed_size;
+		compressed += m->layers[i].size;
+	}
+	_cleanup_free_ char *disk = path_join(staging, "disk.img");
+	_cleanup_free_ char *prog = path_join(staging, PROGRESS_FILE);
+	bool resume = fs_exists(disk);
+	int rc = 0;
+	j.disk_fd = open(disk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	j.progress_fd = open(prog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	struct stat st;
+	if (j.disk_fd < 0 || j.progress_fd < 0 || fstat(j.disk_fd, &st) < 0) {
+		rc = log_error_errno(negerrno(), "cannot create '%s'", disk);
+		goto out;
+	}
+	if (resume && (uint64_t)st.st_size == total)
+		load_progress(&j, staging);
+	if ((uint64_t)st.st_size != total && ftruncate(j.disk_fd, (off_t)total) < 0) {
+		rc = log_error_errno(negerrno(), "cannot size '%s'", disk);
+		goto out;
+	}
+	size_t ndone = 0;
+	for (size_t k = 0; k < j.ndisk; k++)
+		if (j.done[k]) {
+			ndone++;
+			continue;
+		}
+	for (size_t k = 0; k < j.ndisk; k++)
+		if (!j.done[k])
+			todo += m->layers[j.disk_idx[k]].size;
+	if (ndone)
+		log_info("resuming: %zu of %zu disk layers already verified", ndone, j.ndisk);
+	if (!o->quiet)
+		log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
+	pthread_mutex_init(&j.lock, NULL);
+	oci_progress_init(&j.progress, todo);
+	oci_run_workers(pull_worker, &j, (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.ndisk));
+	rc = atomic_load(&j.err);
+	if (rc == 0)
+		oci_progress_finish(&j.progress);
+	oci_progress_release(&j.progress);
+	pthread_mutex_destroy(&j.lock);
+	if (rc == 0 && fsync(j.disk_fd) < 0)
+		rc = log_error_errno(negerrno(), "cannot sync '%s'", disk);
+out:
+	if (j.disk_fd >= 0)
+		close(j.disk_fd);
+	if (j.progress_fd >= 0)
+		close(j.progress_fd);
+	free(j.disk_idx);
+	free(j.offsets);
+	free(j.done);
+	return rc;
+}
+
+struct file_sink {
+	int fd;
+	uint64_t received, limit;
+	struct oci_digest digest;
+};
+
+static int file_write(void *userdata, const void *data, size_t len)
+{
+	struct file_sink *s = userdata;
+	if (len > s->limit - s->received)
+		return -EFBIG;
+	s->received += len;
+	oci_digest_update(&s->digest, data, len);
+	return oci_write_all(s->fd, data, len);
+}
+
+/*
+ * Download a whole blob (config, NVRAM, kernel, initramfs) into staging/file through a temp file:
+ * verified, fsync'ed, then renamed into place. Never held in memory.
+ */
+static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l,
+		     const char *staging, const char *file)
+{
+	_cleanup_free_ char *dst = path_join(staging, file);
+	_cleanup_free_ char *tmp = xasprintf("%s/.%s.tmp", staging, file);
+	struct file_sink s = {.limit = l->size};
+	s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (s.fd < 0)
+		return log_error_errno(negerrno(), "cannot create '%s'", tmp);
+	oci_digest_init(&s.digest);
+	int rc = f->get(f->userdata, l->digest, 0, file_write, &s);
+	char dg[OCI_DIGEST_STRLEN];
+	oci_digest_final(&s.digest, dg);
+	if (rc == -EFBIG)
+		rc = log_error_errno(-EBADMSG, "blob %s is larger than its descriptor says",
+				     l->digest);
+	else if (rc >= 0 && (s.received != l->size || !streq(dg, l->digest)))
+		rc = log_error_errno(-EBADMSG, "%s: digest mismatch (expected %s, got %s)", file,
+				     l->digest, dg);
+	if (rc >= 0 && fsync(s.fd) < 0)
+		rc = log_error_errno(negerrno(), "cannot write '%s'", tmp);
+	close(s.fd);
+	if (rc >= 0 && rename(tmp, dst) < 0)
+		rc = log_error_errno(negerrno(), "cannot write '%s'", dst);
+	if (rc < 0)
+		(void)unlink(tmp);
+	return rc;
+}
+
+static int registry_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
+			void *sink_ud)
+{
+	return oci_registry_get_blob(userdata, digest, offset, sink, sink_ud);
+}
+
+int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
+		    const struct oci_pull_options *o)
+{
+	struct oci_blob_fetcher f = {.get = registry_get, .userdata = r};
+	return oci_pull_layers_from(&f, m, staging, o);
+}
+
+int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+			 const char *staging, const struct oci_pull_options *o)
+{
+	static const struct {
+		enum oci_layer_kind kind;
+		const char *file;
+	} small[] = {
+	    {OCI_LAYER_CONFIG, "config.json"},
+	    {OCI_LAYER_KERNEL, "kernel"},
+	    {OCI_LAYER_INITRAMFS, "initramfs"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(small); i++) {
+		const struct oci_layer *l = oci_manifest_find(m, small[i].kind);
+		if (!l)
+			continue;
+		int r2 = pull_file(f, l, staging, small[i].file);
+		if (r2 < 0)
+			return r2;
+	}
+	int rc = pull_disk(f, m, staging, o);
+	if (rc < 0)
+		return rc;
+	const struct oci_layer *nv = oci_manifest_find(m, OCI_LAYER_NVRAM);
+	if (nv) {
+		if (!o->quiet)
+			log_info("pulling NVRAM...");
+		return pull_file(f, nv, staging, "nvram.bin");
+	}
+	/* Vetu images boot without an EFI variable store: leave an empty one. */
+	_cleanup_free_ char *p = path_join(staging, "nvram.bin");
+	return fs_write_atomic(p, "", 0, 0644);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * Fetch the layers of a parsed manifest into a staging directory (tart-facts §4.4, with
+ * verification): config.json, nvram.bin (Tart), kernel/initramfs (Vetu) and disk.img.
+ * Disk layers are downloaded in parallel and decoded while streaming straight into a sparse
+ * disk.img at their offsets; zero runs are not written. Every compressed digest and every
+ * uncompressed content digest is verified (-EBADMSG on mismatch). Verified layers are recorded
+ * in <staging>/.progress (after the data is fsync'ed), so a later call on the same staging
+ * directory resumes with the layers that are still missing; the compressed bytes of a layer in
+ * flight are kept in <staging>/.layer-<n>.part, so that layer resumes with a Range request
+ * (and restarts from its first byte if the saved part turns out damaged). Layers whose digests
+ * match a layer of a local image are copied from that image instead of downloaded. Logging.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "oci/manifest.h"
+#include "oci/registry.h"
+
+struct oci_pull_local {
+	const char *disk_path; /* disk.img of a cached image */
+	const struct oci_manifest *manifest;
+};
+
+struct oci_pull_options {
+	unsigned concurrency; /* >= 1 */
+	const struct oci_pull_local *locals;
+	size_t nlocals;
+	bool quiet;    /* no "pulling disk/NVRAM..." lines (import); progress is still shown */
+	bool no_parts; /* do not keep partial layers for a later process (local sources) */
+};
+
+int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
+		    const struct oci_pull_options *o);
+
+/* Where blobs come from: a registry, or the blobs of an OCI layout (import). Thread-safe. */
+struct oci_blob_fetcher {
+	/* the blob's bytes from offset on, like oci_registry_get_blob() */
+	int (*get)(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
+		   void *sink_userdata);
+	void *userdata;
+};
+int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+			 const char *staging, const struct oci_pull_options *o);

@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "oci/push.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oci/applelz4.h"
+#include "oci/io.h"
+#include "oci/manifest.h"
+#include "oci/progress.h"
+#include "util/alloc.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+#define READ_PIECE (4u << 20)
+
+struct chunk_result {
+	struct oci_layer layer;
+	bool ready;
+};
+
+struct push_job {
+	const struct oci_blob_target *t;
+	const struct oci_push_options *o;
+	int disk_fd;
+	uint64_t disk_size, chunk;
+	size_t nchunks;
+	atomic_size_t next;
+	atomic_int err;
+	struct chunk_result *results;
+	struct oci_progress progress;
+	/* A chunk that is a hole from end to end compresses to the same blob every time. */
+	pthread_mutex_t memo_lock;
+	bool memo_valid;
+	uint64_t memo_len;
+	struct oci_layer memo;
+};
+
+struct enc_sink {
+	int fd;
+	uint64_t written;
+	struct oci_digest digest;
+};
+
+static int enc_write(void *userdata, const void *data, size_t len)
+{
+	struct enc_sink *s = userdata;
+	oci_digest_update(&s->digest, data, len);
+	s->written += len;
+	return oci_write_all(s->fd, data, len);
+}
+
+static int open_tmp(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != ENOENT))
+		return fd >= 0 ? fd : -errno;
+	_cleanup_free_ char *tmpl = path_join(dir, "push-XXXXXX");
+	fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	(void)unlink(tmpl);
+	return fd;
+}
+
+/* True when [off, off+len) of fd holds no data (one big hole). */
+static bool range_is_hole(int fd, uint64_t off, uint64_t len)
+{
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO;
+	return (uint64_t)d >= off + len;
+}
+
+/* Compress one chunk into a temp file; fills l (digests, sizes). Returns the temp fd. */
+static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, struct oci_layer *l)
+{
+	static const char zeros[READ_PIECE];
+	int fd = open_tmp(j->o->tmp_dir);
+	if (fd < 0)
+		return log_error_errno(fd, "cannot create a temporary file in '%s'", j->o->tmp_dir);
+	_cleanup_free_ char *buf = xmalloc(READ_PIECE);
+	struct enc_sink sink = {.fd = fd};
+	oci_digest_init(&sink.digest);
+	struct oci_digest ud;
+	oci_digest_init(&ud);
+	struct oci_lz4_enc *enc = oci_lz4_enc_new(enc_write, &sink);
+	int r = 0;
+	uint64_t pos = off, end = off + len;
+	while (pos < end && r >= 0 && atomic_load(&j->err) == 0) {
+		size_t n = (size_t)MIN((uint64_t)READ_PIECE, end - pos);
+		const char *data = buf;
+		if (range_is_hole(j->disk_fd, pos, n)) {
+			data = zeros;
+		} else {
+			ssize_t got = pread(j->disk_fd, buf, n, (off_t)pos);
+			if (got != (ssize_t)n) {
+				r = got < 0 ? -errno : -EIO;
+				log_error_errno(r, "cannot read the disk at offset %" PRIu64, pos);
+				break;
+			}
+		}
+		oci_digest_update(&ud, data, n);
+		r = oci_lz4_enc_update(enc, data, n);
+		pos += n;
+		oci_progress_add(&j->progress, n);
+	}
+	if (r >= 0)
+		r = oci_lz4_enc_finish(enc);
+	oci_lz4_enc_free(enc);
+	if (r < 0 || atomic_load(&j->err) != 0) {
+		if (r < 0 && r != -EIO)
+			log_error_errno(r, "cannot compress a disk chunk");
+		oci_digest_release(&sink.digest);
+		oci_digest_release(&ud);
+		close(fd);
+		return r < 0 ? r : -ECANCELED;
+	}
+	l->kind = OCI_LAYER_DISK;
+	l->size = sink.written;
+	l->has_uncompressed = true;
+	l->uncompressed_size = len;
+	oci_digest_final(&sink.digest, l->digest);
+	oci_digest_final(&ud, l->uncompressed_digest);
+	return fd;
+}
+
+static int upload_file(struct push_job *j, int fd, const struct oci_layer *l)
+{
+	int r = j->t->exists(j->t->userdata, l->digest);
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		log_debug("blob %s already exists, skipping", l->digest);
+		return 0;
+	}
+	return j->t->put(j->t->userdata, l->digest, l->size, oci_fd_source, &fd);
+}
+
+static int push_chunk(struct push_job *j, size_t i)
+{
+	uint64_t off = (uint64_t)i * j->chunk;
+	uint64_t len = MIN(j->chunk, j->disk_size - off);
+	struct oci_layer *l = &j->results[i].layer;
+	bool hole = range_is_hole(j->disk_fd, off, len);
+	if (hole) {
+		pthread_mutex_lock(&j->memo_lock);
+		bool hit = j->memo_valid && j->memo_len == len;
+		if (hit)
+			*l = j->memo;
+		pthread_mutex_unlock(&j->memo_lock);
+		if (hit) {
+			oci_progress_add(&j->progress, len);
+			return 0;
+		}
+	}
+	_cleanup_close_ int fd = compress_chunk(j, off, len, l);
+	if (fd < 0)
+		return fd;
+	int r = upload_file(j, fd, l);
+	if (r < 0)
+		return r;
+	if (hole) {
+		pthread_mutex_lock(&j->memo_lock);
+		j->memo = *l;
+		j->memo_len = len;
+		j->memo_valid = true;
+		pthread_mutex_unlock(&j->memo_lock);
+	}
+	return 0;
+}
+
+static void *push_worker(void *arg)
+{
+	struct push_job *j = arg;
+	for (;;) {
+		size_t i = atomic_fetch_add(&j->next, 1);
+		if (i >= j->nchunks || atomic_load(&j->err) != 0)
+			break;
+		int r = push_chunk(j, i);
+		if (r < 0) {
+			int zero = 0;
+			atomic_compare_exchange_strong(&j->err, &zero, r);
+			break;
+		}
+		j->results[i].ready = true;
+	}
+	return NULL;
+}
+
+static int push_disk(const struct oci_blob_target *t, const char *path,
+		     const struct oci_push_options *o, struct oci_layer **ret_layers, size_t *ret_n,
+		     uint64_t *ret_size)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return log_error_errno(negerrno(), "cannot open '%s'", path);
+	struct push_job j = {
+	    .t = t,
+	    .o = o,
+	    .disk_fd = fd,
+	    .disk_size = (uint64_t)st.st_size,
+	    .chunk = o->disk_chunk ? o->disk_chunk : OCI_DISK_CHUNK,
+	};
+	j.nchunks = (size_t)((j.disk_size + j.chunk - 1) / j.chunk);
+	if (j.nchunks == 0)
+		return log_error_errno(-EINVAL, "'%s' is empty", path);
+	j.results = xcalloc(j.nchunks, sizeof(*j.results));
+	pthread_mutex_init(&j.memo_lock, NULL);
+	oci_progress_init(&j.progress, j.disk_size);
+	oci_run_workers(push_worker, &j, (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.nchunks));
+	int err = atomic_load(&j.err);
+	if (err == 0)
+		oci_progress_finish(&j.progress);
+	oci_progress_release(&j.progress);
+	pthread_mutex_destroy(&j.memo_lock);
+	if (err < 0) {
+		free(j.results);
+		return err;
+	}
+	struct oci_layer *layers = xcalloc(j.nchunks, sizeof(*layers));
+	for (size_t i = 0; i < j.nchunks; i++)
+		layers[i] = j.results[i].layer;
+	free(j.results);
+	*ret_layers = layers;
+	*ret_n = j.nchunks;
+	*ret_size = j.disk_size;
+	return 0;
+}
+
+/* Upload a small blob held in memory; fills its descriptor. */
+static int push_small(const struct oci_blob_target *t, const struct strbuf *data,
+		      enum oci_layer_kind kind, struct oci_layer *l, bool check_exists)
+{
+	memset(l, 0, sizeof(*l));
+	l->kind = kind;
+	l->size = data->len;
+	oci_digest_buf(data->buf, data->len, l->digest);
+	if (check_exists) {
+		int e = t->exists(t->userdata, l->digest);
+		if (e != 0)
+			return e < 0 ? e : 0;
+	}
+	return t->put(t->userdata, l->digest, l->size, oci_strbuf_source, (void *)data);
+}
+
+static int read_small(const char *dir, const char *file, struct strbuf *sb)
+{
+	_cleanup_free_ char *p = path_join(dir, file);
+	int r = fs_read_full(p, OCI_SMALL_BLOB_MAX, sb);
+	if (r < 0)
+		return log_error_errno(r, "cannot read '%s'", p);
+	return 0;
+}
+
+int oci_image_write(const struct oci_blob_target *t, const char *dir,
+		    const struct oci_push_options *o, struct strbuf *ret_manifest,
+		    char ret_digest[OCI_DIGEST_STRLEN])
+{
+	_cleanup_strbuf_ struct strbuf cfg = STRBUF_INIT, nvram = STRBUF_INIT, stub = STRBUF_INIT;
+	struct oci_manifest m = {0};
+	struct oci_layer cfg_layer, nvram_layer, stub_layer;
+	struct oci_layer *disk = NULL;
+	size_t ndisk = 0;
+	int rc = read_small(dir, "config.json", &cfg);
+	if (rc >= 0)
+		rc = read_small(dir, "nvram.bin", &nvram);
+	if (rc < 0)
+		return rc;
+	if (!o->quiet)
+		log_info("pushing config...");
+	rc = push_small(t, &cfg, OCI_LAYER_CONFIG, &cfg_layer, false);
+	if (rc < 0)
+		return rc;
+	if (!o->quiet)
+		log_info("pushing disk... this will take a while...");
+	_cleanup_free_ char *disk_path = path_join(dir, "disk.img");
+	rc = push_disk(t, disk_path, o, &disk, &ndisk, &m.disk_size);
+	if (rc < 0)
+		return rc;
+	if (!o->quiet)
+		log_info("pushing NVRAM...");
+	rc = push_small(t, &nvram, OCI_LAYER_NVRAM, &nvram_layer, false);
+	if (rc < 0)
+		goto finish;
+	oci_config_stub_build(o->arch, o->os, o->disk_format, o->labels, o->nlabels, &stub);
+	rc = push_small(t, &stub, OCI_LAYER_CONFIG, &stub_layer, true);
+	if (rc < 0)
+		goto finish;
+	memcpy(m.config_digest, stub_layer.digest, OCI_DIGEST_STRLEN);
+	m.config_size = stub_layer.size;
+	m.nlayers = ndisk + 2;
+	m.layers = xcalloc(m.nlayers, sizeof(*m.layers));
+	m.layers[0] = cfg_layer;
+	memcpy(m.layers + 1, disk, ndisk * sizeof(*disk));
+	m.layers[ndisk + 1] = nvram_layer;
+	size_t start = ret_manifest->len;
+	oci_manifest_build(&m, ret_manifest);
+	oci_digest_buf(ret_manifest->buf + start, ret_manifest->len - start, ret_digest);
+finish:
+	oci_manifest_release(&m);
+	free(disk);
+	return rc;
+}
+
+struct registry_target {
+	struct oci_registry *r;
+	const struct oci_push_options *o;
+};
+
+static int registry_exists(void *userdata, const char *digest)
+{
+	struct registry_target *rt = userdata;
+	return oci_registry_blob_exists(rt->r, digest, NULL);
+}
+
+static int registry_put(void *userdata, const char *digest, uint64_t size, oci_blob_source src,
+			void *src_userdata)
+{
+	struct registry_target *rt = userdata;
+	return oci_registry_push_blob(rt->r, digest, size, rt->o->upload_chunk, rt->o->mount_from,
+				      src, src_userdata);
+}
+
+int oci_push_blobs(struct oci_registry *r, const char *dir, const struct oci_push_options *o,
+		   struct strbuf *ret_manifest, char ret_digest[OCI_DIGEST_STRLEN])
+{
+	struct registry_target rt = {.r = r, .o = o};
+	struct oci_blob_target t = {
+	    .exists = registry_exists, .put = registry_put, .userdata = &rt};
+	return oci_image_write(&t, dir, o, ret_manifest, ret_digest);
+}
+
+int oci_push_tags(struct oci_registry *r, const struct strbuf *manifest, char *const *tags,
+		  size_t ntags)
+{
+	for (size_t i = 0; i < ntags; i++) {
+		log_info("pushing manifest for %s...", tags[i]);
+		int rc = oci_registry_put_manifest(r, tags[i], OCI_MT_MANIFEST, manifest->buf,
+						   manifest->len);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
