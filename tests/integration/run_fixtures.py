@@ -86,9 +86,25 @@ def wait_serial(tart, name, pattern, proc=None, timeout=120):
                          + serial_log(tart, name)[-2000:])
 
 
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_runs():
+    """A failing test must not leave `tart run` behind (QEMU dies with it: PDEATHSIG)."""
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
+
+
 def start_run(tart, name, *args, **kw):
-    return tart.popen("run", name, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                      text=True, **kw)
+    p = tart.popen("run", name, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True, **kw)
+    _STARTED.append(p)
+    return p
 
 
 def finish(proc, timeout=120):

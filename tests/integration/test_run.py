@@ -13,7 +13,8 @@ import time
 import pytest
 
 from run_fixtures import (finish, make_tiny_vm, pid_alive, run_state, serial_log, set_config,
-                          start_run, tiny_guest, wait_running, wait_serial)  # noqa: F401 (fixture)
+                          start_run, wait_running, wait_serial)
+from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
 
 
 def test_direct_kernel_boot_powers_off(tart, tiny_guest):
