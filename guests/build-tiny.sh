@@ -135,7 +135,7 @@ mcopy -i "$W/esp" x/usr/lib/systemd/boot/efi/systemd-bootx64.efi ::/EFI/BOOT/BOO
 mcopy -i "$W/esp" "$W/out/kernel" ::/vmlinuz
 mcopy -i "$W/esp" "$W/out/initramfs" ::/initramfs
 printf 'default tiny.conf\ntimeout 0\nconsole-mode keep\n' > loader.conf
-printf 'title tiny\nlinux /vmlinuz\ninitrd /initramfs\noptions console=ttyS0 quiet tart.test=poweroff\n' > tiny.conf
+printf 'title tiny\nlinux /vmlinuz\ninitrd /initramfs\noptions console=ttyS0 quiet no_timer_check panic=-1 tart.test=poweroff\n' > tiny.conf
 mcopy -i "$W/esp" loader.conf ::/loader/loader.conf
 mcopy -i "$W/esp" tiny.conf ::/loader/entries/tiny.conf
 dd if="$W/esp" of="$IMG" bs=1M seek=1 conv=notrunc,sparse status=none

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from run_fixtures import (finish, make_tiny_vm, pid_alive, run_state, serial_log, set_config,
-                          start_run, wait_running, wait_serial)
+from run_fixtures import (TINY_CMDLINE, finish, make_tiny_vm, pid_alive, run_state,
+                          serial_log, set_config, start_run, wait_running, wait_serial)
 from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
 
 
@@ -94,7 +94,7 @@ def test_sigkill_of_run_leaves_no_qemu_and_next_run_works(tart, tiny_guest):
         time.sleep(0.05)
     assert not pid_alive(qemu), "QEMU outlived its tart run"
     assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
-    set_config(tart, "vm", cmdline="console=ttyS0 quiet tart.test=poweroff")
+    set_config(tart, "vm", cmdline=f"{TINY_CMDLINE} tart.test=poweroff")
     p = tart.run("run", "vm", check=False, timeout=180)
     assert p.returncode == 0, p.stderr
 
@@ -177,7 +177,7 @@ def test_stop_discards_suspended_state_and_truncated_state_is_an_error(tart, tin
     assert tart.run("stop", "vm", check=False).returncode == 0
     assert not state.exists()
     assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
-    set_config(tart, "vm", cmdline="console=ttyS0 quiet tart.test=poweroff")
+    set_config(tart, "vm", cmdline=f"{TINY_CMDLINE} tart.test=poweroff")
     p = tart.run("run", "vm", check=False, timeout=180)
     assert p.returncode == 0, p.stderr
 
