@@ -77,6 +77,9 @@ for i in range(runs):
 mt, mq = statistics.median(tart_t), statistics.median(qemu_t)
 print(f"time to marker, median of {runs}: tart run {mt:.3f} s, hand-written QEMU {mq:.3f} s, "
       f"ratio {mt / mq:.3f} (target <= 1.05)")
+# On a shared, loaded machine the minimum is the least noisy estimate of each one's own cost.
+print(f"time to marker, best of {runs}: tart run {min(tart_t):.3f} s, hand-written QEMU "
+      f"{min(qemu_t):.3f} s, ratio {min(tart_t) / min(qemu_t):.3f}")
 if pre:
     print(f"tart's own time before starting QEMU: median {statistics.median(pre) * 1000:.1f} ms "
           f"(min {min(pre) * 1000:.1f}, max {max(pre) * 1000:.1f})")
