@@ -17,7 +17,7 @@ mkdir -p "$TART_HOME"
 "$TART" set bench --cpu 1 --memory 512
 VM=$TART_HOME/vms/bench
 cp "$GUEST/kernel" "$GUEST/initramfs" "$VM/"
-CMDLINE="console=ttyS0 quiet tart.test=poweroff"
+CMDLINE="console=ttyS0 quiet no_timer_check panic=-1 tart.test=poweroff"
 python3 - "$VM/config.json" "$CMDLINE" <<'P'
 import json, sys
 p = sys.argv[1]; c = json.load(open(p)); c["cmdline"] = sys.argv[2]; json.dump(c, open(p, "w"))
@@ -46,6 +46,10 @@ def timed(argv, log, env=None):
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     marker = None
     while p.poll() is None:
+        if time.time() - t0 > 300:  # a wedged guest must not wedge the benchmark
+            p.kill()
+            p.wait()
+            sys.exit(f"boot.sh: {argv[0]} did not finish within 300 s")
         if marker is None and os.path.exists(log):
             with open(log, "rb") as f:
                 if MARK in f.read():
@@ -73,6 +77,9 @@ for i in range(runs):
 mt, mq = statistics.median(tart_t), statistics.median(qemu_t)
 print(f"time to marker, median of {runs}: tart run {mt:.3f} s, hand-written QEMU {mq:.3f} s, "
       f"ratio {mt / mq:.3f} (target <= 1.05)")
+# On a shared, loaded machine the minimum is the least noisy estimate of each one's own cost.
+print(f"time to marker, best of {runs}: tart run {min(tart_t):.3f} s, hand-written QEMU "
+      f"{min(qemu_t):.3f} s, ratio {min(tart_t) / min(qemu_t):.3f}")
 if pre:
     print(f"tart's own time before starting QEMU: median {statistics.median(pre) * 1000:.1f} ms "
           f"(min {min(pre) * 1000:.1f}, max {max(pre) * 1000:.1f})")

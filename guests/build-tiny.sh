@@ -97,6 +97,10 @@ disk)
   echo "TART-TEST-DISK-READ $(head -c 64 $D | head -n 1)"
   printf 'written-by-guest\n' | dd of=$D bs=512 seek=1 conv=notrunc 2>/dev/null && sync
   echo "TART-TEST-DISK-WRITTEN"; echo "TART-TEST-MARKER uptime=$(up)"; poweroff -f;;
+flood)
+  # 1.4 MB of console output: exercises tart's size cap on serial.log.
+  yes 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde | head -c 1400000
+  echo; echo "TART-TEST-MARKER uptime=$(up)"; poweroff -f;;
 cdrom)
   # The first --disk that is an ISO appears as /dev/sr0 (virtio-scsi CD-ROM).
   for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/sr0 ] && break; sleep 0.2; done
@@ -135,7 +139,7 @@ mcopy -i "$W/esp" x/usr/lib/systemd/boot/efi/systemd-bootx64.efi ::/EFI/BOOT/BOO
 mcopy -i "$W/esp" "$W/out/kernel" ::/vmlinuz
 mcopy -i "$W/esp" "$W/out/initramfs" ::/initramfs
 printf 'default tiny.conf\ntimeout 0\nconsole-mode keep\n' > loader.conf
-printf 'title tiny\nlinux /vmlinuz\ninitrd /initramfs\noptions console=ttyS0 quiet tart.test=poweroff\n' > tiny.conf
+printf 'title tiny\nlinux /vmlinuz\ninitrd /initramfs\noptions console=ttyS0 quiet no_timer_check panic=-1 tart.test=poweroff\n' > tiny.conf
 mcopy -i "$W/esp" loader.conf ::/loader/loader.conf
 mcopy -i "$W/esp" tiny.conf ::/loader/entries/tiny.conf
 dd if="$W/esp" of="$IMG" bs=1M seek=1 conv=notrunc,sparse status=none

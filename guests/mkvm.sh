@@ -21,7 +21,7 @@ DIR=${TART_HOME:-$HOME/.tart}/vms/$NAME
 case $KIND in
 tiny)
   cp "$G/kernel" "$G/initramfs" "$DIR/"
-  python3 - "$DIR/config.json" "console=ttyS0 quiet tart.test=$TEST" <<'P'
+  python3 - "$DIR/config.json" "console=ttyS0 quiet no_timer_check panic=-1 tart.test=$TEST" <<'P'
 import json, sys
 p = sys.argv[1]; c = json.load(open(p)); c["cmdline"] = sys.argv[2]; json.dump(c, open(p, "w"), indent=2)
 P

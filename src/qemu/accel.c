@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -77,8 +78,9 @@ static int make_rom(void)
 	return fd;
 }
 
-static int probe_guest(const char *binary, char **ret_why)
+int qemu_accel_probe_guest(const char *binary, const char *accel, char **ret_why)
 {
+	bool kvm = streq(accel, "kvm");
 	_cleanup_close_ int rom = make_rom();
 	if (rom < 0) {
 		*ret_why = xasprintf("cannot create the probe firmware: %s", strerror(-rom));
@@ -86,8 +88,8 @@ static int probe_guest(const char *binary, char **ret_why)
 	}
 	struct strvec argv = STRVEC_INIT;
 	strvec_pushl(&argv, binary, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel",
-		     "kvm", "-cpu", "host,-vmx,-svm", "-m", "16", "-display", "none", "-device",
-		     "isa-debug-exit,iobase=0xf4,iosize=0x01", NULL);
+		     kvm ? "kvm" : "tcg", "-cpu", kvm ? "host,-vmx,-svm" : "max", "-m", "16",
+		     "-display", "none", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01", NULL);
 	strvec_push(&argv, "-bios");
 	strvec_pushf(&argv, "/proc/self/fd/%d", rom);
 	struct qemu_process p;
@@ -106,11 +108,11 @@ static int probe_guest(const char *binary, char **ret_why)
 	const char *last = strrchr(tail, '\n');
 	last = last ? last + 1 : tail;
 	if (p.status == 128 + 9)
-		*ret_why = xasprintf("the KVM test guest did not finish within %d s",
-				     QEMU_ACCEL_PROBE_MS / 1000);
+		*ret_why = xasprintf("the %s test guest did not finish within %d s",
+				     kvm ? "KVM" : "TCG", QEMU_ACCEL_PROBE_MS / 1000);
 	else
-		*ret_why = xasprintf("the KVM test guest failed (exit status %d%s%s)", p.status,
-				     *last ? ": " : "", last);
+		*ret_why = xasprintf("the %s test guest failed (exit status %d%s%s)",
+				     kvm ? "KVM" : "TCG", p.status, *last ? ": " : "", last);
 	qemu_process_release(&p);
 	return -ENODEV;
 }
@@ -123,5 +125,5 @@ int qemu_accel_probe_kvm(const char *binary, const char *arch, char **ret_why)
 	/* The guest probe speaks x86 real mode; on arm64 the ioctl checks are what we have. */
 	if (streq(arch, "arm64"))
 		return 0;
-	return probe_guest(binary, ret_why);
+	return qemu_accel_probe_guest(binary, "kvm", ret_why);
 }

@@ -20,3 +20,9 @@ int qemu_accel_validate(const char *requested);
  * *ret_why (allocated) saying what failed, e.g. "the KVM test guest did not finish in 3 s".
  */
 int qemu_accel_probe_kvm(const char *binary, const char *arch, char **ret_why);
+
+/*
+ * The guest part of the probe alone, under any accelerator ("kvm" with -cpu host, else
+ * -cpu max): 0 when the test guest finished in time with the expected exit code. x86 only.
+ */
+int qemu_accel_probe_guest(const char *binary, const char *accel, char **ret_why);

@@ -47,6 +47,7 @@ struct run {
 	struct vm_dir dir;
 	struct vm_config cfg;
 	int lock_fd;
+	int dir_use_fd; /* shared flock on the VM directory: "in use" for delete/prune */
 	char *qemu_bin;
 	struct qemu_firmware fw;
 	const char *accel;
@@ -103,6 +104,8 @@ static void run_release(struct run *r)
 	vm_config_release(&r->cfg);
 	vm_dir_release(&r->dir);
 	/* Last: the lock says "running" until everything above is gone. */
+	if (r->dir_use_fd >= 0)
+		close(r->dir_use_fd);
 	if (r->lock_fd >= 0)
 		close(r->lock_fd);
 }
@@ -169,6 +172,13 @@ static int open_and_lock(struct run *r, const char *name)
 	}
 	if (r->lock_fd < 0)
 		return log_error_errno(r->lock_fd, "cannot lock the config of VM \"%s\"", name);
+	/*
+	 * The "in use" protocol of delete and prune (vm/prune.h): a shared flock on the directory
+	 * itself, so nobody deletes the VM under QEMU's feet.
+	 */
+	r->dir_use_fd = open(r->dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->dir_use_fd < 0 || fs_flock(r->dir_use_fd, false, false) < 0)
+		return log_error_errno(negerrno(), "cannot mark VM \"%s\" as in use", name);
 	return 0;
 }
 
@@ -746,6 +756,7 @@ static int supervise(struct run *r, int sigfd)
 int vm_run(const char *name, const struct vm_run_options *o)
 {
 	struct run r = {.lock_fd = -1,
+			.dir_use_fd = -1,
 			.qmp_fds = {-1, -1},
 			.serial_fds = {-1, -1},
 			.incoming_fd = -1,

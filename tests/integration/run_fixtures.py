@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# no_timer_check: on a loaded host TCG can miss the kernel's IO-APIC timer check, which then
+# panics; panic=-1 reboots (and retries) instead of hanging if anything else panics.
+TINY_CMDLINE = "console=ttyS0 quiet no_timer_check panic=-1"
 
 
 def _build(script, timeout):
@@ -59,7 +62,7 @@ def make_tiny_vm(tart, guest, name, test="poweroff", uefi=False, extra_cmdline="
             except OSError:
                 shutil.copy(guest / f, d / f)
         set_config(tart, name,
-                   cmdline=f"console=ttyS0 quiet tart.test={test} {extra_cmdline}".strip())
+                   cmdline=f"{TINY_CMDLINE} tart.test={test} {extra_cmdline}".strip())
     return d
 
 
@@ -86,9 +89,25 @@ def wait_serial(tart, name, pattern, proc=None, timeout=120):
                          + serial_log(tart, name)[-2000:])
 
 
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_runs():
+    """A failing test must not leave `tart run` behind (QEMU dies with it: PDEATHSIG)."""
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
+
+
 def start_run(tart, name, *args, **kw):
-    return tart.popen("run", name, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                      text=True, **kw)
+    p = tart.popen("run", name, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True, **kw)
+    _STARTED.append(p)
+    return p
 
 
 def finish(proc, timeout=120):

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from run_fixtures import (finish, make_tiny_vm, pid_alive, run_state, serial_log, set_config,
-                          start_run, tiny_guest, wait_running, wait_serial)  # noqa: F401 (fixture)
+from run_fixtures import (TINY_CMDLINE, finish, make_tiny_vm, pid_alive, run_state,
+                          serial_log, set_config, start_run, wait_running, wait_serial)
+from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
 
 
 def test_direct_kernel_boot_powers_off(tart, tiny_guest):
@@ -93,7 +94,7 @@ def test_sigkill_of_run_leaves_no_qemu_and_next_run_works(tart, tiny_guest):
         time.sleep(0.05)
     assert not pid_alive(qemu), "QEMU outlived its tart run"
     assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
-    set_config(tart, "vm", cmdline="console=ttyS0 quiet tart.test=poweroff")
+    set_config(tart, "vm", cmdline=f"{TINY_CMDLINE} tart.test=poweroff")
     p = tart.run("run", "vm", check=False, timeout=180)
     assert p.returncode == 0, p.stderr
 
@@ -176,7 +177,7 @@ def test_stop_discards_suspended_state_and_truncated_state_is_an_error(tart, tin
     assert tart.run("stop", "vm", check=False).returncode == 0
     assert not state.exists()
     assert tart.json("get", "vm", "--format", "json")["State"] == "stopped"
-    set_config(tart, "vm", cmdline="console=ttyS0 quiet tart.test=poweroff")
+    set_config(tart, "vm", cmdline=f"{TINY_CMDLINE} tart.test=poweroff")
     p = tart.run("run", "vm", check=False, timeout=180)
     assert p.returncode == 0, p.stderr
 
@@ -193,6 +194,18 @@ def test_extra_disk_is_readable_and_writable(tart, tiny_guest, tmp_path):
     with open(disk, "rb") as f:
         f.seek(512)
         assert f.read(17) == b"written-by-guest\n"
+
+
+def test_serial_log_is_size_bounded(tart, tiny_guest):
+    make_tiny_vm(tart, tiny_guest, "vm", test="flood")
+    p = tart.run("run", "vm", check=False, timeout=300)
+    assert p.returncode == 0, p.stderr
+    d = tart.vm_dir("vm")
+    log, old = d / "serial.log", d / "serial.log.1"
+    assert log.stat().st_size <= 1 << 20 and old.stat().st_size <= 1 << 20
+    assert "TART-TEST-MARKER" in log.read_text(errors="replace")
+    # Rotated, not truncated: the two files together still hold the flood.
+    assert log.stat().st_size + old.stat().st_size >= 1400000
 
 
 def test_iso_is_attached_as_cdrom(tart, tiny_guest, tmp_path):

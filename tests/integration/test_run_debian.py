@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from run_fixtures import debian_guest, finish, run_state, start_run  # noqa: F401 (fixture)
+from run_fixtures import finish, run_state, start_run
+from run_fixtures import debian_guest, kill_leftover_runs  # noqa: F401 (fixtures)
 
 
 def test_debian_guest_answers_ssh_as_admin(tart, debian_guest):

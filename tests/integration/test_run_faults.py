@@ -1,13 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """`tart run` against bad input and faults: every case ends with a clear error, never a hang."""
-import json
 import os
 import signal
 
 import pytest
 
-from run_fixtures import (finish, make_tiny_vm, run_state, set_config, start_run, tiny_guest,
-                          wait_serial)  # noqa: F401 (fixture)
+from run_fixtures import finish, make_tiny_vm, run_state, set_config, start_run, wait_serial
+from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
 
 
 def test_missing_firmware_names_the_package(tart, tiny_guest):
