@@ -14,7 +14,10 @@ export TART_ACCEL=${TART_ACCEL:-tcg}
 REG_DIR=$TART_HOME/.registry
 REG_PID=""
 cleanup() {
-	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	if [ -n "$REG_PID" ]; then
+		kill "$REG_PID" 2>/dev/null || true
+		wait "$REG_PID" 2>/dev/null || true
+	fi
 	rm -rf "$TART_HOME"
 }
 trap cleanup EXIT
@@ -62,8 +65,9 @@ grep -a "TART-TEST" "$TART_HOME/vms/tiny2/serial.log" | head -3 || true
 step "$ROOT/guests/mkvm.sh" tiny tiny3 wait >/dev/null
 "$TART" run --no-graphics tiny3 &
 RUN_PID=$!
-for _ in $(seq 300); do
-	[ "$("$TART" get tiny3 --format json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["State"])')" = running ] && break
+# Wait until the guest is up (its init handles the ACPI power button from then on).
+for _ in $(seq 600); do
+	grep -qa "TART-TEST-MARKER" "$TART_HOME/vms/tiny3/serial.log" 2>/dev/null && break
 	sleep 0.1
 done
 step "$TART" list
