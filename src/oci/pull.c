@@ -210,22 +210,65 @@ static const struct oci_layer *find_local(const struct pull_job *j, const struct
 	return NULL;
 }
 
+/*
+ * n zero bytes at the writer's position without materialising them: nothing to write (the
+ * range was cleared and reads as zeros) unless zeros must be written explicitly; hashed only
+ * once data has been seen (an all-zero layer takes the memoized digest in writer_final).
+ */
+static int writer_zeros(struct disk_writer *w, uint64_t n)
+{
+	if (n > w->end - w->off)
+		return -EFBIG;
+	if (!w->j->punch_ok) {
+		while (n > 0) {
+			size_t k = (size_t)MIN((uint64_t)sizeof(zero_buf), n);
+			int r = writer_write(w, zero_buf, k);
+			if (r < 0)
+				return r;
+			n -= k;
+		}
+		return 0;
+	}
+	if (w->nonzero)
+		hash_zeros(&w->digest, n);
+	w->off += n;
+	return 0;
+}
+
+/* Copy [src_off, src_off+len) of a cached image's disk through the writer; holes are not read. */
 static int copy_local(struct disk_writer *w, const char *path, uint64_t src_off, uint64_t len)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	_cleanup_free_ unsigned char *buf = xmalloc(PIECE);
-	while (len > 0) {
-		size_t n = (size_t)MIN((uint64_t)PIECE, len);
-		ssize_t got = pread(fd, buf, n, (off_t)src_off);
-		if (got != (ssize_t)n)
-			return got < 0 ? -errno : -EIO;
-		int r = writer_write(w, buf, n);
-		if (r < 0)
-			return r;
-		src_off += n;
-		len -= n;
+	uint64_t end = src_off + len;
+	while (src_off < end) {
+		off_t data = lseek(fd, (off_t)src_off, SEEK_DATA);
+		uint64_t hole_end = data < 0 ? end : MIN((uint64_t)data, end);
+		if (data < 0 && errno != ENXIO)
+			hole_end = src_off; /* no SEEK_DATA: read everything */
+		if (hole_end > src_off) {
+			int r = writer_zeros(w, hole_end - src_off);
+			if (r < 0)
+				return r;
+			src_off = hole_end;
+			continue;
+		}
+		off_t hole = lseek(fd, (off_t)src_off, SEEK_HOLE);
+		uint64_t data_end = hole < 0 ? end : MIN((uint64_t)hole, end);
+		if (data_end <= src_off)
+			data_end = end;
+		while (src_off < data_end) {
+			size_t n = (size_t)MIN((uint64_t)PIECE, data_end - src_off);
+			ssize_t got = pread(fd, buf, n, (off_t)src_off);
+			if (got != (ssize_t)n)
+				return got < 0 ? -errno : -EIO;
+			int r = writer_write(w, buf, n);
+			if (r < 0)
+				return r;
+			src_off += n;
+		}
 	}
 	return 0;
 }
@@ -516,7 +559,8 @@ static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l
 static int registry_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
 			void *sink_ud)
 {
-	return oci_registry_get_blob(userdata, digest, offset, sink, sink_ud);
+	/* download_layer hashes every compressed byte (replayed or received) and checks it */
+	return oci_registry_get_blob_unverified(userdata, digest, offset, sink, sink_ud);
 }
 
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,

@@ -681,8 +681,8 @@ static int blob_verify(struct blob_get *g, const char *digest, const char *what)
 	return 0;
 }
 
-int oci_registry_get_blob(struct oci_registry *r, const char *digest, uint64_t offset,
-			  oci_blob_sink sink, void *userdata)
+static int get_blob(struct oci_registry *r, const char *digest, uint64_t offset, bool verify,
+		    oci_blob_sink sink, void *userdata)
 {
 	_cleanup_free_ char *what = xasprintf("GET blob '%s'", digest);
 	_cleanup_free_ char *url = api_url(r, "blobs", digest);
@@ -690,7 +690,7 @@ int oci_registry_get_blob(struct oci_registry *r, const char *digest, uint64_t o
 	struct blob_get g = {.r = r, .sink = sink, .userdata = userdata, .pos = offset,
 			     .resp = &resp};
 	int k = 0;
-	if (offset == 0) {
+	if (offset == 0 && verify) {
 		g.md = EVP_MD_CTX_new();
 		if (!g.md || !EVP_DigestInit_ex(g.md, EVP_sha256(), NULL)) {
 			EVP_MD_CTX_free(g.md);
@@ -741,6 +741,18 @@ int oci_registry_get_blob(struct oci_registry *r, const char *digest, uint64_t o
 	}
 	EVP_MD_CTX_free(g.md);
 	return k;
+}
+
+int oci_registry_get_blob(struct oci_registry *r, const char *digest, uint64_t offset,
+			  oci_blob_sink sink, void *userdata)
+{
+	return get_blob(r, digest, offset, true, sink, userdata);
+}
+
+int oci_registry_get_blob_unverified(struct oci_registry *r, const char *digest, uint64_t offset,
+				     oci_blob_sink sink, void *userdata)
+{
+	return get_blob(r, digest, offset, false, sink, userdata);
 }
 
 /* ---------------------------------------------------------------------------------------- */

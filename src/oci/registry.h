@@ -71,6 +71,13 @@ int oci_registry_get_blob(struct oci_registry *r, const char *digest, uint64_t o
  * When mount_from is a repository name on the same registry, a cross-repository mount is
  * tried first (201 = done, 202 = fall back to upload).
  */
+/*
+ * The same transfer without the digest check, for callers that hash every byte themselves
+ * anyway (pull hashes each layer to verify it and to resume it): one SHA-256 pass, not two.
+ */
+int oci_registry_get_blob_unverified(struct oci_registry *r, const char *digest, uint64_t offset,
+				     oci_blob_sink sink, void *userdata);
+
 typedef int64_t (*oci_blob_source)(void *userdata, uint64_t offset, void *buf, size_t len);
 int oci_registry_push_blob(struct oci_registry *r, const char *digest, uint64_t size,
 			   uint64_t chunk_size, const char *mount_from, oci_blob_source source,
