@@ -12,6 +12,8 @@ TART=${TART_BIN:-$HERE/build/tart}
 GUEST=$("$HERE/guests/build-tiny.sh")
 WORK=$(mktemp -d /tmp/tart-bench.XXXXXX); trap 'rm -rf "$WORK"' EXIT
 export TART_HOME=$WORK/home TART_ACCEL=$ACCEL
+# user networking with restrict=on, the same as the hand-written QEMU command below
+export TART_NET_MODE=user
 mkdir -p "$TART_HOME"
 "$TART" create --linux bench --disk-size 1
 "$TART" set bench --cpu 1 --memory 512

@@ -11,6 +11,8 @@ TART=${TART_BIN:-$ROOT/build/tart}
 export TART_BIN=$TART
 export TART_HOME=$(mktemp -d /tmp/tart-demo.XXXXXX)
 export TART_ACCEL=${TART_ACCEL:-tcg}
+# QEMU user networking with restrict=on: the demo VMs cannot reach any other address.
+export TART_NET_MODE=${TART_NET_MODE:-user}
 REG_DIR=$TART_HOME/.registry
 REG_PID=""
 cleanup() {
