@@ -91,9 +91,17 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 
 int fs_read_full(const char *path, size_t cap, struct strbuf *sb)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO planted where a file is expected must not block the open. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return negerrno();
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return negerrno();
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
 	size_t start = sb->len;
 	for (;;) {
 		char buf[65536];

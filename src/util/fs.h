@@ -12,7 +12,11 @@
 
 /* Write data to path through a temp file in the same directory, fsync, rename, fsync dir. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
-/* Read a whole file into sb (appending); -EFBIG when it is larger than cap (0 = no cap). */
+/*
+ * Read a whole regular file into sb (appending); -EFBIG when it is larger than cap (0 = no
+ * cap), -EISDIR for a directory, -EINVAL for anything else that is not a regular file (a FIFO
+ * or device would block or never end).
+ */
 int fs_read_full(const char *path, size_t cap, struct strbuf *sb);
 /* mkdir -p; mode for every created component. */
 int fs_mkdir_p(const char *path, mode_t mode);

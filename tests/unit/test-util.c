@@ -216,6 +216,58 @@ static void test_fs_copy_sparse(void **state)
 	free(dst);
 }
 
+/* Hostile files: a FIFO must not block, a directory or device is refused. */
+static void test_fs_read_full_not_regular(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/tart-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *fifo = path_join(dir, "leases.json");
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	struct strbuf sb = STRBUF_INIT;
+	assert_int_equal(fs_read_full(fifo, 0, &sb), -EINVAL);
+	assert_int_equal(fs_read_full(dir, 0, &sb), -EISDIR);
+	assert_int_equal(fs_read_full("/dev/zero", 4096, &sb), -EINVAL);
+	assert_int_equal(fs_read_full("/proc/self/stat", 8192, &sb), 0); /* proc files are regular */
+	assert_true(sb.len > 0);
+	strbuf_release(&sb);
+	assert_int_equal(fs_rm_rf(dir), 0);
+	free(fifo);
+}
+
+/* Numbers we read are written back as int64: reals beyond it are out of range. */
+static void test_json_u64_range(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *doc;
+		int want;
+		uint64_t value;
+	} cases[] = {
+	    {"{\"v\": 0}", 0, 0},
+	    {"{\"v\": 9223372036854775807}", 0, 9223372036854775807ULL},
+	    {"{\"v\": 4096.0}", 0, 4096},
+	    {"{\"v\": -1}", -EBADMSG, 0},
+	    {"{\"v\": 1.5}", -EBADMSG, 0},
+	    {"{\"v\": 9.3e18}", -EBADMSG, 0},
+	    {"{\"v\": 1.8e19}", -EBADMSG, 0},
+	    {"{\"v\": 1e300}", -EBADMSG, 0},
+	    {"{\"v\": \"1\"}", -EBADMSG, 0},
+	    {"{}", -ENOENT, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *j = NULL;
+		uint64_t v = 0;
+		assert_int_equal(json_parse_buf(cases[i].doc, strlen(cases[i].doc), &j), 0);
+		int r = json_get_u64(j, "v", &v);
+		if (r != cases[i].want)
+			fail_msg("%s: got %d, want %d", cases[i].doc, r, cases[i].want);
+		if (r == 0)
+			assert_true(v == cases[i].value);
+		json_decref(j);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +275,8 @@ int main(void)
 		cmocka_unit_test(test_parse),        cmocka_unit_test(test_json_swift),
 		cmocka_unit_test(test_table),        cmocka_unit_test(test_time), cmocka_unit_test(test_time_relative),
 		cmocka_unit_test(test_fs_copy_sparse),
+		cmocka_unit_test(test_fs_read_full_not_regular),
+		cmocka_unit_test(test_json_u64_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
