@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/parse.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
@@ -268,6 +270,27 @@ static void test_json_u64_range(void **state)
 	}
 }
 
+/* A registry body or helper output quoted in a message cannot drive the terminal. */
+static void test_log_strips_control_sequences(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/tart-log-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	assert_int_equal(dup2(fd, 2), 2);
+	log_error("body: %s", "\x1b]0;owned\x07\x1b[2Jok\ttab\x7f");
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	char buf[256] = {0};
+	assert_true(pread(fd, buf, sizeof(buf) - 1, 0) > 0);
+	close(fd);
+	unlink(path);
+	assert_string_equal(buf, "body: ?]0;owned??[2Jok\ttab?\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +300,7 @@ int main(void)
 		cmocka_unit_test(test_fs_copy_sparse),
 		cmocka_unit_test(test_fs_read_full_not_regular),
 		cmocka_unit_test(test_json_u64_range),
+		cmocka_unit_test(test_log_strips_control_sequences),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
