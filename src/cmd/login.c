@@ -126,9 +126,36 @@ static int validate(const char *host, bool insecure, const char *user, const cha
 	return r;
 }
 
+enum { ARG_USERNAME = 0x100, ARG_PASSWORD_STDIN, ARG_INSECURE, ARG_NO_VALIDATE };
+
+struct login_opts {
+	const char *username;
+	bool password_stdin, insecure, no_validate;
+};
+
+static int login_opt(int c, const char *arg, void *userdata)
+{
+	struct login_opts *o = userdata;
+	switch (c) {
+	case ARG_USERNAME:
+		o->username = arg;
+		return 0;
+	case ARG_PASSWORD_STDIN:
+		o->password_stdin = true;
+		return 0;
+	case ARG_INSECURE:
+		o->insecure = true;
+		return 0;
+	case ARG_NO_VALIDATE:
+		o->no_validate = true;
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_login(int argc, char **argv)
 {
-	enum { ARG_USERNAME = 0x100, ARG_PASSWORD_STDIN, ARG_INSECURE, ARG_NO_VALIDATE };
 	static const struct option opts[] = {
 		{"username", required_argument, NULL, ARG_USERNAME},
 		{"password-stdin", no_argument, NULL, ARG_PASSWORD_STDIN},
@@ -138,44 +165,22 @@ int cmd_login(int argc, char **argv)
 		{0},
 	};
 	static const char *const names[] = {"<host>"};
-	const char *username = NULL;
-	bool password_stdin = false, insecure = false, no_validate = false;
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_USERNAME:
-			username = optarg;
-			break;
-		case ARG_PASSWORD_STDIN:
-			password_stdin = true;
-			break;
-		case ARG_INSECURE:
-			insecure = true;
-			break;
-		case ARG_NO_VALIDATE:
-			no_validate = true;
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	if ((username != NULL) != password_stdin)
+	static const struct cmd_spec spec = {.help = &help, .longopts = opts, .on_opt = login_opt,
+					     .min_args = 1, .max_args = 1, .arg_names = names};
+	struct login_opts o = {0};
+	int a = cmd_parse(&spec, argc, argv, &o);
+	if (a <= 0)
+		return a;
+	if ((o.username != NULL) != o.password_stdin)
 		return cmd_usage_error(&help, "both --username and --password-stdin are required");
-	const char *host = argv[optind];
-	r = oci_credentials_check_host(host);
+	const char *host = argv[a];
+	int r = oci_credentials_check_host(host);
 	if (r < 0)
 		return r;
 
 	char *user = NULL, *pass = NULL;
-	if (username) {
-		user = xstrdup(username);
+	if (o.username) {
+		user = xstrdup(o.username);
 		r = read_stdin_password(&pass);
 	} else {
 		r = prompt("User: ", true, &user);
@@ -184,8 +189,8 @@ int cmd_login(int argc, char **argv)
 		if (r < 0)
 			log_error_errno(r, "cannot read the credentials");
 	}
-	if (r >= 0 && !no_validate)
-		r = validate(host, insecure, user, pass);
+	if (r >= 0 && !o.no_validate)
+		r = validate(host, o.insecure, user, pass);
 	if (r >= 0)
 		r = oci_credentials_store(host, user, pass);
 	free_secret(user);
