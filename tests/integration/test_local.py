@@ -109,7 +109,7 @@ def test_missing_vm_exit_codes(tart):
         assert f'the specified VM "{args[1]}" does not exist' in p.stderr
 
 
-@pytest.mark.parametrize("name", ["a/b", "..", ".", "", "x" * 256, "bad\nname"])
+@pytest.mark.parametrize("name", ["a/b", "..", ".", "", "x" * 256, "bad\nname", ".deleting-x"])
 def test_bad_names(tart, name):
     p = tart.run("create", "--linux", name, check=False)
     assert p.returncode != 0 and p.stderr.strip()
