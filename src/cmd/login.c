@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
@@ -32,9 +33,38 @@ static const struct cmd_help help = {
 		   "  -h, --help              Show help information.\n",
 };
 
+/* Signals that end the process while echo is off: the terminal is restored first. */
+static const int prompt_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+static volatile sig_atomic_t prompt_signal;
+
+static void prompt_on_signal(int sig)
+{
+	prompt_signal = sig;
+}
+
+/* Without SA_RESTART, so the read() returns EINTR; old[] receives the previous actions. */
+static void prompt_catch_signals(struct sigaction old[])
+{
+	struct sigaction sa = {.sa_handler = prompt_on_signal};
+	sigemptyset(&sa.sa_mask);
+	prompt_signal = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(prompt_signals); i++)
+		sigaction(prompt_signals[i], &sa, &old[i]);
+}
+
+/* Put the previous actions back, then deliver a signal that came in meanwhile. */
+static void prompt_release_signals(const struct sigaction old[])
+{
+	for (size_t i = 0; i < ARRAY_SIZE(prompt_signals); i++)
+		sigaction(prompt_signals[i], &old[i], NULL);
+	if (prompt_signal)
+		raise(prompt_signal);
+}
+
 /*
  * Prompt on the terminal (stdin/stderr when there is none), like readpassphrase(3): the
- * answer without its newline, at most MAX_PROMPTED bytes, echo off when asked.
+ * answer without its newline, at most MAX_PROMPTED bytes, echo off when asked (and back on
+ * before a signal ends the process).
  */
 static int prompt(const char *text, bool echo, char **ret)
 {
@@ -47,16 +77,20 @@ static int prompt(const char *text, bool echo, char **ret)
 
 	if (write(out, text, strlen(text)) < 0)
 		return negerrno();
+	struct sigaction old_actions[ARRAY_SIZE(prompt_signals)];
 	if (!echo && isatty(in) && tcgetattr(in, &old) == 0) {
 		raw = old;
 		raw.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		prompt_catch_signals(old_actions);
 		restore = tcsetattr(in, TCSAFLUSH, &raw) == 0;
+		if (!restore)
+			prompt_release_signals(old_actions);
 	}
 	int r = 0;
 	for (;;) {
 		char c;
 		ssize_t n = read(in, &c, 1);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR && !prompt_signal)
 			continue;
 		if (n < 0) {
 			r = negerrno();
@@ -71,6 +105,7 @@ static int prompt(const char *text, bool echo, char **ret)
 		tcsetattr(in, TCSAFLUSH, &old);
 		if (write(out, "\n", 1) < 0)
 			r = r < 0 ? r : negerrno();
+		prompt_release_signals(old_actions);
 	}
 	if (r < 0) {
 		explicit_bzero(sb.buf, sb.len);
