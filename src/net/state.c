@@ -33,7 +33,7 @@ int net_state_lock(const char *state_dir)
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *p = path_join(state_dir, "net.lock");
-	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return negerrno();
 	r = fs_flock(fd, true, false);

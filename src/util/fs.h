@@ -34,6 +34,7 @@ enum fs_copy_method { FS_COPY_REFLINK, FS_COPY_SPARSE };
  * Copy src to dst (created or truncated, mode of src): FICLONE when the filesystem supports
  * it, otherwise an in-kernel copy of the data regions only (SEEK_DATA/SEEK_HOLE +
  * copy_file_range), so holes stay holes. The data is fsync'ed. ret_method may be NULL.
+ * src must be a regular file (-EISDIR / -EINVAL otherwise, dst untouched).
  */
 int fs_copy_file(const char *src, const char *dst, enum fs_copy_method *ret_method);
 /* Same on open descriptors; dst must be empty and will be sized to src's length. */

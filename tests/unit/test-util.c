@@ -230,6 +230,10 @@ static void test_fs_read_full_not_regular(void **state)
 	assert_int_equal(fs_read_full(fifo, 0, &sb), -EINVAL);
 	assert_int_equal(fs_read_full(dir, 0, &sb), -EISDIR);
 	assert_int_equal(fs_read_full("/dev/zero", 4096, &sb), -EINVAL);
+	char *dst = path_join(dir, "copy");
+	assert_int_equal(fs_copy_file(fifo, dst, NULL), -EINVAL);
+	assert_false(fs_exists(dst));
+	free(dst);
 	assert_int_equal(fs_read_full("/proc/self/stat", 8192, &sb), 0); /* proc files are regular */
 	assert_true(sb.len > 0);
 	strbuf_release(&sb);
