@@ -48,11 +48,11 @@ int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shor
 /* What a command accepts, for cmd_parse(). */
 struct cmd_spec {
 	const struct cmd_help *help;
-	const char *shortopts;         /* NULL: "h" */
+	const char *shortopts;	       /* NULL: "h" */
 	const struct option *longopts; /* NULL: --help only; else it must list {"help", ..., 'h'} */
 	/* Called for every other option with its value (or NULL); < 0 stops parsing. */
 	int (*on_opt)(int c, const char *arg, void *userdata);
-	int min_args, max_args;       /* positional arguments; max_args -1: no limit */
+	int min_args, max_args;	      /* positional arguments; max_args -1: no limit */
 	const char *const *arg_names; /* "<name>", ... for the messages */
 };
 

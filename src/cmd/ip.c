@@ -92,8 +92,12 @@ int cmd_ip(int argc, char **argv)
 	    {0},
 	};
 	static const char *const names[] = {"<name>"};
-	static const struct cmd_spec spec = {.help = &help, .longopts = opts, .on_opt = ip_opt,
-					     .min_args = 1, .max_args = 1, .arg_names = names};
+	static const struct cmd_spec spec = {.help = &help,
+					     .longopts = opts,
+					     .on_opt = ip_opt,
+					     .min_args = 1,
+					     .max_args = 1,
+					     .arg_names = names};
 	struct ip_opts o = {.resolver = NET_RESOLVER_DHCP};
 	int a = cmd_parse(&spec, argc, argv, &o);
 	if (a <= 0)

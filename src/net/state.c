@@ -116,7 +116,8 @@ int net_record_parse(const char *buf, size_t len, struct net_record *ret)
 	json_array_foreach(exp, i, e)
 	{
 		json_int_t a, b;
-		if (json_unpack(e, "[I,I!]", &a, &b) < 0 || a < 1 || a > 65535 || b < 1 || b > 65535)
+		if (json_unpack(e, "[I,I!]", &a, &b) < 0 || a < 1 || a > 65535 || b < 1 ||
+		    b > 65535)
 			return -EBADMSG;
 		r.expose.ext[r.expose.n] = (uint16_t)a;
 		r.expose.in[r.expose.n++] = (uint16_t)b;
@@ -167,7 +168,8 @@ int net_record_list(const char *state_dir, struct net_record **ret, size_t *ret_
 		if (fs_read_full(p, RECORD_CAP, &sb) < 0 ||
 		    net_record_parse(sb.buf, sb.len, &r) < 0)
 			continue;
-		/* Removal goes by the pid inside: a record under another name would stay forever. */
+		/* Removal goes by the pid inside: a record under another name would stay forever.
+		 */
 		snprintf(expected, sizeof(expected), "%d.json", (int)r.pid);
 		if (!streq(de->d_name, expected) || n == NET_RECORD_MAX)
 			continue;

@@ -533,7 +533,12 @@ static void test_lease_parse_hostile(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-	    "", "null", "[]", "{\"leases\":{}}", "{\"leases\":[1]}", "{\"leases\":[[]]}",
+	    "",
+	    "null",
+	    "[]",
+	    "{\"leases\":{}}",
+	    "{\"leases\":[1]}",
+	    "{\"leases\":[[]]}",
 	    "{\"leases\":[{" LEASE_OK_REST "}]}",
 	    "{\"leases\":[{\"mac\":\"52:54:00:12:34:5\"," LEASE_OK_REST "}]}",
 	    "{\"leases\":[{\"mac\":\"52:54:00:12:34:567\"," LEASE_OK_REST "}]}",
@@ -542,7 +547,8 @@ static void test_lease_parse_hostile(void **state)
 	    "{\"leases\":[{\"mac\":5," LEASE_OK_REST "}]}",
 	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.256\",\"pid\":1,\"pidStart\":1,"
 	    "\"expires\":1}]}",
-	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"::1\",\"pid\":1,\"pidStart\":1,\"expires\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC
+	    ",\"ip\":\"::1\",\"pid\":1,\"pidStart\":1,\"expires\":1}]}",
 	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.5\",\"pid\":-1,\"pidStart\":1,"
 	    "\"expires\":1}]}",
 	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.5\",\"pid\":2147483648,"
@@ -564,8 +570,10 @@ static void test_lease_parse_hostile(void **state)
 
 	/* Over-long names are cut to the fixed fields, not overflowed. */
 	char big[4096];
-	snprintf(big, sizeof(big), "{\"leases\":[{" LEASE_OK_MAC "," LEASE_OK_REST
-		 ",\"vm\":\"%01000d\",\"hostname\":\"%01000d\"}]}", 1, 2);
+	snprintf(big, sizeof(big),
+		 "{\"leases\":[{" LEASE_OK_MAC "," LEASE_OK_REST
+		 ",\"vm\":\"%01000d\",\"hostname\":\"%01000d\"}]}",
+		 1, 2);
 	assert_int_equal(lease_table_parse(big, strlen(big), &t), 0);
 	assert_int_equal(t.n, 1);
 	assert_true(strlen(t.v[0].vm) < sizeof(t.v[0].vm));
