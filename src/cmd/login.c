@@ -42,14 +42,19 @@ static void prompt_on_signal(int sig)
 	prompt_signal = sig;
 }
 
-/* Without SA_RESTART, so the read() returns EINTR; old[] receives the previous actions. */
+/*
+ * Without SA_RESTART, so the read() returns EINTR; old[] receives the previous actions. A
+ * signal ignored by whoever started us (nohup, a background job) stays ignored.
+ */
 static void prompt_catch_signals(struct sigaction old[])
 {
 	struct sigaction sa = {.sa_handler = prompt_on_signal};
 	sigemptyset(&sa.sa_mask);
 	prompt_signal = 0;
+	memset(old, 0, ARRAY_SIZE(prompt_signals) * sizeof(*old));
 	for (size_t i = 0; i < ARRAY_SIZE(prompt_signals); i++)
-		sigaction(prompt_signals[i], &sa, &old[i]);
+		if (sigaction(prompt_signals[i], NULL, &old[i]) == 0 && old[i].sa_handler != SIG_IGN)
+			sigaction(prompt_signals[i], &sa, NULL);
 }
 
 /* Put the previous actions back, then deliver a signal that came in meanwhile. */

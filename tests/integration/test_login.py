@@ -103,8 +103,10 @@ def test_signal_at_the_password_prompt_restores_echo(tart, sig):
     echo: tart turns it back on, then dies of the signal as before."""
     master, slave = os.openpty()
     try:
+        # as from an interactive shell: a background job would inherit SIGINT ignored
         p = tart.popen("login", "example.com", "--no-validate", stdin=slave, stdout=slave,
-                       stderr=slave, start_new_session=True)
+                       stderr=slave, start_new_session=True,
+                       preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
         seen = b""
         deadline = time.time() + 30
         while b"Password: " not in seen and time.time() < deadline:
