@@ -4,8 +4,9 @@
 /*
  * Adding a command:
  *  1. write src/cmd/<name>.c with `int cmd_<name>(int argc, char **argv)`: a `struct cmd_help`,
- *     getopt_long over a static option table, argument checks, one call into vm/, oci/, qemu/
- *     or net/, and the printing of the result;
+ *     a static option table and `struct cmd_spec` for cmd_parse() (options go to a small
+ *     on_opt callback filling the command's option struct), argument checks, one call into
+ *     vm/, oci/, qemu/ or net/, and the printing of the result;
  *  2. declare it below and add it to the table in src/main.c;
  *  3. add the file to src/cmd/meson.build, and tests under tests/.
  *
@@ -44,9 +45,34 @@ void cmd_getopt_init(void);
 int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shortopts,
 	       const struct option *longopts);
 
+/* What a command accepts, for cmd_parse(). */
+struct cmd_spec {
+	const struct cmd_help *help;
+	const char *shortopts;	       /* NULL: "h" */
+	const struct option *longopts; /* NULL: --help only; else it must list {"help", ..., 'h'} */
+	/* Called for every other option with its value (or NULL); < 0 stops parsing. */
+	int (*on_opt)(int c, const char *arg, void *userdata);
+	int min_args, max_args;	      /* positional arguments; max_args -1: no limit */
+	const char *const *arg_names; /* "<name>", ... for the messages */
+};
+
+/*
+ * The whole of a command's argument parsing: cmd_getopt_init, the cmd_getopt loop, the
+ * positional count. Returns the index in argv of the first positional argument (>= 1) when
+ * the command goes on, 0 when --help was printed (the command exits 0), or < 0: a usage
+ * error (printed, CMD_EUSAGE) or whatever on_opt returned. So a command starts with
+ *     int a = cmd_parse(&spec, argc, argv, &opts);
+ *     if (a <= 0)
+ *             return a;
+ */
+int cmd_parse(const struct cmd_spec *spec, int argc, char **argv, void *userdata);
+
 /* Check the positional count: names are the argument names for the messages ("<name>"). */
 int cmd_need_args(const struct cmd_help *h, int nargs, int min, int max, char **args,
 		  const char *const *names);
+
+/* --format text|json (Tart's message otherwise); *ret_json set on success. */
+int cmd_parse_format(const struct cmd_help *h, const char *value, bool *ret_json);
 
 /* Parse an unsigned flag value with a range; usage error naming the flag otherwise. */
 int cmd_parse_u64(const struct cmd_help *h, const char *flag, const char *value, uint64_t min,

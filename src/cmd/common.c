@@ -60,7 +60,8 @@ int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shor
 	}
 	if (c == '?') {
 		const char *arg = argv[optind - 1];
-		if (optopt && !strchr(arg, '='))
+		/* optopt also carries the value of a long option that lacks its value */
+		if (optopt && !strneq(arg, "--", 2))
 			/* a known short option without its value, or an unknown short option */
 			return cmd_usage_error(h, strchr(shortopts, optopt) ? "Missing value for '-%c'"
 									    : "Unknown option '-%c'",
@@ -83,6 +84,27 @@ int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shor
 	return c;
 }
 
+int cmd_parse(const struct cmd_spec *spec, int argc, char **argv, void *userdata)
+{
+	static const struct option help_only[] = {{"help", no_argument, NULL, 'h'}, {0}};
+	const struct option *longopts = spec->longopts ? spec->longopts : help_only;
+	int c, r;
+	cmd_getopt_init();
+	while ((c = cmd_getopt(spec->help, argc, argv, spec->shortopts ? spec->shortopts : "h",
+			       longopts)) != -1) {
+		if (c == 'h')
+			return 0;
+		if (c < 0)
+			return c;
+		r = spec->on_opt ? spec->on_opt(c, optarg, userdata) : CMD_EUSAGE;
+		if (r < 0)
+			return r;
+	}
+	r = cmd_need_args(spec->help, argc - optind, spec->min_args, spec->max_args, argv + optind,
+			  spec->arg_names);
+	return r < 0 ? r : optind;
+}
+
 int cmd_need_args(const struct cmd_help *h, int nargs, int min, int max, char **args,
 		  const char *const *names)
 {
@@ -90,6 +112,17 @@ int cmd_need_args(const struct cmd_help *h, int nargs, int min, int max, char **
 		return cmd_usage_error(h, "Missing expected argument '%s'", names[nargs]);
 	if (max >= 0 && nargs > max)
 		return cmd_usage_error(h, "Unexpected argument '%s'", args[max]);
+	return 0;
+}
+
+int cmd_parse_format(const struct cmd_help *h, const char *value, bool *ret_json)
+{
+	if (!streq(value, "json") && !streq(value, "text"))
+		return cmd_usage_error(h,
+				       "The value '%s' is invalid for '--format <format>'. Please "
+				       "provide one of 'text' and 'json'.",
+				       value);
+	*ret_json = streq(value, "json");
 	return 0;
 }
 

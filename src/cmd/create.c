@@ -40,9 +40,34 @@ static int check_disk_format(const char *value)
 			       value);
 }
 
+enum { ARG_FROM_IPSW = 0x100, ARG_LINUX, ARG_DISK_SIZE, ARG_DISK_FORMAT };
+
+struct create_opts {
+	bool linux_vm, ipsw;
+	uint64_t disk_gb;
+};
+
+static int create_opt(int c, const char *arg, void *userdata)
+{
+	struct create_opts *o = userdata;
+	switch (c) {
+	case ARG_FROM_IPSW:
+		o->ipsw = true;
+		return 0;
+	case ARG_LINUX:
+		o->linux_vm = true;
+		return 0;
+	case ARG_DISK_SIZE:
+		return cmd_parse_u64(&help, "--disk-size", arg, 1, 65535, &o->disk_gb);
+	case ARG_DISK_FORMAT:
+		return check_disk_format(arg);
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_create(int argc, char **argv)
 {
-	enum { ARG_FROM_IPSW = 0x100, ARG_LINUX, ARG_DISK_SIZE, ARG_DISK_FORMAT };
 	static const struct option opts[] = {
 		{"from-ipsw", required_argument, NULL, ARG_FROM_IPSW},
 		{"linux", no_argument, NULL, ARG_LINUX},
@@ -52,51 +77,27 @@ int cmd_create(int argc, char **argv)
 		{0},
 	};
 	static const char *const names[] = {"<name>"};
-	bool linux_vm = false, ipsw = false;
-	uint64_t disk_gb = 50;
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_FROM_IPSW:
-			ipsw = true;
-			break;
-		case ARG_LINUX:
-			linux_vm = true;
-			break;
-		case ARG_DISK_SIZE:
-			if (cmd_parse_u64(&help, "--disk-size", optarg, 1, 65535, &disk_gb) < 0)
-				return CMD_EUSAGE;
-			break;
-		case ARG_DISK_FORMAT:
-			if (check_disk_format(optarg) < 0)
-				return CMD_EUSAGE;
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
+	static const struct cmd_spec spec = {.help = &help, .longopts = opts, .on_opt = create_opt,
+					     .min_args = 1, .max_args = 1, .arg_names = names};
+	struct create_opts o = {.disk_gb = 50};
+	int a = cmd_parse(&spec, argc, argv, &o);
+	if (a <= 0)
+		return a;
 	/* Tart's validation on hosts without macOS guest support (Intel Macs) */
-	if (ipsw)
+	if (o.ipsw)
 		return cmd_usage_error(&help, "Only Linux VMs are supported on this host: macOS "
 					      "guests (--from-ipsw) need Apple hardware");
-	if (!linux_vm)
+	if (!o.linux_vm)
 		return cmd_usage_error(&help, "Please specify either a --from-ipsw or --linux option!");
 
 	struct qemu_firmware fw = {0};
-	r = qemu_firmware_find(vm_host_arch(), &fw);
+	int r = qemu_firmware_find(vm_host_arch(), &fw);
 	if (r < 0) {
 		log_error("cannot find the UEFI firmware for %s: install the Debian package '%s'",
 			  vm_host_arch(), qemu_firmware_package(vm_host_arch()));
 		return r;
 	}
-	r = vm_create_linux(argv[optind], disk_gb * 1000000000ULL, fw.vars);
+	r = vm_create_linux(argv[a], o.disk_gb * 1000000000ULL, fw.vars);
 	qemu_firmware_release(&fw);
 	return r < 0 ? r : 0;
 }

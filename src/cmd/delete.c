@@ -19,20 +19,15 @@ static const struct cmd_help help = {
 
 int cmd_delete(int argc, char **argv)
 {
-	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	static const char *const names[] = {"<name>"};
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		return c < 0 ? c : CMD_EUSAGE;
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, -1, argv + optind, names);
-	if (r < 0)
-		return r;
+	static const struct cmd_spec spec = {
+	    .help = &help, .min_args = 1, .max_args = -1, .arg_names = names};
+	int a = cmd_parse(&spec, argc, argv, NULL);
+	if (a <= 0)
+		return a;
 	/* In order; the first failure stops, as in Tart. */
-	for (int i = optind; i < argc; i++) {
+	int r;
+	for (int i = a; i < argc; i++) {
 		struct oci_ref ref = OCI_REF_INIT;
 		if (oci_ref_parse(argv[i], &ref, NULL) == 0) {
 			r = vm_cache_delete(&ref);

@@ -22,19 +22,14 @@ static const struct cmd_help help = {
 
 int cmd_fqn(int argc, char **argv)
 {
-	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	static const char *const names[] = {"<name>"};
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		return c < 0 ? c : CMD_EUSAGE;
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *name = argv[optind];
+	static const struct cmd_spec spec = {
+	    .help = &help, .min_args = 1, .max_args = 1, .arg_names = names};
+	int a = cmd_parse(&spec, argc, argv, NULL);
+	if (a <= 0)
+		return a;
+	const char *name = argv[a];
+	int r = 0;
 	struct oci_ref ref = OCI_REF_INIT;
 	if (oci_ref_parse(name, &ref, NULL) < 0) {
 		printf("%s\n", name);

@@ -78,42 +78,30 @@ static void print_text(const struct get_fields *f)
 	printf("%s\n", sb.buf);
 }
 
+enum { ARG_FORMAT = 0x100 };
+
+static int get_opt(int c, const char *arg, void *userdata)
+{
+	return c == ARG_FORMAT ? cmd_parse_format(&help, arg, userdata) : CMD_EUSAGE;
+}
+
 int cmd_get(int argc, char **argv)
 {
-	enum { ARG_FORMAT = 0x100 };
 	static const struct option opts[] = {
 		{"format", required_argument, NULL, ARG_FORMAT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	static const char *const names[] = {"<name>"};
+	static const struct cmd_spec spec = {.help = &help, .longopts = opts, .on_opt = get_opt,
+					     .min_args = 1, .max_args = 1, .arg_names = names};
 	bool json = false;
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_FORMAT:
-			if (!streq(optarg, "json") && !streq(optarg, "text"))
-				return cmd_usage_error(&help,
-						       "The value '%s' is invalid for '--format "
-						       "<format>'. Please provide one of 'text' and "
-						       "'json'.",
-						       optarg);
-			json = streq(optarg, "json");
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
+	int a = cmd_parse(&spec, argc, argv, &json);
+	if (a <= 0)
+		return a;
 
 	_cleanup_vm_dir_ struct vm_dir d = {0};
-	r = vm_storage_open(argv[optind], &d);
+	int r = vm_storage_open(argv[a], &d);
 	if (r < 0)
 		return r;
 	struct vm_config cfg;

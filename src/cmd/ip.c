@@ -60,9 +60,31 @@ static void sleep_until_next_second(time_t deadline)
 		sleep(1);
 }
 
+enum { ARG_WAIT = 0x100, ARG_RESOLVER };
+
+struct ip_opts {
+	uint64_t wait;
+	enum net_resolver resolver;
+};
+
+static int ip_opt(int c, const char *arg, void *userdata)
+{
+	struct ip_opts *o = userdata;
+	switch (c) {
+	case ARG_WAIT:
+		return cmd_parse_u64(&help, "--wait", arg, 0, UINT16_MAX, &o->wait);
+	case ARG_RESOLVER:
+		if (net_resolver_parse(arg, &o->resolver) < 0)
+			return cmd_usage_error(
+			    &help, "The value '%s' is invalid for '--resolver <resolver>'", arg);
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_ip(int argc, char **argv)
 {
-	enum { ARG_WAIT = 0x100, ARG_RESOLVER };
 	static const struct option opts[] = {
 	    {"wait", required_argument, NULL, ARG_WAIT},
 	    {"resolver", required_argument, NULL, ARG_RESOLVER},
@@ -70,38 +92,21 @@ int cmd_ip(int argc, char **argv)
 	    {0},
 	};
 	static const char *const names[] = {"<name>"};
-	uint64_t wait = 0;
-	enum net_resolver resolver = NET_RESOLVER_DHCP;
-	int c, r;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_WAIT:
-			r = cmd_parse_u64(&help, "--wait", optarg, 0, UINT16_MAX, &wait);
-			if (r < 0)
-				return r;
-			break;
-		case ARG_RESOLVER:
-			if (net_resolver_parse(optarg, &resolver) < 0)
-				return cmd_usage_error(&help,
-						       "The value '%s' is invalid for '--resolver "
-						       "<resolver>'",
-						       optarg);
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *name = argv[optind];
+	static const struct cmd_spec spec = {.help = &help,
+					     .longopts = opts,
+					     .on_opt = ip_opt,
+					     .min_args = 1,
+					     .max_args = 1,
+					     .arg_names = names};
+	struct ip_opts o = {.resolver = NET_RESOLVER_DHCP};
+	int a = cmd_parse(&spec, argc, argv, &o);
+	if (a <= 0)
+		return a;
+	const char *name = argv[a];
+	const enum net_resolver resolver = o.resolver;
 
 	_cleanup_vm_dir_ struct vm_dir d = {0};
-	r = vm_dir_open_local(name, &d);
+	int r = vm_dir_open_local(name, &d);
 	if (r < 0)
 		return r;
 	struct vm_config cfg;
@@ -110,7 +115,7 @@ int cmd_ip(int argc, char **argv)
 		return r;
 
 	/* Tart: at least one attempt, then once a second until the deadline. */
-	time_t deadline = time(NULL) + (time_t)wait;
+	time_t deadline = time(NULL) + (time_t)o.wait;
 	char ip[16], explain[512];
 	for (;;) {
 		r = net_resolve_ip(name, d.path, cfg.mac, resolver, ip, explain, sizeof(explain));

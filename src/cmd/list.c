@@ -120,9 +120,35 @@ static void print_rows(const struct vm_entry_list *l, const struct vm_entry_list
 	free(rows);
 }
 
+enum { ARG_SOURCE = 0x100, ARG_FORMAT };
+
+struct list_opts {
+	bool local, oci, json, quiet;
+};
+
+static int list_opt(int c, const char *arg, void *userdata)
+{
+	struct list_opts *o = userdata;
+	switch (c) {
+	case 'q':
+		o->quiet = true;
+		return 0;
+	case ARG_SOURCE:
+		/* repeated: the last one wins, as with swift-argument-parser */
+		if (!streq(arg, "local") && !streq(arg, "oci"))
+			return cmd_usage_error(&help, "'%s' is not a valid <source>", arg);
+		o->local = streq(arg, "local");
+		o->oci = !o->local;
+		return 0;
+	case ARG_FORMAT:
+		return cmd_parse_format(&help, arg, &o->json);
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_list(int argc, char **argv)
 {
-	enum { ARG_SOURCE = 0x100, ARG_FORMAT };
 	static const struct option opts[] = {
 		{"source", required_argument, NULL, ARG_SOURCE},
 		{"format", required_argument, NULL, ARG_FORMAT},
@@ -130,49 +156,21 @@ int cmd_list(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	bool local = true, oci = true, json = false, quiet = false;
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "hq", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case 'q':
-			quiet = true;
-			break;
-		case ARG_SOURCE:
-			/* repeated: the last one wins, as with swift-argument-parser */
-			if (!streq(optarg, "local") && !streq(optarg, "oci"))
-				return cmd_usage_error(&help, "'%s' is not a valid <source>", optarg);
-			local = streq(optarg, "local");
-			oci = !local;
-			break;
-		case ARG_FORMAT:
-			if (!streq(optarg, "json") && !streq(optarg, "text"))
-				return cmd_usage_error(&help,
-						       "The value '%s' is invalid for '--format "
-						       "<format>'. Please provide one of 'text' and "
-						       "'json'.",
-						       optarg);
-			json = streq(optarg, "json");
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 0, 0, argv + optind, NULL);
-	if (r < 0)
+	static const struct cmd_spec spec = {
+	    .help = &help, .shortopts = "hq", .longopts = opts, .on_opt = list_opt};
+	struct list_opts o = {.local = true, .oci = true};
+	int r = cmd_parse(&spec, argc, argv, &o);
+	if (r <= 0)
 		return r;
 
-	_cleanup_vm_entry_list_ struct vm_entry_list l = {0}, o = {0};
-	if (local && (r = vm_storage_list_local(&l)) < 0)
+	_cleanup_vm_entry_list_ struct vm_entry_list local = {0}, oci = {0};
+	if (o.local && (r = vm_storage_list_local(&local)) < 0)
 		return r;
-	if (oci && (r = vm_storage_list_oci(&o)) < 0)
+	if (o.oci && (r = vm_storage_list_oci(&oci)) < 0)
 		return r;
-	if (quiet)
-		print_quiet(&l, &o);
+	if (o.quiet)
+		print_quiet(&local, &oci);
 	else
-		print_rows(&l, &o, json);
+		print_rows(&local, &oci, o.json);
 	return 0;
 }

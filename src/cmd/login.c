@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
@@ -32,9 +33,43 @@ static const struct cmd_help help = {
 		   "  -h, --help              Show help information.\n",
 };
 
+/* Signals that end the process while echo is off: the terminal is restored first. */
+static const int prompt_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+static volatile sig_atomic_t prompt_signal;
+
+static void prompt_on_signal(int sig)
+{
+	prompt_signal = sig;
+}
+
+/*
+ * Without SA_RESTART, so the read() returns EINTR; old[] receives the previous actions. A
+ * signal ignored by whoever started us (nohup, a background job) stays ignored.
+ */
+static void prompt_catch_signals(struct sigaction old[])
+{
+	struct sigaction sa = {.sa_handler = prompt_on_signal};
+	sigemptyset(&sa.sa_mask);
+	prompt_signal = 0;
+	memset(old, 0, ARRAY_SIZE(prompt_signals) * sizeof(*old));
+	for (size_t i = 0; i < ARRAY_SIZE(prompt_signals); i++)
+		if (sigaction(prompt_signals[i], NULL, &old[i]) == 0 && old[i].sa_handler != SIG_IGN)
+			sigaction(prompt_signals[i], &sa, NULL);
+}
+
+/* Put the previous actions back, then deliver a signal that came in meanwhile. */
+static void prompt_release_signals(const struct sigaction old[])
+{
+	for (size_t i = 0; i < ARRAY_SIZE(prompt_signals); i++)
+		sigaction(prompt_signals[i], &old[i], NULL);
+	if (prompt_signal)
+		raise(prompt_signal);
+}
+
 /*
  * Prompt on the terminal (stdin/stderr when there is none), like readpassphrase(3): the
- * answer without its newline, at most MAX_PROMPTED bytes, echo off when asked.
+ * answer without its newline, at most MAX_PROMPTED bytes, echo off when asked (and back on
+ * before a signal ends the process).
  */
 static int prompt(const char *text, bool echo, char **ret)
 {
@@ -47,16 +82,20 @@ static int prompt(const char *text, bool echo, char **ret)
 
 	if (write(out, text, strlen(text)) < 0)
 		return negerrno();
+	struct sigaction old_actions[ARRAY_SIZE(prompt_signals)];
 	if (!echo && isatty(in) && tcgetattr(in, &old) == 0) {
 		raw = old;
 		raw.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		prompt_catch_signals(old_actions);
 		restore = tcsetattr(in, TCSAFLUSH, &raw) == 0;
+		if (!restore)
+			prompt_release_signals(old_actions);
 	}
 	int r = 0;
 	for (;;) {
 		char c;
 		ssize_t n = read(in, &c, 1);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR && !prompt_signal)
 			continue;
 		if (n < 0) {
 			r = negerrno();
@@ -71,6 +110,7 @@ static int prompt(const char *text, bool echo, char **ret)
 		tcsetattr(in, TCSAFLUSH, &old);
 		if (write(out, "\n", 1) < 0)
 			r = r < 0 ? r : negerrno();
+		prompt_release_signals(old_actions);
 	}
 	if (r < 0) {
 		explicit_bzero(sb.buf, sb.len);
@@ -126,9 +166,36 @@ static int validate(const char *host, bool insecure, const char *user, const cha
 	return r;
 }
 
+enum { ARG_USERNAME = 0x100, ARG_PASSWORD_STDIN, ARG_INSECURE, ARG_NO_VALIDATE };
+
+struct login_opts {
+	const char *username;
+	bool password_stdin, insecure, no_validate;
+};
+
+static int login_opt(int c, const char *arg, void *userdata)
+{
+	struct login_opts *o = userdata;
+	switch (c) {
+	case ARG_USERNAME:
+		o->username = arg;
+		return 0;
+	case ARG_PASSWORD_STDIN:
+		o->password_stdin = true;
+		return 0;
+	case ARG_INSECURE:
+		o->insecure = true;
+		return 0;
+	case ARG_NO_VALIDATE:
+		o->no_validate = true;
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_login(int argc, char **argv)
 {
-	enum { ARG_USERNAME = 0x100, ARG_PASSWORD_STDIN, ARG_INSECURE, ARG_NO_VALIDATE };
 	static const struct option opts[] = {
 		{"username", required_argument, NULL, ARG_USERNAME},
 		{"password-stdin", no_argument, NULL, ARG_PASSWORD_STDIN},
@@ -138,44 +205,22 @@ int cmd_login(int argc, char **argv)
 		{0},
 	};
 	static const char *const names[] = {"<host>"};
-	const char *username = NULL;
-	bool password_stdin = false, insecure = false, no_validate = false;
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_USERNAME:
-			username = optarg;
-			break;
-		case ARG_PASSWORD_STDIN:
-			password_stdin = true;
-			break;
-		case ARG_INSECURE:
-			insecure = true;
-			break;
-		case ARG_NO_VALIDATE:
-			no_validate = true;
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	if ((username != NULL) != password_stdin)
+	static const struct cmd_spec spec = {.help = &help, .longopts = opts, .on_opt = login_opt,
+					     .min_args = 1, .max_args = 1, .arg_names = names};
+	struct login_opts o = {0};
+	int a = cmd_parse(&spec, argc, argv, &o);
+	if (a <= 0)
+		return a;
+	if ((o.username != NULL) != o.password_stdin)
 		return cmd_usage_error(&help, "both --username and --password-stdin are required");
-	const char *host = argv[optind];
-	r = oci_credentials_check_host(host);
+	const char *host = argv[a];
+	int r = oci_credentials_check_host(host);
 	if (r < 0)
 		return r;
 
 	char *user = NULL, *pass = NULL;
-	if (username) {
-		user = xstrdup(username);
+	if (o.username) {
+		user = xstrdup(o.username);
 		r = read_stdin_password(&pass);
 	} else {
 		r = prompt("User: ", true, &user);
@@ -184,8 +229,8 @@ int cmd_login(int argc, char **argv)
 		if (r < 0)
 			log_error_errno(r, "cannot read the credentials");
 	}
-	if (r >= 0 && !no_validate)
-		r = validate(host, insecure, user, pass);
+	if (r >= 0 && !o.no_validate)
+		r = validate(host, o.insecure, user, pass);
 	if (r >= 0)
 		r = oci_credentials_store(host, user, pass);
 	free_secret(user);

@@ -14,26 +14,16 @@ static const struct cmd_help help = {
 
 int cmd_logout(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	static const char *const names[] = {"<host>"};
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		return c < 0 ? c : CMD_EUSAGE;
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	r = oci_credentials_check_host(argv[optind]);
+	static const struct cmd_spec spec = {
+	    .help = &help, .min_args = 1, .max_args = 1, .arg_names = names};
+	int a = cmd_parse(&spec, argc, argv, NULL);
+	if (a <= 0)
+		return a;
+	int r = oci_credentials_check_host(argv[a]);
 	if (r < 0)
 		return r;
 	/* nothing stored is success, as Tart's Keychain deletion treats "not found" */
-	r = oci_credentials_erase(argv[optind]);
+	r = oci_credentials_erase(argv[a]);
 	return r < 0 ? 1 : 0;
 }

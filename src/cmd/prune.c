@@ -30,9 +30,59 @@ static const struct cmd_help help = {
 		"  -h, --help              Show help information.\n",
 };
 
+enum { ARG_ENTRIES = 0x100, ARG_OLDER_THAN, ARG_SPACE_BUDGET, ARG_CACHE_BUDGET, ARG_GC };
+
+struct prune_opts {
+	enum vm_prune_entries entries;
+	struct vm_prune_criteria crit;
+	bool cache_budget_set, gc;
+};
+
+static int prune_opt(int c, const char *arg, void *userdata)
+{
+	struct prune_opts *o = userdata;
+	/* Budgets in GiB must not overflow once converted to bytes. */
+	const uint64_t max_gib = UINT64_MAX / GIB;
+	uint64_t v;
+	int r;
+	switch (c) {
+	case ARG_ENTRIES:
+		if (streq(arg, "caches"))
+			o->entries = VM_PRUNE_CACHES;
+		else if (streq(arg, "vms"))
+			o->entries = VM_PRUNE_VMS;
+		else
+			return cmd_usage_error(
+			    &help, "The value '%s' is invalid for '--entries <entries>'", arg);
+		return 0;
+	case ARG_OLDER_THAN:
+		if ((r = cmd_parse_u64(&help, "--older-than", arg, 0, UINT64_MAX, &v)) < 0)
+			return r;
+		o->crit.older_than_set = true;
+		o->crit.older_than_days = v;
+		return 0;
+	case ARG_SPACE_BUDGET:
+	case ARG_CACHE_BUDGET:
+		if ((r = cmd_parse_u64(&help,
+				       c == ARG_SPACE_BUDGET ? "--space-budget" : "--cache-budget",
+				       arg, 0, max_gib, &v)) < 0)
+			return r;
+		if (c == ARG_CACHE_BUDGET)
+			o->cache_budget_set = true;
+		else
+			o->crit.space_budget_set = true;
+		o->crit.space_budget_bytes = v * GIB;
+		return 0;
+	case ARG_GC:
+		o->gc = true;
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_prune(int argc, char **argv)
 {
-	enum { ARG_ENTRIES = 0x100, ARG_OLDER_THAN, ARG_SPACE_BUDGET, ARG_CACHE_BUDGET, ARG_GC };
 	static const struct option opts[] = {
 		{"entries", required_argument, NULL, ARG_ENTRIES},
 		{"older-than", required_argument, NULL, ARG_OLDER_THAN},
@@ -42,71 +92,26 @@ int cmd_prune(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	/* Budgets in GiB must not overflow once converted to bytes. */
-	const uint64_t max_gib = UINT64_MAX / GIB;
-	enum vm_prune_entries entries = VM_PRUNE_CACHES;
-	struct vm_prune_criteria crit = {0};
-	bool cache_budget_set = false, gc = false;
-	uint64_t v;
-	int c, r;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_ENTRIES:
-			if (streq(optarg, "caches"))
-				entries = VM_PRUNE_CACHES;
-			else if (streq(optarg, "vms"))
-				entries = VM_PRUNE_VMS;
-			else
-				return cmd_usage_error(
-				    &help, "The value '%s' is invalid for '--entries <entries>'",
-				    optarg);
-			break;
-		case ARG_OLDER_THAN:
-			r = cmd_parse_u64(&help, "--older-than", optarg, 0, UINT64_MAX, &v);
-			if (r < 0)
-				return r;
-			crit.older_than_set = true;
-			crit.older_than_days = v;
-			break;
-		case ARG_SPACE_BUDGET:
-		case ARG_CACHE_BUDGET:
-			if ((r = cmd_parse_u64(&help, c == ARG_SPACE_BUDGET ? "--space-budget"
-									: "--cache-budget",
-					       optarg, 0, max_gib, &v)) < 0)
-				return r;
-			if (c == ARG_CACHE_BUDGET)
-				cache_budget_set = true;
-			else
-				crit.space_budget_set = true;
-			crit.space_budget_bytes = v * GIB;
-			break;
-		case ARG_GC:
-			gc = true;
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	if ((r = cmd_need_args(&help, argc - optind, 0, 0, argv + optind, NULL)) < 0)
+	static const struct cmd_spec spec = {.help = &help, .longopts = opts, .on_opt = prune_opt};
+	struct prune_opts o = {.entries = VM_PRUNE_CACHES};
+	struct vm_prune_criteria *crit = &o.crit;
+	int r = cmd_parse(&spec, argc, argv, &o);
+	if (r <= 0)
 		return r;
-	if (cache_budget_set) {
+	if (o.cache_budget_set) {
 		log_warning("--cache-budget is deprecated, please use --space-budget");
-		if (crit.space_budget_set)
+		if (crit->space_budget_set)
 			return cmd_usage_error(
 			    &help, "--cache-budget and --space-budget are mutually exclusive");
-		crit.space_budget_set = true;
+		crit->space_budget_set = true;
 	}
-	if (!crit.older_than_set && !crit.space_budget_set && !gc)
+	if (!crit->older_than_set && !crit->space_budget_set && !o.gc)
 		return cmd_usage_error(&help, "at least one pruning criteria must be specified");
 
-	if (gc)
+	if (o.gc)
 		vm_cache_gc();
-	if (!crit.older_than_set && !crit.space_budget_set)
+	if (!crit->older_than_set && !crit->space_budget_set)
 		return 0;
-	crit.now = time(NULL);
-	return vm_prune(entries, &crit);
+	crit->now = time(NULL);
+	return vm_prune(o.entries, crit);
 }

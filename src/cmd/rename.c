@@ -19,19 +19,13 @@ static const struct cmd_help help = {
 
 int cmd_rename(int argc, char **argv)
 {
-	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	static const char *const names[] = {"<name>", "<new-name>"};
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		return c < 0 ? c : CMD_EUSAGE;
-	}
-	int r = cmd_need_args(&help, argc - optind, 2, 2, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *name = argv[optind], *new_name = argv[optind + 1];
+	static const struct cmd_spec spec = {
+	    .help = &help, .min_args = 2, .max_args = 2, .arg_names = names};
+	int a = cmd_parse(&spec, argc, argv, NULL);
+	if (a <= 0)
+		return a;
+	const char *name = argv[a], *new_name = argv[a + 1];
 	/* Tart's checks, in its order, all ValidationErrors (exit 64) */
 	if (strchr(new_name, '/'))
 		return cmd_usage_error(&help, "<new-name> should be a local name");
@@ -42,6 +36,6 @@ int cmd_rename(int argc, char **argv)
 				       "failed to rename VM %s, target VM %s already exists, delete it "
 				       "first!",
 				       name, new_name);
-	r = vm_rename_local(name, new_name);
+	int r = vm_rename_local(name, new_name);
 	return r < 0 ? r : 0;
 }

@@ -154,23 +154,24 @@ static int replace_disk(const struct vm_dir *d, const char *path)
 	return r;
 }
 
-static int parse_opt(int c, struct set_opts *o)
+static int set_opt(int c, const char *arg, void *userdata)
 {
+	struct set_opts *o = userdata;
 	uint64_t w, h;
 	char unit[3];
 	switch (c) {
 	case ARG_CPU:
 		o->have_cpu = true;
-		return cmd_parse_u64(&help, "--cpu", optarg, 0, UINT16_MAX, &o->cpu);
+		return cmd_parse_u64(&help, "--cpu", arg, 0, UINT16_MAX, &o->cpu);
 	case ARG_MEMORY:
 		o->have_memory = true;
-		return cmd_parse_u64(&help, "--memory", optarg, 0, UINT64_MAX >> 20, &o->memory_mib);
+		return cmd_parse_u64(&help, "--memory", arg, 0, UINT64_MAX >> 20, &o->memory_mib);
 	case ARG_DISPLAY:
-		if (parse_display(optarg, &w, &h, unit) < 0)
+		if (parse_display(arg, &w, &h, unit) < 0)
 			return cmd_usage_error(&help, "The value '%s' is invalid for '--display' "
 						      "(expected WIDTHxHEIGHT[px|pt])",
-					       optarg);
-		o->display = optarg;
+					       arg);
+		o->display = arg;
 		return 0;
 	case ARG_REFIT:
 	case ARG_NO_REFIT:
@@ -182,13 +183,13 @@ static int parse_opt(int c, struct set_opts *o)
 	case ARG_RANDOM_SERIAL:
 		return 0; /* macOS guests only */
 	case ARG_DISK:
-		o->disk = optarg;
+		o->disk = arg;
 		return 0;
 	case ARG_DISK_SIZE:
 		o->have_disk_size = true;
-		return cmd_parse_u64(&help, "--disk-size", optarg, 0, UINT16_MAX, &o->disk_gb);
+		return cmd_parse_u64(&help, "--disk-size", arg, 0, UINT16_MAX, &o->disk_gb);
 	default:
-		return c < 0 ? c : CMD_EUSAGE;
+		return CMD_EUSAGE;
 	}
 }
 
@@ -208,22 +209,15 @@ int cmd_set(int argc, char **argv)
 		{0},
 	};
 	static const char *const names[] = {"<name>"};
+	static const struct cmd_spec spec = {.help = &help, .longopts = opts, .on_opt = set_opt,
+					     .min_args = 1, .max_args = 1, .arg_names = names};
 	struct set_opts o = {.refit = -1};
-	int c, r;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		if ((r = parse_opt(c, &o)) < 0)
-			return r;
-	}
-	r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
+	int a = cmd_parse(&spec, argc, argv, &o);
+	if (a <= 0)
+		return a;
 
 	_cleanup_vm_dir_ struct vm_dir d = {0};
-	r = vm_dir_open_local(argv[optind], &d);
+	int r = vm_dir_open_local(argv[a], &d);
 	if (r < 0)
 		return r;
 	if (vm_dir_running_pid(&d) > 0) {

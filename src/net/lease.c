@@ -211,7 +211,7 @@ int lease_store_lock(const char *dir)
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *p = path_join(dir, LEASE_LOCK);
-	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return negerrno();
 	r = fs_flock(fd, true, false);

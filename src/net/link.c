@@ -157,6 +157,9 @@ int link_bridge_del(const char *name)
 {
 	if (!link_exists(name))
 		return 0;
+	/* Never take down an interface that is not a bridge (a misconfigured name). */
+	if (!link_is_bridge(name))
+		return -EINVAL;
 	(void)link_set_up(name, false);
 	_cleanup_close_ int fd = ctl_socket();
 	if (fd < 0)

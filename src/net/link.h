@@ -27,7 +27,8 @@ int link_ifindex(const char *name);
 int link_set_up(const char *name, bool up);
 int link_get_mac(const char *name, uint8_t ret[6]);
 int link_set_mac(const char *name, const uint8_t mac[6]);
-/* Create a bridge (EEXIST is success), delete one (brought down first; missing = success). */
+/* Create a bridge (EEXIST is success), delete one (brought down first; missing = success;
+ * -EINVAL, untouched, when the interface is not a bridge). */
 int link_bridge_add(const char *name);
 int link_bridge_del(const char *name);
 int link_bridge_add_port(const char *bridge, const char *port);

@@ -51,12 +51,18 @@ int net_state_lock(const char *state_dir);
 
 int net_record_save(const char *state_dir, const struct net_record *r);
 void net_record_remove(const char *state_dir, pid_t pid);
-/* All records (n may be 0); allocated array. Unparsable records are skipped. */
+/* More runs than this at once are not expected; a directory flooded with records is cut. */
+#define NET_RECORD_MAX 4096
+/*
+ * All records (n may be 0, at most NET_RECORD_MAX); allocated array. Unparsable records, and
+ * records not stored as "<their pid>.json", are skipped.
+ */
 int net_record_list(const char *state_dir, struct net_record **ret, size_t *ret_n);
 /* The record of a live run of the VM whose directory is vm_dir or whose MAC is mac (MACs of
  * running VMs are unique). -ENOENT when none. */
 int net_record_find(const char *vm_dir, const uint8_t mac[6], struct net_record *ret);
-/* Record (de)serialization, pure. */
+/* Record (de)serialization, pure. Parsing refuses a tap other than "tart-t<pid>" and a
+ * bridge name net_ifname_valid() refuses: both reach `ip link del` and nft scripts. */
 char *net_record_format(const struct net_record *r);
 int net_record_parse(const char *buf, size_t len, struct net_record *ret);
 

@@ -446,6 +446,61 @@ static void finish_attachment(struct net_priv *p, struct net_attachment *ret, co
 	ret->priv = p;
 }
 
+static int save_record(struct net_priv *p)
+{
+	int r = net_record_save(p->state_dir, &p->rec);
+	if (r < 0)
+		log_error_errno(r, "cannot write the run record in '%s'", p->state_dir);
+	return r;
+}
+
+/* The VM's Softnet or host-only chains; nothing for plain NAT. */
+static int install_softnet(struct net_priv *p, const struct net_prefix_list *allow,
+			   const struct net_prefix_list *block, const struct net_expose *expose)
+{
+	const struct net_settings *s = &p->settings;
+	if (!p->rec.softnet)
+		return 0;
+	struct softnet_rules rules = {
+	    .tap = p->rec.tap,
+	    .ip = p->rec.ip,
+	    .gateway = s->subnet.addr + 1,
+	    .subnet = s->subnet,
+	    .dns = s->dns,
+	    .n_dns = s->n_dns,
+	    .allow = allow,
+	    .block = block,
+	    .expose = expose,
+	    .host_only = p->rec.mode == NET_MODE_HOST,
+	};
+	memcpy(rules.mac, p->rec.mac, 6);
+	_cleanup_free_ char *script = softnet_script_add(&rules);
+	int r = nft_run(script, "install the VM's isolation rules");
+	if (r < 0 && expose->n)
+		log_error("(an exposed port may already be exposed by another VM)");
+	return r;
+}
+
+/* The DHCP server that hands the VM its reserved address (no router or DNS in host mode). */
+static int start_dhcp(struct net_priv *p)
+{
+	const struct net_settings *s = &p->settings;
+	uint32_t gw = s->subnet.addr + 1;
+	bool host = p->rec.mode == NET_MODE_HOST;
+	struct dhcp_policy pol = {
+	    .vm_ip = p->rec.ip,
+	    .server_ip = gw,
+	    .netmask = net_prefix_mask(s->subnet.len),
+	    .router = host ? 0 : gw,
+	    .n_dns = host ? 0 : s->n_dns,
+	    .lease_secs = s->lease_secs,
+	};
+	memcpy(pol.vm_mac, p->rec.mac, 6);
+	memcpy(pol.server_mac, bridge_mac, 6);
+	memcpy(pol.dns, s->dns, sizeof(pol.dns));
+	return dhcpd_start(p->rec.tap, &pol, p->state_dir, &p->dhcpd);
+}
+
 int net_nat_attach(const struct net_options *o, enum net_mode mode, struct net_attachment *ret)
 {
 	struct net_prefix_list allow, block;
@@ -482,59 +537,16 @@ int net_nat_attach(const struct net_options *o, enum net_mode mode, struct net_a
 		goto fail_early;
 	/* From here on the record lists what we made, so any failure (or a SIGKILL) is undone
 	 * from it. */
-	if ((r = net_record_save(p->state_dir, &p->rec)) < 0) {
-		log_error_errno(r, "cannot write the run record in '%s'", p->state_dir);
-		goto fail;
-	}
-	if ((r = reserve_ip(p)) < 0)
-		goto fail;
-	if ((r = net_record_save(p->state_dir, &p->rec)) < 0 || (r = start_tap(p, s->bridge)) < 0)
-		goto fail;
-
-	uint32_t gw = s->subnet.addr + 1;
-	if (p->rec.softnet) {
-		struct softnet_rules rules = {
-		    .tap = p->rec.tap,
-		    .ip = p->rec.ip,
-		    .gateway = gw,
-		    .subnet = s->subnet,
-		    .dns = s->dns,
-		    .n_dns = s->n_dns,
-		    .allow = &allow,
-		    .block = &block,
-		    .expose = &expose,
-		    .host_only = mode == NET_MODE_HOST,
-		};
-		memcpy(rules.mac, p->rec.mac, 6);
-		_cleanup_free_ char *script = softnet_script_add(&rules);
-		r = nft_run(script, "install the VM's isolation rules");
-		if (r < 0) {
-			if (expose.n)
-				log_error("(an exposed port may already be exposed by another VM)");
-			goto fail;
-		}
-	}
-
-	struct dhcp_policy pol = {
-	    .vm_ip = p->rec.ip,
-	    .server_ip = gw,
-	    .netmask = net_prefix_mask(s->subnet.len),
-	    .router = mode == NET_MODE_HOST ? 0 : gw,
-	    .n_dns = mode == NET_MODE_HOST ? 0 : s->n_dns,
-	    .lease_secs = s->lease_secs,
-	};
-	memcpy(pol.vm_mac, p->rec.mac, 6);
-	memcpy(pol.server_mac, bridge_mac, 6);
-	memcpy(pol.dns, s->dns, sizeof(pol.dns));
-	if ((r = dhcpd_start(p->rec.tap, &pol, p->state_dir, &p->dhcpd)) < 0)
+	if ((r = save_record(p)) < 0 || (r = reserve_ip(p)) < 0 || (r = save_record(p)) < 0 ||
+	    (r = start_tap(p, s->bridge)) < 0 ||
+	    (r = install_softnet(p, &allow, &block, &expose)) < 0 || (r = start_dhcp(p)) < 0)
 		goto fail;
 
 	char gws[16], extra[64];
-	net_ip_format(gw, gws);
+	net_ip_format(s->subnet.addr + 1, gws);
 	snprintf(extra, sizeof(extra), " gateway=%s bridge=%s", gws, s->bridge);
 	finish_attachment(p, ret, extra);
-	if ((r = net_record_save(p->state_dir, &p->rec)) < 0) {
-		log_error_errno(r, "cannot write the run record in '%s'", p->state_dir);
+	if ((r = save_record(p)) < 0) {
 		strvec_clear(&ret->qemu_args);
 		ret->priv = NULL;
 		goto fail;
@@ -585,8 +597,7 @@ int net_bridged_attach(const struct net_options *o, struct net_attachment *ret)
 		return r;
 	}
 	cleanup_locked(p->state_dir, p->rec.pid, NULL);
-	if ((r = net_record_save(p->state_dir, &p->rec)) < 0) {
-		log_error_errno(r, "cannot write the run record in '%s'", p->state_dir);
+	if ((r = save_record(p)) < 0) {
 		priv_free(p);
 		return r;
 	}

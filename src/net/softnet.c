@@ -70,6 +70,26 @@ static void put_dns_set(struct strbuf *sb, const uint32_t *dns, size_t n)
 	strbuf_puts(sb, " }");
 }
 
+/* Layer 2: pin the VM's MAC and address, isolate it from the other VMs. */
+static void put_l2(struct strbuf *sb, const char *t, const char *mac, const char *ip)
+{
+	strbuf_putf(sb, "add chain bridge tart port-%s\n", t);
+	strbuf_putf(sb, "add rule bridge tart port-%s ether saddr != %s drop\n", t, mac);
+	strbuf_putf(sb, "add rule bridge tart port-%s arp saddr ether != %s drop\n", t, mac);
+	strbuf_putf(sb, "add rule bridge tart port-%s arp saddr ip != { 0.0.0.0, %s } drop\n", t,
+		    ip);
+	strbuf_putf(sb, "add rule bridge tart port-%s ether type arp accept\n", t);
+	strbuf_putf(sb,
+		    "add rule bridge tart port-%s ip saddr 0.0.0.0 ip daddr 255.255.255.255 "
+		    "udp sport 68 udp dport 67 accept\n",
+		    t);
+	strbuf_putf(sb, "add rule bridge tart port-%s ip saddr != %s drop\n", t, ip);
+	strbuf_putf(sb, "add rule bridge tart port-%s ether type ip accept\n", t);
+	strbuf_putf(sb, "add rule bridge tart port-%s drop\n", t);
+	strbuf_putf(sb, "add element bridge tart ports { \"%s\" : jump port-%s }\n", t, t);
+	strbuf_putf(sb, "add element bridge tart isolated { \"%s\" }\n", t);
+}
+
 char *softnet_script_add(const struct softnet_rules *r)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -80,22 +100,7 @@ char *softnet_script_add(const struct softnet_rules *r)
 	net_prefix_format(&r->subnet, subnet);
 	const char *t = r->tap;
 
-	/* Layer 2: pin the VM's MAC and address, isolate it from the other VMs. */
-	strbuf_putf(&sb, "add chain bridge tart port-%s\n", t);
-	strbuf_putf(&sb, "add rule bridge tart port-%s ether saddr != %s drop\n", t, mac);
-	strbuf_putf(&sb, "add rule bridge tart port-%s arp saddr ether != %s drop\n", t, mac);
-	strbuf_putf(&sb, "add rule bridge tart port-%s arp saddr ip != { 0.0.0.0, %s } drop\n", t,
-		    ip);
-	strbuf_putf(&sb, "add rule bridge tart port-%s ether type arp accept\n", t);
-	strbuf_putf(&sb,
-		    "add rule bridge tart port-%s ip saddr 0.0.0.0 ip daddr 255.255.255.255 "
-		    "udp sport 68 udp dport 67 accept\n",
-		    t);
-	strbuf_putf(&sb, "add rule bridge tart port-%s ip saddr != %s drop\n", t, ip);
-	strbuf_putf(&sb, "add rule bridge tart port-%s ether type ip accept\n", t);
-	strbuf_putf(&sb, "add rule bridge tart port-%s drop\n", t);
-	strbuf_putf(&sb, "add element bridge tart ports { \"%s\" : jump port-%s }\n", t, t);
-	strbuf_putf(&sb, "add element bridge tart isolated { \"%s\" }\n", t);
+	put_l2(&sb, t, mac, ip);
 
 	/* Layer 3, routed: allow/block lists, DNS, then global destinations only. */
 	strbuf_putf(&sb, "add chain ip tart fwd-%s\n", t);

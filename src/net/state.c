@@ -33,7 +33,7 @@ int net_state_lock(const char *state_dir)
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *p = path_join(state_dir, "net.lock");
-	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	_cleanup_close_ int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return negerrno();
 	r = fs_flock(fd, true, false);
@@ -103,6 +103,12 @@ int net_record_parse(const char *buf, size_t len, struct net_record *ret)
 			r.mode = m;
 	if (*mac && dhcp_mac_parse(mac, r.mac) < 0)
 		return -EBADMSG;
+	/* The tap is deleted and named in nft scripts when the run is found dead: it must be
+	 * the one tart creates for that pid, never another interface or script text. */
+	char tap[sizeof(r.tap)];
+	snprintf(tap, sizeof(tap), "tart-t%d", (int)r.pid);
+	if ((*r.tap && !streq(r.tap, tap)) || (*r.bridge && !net_ifname_valid(r.bridge)))
+		return -EBADMSG;
 	if (*ip && net_ip_parse(ip, &r.ip) < 0)
 		return -EBADMSG;
 	size_t i;
@@ -110,7 +116,8 @@ int net_record_parse(const char *buf, size_t len, struct net_record *ret)
 	json_array_foreach(exp, i, e)
 	{
 		json_int_t a, b;
-		if (json_unpack(e, "[I,I]", &a, &b) < 0 || a < 1 || a > 65535 || b < 1 || b > 65535)
+		if (json_unpack(e, "[I,I!]", &a, &b) < 0 || a < 1 || a > 65535 || b < 1 ||
+		    b > 65535)
 			return -EBADMSG;
 		r.expose.ext[r.expose.n] = (uint16_t)a;
 		r.expose.in[r.expose.n++] = (uint16_t)b;
@@ -157,8 +164,14 @@ int net_record_list(const char *state_dir, struct net_record **ret, size_t *ret_
 		_cleanup_free_ char *p = path_join(dir, de->d_name);
 		_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 		struct net_record r;
+		char expected[32];
 		if (fs_read_full(p, RECORD_CAP, &sb) < 0 ||
 		    net_record_parse(sb.buf, sb.len, &r) < 0)
+			continue;
+		/* Removal goes by the pid inside: a record under another name would stay forever.
+		 */
+		snprintf(expected, sizeof(expected), "%d.json", (int)r.pid);
+		if (!streq(de->d_name, expected) || n == NET_RECORD_MAX)
 			continue;
 		v = xrealloc(v, (n + 1) * sizeof(*v));
 		v[n++] = r;

@@ -153,6 +153,19 @@ bool net_ip_is_global(uint32_t ip)
 	return true;
 }
 
+bool net_ifname_valid(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n >= IF_NAMESIZE || streq(name, ".") || streq(name, ".."))
+		return false;
+	/* The kernel's rules (no '/', ':' or white space), and nothing that could end or escape
+	 * the quoted string the name becomes in an nft script. */
+	for (const char *p = name; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || strchr("/:\"\\'", *p))
+			return false;
+	return true;
+}
+
 static void settings_defaults(struct net_settings *s)
 {
 	*s = (struct net_settings){
@@ -201,8 +214,10 @@ static int add_dns(struct net_settings *s, const char *v, const char *what)
 
 static int set_bridge(struct net_settings *s, const char *v, const char *what)
 {
-	if (!*v || strlen(v) >= sizeof(s->bridge) || strchr(v, '/') || strchr(v, ' ')) {
-		log_error("invalid bridge name '%s' in %s", v, what);
+	if (!net_ifname_valid(v) || strlen(v) >= sizeof(s->bridge)) {
+		log_error("invalid bridge name '%s' in %s: expected 1 to 15 printable characters "
+			  "without white space, quotes, '/' or ':'",
+			  v, what);
 		return -EINVAL;
 	}
 	strcpy(s->bridge, v);

@@ -66,6 +66,12 @@ int net_expose_parse(const char *s, struct net_expose *ret);
 
 /* True for globally routable unicast (IANA special-purpose registry, as Softnet's is_global). */
 bool net_ip_is_global(uint32_t ip);
+/*
+ * A network interface name we are willing to create, delete or write into an nft script:
+ * what the kernel accepts (1-15 bytes, no '/', ':' or white space, not "." or ".."), printable
+ * ASCII, and no quote or backslash.
+ */
+bool net_ifname_valid(const char *name);
 /* The non-global ranges, for firewall rules. */
 extern const struct net_prefix net_nonglobal[];
 extern const size_t net_nonglobal_count;

@@ -13,6 +13,7 @@
 
 #define TOKEN_BODY_CAP (1024 * 1024)
 #define ERROR_BODY_SHOWN 1000
+#define TOKEN_LIFETIME_MAX (24 * 3600) /* a token is fetched again after a day at most */
 
 void oci_www_auth_release(struct oci_www_auth *a)
 {
@@ -103,10 +104,13 @@ int oci_token_parse(const char *buf, size_t len, time_t now, struct oci_token *r
 	}
 	json_int_t expires_in = 60;
 	json_t *e = json_object_get(j, "expires_in");
+	/* Clamped before any arithmetic: a server's huge number must not overflow the sum. */
 	if (json_is_integer(e))
-		expires_in = json_integer_value(e);
+		expires_in = MIN(json_integer_value(e), (json_int_t)TOKEN_LIFETIME_MAX);
 	else if (json_is_real(e))
-		expires_in = (json_int_t)json_real_value(e);
+		expires_in = json_real_value(e) >= (double)TOKEN_LIFETIME_MAX
+				 ? TOKEN_LIFETIME_MAX
+				 : (json_int_t)MAX(json_real_value(e), 0.0);
 	else if (e && !json_is_null(e))
 		return -EBADMSG;
 	if (expires_in <= 0)

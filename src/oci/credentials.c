@@ -181,10 +181,16 @@ static int load_config(const char *path, json_t **ret)
 	return 0;
 }
 
-/* Run docker-credential-<helper> <action> with input; output captured (capped). */
+/*
+ * Run docker-credential-<helper> <action> with input; output captured (capped). The helper
+ * name comes from a config file: a '/' would turn the program name into a path relative to
+ * the working directory instead of a PATH lookup, so it is refused (-EINVAL).
+ */
 static int run_helper(const char *helper, const char *action, const char *input,
 		      struct strbuf *out, int *ret_status)
 {
+	if (!*helper || strchr(helper, '/'))
+		return -EINVAL;
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
 	_cleanup_strbuf_ struct strbuf err = STRBUF_INIT;
 	strbuf_init(&err, 4096);

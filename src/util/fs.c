@@ -91,9 +91,17 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 
 int fs_read_full(const char *path, size_t cap, struct strbuf *sb)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO planted where a file is expected must not block the open. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return negerrno();
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return negerrno();
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
 	size_t start = sb->len;
 	for (;;) {
 		char buf[65536];
@@ -251,11 +259,14 @@ int fs_copy_fd(int src, int dst, enum fs_copy_method *ret_method)
 int fs_copy_file(const char *src, const char *dst, enum fs_copy_method *ret_method)
 {
 	struct stat st;
-	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in place of a disk image must not block the open. */
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (in < 0)
 		return negerrno();
 	if (fstat(in, &st) < 0)
 		return negerrno();
+	if (!S_ISREG(st.st_mode))
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	_cleanup_close_ int out =
 		open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 07777);
 	if (out < 0)

@@ -12,7 +12,11 @@
 
 /* Write data to path through a temp file in the same directory, fsync, rename, fsync dir. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
-/* Read a whole file into sb (appending); -EFBIG when it is larger than cap (0 = no cap). */
+/*
+ * Read a whole regular file into sb (appending); -EFBIG when it is larger than cap (0 = no
+ * cap), -EISDIR for a directory, -EINVAL for anything else that is not a regular file (a FIFO
+ * or device would block or never end).
+ */
 int fs_read_full(const char *path, size_t cap, struct strbuf *sb);
 /* mkdir -p; mode for every created component. */
 int fs_mkdir_p(const char *path, mode_t mode);
@@ -30,6 +34,7 @@ enum fs_copy_method { FS_COPY_REFLINK, FS_COPY_SPARSE };
  * Copy src to dst (created or truncated, mode of src): FICLONE when the filesystem supports
  * it, otherwise an in-kernel copy of the data regions only (SEEK_DATA/SEEK_HOLE +
  * copy_file_range), so holes stay holes. The data is fsync'ed. ret_method may be NULL.
+ * src must be a regular file (-EISDIR / -EINVAL otherwise, dst untouched).
  */
 int fs_copy_file(const char *src, const char *dst, enum fs_copy_method *ret_method);
 /* Same on open descriptors; dst must be empty and will be sized to src's length. */

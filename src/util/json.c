@@ -182,7 +182,8 @@ int json_get_u64(const json_t *obj, const char *key, uint64_t *ret)
 	}
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
-		if (d < 0 || d > 1.8e19 || d != (double)(uint64_t)d)
+		/* Below 2^63: every value we read is written back as a JSON integer (int64). */
+		if (d < 0 || d >= 9223372036854775808.0 || d != (double)(uint64_t)d)
 			return -EBADMSG;
 		*ret = (uint64_t)d;
 		return 0;

@@ -37,6 +37,11 @@ static void log_vmsg(enum log_level level, int r, const char *fmt, va_list ap)
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if (n < 0)
 		return;
+	/* Messages quote registry bodies, helper output and names from files: no terminal
+	 * control sequence from them reaches the user's terminal. */
+	for (char *p = buf; *p; p++)
+		if ((*p > 0 && *p < 0x20 && *p != '\n' && *p != '\t' && *p != '\r') || *p == 0x7f)
+			*p = '?';
 	if (r < 0)
 		fprintf(stderr, "%s: %s\n", buf, strerror(-r));
 	else

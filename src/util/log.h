@@ -9,6 +9,7 @@
  * r, so a failure is logged and propagated in one statement:
  *     return log_error_errno(r, "cannot open '%s'", path);
  * util/ and http/ never log; the layers above log a failure once, where the context is.
+ * Control characters other than tab and line breaks (ESC above all) print as '?'.
  */
 enum log_level { LOG_ERR = 0, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
 

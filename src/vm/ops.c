@@ -23,6 +23,12 @@ static int check_new_name(const char *name)
 		log_error("invalid VM name \"%s\": %s", name, why);
 		return -EINVAL;
 	}
+	/* The prefix of a deletion in progress: `list` hides such directories. */
+	if (strneq(name, ".deleting-", 10)) {
+		log_error("invalid VM name \"%s\": names starting with '.deleting-' are reserved",
+			  name);
+		return -EINVAL;
+	}
 	return 0;
 }
 

@@ -109,7 +109,7 @@ def test_missing_vm_exit_codes(tart):
         assert f'the specified VM "{args[1]}" does not exist' in p.stderr
 
 
-@pytest.mark.parametrize("name", ["a/b", "..", ".", "", "x" * 256, "bad\nname"])
+@pytest.mark.parametrize("name", ["a/b", "..", ".", "", "x" * 256, "bad\nname", ".deleting-x"])
 def test_bad_names(tart, name):
     p = tart.run("create", "--linux", name, check=False)
     assert p.returncode != 0 and p.stderr.strip()
@@ -129,6 +129,22 @@ def test_usage_errors(tart):
         p = tart.run(*args, check=False)
         assert p.returncode == 64, args
         assert p.stderr.startswith("Error: "), args
+
+
+@pytest.mark.parametrize("args, message", [
+    (["set", "x", "--cpu"], "Missing value for '--cpu <cpu>'"),
+    (["list", "--source"], "Missing value for '--source <source>'"),
+    (["ip", "x", "--resolver"], "Missing value for '--resolver <resolver>'"),
+    (["prune", "--gc", "--older-than"], "Missing value for '--older-than <older-than>'"),
+    (["list", "--quiet=1"], "'--quiet' takes no value"),
+    (["list", "-z"], "Unknown option '-z'"),
+    (["get", "--form", "json", "x"], "Unknown option '--form'"),
+])
+def test_option_errors_name_the_option(tart, args, message):
+    """A long option at the end of the line without its value names that option."""
+    p = tart.run(*args, check=False)
+    assert p.returncode == 64 and p.stdout == ""
+    assert p.stderr.startswith(f"Error: {message}\n"), p.stderr
 
 
 def test_help_and_version(tart):

@@ -4,9 +4,15 @@ credential-helper storage."""
 import base64
 import json
 import os
+import select
+import signal
 import stat
 import subprocess
 import sys
+import termios
+import time
+
+import pytest
 
 from conftest import TART_BIN
 from registry_fixtures import (PASSWORD, USER, auth_registry, fault_proxy,  # noqa: F401
@@ -89,6 +95,38 @@ def test_interactive_prompts_without_tty(tart, auth_registry):
     assert "User: " in p.stderr and "Password: " in p.stderr
     assert PASSWORD not in p.stderr + p.stdout
     assert host in json.loads(config_path(tart).read_text())["auths"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signal_at_the_password_prompt_restores_echo(tart, sig):
+    """Ctrl-C (or a kill) while the password is typed must not leave the terminal without
+    echo: tart turns it back on, then dies of the signal as before."""
+    master, slave = os.openpty()
+    try:
+        # as from an interactive shell: a background job would inherit SIGINT ignored
+        p = tart.popen("login", "example.com", "--no-validate", stdin=slave, stdout=slave,
+                       stderr=slave, start_new_session=True,
+                       preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
+        seen = b""
+        deadline = time.time() + 30
+        while b"Password: " not in seen and time.time() < deadline:
+            r, _, _ = select.select([master], [], [], 1)
+            if r:
+                seen += os.read(master, 1024)
+                if b"User: " in seen and b"\n" not in seen.split(b"User: ")[-1]:
+                    os.write(master, b"someone\n")
+        assert b"Password: " in seen, seen
+        deadline = time.time() + 10
+        while termios.tcgetattr(slave)[3] & termios.ECHO and time.time() < deadline:
+            time.sleep(0.02)  # the prompt is printed just before echo goes off
+        assert not termios.tcgetattr(slave)[3] & termios.ECHO
+        p.send_signal(sig)
+        assert p.wait(timeout=30) == -sig
+        assert termios.tcgetattr(slave)[3] & termios.ECHO
+        assert not config_path(tart).exists()
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def test_login_through_bearer_token_service(tart, token_proxy):

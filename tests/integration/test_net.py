@@ -279,6 +279,47 @@ def test_sigkill_then_next_run_cleans_up(topo):
     assert t.leases() == []
 
 
+def test_hostile_state_cannot_touch_host_interfaces(topo):
+    """Run records and network.json are files a user can edit, and tart may run with
+    CAP_NET_ADMIN they do not otherwise have: what they name must never make tart take down or
+    delete a host interface, nor add text to an nft script."""
+    t = topo
+    t.ns(t.H, "ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p")
+    t.ns(t.H, "ip", "link", "set", "uplink0p", "up")
+    t.ns(t.H, "ip", "link", "set", "uplink0", "up")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    runs = t.home / "net" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for i, tap in enumerate(["uplink0", 'x" }\nflush ruleset']):
+        pid = dead.pid + i
+        (runs / f"{pid}.json").write_text(json.dumps({
+            "pid": pid, "pidStart": 1, "vm": "vm", "vmDir": "/nowhere", "mode": "nat",
+            "info": "", "tap": tap, "bridge": "tart0", "mac": MAC2, "ip": "192.168.64.9",
+            "softnet": True, "sharedBridge": True, "expose": []}))
+
+    def uplink_up():
+        out = t.ns(t.H, "ip", "-o", "link", "show", "uplink0", check=False).stdout
+        return "uplink0" in out and ",UP" in out.split(">")[0]
+
+    # A bridge name that is a host interface (not a bridge): refused, and left up.
+    (t.home / "network.json").write_text(json.dumps({"bridge": "uplink0"}))
+    p, err = t.attach(t.guest(1), MAC1, expect_ok=False)
+    assert p.returncode == 1 and "bridge 'uplink0' exists but does not carry" in err, err
+    assert uplink_up()
+    # A bridge name that would leave its nft string: refused before anything happens.
+    (t.home / "network.json").write_text(json.dumps({"bridge": 'br"\nflush'}))
+    p, err = t.attach(t.guest(2), MAC1, expect_ok=False)
+    assert p.returncode == 1 and "invalid bridge name" in err, err
+    # A normal run next to the planted records works and leaves the host's interface alone.
+    (t.home / "network.json").unlink()
+    p, info = t.attach(t.guest(3), MAC1)
+    assert uplink_up()
+    t.detach(p)
+    assert uplink_up()
+    assert "tart0" not in links(t) and "table" not in nft_ruleset(t)
+
+
 # ---- Input errors and other modes --------------------------------------------------------
 
 

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include "net/modes.h"
 #include "net/resolve.h"
 #include "net/subnet.h"
+#include "util/strbuf.h"
 
 static const uint8_t VM_MAC[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 static const uint8_t GW_MAC[6] = {0x02, 0x74, 0x61, 0x72, 0x74, 0x01};
@@ -524,6 +526,192 @@ static void test_record_roundtrip(void **state)
 	assert_int_equal(net_record_parse("{}", 2, &u), -EBADMSG);
 }
 
+/* A lease entry with one field replaced: every variant must be refused, none may crash. */
+#define LEASE_OK_MAC "\"mac\":\"52:54:00:12:34:56\""
+#define LEASE_OK_REST "\"ip\":\"192.168.64.5\",\"pid\":42,\"pidStart\":7,\"expires\":100"
+static void test_lease_parse_hostile(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+	    "",
+	    "null",
+	    "[]",
+	    "{\"leases\":{}}",
+	    "{\"leases\":[1]}",
+	    "{\"leases\":[[]]}",
+	    "{\"leases\":[{" LEASE_OK_REST "}]}",
+	    "{\"leases\":[{\"mac\":\"52:54:00:12:34:5\"," LEASE_OK_REST "}]}",
+	    "{\"leases\":[{\"mac\":\"52:54:00:12:34:567\"," LEASE_OK_REST "}]}",
+	    "{\"leases\":[{\"mac\":\"52-54-00-12-34-56\"," LEASE_OK_REST "}]}",
+	    "{\"leases\":[{\"mac\":\"zz:54:00:12:34:56\"," LEASE_OK_REST "}]}",
+	    "{\"leases\":[{\"mac\":5," LEASE_OK_REST "}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.256\",\"pid\":1,\"pidStart\":1,"
+	    "\"expires\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC
+	    ",\"ip\":\"::1\",\"pid\":1,\"pidStart\":1,\"expires\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.5\",\"pid\":-1,\"pidStart\":1,"
+	    "\"expires\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.5\",\"pid\":2147483648,"
+	    "\"pidStart\":1,\"expires\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.5\",\"pid\":1,\"pidStart\":1e300,"
+	    "\"expires\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC ",\"ip\":\"192.168.64.5\",\"pid\":\"1\",\"pidStart\":1,"
+	    "\"expires\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC "," LEASE_OK_REST ",\"vm\":[]}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC "," LEASE_OK_REST ",\"hostname\":1}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC "," LEASE_OK_REST ",\"vm\":\"a\\u0000b\"}]}",
+	    "{\"leases\":[{" LEASE_OK_MAC "," LEASE_OK_REST "," LEASE_OK_MAC "}]}",
+	    "{\"leases\":[],\"leases\":[]}",
+	};
+	struct lease_table t;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (lease_table_parse(bad[i], strlen(bad[i]), &t) != -EBADMSG)
+			fail_msg("accepted: %s", bad[i]);
+
+	/* Over-long names are cut to the fixed fields, not overflowed. */
+	char big[4096];
+	snprintf(big, sizeof(big),
+		 "{\"leases\":[{" LEASE_OK_MAC "," LEASE_OK_REST
+		 ",\"vm\":\"%01000d\",\"hostname\":\"%01000d\"}]}",
+		 1, 2);
+	assert_int_equal(lease_table_parse(big, strlen(big), &t), 0);
+	assert_int_equal(t.n, 1);
+	assert_true(strlen(t.v[0].vm) < sizeof(t.v[0].vm));
+	assert_true(strlen(t.v[0].hostname) < sizeof(t.v[0].hostname));
+	lease_table_release(&t);
+
+	/* More entries than LEASE_MAX are refused as a whole. */
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_puts(&sb, "{\"leases\":[");
+	for (size_t i = 0; i <= LEASE_MAX; i++)
+		strbuf_putf(&sb, "%s{" LEASE_OK_MAC "," LEASE_OK_REST "}", i ? "," : "");
+	strbuf_puts(&sb, "]}");
+	assert_int_equal(lease_table_parse(sb.buf, sb.len, &t), -EBADMSG);
+	strbuf_release(&sb);
+}
+
+static char *record_json(const char *pid, const char *tap, const char *bridge, const char *expose)
+{
+	char *s = NULL;
+	int n = asprintf(&s,
+			 "{\"pid\":%s,\"pidStart\":7,\"vm\":\"v\",\"vmDir\":\"/h/vms/v\","
+			 "\"mode\":\"nat\",\"info\":\"\",\"tap\":\"%s\",\"bridge\":\"%s\","
+			 "\"mac\":\"52:54:00:12:34:56\",\"ip\":\"192.168.64.5\",\"softnet\":false,"
+			 "\"sharedBridge\":true,\"expose\":%s}",
+			 pid, tap, bridge, expose);
+	assert_true(n > 0);
+	return s;
+}
+
+/*
+ * Run records are read back to undo a dead run: the tap is deleted and named in nft scripts.
+ * Anything but tart's own tap for that pid, or a bridge name that could leave an nft string,
+ * makes the record unusable.
+ */
+static void test_record_parse_hostile(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *pid, *tap, *bridge, *expose;
+		int want;
+	} cases[] = {
+	    {"42", "tart-t42", "tart0", "[]", 0},
+	    {"42", "", "", "[]", 0},
+	    {"42", "tart-t43", "tart0", "[]", -EBADMSG},
+	    {"42", "eth0", "tart0", "[]", -EBADMSG},
+	    {"42", "lo", "", "[]", -EBADMSG},
+	    {"42", "tart-t42\\n", "tart0", "[]", -EBADMSG},
+	    {"42", "x\\\"}\\nflush ruleset", "tart0", "[]", -EBADMSG},
+	    {"42", "tart-t42", "tart0\\\" }", "[]", -EBADMSG},
+	    {"42", "tart-t42", "br\\nx", "[]", -EBADMSG},
+	    {"42", "tart-t42", "br 0", "[]", -EBADMSG},
+	    {"42", "tart-t42", "..", "[]", -EBADMSG},
+	    {"42", "tart-t42", "0123456789abcdef", "[]", -EBADMSG},
+	    {"0", "", "", "[]", -EBADMSG},
+	    {"-5", "", "", "[]", -EBADMSG},
+	    {"2147483648", "", "", "[]", -EBADMSG},
+	    {"4.5", "", "", "[]", -EBADMSG},
+	    {"\"42\"", "", "", "[]", -EBADMSG},
+	    {"42", "tart-t42", "tart0", "[],\"expose\":[]", -EBADMSG}, /* duplicate key */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *s = record_json(cases[i].pid, cases[i].tap, cases[i].bridge, cases[i].expose);
+		struct net_record r;
+		int got = net_record_parse(s, strlen(s), &r);
+		if (got != cases[i].want)
+			fail_msg("%s: got %d, want %d", s, got, cases[i].want);
+		free(s);
+	}
+	static const char *const expose_bad[] = {
+	    "[[0,22]]", "[[22,65536]]", "[[22]]", "[[22,23,24]]", "[\"22:22\"]", "[[-1,22]]", "{}",
+	};
+	for (size_t i = 0; i < sizeof(expose_bad) / sizeof(expose_bad[0]); i++) {
+		char *s = NULL;
+		assert_true(asprintf(&s,
+				     "{\"pid\":1,\"pidStart\":7,\"vm\":\"\",\"vmDir\":\"\","
+				     "\"mode\":\"user\",\"info\":\"\",\"tap\":\"\",\"bridge\":\"\","
+				     "\"mac\":\"\",\"ip\":\"\",\"softnet\":false,"
+				     "\"sharedBridge\":false,\"expose\":%s}",
+				     expose_bad[i]) > 0);
+		struct net_record r;
+		if (net_record_parse(s, strlen(s), &r) != -EBADMSG)
+			fail_msg("accepted: %s", s);
+		free(s);
+	}
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_puts(&sb, "[");
+	for (int i = 0; i <= NET_EXPOSE_MAX; i++)
+		strbuf_putf(&sb, "%s[%d,22]", i ? "," : "", 1000 + i);
+	strbuf_puts(&sb, "]");
+	char *big = record_json("42", "tart-t42", "tart0", sb.buf);
+	struct net_record r;
+	assert_int_equal(net_record_parse(big, strlen(big), &r), -EBADMSG);
+	free(big);
+	strbuf_release(&sb);
+}
+
+/* network.json is user-edited: bridge names reach nft scripts and the kernel. */
+static void test_settings_hostile(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+	    "{\"bridge\":\"\"}",
+	    "{\"bridge\":\"tart0\\\" ; flush ruleset\"}",
+	    "{\"bridge\":\"t\\nflush\\truleset\"}",
+	    "{\"bridge\":\"a:b\"}",
+	    "{\"bridge\":\"a\\\\b\"}",
+	    "{\"bridge\":\"..\"}",
+	    "{\"bridge\":\"0123456789abcdef\"}",
+	    "{\"bridge\":\"caf\\u00e9\"}",
+	    "{\"bridge\":1}",
+	    "{\"subnet\":\"10.0.0.0/7\"}",
+	    "{\"subnet\":\"10.0.0.0/30\"}",
+	    "{\"subnet\":\"10.0.0.0/24/1\"}",
+	    "{\"subnet\":\"10.0.0.0/-1\"}",
+	    "{\"subnet\":\"10.0.0.0/ 24\"}",
+	    "{\"subnet\":\"010.0.0.0/24\"}",
+	    "{\"subnet\":\"10.0.0.0/240000000000000000000000\"}",
+	    "{\"leaseTime\":-1}",
+	    "{\"leaseTime\":86401}",
+	    "{\"leaseTime\":600.5}",
+	    "{\"leaseTime\":1e300}",
+	    "{\"dns\":[\"1.1.1.1\",\"1.1.1.2\",\"1.1.1.3\",\"1.1.1.4\",\"1.1.1.5\",\"1.1.1.6\","
+	    "\"1.1.1.7\",\"1.1.1.8\",\"1.1.1.9\"]}",
+	    "{\"dns\":[\"1.1.1.1 \"]}",
+	    "{\"dns\":\"1.1.1.1\"}",
+	    "{\"subnet\":\"10.0.0.0/24\",\"subnet\":\"10.1.0.0/24\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct net_settings s = {.subnet = {0xc0a84000, 24}, .lease_secs = 600};
+		if (net_settings_parse_json(bad[i], strlen(bad[i]), "test", &s) != -EINVAL)
+			fail_msg("accepted: %s", bad[i]);
+	}
+	static const char *const good[] = {"tart0", "br-lan.10", "my_br", "a"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_true(net_ifname_valid(good[i]));
+	assert_false(net_ifname_valid(NULL));
+}
+
 static void test_options_check(void **state)
 {
 	(void)state;
@@ -559,6 +747,9 @@ int main(void)
 	    cmocka_unit_test(test_arp_and_explain),
 	    cmocka_unit_test(test_softnet_script),
 	    cmocka_unit_test(test_record_roundtrip),
+	    cmocka_unit_test(test_lease_parse_hostile),
+	    cmocka_unit_test(test_record_parse_hostile),
+	    cmocka_unit_test(test_settings_hostile),
 	    cmocka_unit_test(test_options_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

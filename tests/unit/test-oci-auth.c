@@ -6,8 +6,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "http/client.h"
 #include "oci/auth.h"
@@ -104,7 +107,30 @@ static void test_token_response(void **state)
 	assert_int_equal(t.expires_at, 1700000000 + 60);
 	oci_token_release(&t);
 
+	/* Hostile lifetimes are clamped to a day, never overflow, never go negative. */
+	static const char *const huge[] = {
+	    "{\"token\":\"a\",\"expires_in\":9223372036854775807}",
+	    "{\"token\":\"a\",\"expires_in\":1e300}",
+	    "{\"token\":\"a\",\"expires_in\":9223372036854775807,"
+	    "\"issued_at\":\"2023-11-14T22:13:20Z\"}",
+	};
+	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		assert_int_equal(oci_token_parse(huge[i], strlen(huge[i]), now, &t), 0);
+		assert_int_equal(t.expires_at, now + 24 * 3600);
+		oci_token_release(&t);
+	}
+	static const char *const nonpositive[] = {"{\"token\":\"a\",\"expires_in\":-1e300}",
+						  "{\"token\":\"a\",\"expires_in\":0}",
+						  "{\"token\":\"a\",\"expires_in\":null}"};
+	for (size_t i = 0; i < sizeof(nonpositive) / sizeof(nonpositive[0]); i++) {
+		assert_int_equal(oci_token_parse(nonpositive[i], strlen(nonpositive[i]), now, &t), 0);
+		assert_int_equal(t.expires_at, now + 60);
+		oci_token_release(&t);
+	}
+
 	static const char *const bad[] = {"{}", "{\"token\":\"\"}", "[1]", "not json",
+					  "{\"token\":5}", "{\"token\":\"a\",\"expires_in\":\"9\"}",
+					  "{\"token\":\"a\",\"token\":\"b\"}",
 					  "{\"token\":\"a\",\"issued_at\":\"yesterday\"}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(oci_token_parse(bad[i], strlen(bad[i]), now, &t), -EBADMSG);
@@ -240,6 +266,45 @@ static void test_docker_config_find(void **state)
 	json_decref(c);
 }
 
+/*
+ * A credsStore/credHelpers name with '/' would run a program relative to the working
+ * directory ("docker-credential-x/../evil"): it is refused, nothing runs.
+ */
+static void test_cred_helper_name_is_not_a_path(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/tart-cred-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char old_cwd[4096];
+	assert_non_null(getcwd(old_cwd, sizeof(old_cwd)));
+	assert_int_equal(chdir(dir), 0);
+	assert_int_equal(mkdir("docker-credential-x", 0755), 0);
+	FILE *f = fopen("evil", "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\necho '{\"Username\":\"evil\",\"Secret\":\"s\"}'\n", f);
+	fclose(f);
+	assert_int_equal(chmod("evil", 0755), 0);
+	f = fopen("config.json", "w");
+	assert_non_null(f);
+	fputs("{\"credsStore\":\"x/../evil\"}", f);
+	fclose(f);
+	setenv("DOCKER_CONFIG", dir, 1);
+	unsetenv("TART_REGISTRY_USERNAME");
+	char *u = NULL, *p = NULL;
+	assert_int_equal(oci_credentials_lookup("example.com", &u, &p), -ENOENT);
+	assert_null(u);
+	unsetenv("DOCKER_CONFIG");
+	assert_int_equal(chdir(old_cwd), 0);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/docker-credential-x", dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/evil", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_cred_helper_matching),
 		cmocka_unit_test(test_docker_config_find),
+		cmocka_unit_test(test_cred_helper_name_is_not_a_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

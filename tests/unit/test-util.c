@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/parse.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
@@ -216,6 +218,83 @@ static void test_fs_copy_sparse(void **state)
 	free(dst);
 }
 
+/* Hostile files: a FIFO must not block, a directory or device is refused. */
+static void test_fs_read_full_not_regular(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/tart-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *fifo = path_join(dir, "leases.json");
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	struct strbuf sb = STRBUF_INIT;
+	assert_int_equal(fs_read_full(fifo, 0, &sb), -EINVAL);
+	assert_int_equal(fs_read_full(dir, 0, &sb), -EISDIR);
+	assert_int_equal(fs_read_full("/dev/zero", 4096, &sb), -EINVAL);
+	char *dst = path_join(dir, "copy");
+	assert_int_equal(fs_copy_file(fifo, dst, NULL), -EINVAL);
+	assert_false(fs_exists(dst));
+	free(dst);
+	assert_int_equal(fs_read_full("/proc/self/stat", 8192, &sb), 0); /* proc files are regular */
+	assert_true(sb.len > 0);
+	strbuf_release(&sb);
+	assert_int_equal(fs_rm_rf(dir), 0);
+	free(fifo);
+}
+
+/* Numbers we read are written back as int64: reals beyond it are out of range. */
+static void test_json_u64_range(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *doc;
+		int want;
+		uint64_t value;
+	} cases[] = {
+	    {"{\"v\": 0}", 0, 0},
+	    {"{\"v\": 9223372036854775807}", 0, 9223372036854775807ULL},
+	    {"{\"v\": 4096.0}", 0, 4096},
+	    {"{\"v\": -1}", -EBADMSG, 0},
+	    {"{\"v\": 1.5}", -EBADMSG, 0},
+	    {"{\"v\": 9.3e18}", -EBADMSG, 0},
+	    {"{\"v\": 1.8e19}", -EBADMSG, 0},
+	    {"{\"v\": 1e300}", -EBADMSG, 0},
+	    {"{\"v\": \"1\"}", -EBADMSG, 0},
+	    {"{}", -ENOENT, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *j = NULL;
+		uint64_t v = 0;
+		assert_int_equal(json_parse_buf(cases[i].doc, strlen(cases[i].doc), &j), 0);
+		int r = json_get_u64(j, "v", &v);
+		if (r != cases[i].want)
+			fail_msg("%s: got %d, want %d", cases[i].doc, r, cases[i].want);
+		if (r == 0)
+			assert_true(v == cases[i].value);
+		json_decref(j);
+	}
+}
+
+/* A registry body or helper output quoted in a message cannot drive the terminal. */
+static void test_log_strips_control_sequences(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/tart-log-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	assert_int_equal(dup2(fd, 2), 2);
+	log_error("body: %s", "\x1b]0;owned\x07\x1b[2Jok\ttab\x7f");
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	char buf[256] = {0};
+	assert_true(pread(fd, buf, sizeof(buf) - 1, 0) > 0);
+	close(fd);
+	unlink(path);
+	assert_string_equal(buf, "body: ?]0;owned??[2Jok\ttab?\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +302,9 @@ int main(void)
 		cmocka_unit_test(test_parse),        cmocka_unit_test(test_json_swift),
 		cmocka_unit_test(test_table),        cmocka_unit_test(test_time), cmocka_unit_test(test_time_relative),
 		cmocka_unit_test(test_fs_copy_sparse),
+		cmocka_unit_test(test_fs_read_full_not_regular),
+		cmocka_unit_test(test_json_u64_range),
+		cmocka_unit_test(test_log_strips_control_sequences),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
