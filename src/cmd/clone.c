@@ -4,7 +4,10 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "qemu/firmware.h"
+#include "util/fs.h"
 #include "util/log.h"
+#include "util/macro.h"
 #include "vm/ops.h"
 #include "vm/prune.h"
 #include "vm/pull.h"
@@ -30,6 +33,28 @@ static const struct cmd_help help = {
 		"(default: 100)\n"
 		"  -h, --help              Show help information.\n",
 };
+
+/* A pulled image made by Tart on macOS boots here only with the firmware's own variables. */
+static int fresh_nvram(const char *name)
+{
+	struct vm_dir d;
+	int r = vm_dir_open_local(name, &d);
+	if (r < 0)
+		return r;
+	struct vm_config c;
+	r = vm_dir_load_config(&d, &c);
+	_cleanup_free_ char *kernel = vm_dir_file(&d, VM_KERNEL_FILE);
+	bool direct = fs_exists(kernel);
+	vm_dir_release(&d);
+	if (r < 0)
+		return r;
+	struct qemu_firmware fw = {0};
+	if (!direct && qemu_firmware_find(c.arch, &fw) == 0)
+		r = vm_nvram_reset_if_foreign(name, fw.vars);
+	qemu_firmware_release(&fw);
+	vm_config_release(&c);
+	return r < 0 ? r : 0;
+}
 
 int cmd_clone(int argc, char **argv)
 {
@@ -78,7 +103,8 @@ int cmd_clone(int argc, char **argv)
 	if (strchr(dst, '/'))
 		return cmd_usage_error(&help, "<new-name> should be a local name");
 	struct oci_ref ref = OCI_REF_INIT;
-	if (oci_ref_parse(src, &ref, NULL) == 0) {
+	bool remote = oci_ref_parse(src, &ref, NULL) == 0;
+	if (remote) {
 		bool cached = vm_cache_has(&ref);
 		oci_ref_release(&ref);
 		if (!cached) {
@@ -94,6 +120,8 @@ int cmd_clone(int argc, char **argv)
 	if (r < 0)
 		return r;
 	r = vm_clone(&d, dst);
+	if (r >= 0 && remote)
+		r = fresh_nvram(dst);
 	if (r >= 0) {
 		/*
 		 * As Tart: make room for the clone's sparse disk to fill up, at most prune-limit

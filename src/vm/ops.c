@@ -330,3 +330,32 @@ int vm_install_staged(const char *staging, const char *name)
 	vm_config_release(&c);
 	return r;
 }
+
+int vm_nvram_reset_if_foreign(const char *name, const char *template_path)
+{
+	_cleanup_free_ char *vms = home_path("vms");
+	_cleanup_free_ char *dir = path_join(vms, name);
+	_cleanup_free_ char *nvram = path_join(dir, VM_NVRAM_FILE);
+	char sig[4] = {0};
+	{
+		_cleanup_close_ int fd = open(nvram, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return log_error_errno(negerrno(), "cannot open '%s'", nvram);
+		if (pread(fd, sig, sizeof(sig), 40) == (ssize_t)sizeof(sig) &&
+		    memcmp(sig, "_FVH", 4) == 0)
+			return 0;
+	}
+	_cleanup_free_ char *tmp = xasprintf("%s.fresh", nvram);
+	int r = fs_copy_file(template_path, tmp, NULL);
+	if (r == 0 && rename(tmp, nvram) < 0)
+		r = negerrno();
+	if (r < 0) {
+		(void)unlink(tmp);
+		return log_error_errno(r, "cannot give VM \"%s\" fresh firmware variables", name);
+	}
+	(void)fs_fsync_dir(dir);
+	log_notice("note: the image's nvram.bin is not a UEFI variable store for QEMU (an Apple "
+		   "Virtualization NVRAM?): VM \"%s\" starts from fresh firmware variables",
+		   name);
+	return 1;
+}

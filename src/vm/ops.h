@@ -47,3 +47,11 @@ int vm_mac_in_use(const char *mac, const char *self);
  * it holds a suspended state). Refuses an existing name. Used by import.
  */
 int vm_install_staged(const char *staging, const char *name);
+
+/*
+ * Tart's images carry the NVRAM of Apple's Virtualization framework, which no UEFI firmware
+ * for QEMU can use. When the local VM's nvram.bin is not a firmware volume ("_FVH" at offset
+ * 40, as OVMF/AAVMF variable stores are), replace it with a copy of template (the firmware's
+ * variable-store template) and say so. Returns 1 when replaced, 0 when kept. Logging.
+ */
+int vm_nvram_reset_if_foreign(const char *name, const char *template_path);

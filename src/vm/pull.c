@@ -143,7 +143,7 @@ static void note_nvram(const char *dir)
 	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
 	    memcmp(hdr + 40, "_FVH", 4) != 0)
 		log_info("note: the image's nvram.bin is not an OVMF variable store (an Apple "
-			 "Virtualization NVRAM?); `tart run` uses fresh OVMF variables for it");
+			 "Virtualization NVRAM?); `tart clone` gives the VM fresh firmware variables");
 }
 
 /*

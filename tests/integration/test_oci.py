@@ -269,6 +269,14 @@ def test_independent_encoder_image(tart, registry):
     p = tart.run("pull", "--insecure", f"{host}/py/vm:apple")
     assert "not an OVMF variable store" in p.stderr
     assert (repo / "apple" / "nvram.bin").read_bytes() == apple_nvram
+    # a clone of it starts from fresh firmware variables, with a notice; the cache keeps its copy
+    p = tart.run("clone", "--insecure", f"{host}/py/vm:apple", "fromapple")
+    assert "starts from fresh firmware variables" in p.stderr
+    assert (tart.vm_dir("fromapple") / "nvram.bin").read_bytes() == nvram
+    assert (repo / "apple" / "nvram.bin").read_bytes() == apple_nvram
+    # an image with a real OVMF store keeps it
+    p = tart.run("clone", "--insecure", f"{host}/py/vm:v", "fromv")
+    assert "fresh firmware variables" not in p.stderr
 
 
 def test_vetu_image(tart, registry):
