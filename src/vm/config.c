@@ -109,13 +109,24 @@ static int parse_enum(json_t *j, const char *key, const char *a, const char *b, 
 	return 0;
 }
 
+/* Vetu's config.json (kernel-booted Linux VMs) has no "os" and no minimums; Tart's always has. */
+static bool is_vetu_config(json_t *j)
+{
+	return !json_object_get(j, "os") && !json_object_get(j, "cpuCountMin") &&
+	       (json_object_get(j, "disks") || json_object_get(j, "cmdline"));
+}
+
 static int parse_resources(json_t *j, struct vm_config *c, char **ret_err)
 {
 	int r;
-	if ((r = need_u64(j, "cpuCountMin", &c->cpu_count_min, ret_err)) < 0 ||
-	    (r = need_u64(j, "cpuCount", &c->cpu_count, ret_err)) < 0 ||
-	    (r = need_u64(j, "memorySizeMin", &c->memory_size_min, ret_err)) < 0 ||
+	bool vetu = is_vetu_config(j);
+	if ((r = need_u64(j, "cpuCount", &c->cpu_count, ret_err)) < 0 ||
 	    (r = need_u64(j, "memorySize", &c->memory_size, ret_err)) < 0)
+		return r;
+	c->cpu_count_min = c->cpu_count;
+	c->memory_size_min = c->memory_size;
+	if ((!vetu && (r = need_u64(j, "cpuCountMin", &c->cpu_count_min, ret_err)) < 0) ||
+	    (!vetu && (r = need_u64(j, "memorySizeMin", &c->memory_size_min, ret_err)) < 0))
 		return r;
 	/* `set --cpu` takes Tart's UInt16 */
 	if (c->cpu_count == 0 || c->cpu_count > UINT16_MAX)
@@ -179,7 +190,8 @@ int vm_config_parse(const char *buf, size_t len, struct vm_config *ret, char **r
 	uint64_t version;
 	int r;
 	if ((r = need_u64(j, "version", &version, ret_err)) < 0 ||
-	    (r = parse_enum(j, "os", "linux", "darwin", "darwin", c.os, sizeof(c.os), ret_err)) < 0 ||
+	    (r = parse_enum(j, "os", "linux", "darwin", is_vetu_config(j) ? "linux" : "darwin", c.os,
+			    sizeof(c.os), ret_err)) < 0 ||
 	    (r = parse_enum(j, "arch", "arm64", "amd64", "arm64", c.arch, sizeof(c.arch), ret_err)) <
 		    0 ||
 	    (r = parse_resources(j, &c, ret_err)) < 0 || (r = parse_display(j, &c, ret_err)) < 0)

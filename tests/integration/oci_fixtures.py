@@ -227,12 +227,15 @@ def lz4_frame(data):
     return subprocess.run(["lz4", "-c", "-q"], input=data, capture_output=True, check=True).stdout
 
 
-def push_vetu_image(host, ns, tag, config_json, kernel, disk, chunk=1 * MiB):
+def push_vetu_image(host, ns, tag, config_json, kernel, disk, chunk=1 * MiB, initramfs=None):
     """A Vetu-style image: vetu media types, LZ4 frame disk layers with Vetu's annotations."""
     layers = [{"mediaType": "application/vnd.cirruslabs.vetu.config.v1",
                "digest": upload_blob(host, ns, config_json), "size": len(config_json)},
               {"mediaType": "application/vnd.cirruslabs.vetu.kernel.v1",
                "digest": upload_blob(host, ns, kernel), "size": len(kernel)}]
+    if initramfs is not None:
+        layers.append({"mediaType": "application/vnd.cirruslabs.vetu.initramfs.v1",
+                       "digest": upload_blob(host, ns, initramfs), "size": len(initramfs)})
     for i in range(0, len(disk), chunk):
         piece = disk[i:i + chunk]
         blob = lz4_frame(piece)

@@ -21,6 +21,29 @@ static const char tart_linux[] =
 	"  \"display\" : {\n    \"width\" : 1024,\n    \"height\" : 768\n  },\n"
 	"  \"diskFormat\" : \"raw\",\n  \"someFutureKey\" : [1, 2]\n}";
 
+/* Vetu's schema: no "os", no minimums, "disks" and "cmdline": a Linux VM with min = value. */
+static void test_parse_vetu(void **state)
+{
+	(void)state;
+	static const char vetu[] = "{\"version\":1,\"arch\":\"amd64\",\"cmdline\":\"console=ttyS0\","
+				   "\"disks\":[{\"name\":\"disk.img\"}],\"cpuCount\":2,"
+				   "\"memorySize\":1073741824,\"macAddress\":\"02:00:00:00:00:07\"}";
+	struct vm_config c;
+	char *err = NULL;
+	assert_int_equal(vm_config_parse(vetu, strlen(vetu), &c, &err), 0);
+	assert_string_equal(c.os, "linux");
+	assert_int_equal(c.cpu_count_min, 2);
+	assert_int_equal(c.memory_size_min, 1073741824ULL);
+	assert_string_equal(c.cmdline, "console=ttyS0");
+	vm_config_release(&c);
+	/* without Vetu's keys, a config lacking the minimums is still refused (Tart's rule) */
+	static const char tartish[] = "{\"version\":1,\"cpuCount\":2,\"memorySize\":1073741824,"
+				      "\"macAddress\":\"02:00:00:00:00:07\"}";
+	assert_int_equal(vm_config_parse(tartish, strlen(tartish), &c, &err), -EBADMSG);
+	assert_non_null(strstr(err, "cpuCountMin"));
+	free(err);
+}
+
 static void test_parse_tart(void **state)
 {
 	(void)state;
@@ -341,6 +364,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_tart),
+		cmocka_unit_test(test_parse_vetu),
 		cmocka_unit_test(test_parse_bad),
 		cmocka_unit_test(test_defaults_and_mac),
 		cmocka_unit_test(test_names),
