@@ -56,9 +56,33 @@ static int fresh_nvram(const char *name)
 	return r < 0 ? r : 0;
 }
 
+enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_PRUNE_LIMIT, ARG_DEDUP };
+
+struct clone_opts {
+	uint64_t concurrency, prune_limit;
+	bool insecure;
+};
+
+static int on_opt(int c, const char *arg, void *userdata)
+{
+	struct clone_opts *o = userdata;
+	switch (c) {
+	case ARG_INSECURE:
+		o->insecure = true;
+		return 0;
+	case ARG_DEDUP:
+		return 0;
+	case ARG_CONCURRENCY:
+		return cmd_parse_concurrency(&help, arg, &o->concurrency);
+	case ARG_PRUNE_LIMIT:
+		return cmd_parse_u64(&help, "--prune-limit", arg, 0, 1ULL << 40, &o->prune_limit);
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_clone(int argc, char **argv)
 {
-	enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_PRUNE_LIMIT, ARG_DEDUP };
 	static const struct option opts[] = {
 		{"insecure", no_argument, NULL, ARG_INSECURE},
 		{"concurrency", required_argument, NULL, ARG_CONCURRENCY},
@@ -68,38 +92,19 @@ int cmd_clone(int argc, char **argv)
 		{0},
 	};
 	static const char *const names[] = {"<source-name>", "<new-name>"};
-	uint64_t concurrency = 4, prune_limit = 100;
-	bool insecure = false;
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_INSECURE:
-			insecure = true;
-			break;
-		case ARG_DEDUP:
-			break;
-		case ARG_CONCURRENCY:
-			if (cmd_parse_u64(&help, "--concurrency", optarg, 0, 64, &concurrency) < 0)
-				return CMD_EUSAGE;
-			if (concurrency < 1) /* Tart's ValidationError */
-				return cmd_usage_error(&help, "network concurrency cannot be less than 1");
-			break;
-		case ARG_PRUNE_LIMIT:
-			if (cmd_parse_u64(&help, "--prune-limit", optarg, 0, 1ULL << 40, &prune_limit) < 0)
-				return CMD_EUSAGE;
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 2, 2, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *src = argv[optind], *dst = argv[optind + 1];
+	static const struct cmd_spec spec = {.help = &help,
+					     .longopts = opts,
+					     .on_opt = on_opt,
+					     .min_args = 2,
+					     .max_args = 2,
+					     .arg_names = names};
+	struct clone_opts o = {.concurrency = 4, .prune_limit = 100};
+	int a = cmd_parse(&spec, argc, argv, &o);
+	if (a <= 0)
+		return a;
+	const char *src = argv[a], *dst = argv[a + 1];
+	uint64_t prune_limit = o.prune_limit;
+	int r;
 	if (strchr(dst, '/'))
 		return cmd_usage_error(&help, "<new-name> should be a local name");
 	struct oci_ref ref = OCI_REF_INIT;
@@ -108,8 +113,8 @@ int cmd_clone(int argc, char **argv)
 		bool cached = vm_cache_has(&ref);
 		oci_ref_release(&ref);
 		if (!cached) {
-			struct vm_pull_options po = {.insecure = insecure,
-						     .concurrency = (unsigned)concurrency};
+			struct vm_pull_options po = {.insecure = o.insecure,
+						     .concurrency = (unsigned)o.concurrency};
 			r = vm_pull(src, &po);
 			if (r < 0)
 				return r;

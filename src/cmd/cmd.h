@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/macro.h"
 
@@ -77,6 +78,16 @@ int cmd_parse_format(const struct cmd_help *h, const char *value, bool *ret_json
 /* Parse an unsigned flag value with a range; usage error naming the flag otherwise. */
 int cmd_parse_u64(const struct cmd_help *h, const char *flag, const char *value, uint64_t min,
 		  uint64_t max, uint64_t *ret);
+
+/* --concurrency: 1-64 with Tart's message for 0; *ret set on success. */
+int cmd_parse_concurrency(const struct cmd_help *h, const char *value, uint64_t *ret);
+
+struct vm_dir;
+/*
+ * Open the local VM `name` (vm_dir_open_local: logged, -ENOENT when absent) and find the pid of
+ * the `tart run` running it: *ret_pid is 0 when it does not run. For stop and suspend.
+ */
+int cmd_open_local_vm_pid(const char *name, struct vm_dir *ret, pid_t *ret_pid);
 
 /* Write stdout data and check for errors at exit (done by main). */
 

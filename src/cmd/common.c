@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/parse.h"
+#include "vm/dir.h"
 
 int cmd_usage_error(const struct cmd_help *h, const char *fmt, ...)
 {
@@ -134,5 +135,26 @@ int cmd_parse_u64(const struct cmd_help *h, const char *flag, const char *value,
 		return cmd_usage_error(h, "The value '%s' is invalid for '%s' (expected %llu-%llu)",
 				       value, flag, (unsigned long long)min, (unsigned long long)max);
 	*ret = v;
+	return 0;
+}
+
+int cmd_parse_concurrency(const struct cmd_help *h, const char *value, uint64_t *ret)
+{
+	uint64_t v = 0;
+	int r = cmd_parse_u64(h, "--concurrency", value, 0, 64, &v);
+	if (r < 0)
+		return r;
+	if (v < 1) /* Tart's ValidationError */
+		return cmd_usage_error(h, "network concurrency cannot be less than 1");
+	*ret = v;
+	return 0;
+}
+
+int cmd_open_local_vm_pid(const char *name, struct vm_dir *ret, pid_t *ret_pid)
+{
+	int r = vm_dir_open_local(name, ret);
+	if (r < 0)
+		return r;
+	*ret_pid = vm_dir_running_pid(ret);
 	return 0;
 }

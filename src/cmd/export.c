@@ -40,25 +40,16 @@ static bool confirm_overwrite(const char *path)
 
 int cmd_export(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
-	};
 	static const char *const names[] = {"<name>", "<path>"};
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		return c < 0 ? c : CMD_EUSAGE;
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 2, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *name = argv[optind];
+	static const struct cmd_spec spec = {
+	    .help = &help, .min_args = 1, .max_args = 2, .arg_names = names};
+	int a = cmd_parse(&spec, argc, argv, NULL);
+	if (a <= 0)
+		return a;
+	const char *name = argv[a];
 	_cleanup_free_ char *path = NULL;
-	if (argc - optind == 2) {
-		path = xstrdup(argv[optind + 1]);
+	if (argc - a == 2) {
+		path = xstrdup(argv[a + 1]);
 	} else {
 		const char *base = strrchr(name, '/');
 		path = xasprintf("%s.tvm", base ? base + 1 : name);
@@ -66,6 +57,6 @@ int cmd_export(int argc, char **argv)
 			return 1;
 	}
 	log_info("exporting...");
-	r = vm_export(name, path);
+	int r = vm_export(name, path);
 	return r < 0 ? r : 0;
 }

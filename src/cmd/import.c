@@ -21,25 +21,16 @@ static const struct cmd_help help = {
 
 int cmd_import(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
-	};
 	static const char *const names[] = {"<path>", "<name>"};
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		return c < 0 ? c : CMD_EUSAGE;
-	}
-	int r = cmd_need_args(&help, argc - optind, 2, 2, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *path = argv[optind], *name = argv[optind + 1];
+	static const struct cmd_spec spec = {
+	    .help = &help, .min_args = 2, .max_args = 2, .arg_names = names};
+	int a = cmd_parse(&spec, argc, argv, NULL);
+	if (a <= 0)
+		return a;
+	const char *path = argv[a], *name = argv[a + 1];
 	if (strchr(name, '/'))
 		return cmd_usage_error(&help, "%s should be a local name", name);
 	log_info("importing...");
-	r = vm_import(path, name);
+	int r = vm_import(path, name);
 	return r < 0 ? r : 0;
 }

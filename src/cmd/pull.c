@@ -29,9 +29,30 @@ static const struct cmd_help help = {
 	       "  -h, --help              Show help information.\n",
 };
 
+enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_DEDUP };
+
+static int on_opt(int c, const char *arg, void *userdata)
+{
+	struct vm_pull_options *o = userdata;
+	uint64_t conc;
+	switch (c) {
+	case ARG_INSECURE:
+		o->insecure = true;
+		return 0;
+	case ARG_DEDUP:
+		return 0;
+	case ARG_CONCURRENCY:
+		if (cmd_parse_concurrency(&help, arg, &conc) < 0)
+			return CMD_EUSAGE;
+		o->concurrency = (unsigned)conc;
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_pull(int argc, char **argv)
 {
-	enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_DEDUP };
 	static const struct option opts[] = {
 	    {"insecure", no_argument, NULL, ARG_INSECURE},
 	    {"concurrency", required_argument, NULL, ARG_CONCURRENCY},
@@ -40,34 +61,17 @@ int cmd_pull(int argc, char **argv)
 	    {0},
 	};
 	static const char *const names[] = {"<remote-name>"};
+	static const struct cmd_spec spec = {.help = &help,
+					     .longopts = opts,
+					     .on_opt = on_opt,
+					     .min_args = 1,
+					     .max_args = 1,
+					     .arg_names = names};
 	struct vm_pull_options o = {.concurrency = 4};
-	uint64_t conc = 4;
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_INSECURE:
-			o.insecure = true;
-			break;
-		case ARG_DEDUP:
-			break;
-		case ARG_CONCURRENCY:
-			if (cmd_parse_u64(&help, "--concurrency", optarg, 0, 64, &conc) < 0)
-				return CMD_EUSAGE;
-			if (conc == 0)
-				return cmd_usage_error(&help, "network concurrency cannot be less than 1");
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *name = argv[optind];
-	o.concurrency = (unsigned)conc;
+	int a = cmd_parse(&spec, argc, argv, &o);
+	if (a <= 0)
+		return a;
+	const char *name = argv[a];
 	if (!oci_ref_is_remote(name) && vm_local_exists(name) > 0) {
 		log_info("\"%s\" is a local image, nothing to pull here!", name);
 		return 0;

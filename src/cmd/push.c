@@ -173,9 +173,37 @@ static int push_all(const struct vm_dir *d, const struct oci_ref *src_ref, char 
 	return r;
 }
 
+enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_CHUNK, ARG_LABEL, ARG_POPULATE };
+
+struct push_opts {
+	struct push_args a;
+	struct strvec *labels;
+};
+
+static int on_opt(int c, const char *arg, void *userdata)
+{
+	struct push_opts *o = userdata;
+	switch (c) {
+	case ARG_INSECURE:
+		o->a.insecure = true;
+		return 0;
+	case ARG_POPULATE:
+		o->a.populate = true;
+		return 0;
+	case ARG_CONCURRENCY:
+		return cmd_parse_concurrency(&help, arg, &o->a.concurrency);
+	case ARG_CHUNK:
+		return cmd_parse_u64(&help, "--chunk-size", arg, 0, 1ULL << 20, &o->a.chunk_mb);
+	case ARG_LABEL:
+		strvec_push(o->labels, arg);
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_push(int argc, char **argv)
 {
-	enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_CHUNK, ARG_LABEL, ARG_POPULATE };
 	static const struct option opts[] = {
 	    {"insecure", no_argument, NULL, ARG_INSECURE},
 	    {"concurrency", required_argument, NULL, ARG_CONCURRENCY},
@@ -186,45 +214,21 @@ int cmd_push(int argc, char **argv)
 	    {0},
 	};
 	static const char *const names[] = {"<local-name>", "<remote-name>"};
+	static const struct cmd_spec spec = {.help = &help,
+					     .longopts = opts,
+					     .on_opt = on_opt,
+					     .min_args = 2,
+					     .max_args = 1024,
+					     .arg_names = names};
 	_cleanup_(strvec_clearp) struct strvec labels = STRVEC_INIT;
-	struct push_args a = {.concurrency = 4};
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_INSECURE:
-			a.insecure = true;
-			break;
-		case ARG_POPULATE:
-			a.populate = true;
-			break;
-		case ARG_CONCURRENCY:
-			if (cmd_parse_u64(&help, "--concurrency", optarg, 0, 64, &a.concurrency) < 0)
-				return CMD_EUSAGE;
-			if (a.concurrency == 0)
-				return cmd_usage_error(&help, "network concurrency cannot be less than 1");
-			break;
-		case ARG_CHUNK:
-			if (cmd_parse_u64(&help, "--chunk-size", optarg, 0, 1ULL << 20,
-					  &a.chunk_mb) < 0)
-				return CMD_EUSAGE;
-			break;
-		case ARG_LABEL:
-			strvec_push(&labels, optarg);
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 2, 1024, argv + optind, names);
-	if (r < 0)
-		return r;
-	a.labels = labels; /* borrowed: freed by the cleanup of `labels` */
-	const char *src = argv[optind];
+	struct push_opts po = {.a = {.concurrency = 4}, .labels = &labels};
+	int a = cmd_parse(&spec, argc, argv, &po);
+	if (a <= 0)
+		return a;
+	po.a.labels = labels; /* borrowed: freed by the cleanup of `labels` */
+	const char *src = argv[a];
 	_cleanup_vm_dir_ struct vm_dir d = {0};
-	r = vm_storage_open(src, &d);
+	int r = vm_storage_open(src, &d);
 	if (r >= 0 && vm_dir_running_pid(&d) > 0) {
 		log_error("VM \"%s\" is running", src);
 		r = -EBUSY;
@@ -237,8 +241,8 @@ int cmd_push(int argc, char **argv)
 		if (remote_src && use < 0)
 			r = log_error_errno(use, "cannot use \"%s\"", src);
 		else
-			r = push_all(&d, remote_src ? &sref : NULL, argv + optind + 1,
-				     argc - optind - 1, &a);
+			r = push_all(&d, remote_src ? &sref : NULL, argv + a + 1, argc - a - 1,
+				     &po.a);
 	}
 	return r;
 }

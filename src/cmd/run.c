@@ -105,108 +105,116 @@ static const char *opt_name(int c)
 	return "?";
 }
 
+struct run_opts {
+	struct vm_run_options o;
+	char **disks, **dirs;
+	bool graphics, no_graphics, softnet, host;
+};
+
+static int on_opt(int c, const char *arg, void *userdata)
+{
+	struct run_opts *o = userdata;
+	switch (c) {
+	case ARG_NO_GRAPHICS:
+		o->no_graphics = true;
+		return 0;
+	case ARG_GRAPHICS:
+		o->graphics = true;
+		return 0;
+	case ARG_SERIAL:
+		o->o.serial_pty = true;
+		return 0;
+	case ARG_SERIAL_PATH:
+		o->o.serial_path = arg;
+		return 0;
+	case ARG_VNC:
+	case ARG_VNC_EXPERIMENTAL:
+		o->o.vnc = true;
+		return 0;
+	case ARG_DISK: /* arg is an element of argv, which is not const */
+		o->disks[o->o.n_disks++] = (char *)arg;
+		return 0;
+	case ARG_DIR:
+		o->dirs[o->o.n_dirs++] = (char *)arg;
+		return 0;
+	case ARG_NESTED:
+		o->o.nested = true;
+		return 0;
+	case ARG_ROOT_DISK_OPTS: {
+		_cleanup_free_ char *err = NULL;
+		if (qemu_disk_opts_parse(arg, &o->o.root_opts, &err) < 0)
+			return cmd_usage_error(&help, "%s", err);
+		return 0;
+	}
+	case ARG_ACCEL:
+		if (!streq(arg, "auto") && !streq(arg, "kvm") && !streq(arg, "tcg"))
+			return cmd_usage_error(&help, "The value '%s' is invalid for '--accel'",
+					       arg);
+		o->o.accel = arg;
+		return 0;
+	case ARG_NET_BRIDGED:
+		o->o.net.mode = NET_MODE_BRIDGED;
+		o->o.net.bridge = arg;
+		return 0;
+	case ARG_NET_SOFTNET:
+		o->softnet = true;
+		return 0;
+	case ARG_NET_SOFTNET_ALLOW:
+		o->softnet = true;
+		o->o.net.softnet_allow = arg;
+		return 0;
+	case ARG_NET_SOFTNET_BLOCK:
+		o->softnet = true;
+		o->o.net.softnet_block = arg;
+		return 0;
+	case ARG_NET_SOFTNET_EXPOSE:
+		o->softnet = true;
+		o->o.net.softnet_expose = arg;
+		return 0;
+	case ARG_NET_HOST:
+		o->host = true;
+		return 0;
+	case ARG_MACOS_ONLY:
+	case ARG_MACOS_ONLY_VALUE:
+		log_notice("ignoring --%s: it only applies to macOS hosts or guests", opt_name(c));
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const char *const names[] = {"<name>"};
-	struct vm_run_options o;
-	vm_run_options_init(&o);
-	_cleanup_free_ char **disks = xcalloc((size_t)argc + 1, sizeof(char *));
-	_cleanup_free_ char **dirs = xcalloc((size_t)argc + 1, sizeof(char *));
-	bool graphics = false, no_graphics = false, softnet = false, host = false;
-	int c;
-
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case ARG_NO_GRAPHICS:
-			no_graphics = true;
-			break;
-		case ARG_GRAPHICS:
-			graphics = true;
-			break;
-		case ARG_SERIAL:
-			o.serial_pty = true;
-			break;
-		case ARG_SERIAL_PATH:
-			o.serial_path = optarg;
-			break;
-		case ARG_VNC:
-		case ARG_VNC_EXPERIMENTAL:
-			o.vnc = true;
-			break;
-		case ARG_DISK:
-			disks[o.n_disks++] = optarg;
-			break;
-		case ARG_DIR:
-			dirs[o.n_dirs++] = optarg;
-			break;
-		case ARG_NESTED:
-			o.nested = true;
-			break;
-		case ARG_ROOT_DISK_OPTS: {
-			_cleanup_free_ char *err = NULL;
-			if (qemu_disk_opts_parse(optarg, &o.root_opts, &err) < 0)
-				return cmd_usage_error(&help, "%s", err);
-			break;
-		}
-		case ARG_ACCEL:
-			if (!streq(optarg, "auto") && !streq(optarg, "kvm") &&
-			    !streq(optarg, "tcg"))
-				return cmd_usage_error(
-				    &help, "The value '%s' is invalid for '--accel'", optarg);
-			o.accel = optarg;
-			break;
-		case ARG_NET_BRIDGED:
-			o.net.mode = NET_MODE_BRIDGED;
-			o.net.bridge = optarg;
-			break;
-		case ARG_NET_SOFTNET:
-			softnet = true;
-			break;
-		case ARG_NET_SOFTNET_ALLOW:
-			softnet = true;
-			o.net.softnet_allow = optarg;
-			break;
-		case ARG_NET_SOFTNET_BLOCK:
-			softnet = true;
-			o.net.softnet_block = optarg;
-			break;
-		case ARG_NET_SOFTNET_EXPOSE:
-			softnet = true;
-			o.net.softnet_expose = optarg;
-			break;
-		case ARG_NET_HOST:
-			host = true;
-			break;
-		case ARG_MACOS_ONLY:
-		case ARG_MACOS_ONLY_VALUE:
-			log_notice("ignoring --%s: it only applies to macOS hosts or guests",
-				   opt_name(c));
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	if (graphics && no_graphics)
+	static const struct cmd_spec spec = {.help = &help,
+					     .longopts = opts,
+					     .on_opt = on_opt,
+					     .min_args = 1,
+					     .max_args = 1,
+					     .arg_names = names};
+	struct run_opts ro = {0};
+	vm_run_options_init(&ro.o);
+	_cleanup_free_ char **disks = ro.disks = xcalloc((size_t)argc + 1, sizeof(char *));
+	_cleanup_free_ char **dirs = ro.dirs = xcalloc((size_t)argc + 1, sizeof(char *));
+	int a = cmd_parse(&spec, argc, argv, &ro);
+	if (a <= 0)
+		return a;
+	struct vm_run_options *o = &ro.o;
+	if (ro.graphics && ro.no_graphics)
 		return cmd_usage_error(&help,
 				       "--graphics and --no-graphics are mutually exclusive");
-	if (graphics && !o.vnc)
+	if (ro.graphics && !o->vnc)
 		log_notice("this tart has no window: use --vnc to see the display");
-	if ((o.net.mode == NET_MODE_BRIDGED) + softnet + host > 1)
+	if ((o->net.mode == NET_MODE_BRIDGED) + ro.softnet + ro.host > 1)
 		return cmd_usage_error(&help, "--net-bridged, --net-softnet and --net-host are "
 					      "mutually exclusive");
-	if (softnet)
-		o.net.mode = NET_MODE_SOFTNET;
-	if (host)
-		o.net.mode = NET_MODE_HOST;
-	if (o.serial_pty && o.serial_path)
+	if (ro.softnet)
+		o->net.mode = NET_MODE_SOFTNET;
+	if (ro.host)
+		o->net.mode = NET_MODE_HOST;
+	if (o->serial_pty && o->serial_path)
 		return cmd_usage_error(&help, "--serial and --serial-path are mutually exclusive");
-	o.disks = disks;
-	o.dirs = dirs;
-	return vm_run(argv[optind], &o);
+	o->disks = disks;
+	o->dirs = dirs;
+	return vm_run(argv[a], o);
 }

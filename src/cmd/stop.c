@@ -35,6 +35,14 @@ static bool wait_released(const struct vm_dir *d, usec_t timeout)
 	return true;
 }
 
+static int on_opt(int c, const char *arg, void *userdata)
+{
+	uint64_t *timeout = userdata;
+	if (c == 't')
+		return cmd_parse_u64(&help, "--timeout", arg, 0, 86400 * 365, timeout);
+	return CMD_EUSAGE;
+}
+
 int cmd_stop(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -43,30 +51,23 @@ int cmd_stop(int argc, char **argv)
 	    {0},
 	};
 	static const char *const names[] = {"<name>"};
+	static const struct cmd_spec spec = {.help = &help,
+					     .shortopts = "ht:",
+					     .longopts = opts,
+					     .on_opt = on_opt,
+					     .min_args = 1,
+					     .max_args = 1,
+					     .arg_names = names};
 	uint64_t timeout = 30;
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "ht:", opts)) != -1) {
-		switch (c) {
-		case 'h':
-			return 0;
-		case 't':
-			if (cmd_parse_u64(&help, "--timeout", optarg, 0, 86400 * 365, &timeout) < 0)
-				return CMD_EUSAGE;
-			break;
-		default:
-			return c < 0 ? c : CMD_EUSAGE;
-		}
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *name = argv[optind];
+	int a = cmd_parse(&spec, argc, argv, &timeout);
+	if (a <= 0)
+		return a;
+	const char *name = argv[a];
 	_cleanup_vm_dir_ struct vm_dir d = {0};
-	r = vm_dir_open_local(name, &d);
+	pid_t pid;
+	int r = cmd_open_local_vm_pid(name, &d, &pid);
 	if (r < 0)
 		return r;
-	pid_t pid = vm_dir_running_pid(&d);
 	if (pid <= 0) {
 		_cleanup_free_ char *st = vm_dir_file(&d, VM_STATE_FILE);
 		if (fs_exists(st)) {

@@ -26,27 +26,18 @@ static const struct cmd_help help = {
 
 int cmd_suspend(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
-	};
 	static const char *const names[] = {"<name>"};
-	int c;
-	cmd_getopt_init();
-	while ((c = cmd_getopt(&help, argc, argv, "h", opts)) != -1) {
-		if (c == 'h')
-			return 0;
-		return c < 0 ? c : CMD_EUSAGE;
-	}
-	int r = cmd_need_args(&help, argc - optind, 1, 1, argv + optind, names);
-	if (r < 0)
-		return r;
-	const char *name = argv[optind];
+	static const struct cmd_spec spec = {
+	    .help = &help, .min_args = 1, .max_args = 1, .arg_names = names};
+	int a = cmd_parse(&spec, argc, argv, NULL);
+	if (a <= 0)
+		return a;
+	const char *name = argv[a];
 	_cleanup_vm_dir_ struct vm_dir d = {0};
-	r = vm_dir_open_local(name, &d);
+	pid_t pid;
+	int r = cmd_open_local_vm_pid(name, &d, &pid);
 	if (r < 0)
 		return r;
-	pid_t pid = vm_dir_running_pid(&d);
 	if (pid <= 0) {
 		/* Tart's doubly wrapped message, kept verbatim. */
 		log_error("VM \"VM \"%s\" is not running\" is not running", name);
