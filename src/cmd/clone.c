@@ -56,38 +56,28 @@ static int fresh_nvram(const char *name)
 	return r < 0 ? r : 0;
 }
 
-enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_PRUNE_LIMIT, ARG_DEDUP };
+enum { ARG_PRUNE_LIMIT = CMD_OPT_OWN };
 
 struct clone_opts {
-	uint64_t concurrency, prune_limit;
-	bool insecure;
+	struct vm_pull_options pull;
+	uint64_t prune_limit;
 };
 
 static int on_opt(int c, const char *arg, void *userdata)
 {
 	struct clone_opts *o = userdata;
-	switch (c) {
-	case ARG_INSECURE:
-		o->insecure = true;
-		return 0;
-	case ARG_DEDUP:
-		return 0;
-	case ARG_CONCURRENCY:
-		return cmd_parse_concurrency(&help, arg, &o->concurrency);
-	case ARG_PRUNE_LIMIT:
+	if (c == ARG_PRUNE_LIMIT)
 		return cmd_parse_u64(&help, "--prune-limit", arg, 0, 1ULL << 40, &o->prune_limit);
-	default:
-		return CMD_EUSAGE;
-	}
+	return cmd_pull_opt(&help, c, arg, &o->pull);
 }
 
 int cmd_clone(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"insecure", no_argument, NULL, ARG_INSECURE},
-		{"concurrency", required_argument, NULL, ARG_CONCURRENCY},
+		{"insecure", no_argument, NULL, CMD_OPT_INSECURE},
+		{"concurrency", required_argument, NULL, CMD_OPT_CONCURRENCY},
 		{"prune-limit", required_argument, NULL, ARG_PRUNE_LIMIT},
-		{"deduplicate", no_argument, NULL, ARG_DEDUP},
+		{"deduplicate", no_argument, NULL, CMD_OPT_DEDUPLICATE},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -98,7 +88,7 @@ int cmd_clone(int argc, char **argv)
 					     .min_args = 2,
 					     .max_args = 2,
 					     .arg_names = names};
-	struct clone_opts o = {.concurrency = 4, .prune_limit = 100};
+	struct clone_opts o = {.pull = {.concurrency = 4}, .prune_limit = 100};
 	int a = cmd_parse(&spec, argc, argv, &o);
 	if (a <= 0)
 		return a;
@@ -113,9 +103,7 @@ int cmd_clone(int argc, char **argv)
 		bool cached = vm_cache_has(&ref);
 		oci_ref_release(&ref);
 		if (!cached) {
-			struct vm_pull_options po = {.insecure = o.insecure,
-						     .concurrency = (unsigned)o.concurrency};
-			r = vm_pull(src, &po);
+			r = vm_pull(src, &o.pull);
 			if (r < 0)
 				return r;
 		}

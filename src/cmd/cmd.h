@@ -79,6 +79,12 @@ int cmd_parse_format(const struct cmd_help *h, const char *value, bool *ret_json
 int cmd_parse_u64(const struct cmd_help *h, const char *flag, const char *value, uint64_t min,
 		  uint64_t max, uint64_t *ret);
 
+/* Option values of the flags pull and clone share; a command's own start at CMD_OPT_OWN. */
+enum { CMD_OPT_INSECURE = 0x100, CMD_OPT_CONCURRENCY, CMD_OPT_DEDUPLICATE, CMD_OPT_OWN };
+struct vm_pull_options;
+/* --insecure, --concurrency, --deduplicate (accepted, no effect) into o; CMD_EUSAGE for others. */
+int cmd_pull_opt(const struct cmd_help *h, int c, const char *arg, struct vm_pull_options *o);
+
 /* --concurrency: 1-64 with Tart's message for 0; *ret set on success. */
 int cmd_parse_concurrency(const struct cmd_help *h, const char *value, uint64_t *ret);
 

@@ -8,6 +8,7 @@
 
 #include "util/parse.h"
 #include "vm/dir.h"
+#include "vm/pull.h"
 
 int cmd_usage_error(const struct cmd_help *h, const char *fmt, ...)
 {
@@ -157,4 +158,25 @@ int cmd_open_local_vm_pid(const char *name, struct vm_dir *ret, pid_t *ret_pid)
 		return r;
 	*ret_pid = vm_dir_running_pid(ret);
 	return 0;
+}
+
+int cmd_pull_opt(const struct cmd_help *h, int c, const char *arg, struct vm_pull_options *o)
+{
+	uint64_t conc;
+	int r;
+	switch (c) {
+	case CMD_OPT_INSECURE:
+		o->insecure = true;
+		return 0;
+	case CMD_OPT_DEDUPLICATE:
+		return 0;
+	case CMD_OPT_CONCURRENCY:
+		r = cmd_parse_concurrency(h, arg, &conc);
+		if (r < 0)
+			return r;
+		o->concurrency = (unsigned)conc;
+		return 0;
+	default:
+		return CMD_EUSAGE;
+	}
 }

@@ -29,34 +29,17 @@ static const struct cmd_help help = {
 	       "  -h, --help              Show help information.\n",
 };
 
-enum { ARG_INSECURE = 0x100, ARG_CONCURRENCY, ARG_DEDUP };
-
 static int on_opt(int c, const char *arg, void *userdata)
 {
-	struct vm_pull_options *o = userdata;
-	uint64_t conc;
-	switch (c) {
-	case ARG_INSECURE:
-		o->insecure = true;
-		return 0;
-	case ARG_DEDUP:
-		return 0;
-	case ARG_CONCURRENCY:
-		if (cmd_parse_concurrency(&help, arg, &conc) < 0)
-			return CMD_EUSAGE;
-		o->concurrency = (unsigned)conc;
-		return 0;
-	default:
-		return CMD_EUSAGE;
-	}
+	return cmd_pull_opt(&help, c, arg, userdata);
 }
 
 int cmd_pull(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"insecure", no_argument, NULL, ARG_INSECURE},
-	    {"concurrency", required_argument, NULL, ARG_CONCURRENCY},
-	    {"deduplicate", no_argument, NULL, ARG_DEDUP},
+	    {"insecure", no_argument, NULL, CMD_OPT_INSECURE},
+	    {"concurrency", required_argument, NULL, CMD_OPT_CONCURRENCY},
+	    {"deduplicate", no_argument, NULL, CMD_OPT_DEDUPLICATE},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
