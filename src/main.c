@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cmd/cmd.h"
 #include "util/log.h"
@@ -100,9 +101,23 @@ static int finish_stdout(int code)
 	return code;
 }
 
+/*
+ * prune and the cache GC hold a lock fd per candidate entry: lift the soft limit on open files
+ * to the hard one, as many servers do, so a large cache does not run into 1024.
+ */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile_limit();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	log_setup_from_env();
 
