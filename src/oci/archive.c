@@ -72,7 +72,7 @@ static int tar_entry(struct tar_writer *w, const char *name, uint64_t size, char
 {
 	unsigned char h[BLOCK];
 	tar_header(h, name, size, type);
-	int r = oci_write_all(w->fd, h, BLOCK);
+	int r = fs_write_all(w->fd, h, BLOCK);
 	if (r < 0 || size == 0)
 		return r;
 	_cleanup_free_ char *buf = xmalloc(IO_PIECE);
@@ -80,14 +80,14 @@ static int tar_entry(struct tar_writer *w, const char *name, uint64_t size, char
 		int64_t n = src(src_ud, off, buf, (size_t)MIN((uint64_t)IO_PIECE, size - off));
 		if (n <= 0)
 			return n < 0 ? (int)n : -EIO;
-		r = oci_write_all(w->fd, buf, (size_t)n);
+		r = fs_write_all(w->fd, buf, (size_t)n);
 		if (r < 0)
 			return r;
 		off += (uint64_t)n;
 	}
 	static const char pad[BLOCK];
 	size_t rem = (size_t)(size % BLOCK);
-	return rem ? oci_write_all(w->fd, pad, BLOCK - rem) : 0;
+	return rem ? fs_write_all(w->fd, pad, BLOCK - rem) : 0;
 }
 
 static bool tar_has(struct tar_writer *w, const char *digest)
@@ -156,7 +156,7 @@ static int export_body(struct tar_writer *w, const char *dir, const struct oci_p
 	}
 	if (r >= 0) {
 		static const char end[2 * BLOCK];
-		r = oci_write_all(w->fd, end, sizeof(end));
+		r = fs_write_all(w->fd, end, sizeof(end));
 	}
 	strbuf_release(&layout);
 	strbuf_release(&index);
@@ -320,7 +320,7 @@ static int extract_blob(int fd, const char *staging, const char *hex, uint64_t s
 		size_t n = (size_t)MIN((uint64_t)IO_PIECE, left);
 		r = read_full(fd, buf, n);
 		if (r >= 0)
-			r = oci_write_all(out, buf, n);
+			r = fs_write_all(out, buf, n);
 		oci_digest_update(&d, buf, n);
 		left -= n;
 	}

@@ -10,39 +10,6 @@
 #include "util/macro.h"
 #include "util/strbuf.h"
 
-int oci_write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int oci_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)offset);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		offset += (uint64_t)n;
-	}
-	return 0;
-}
-
 int64_t oci_strbuf_source(void *userdata, uint64_t offset, void *buf, size_t len)
 {
 	const struct strbuf *sb = userdata;

@@ -6,10 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* write/pwrite the whole buffer, retrying on EINTR and short writes; 0 or -errno. */
-int oci_write_all(int fd, const void *buf, size_t len);
-int oci_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset);
-
 /* oci_blob_source over a struct strbuf (userdata) and over a file descriptor (int *userdata). */
 int64_t oci_strbuf_source(void *userdata, uint64_t offset, void *buf, size_t len);
 int64_t oci_fd_source(void *userdata, uint64_t offset, void *buf, size_t len);

@@ -140,7 +140,7 @@ static int writer_write(void *userdata, const void *data, size_t len)
 				break;
 			run += s;
 		}
-		int r = oci_pwrite_all(w->j->disk_fd, p + i, run, w->off + i);
+		int r = fs_pwrite_all(w->j->disk_fd, p + i, run, w->off + i);
 		if (r < 0)
 			return r;
 		i += run;
@@ -166,7 +166,7 @@ static int blob_write(void *userdata, const void *data, size_t len)
 	if (len > s->limit - s->received)
 		return -EFBIG;
 	if (s->part_fd >= 0) {
-		int r = oci_write_all(s->part_fd, data, len);
+		int r = fs_write_all(s->part_fd, data, len);
 		if (r < 0)
 			return r;
 	}
@@ -520,7 +520,7 @@ static int file_write(void *userdata, const void *data, size_t len)
 		return -EFBIG;
 	s->received += len;
 	oci_digest_update(&s->digest, data, len);
-	return oci_write_all(s->fd, data, len);
+	return fs_write_all(s->fd, data, len);
 }
 
 /*

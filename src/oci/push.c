@@ -55,7 +55,7 @@ static int enc_write(void *userdata, const void *data, size_t len)
 	struct enc_sink *s = userdata;
 	oci_digest_update(&s->digest, data, len);
 	s->written += len;
-	return oci_write_all(s->fd, data, len);
+	return fs_write_all(s->fd, data, len);
 }
 
 static int open_tmp(const char *dir)

@@ -26,7 +26,7 @@ char *path_join(const char *a, const char *b)
 	return xasprintf("%.*s/%s", (int)la, a, b);
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int fs_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 	while (len > 0) {
@@ -38,6 +38,23 @@ static int write_all(int fd, const void *data, size_t len)
 		}
 		p += n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fs_pwrite_all(int fd, const void *data, size_t len, uint64_t offset)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)offset);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return negerrno();
+		}
+		p += n;
+		len -= (size_t)n;
+		offset += (uint64_t)n;
 	}
 	return 0;
 }
@@ -74,7 +91,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
 		return negerrno();
-	int r = write_all(fd, data, len);
+	int r = fs_write_all(fd, data, len);
 	if (r == 0 && fsync(fd) < 0)
 		r = negerrno();
 	if (r == 0 && fchmod(fd, mode) < 0)

@@ -10,6 +10,9 @@
 
 /* Filesystem helpers. Non-logging: every function returns -errno and prints nothing. */
 
+/* write/pwrite the whole buffer, retrying on EINTR and short writes; 0 or -errno. */
+int fs_write_all(int fd, const void *data, size_t len);
+int fs_pwrite_all(int fd, const void *data, size_t len, uint64_t offset);
 /* Write data to path through a temp file in the same directory, fsync, rename, fsync dir. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /*

@@ -81,18 +81,7 @@ static int64_t file_source(void *ud, uint64_t offset, void *buf, size_t len)
 static int file_sink(void *ud, const void *data, size_t len)
 {
 	struct job *j = ud;
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(j->fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return negerrno();
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return fs_write_all(j->fd, data, len);
 }
 
 static void *push_thread(void *arg)
