@@ -201,7 +201,7 @@ static int run_helper(const char *helper, const char *action, const char *input,
 
 static bool helper_says_not_found(const struct strbuf *out)
 {
-	return strstr(out->buf, "credentials not found") || strstr(out->buf, "not found");
+	return strstr(out->buf, "not found") != NULL; /* "credentials not found" and kin */
 }
 
 /* A helper's failure text: its stdout (never carries secrets on failure), trimmed. */
@@ -348,6 +348,29 @@ static int load_config_logged(const char *path, json_t **ret)
 	return 0;
 }
 
+/*
+ * Run a credential helper's `store` or `erase` with input on stdin. Logs and returns -EIO on
+ * failure (not the spawn's -ENOENT: that would read as "VM does not exist"). An `erase` of
+ * credentials the helper does not have counts as done.
+ */
+static int helper_change(const char *helper, const char *action, const char *input)
+{
+	_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
+	int status = 0;
+	strbuf_init(&out, HELPER_OUT_CAP);
+	int r = run_helper(helper, action, input, &out, &status);
+	if (r < 0) {
+		log_error_errno(r, "cannot run 'docker-credential-%s'", helper);
+		return -EIO;
+	}
+	if (status != 0 && !(streq(action, "erase") && helper_says_not_found(&out))) {
+		_cleanup_free_ char *why = helper_failure(helper, action, status, &out);
+		log_error("cannot %s the credentials: %s", action, why);
+		return -EIO;
+	}
+	return 0;
+}
+
 int oci_credentials_store(const char *host, const char *user, const char *pass)
 {
 	_cleanup_free_ char *path = oci_docker_config_path();
@@ -361,23 +384,10 @@ int oci_credentials_store(const char *host, const char *user, const char *pass)
 						       server_key(host), "Username", user, "Secret",
 						       pass);
 		char *input = json_dumps(msg, JSON_COMPACT);
-		_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
-		int status = 0;
-		strbuf_init(&out, HELPER_OUT_CAP);
-		r = run_helper(helper, "store", input, &out, &status);
+		r = helper_change(helper, "store", input);
 		explicit_bzero(input, strlen(input));
 		free(input);
-		if (r < 0) {
-			/* -EIO, not the spawn's -ENOENT: that would read as "VM does not exist" */
-			log_error_errno(r, "cannot run 'docker-credential-%s'", helper);
-			return -EIO;
-		}
-		if (status != 0) {
-			_cleanup_free_ char *why = helper_failure(helper, "store", status, &out);
-			log_error("cannot store the credentials: %s", why);
-			return -EIO;
-		}
-		return 0;
+		return r;
 	}
 	json_t *auths = json_object_get(cfg, "auths");
 	if (!json_is_object(auths)) {
@@ -409,20 +419,9 @@ int oci_credentials_erase(const char *host)
 	_cleanup_free_ char *helper = store_helper(cfg, host);
 	if (helper) {
 		_cleanup_free_ char *input = xasprintf("%s\n", server_key(host));
-		_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
-		int status = 0;
-		strbuf_init(&out, HELPER_OUT_CAP);
-		r = run_helper(helper, "erase", input, &out, &status);
-		if (r < 0) {
-			/* -EIO, not the spawn's -ENOENT: that would read as "VM does not exist" */
-			log_error_errno(r, "cannot run 'docker-credential-%s'", helper);
-			return -EIO;
-		}
-		if (status != 0 && !helper_says_not_found(&out)) {
-			_cleanup_free_ char *why = helper_failure(helper, "erase", status, &out);
-			log_error("cannot erase the credentials: %s", why);
-			return -EIO;
-		}
+		r = helper_change(helper, "erase", input);
+		if (r < 0)
+			return r;
 	}
 	json_t *auths = json_object_get(cfg, "auths");
 	if (!json_is_object(auths))
