@@ -92,7 +92,7 @@ storage:
     disable: true
 http:
   addr: 127.0.0.1:{port}
-{auth}"""
+{tls}{auth}"""
 
 
 class Registry:
@@ -102,8 +102,9 @@ class Registry:
         self.root = root
 
 
-def start_registry(workdir: Path, htpasswd: Path = None):
-    """Start Debian's docker-registry on a free loopback port (process we own, by PID)."""
+def start_registry(workdir: Path, htpasswd: Path = None, tls=None):
+    """Start Debian's docker-registry on a free loopback port (process we own, by PID);
+    tls=(certificate, key) serves HTTPS."""
     exe = shutil.which("docker-registry")
     if not exe:
         pytest.skip("docker-registry is not installed (scripts/install-deps.sh installs it)")
@@ -114,7 +115,10 @@ def start_registry(workdir: Path, htpasswd: Path = None):
     if htpasswd:
         auth = f"auth:\n  htpasswd:\n    realm: tart-test\n    path: {htpasswd}\n"
     cfg = workdir / "config.yml"
-    cfg.write_text(REGISTRY_CONFIG.format(root=root, port=port, auth=auth))
+    tls_cfg = ""
+    if tls:
+        tls_cfg = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n"
+    cfg.write_text(REGISTRY_CONFIG.format(root=root, port=port, auth=auth, tls=tls_cfg))
     log = open(workdir / "registry.log", "w")
     proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -96,22 +96,6 @@ def random_file(path: Path, size: int):
     return path
 
 
-TLS_REGISTRY_CONFIG = """version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {root}
-http:
-  addr: 127.0.0.1:{port}
-  tls:
-    certificate: {cert}
-    key: {key}
-"""
-
-
 def make_tls_pair(d: Path):
     """A throw-away CA and a server certificate for 127.0.0.1 signed by it."""
     exe = shutil.which("openssl")
@@ -133,21 +117,11 @@ def make_tls_pair(d: Path):
 @pytest.fixture(scope="module")
 def tls_registry(tmp_path_factory):
     """A docker-registry serving HTTPS with a certificate from a private CA; yields (host, ca)."""
-    from conftest import free_port, wait_port
-    exe = shutil.which("docker-registry")
-    if not exe:
-        pytest.skip("docker-registry is not installed (scripts/install-deps.sh installs it)")
     d = tmp_path_factory.mktemp("tls-registry")
     ca, cert, key = make_tls_pair(d)
-    port = free_port()
-    (d / "data").mkdir()
-    cfg = d / "config.yml"
-    cfg.write_text(TLS_REGISTRY_CONFIG.format(root=d / "data", port=port, cert=cert, key=key))
-    log = open(d / "registry.log", "w")
-    proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    r = start_registry(d, tls=(cert, key))
     try:
-        wait_port(port)
-        yield f"127.0.0.1:{port}", ca
+        yield r.host, ca
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        r.proc.terminate()
+        r.proc.wait(timeout=10)
