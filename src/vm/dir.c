@@ -191,6 +191,14 @@ int vm_dir_sizes(const struct vm_dir *d, uint64_t *ret_apparent, uint64_t *ret_a
 	return 0;
 }
 
+bool vm_nvram_is_firmware_volume(const char *path)
+{
+	char sig[4];
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd >= 0 && pread(fd, sig, sizeof(sig), 40) == (ssize_t)sizeof(sig) &&
+	       memcmp(sig, "_FVH", 4) == 0;
+}
+
 int vm_dir_load_config(const struct vm_dir *d, struct vm_config *ret)
 {
 	_cleanup_free_ char *p = vm_dir_file(d, VM_CONFIG_FILE);

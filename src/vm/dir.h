@@ -78,5 +78,11 @@ int vm_dir_lock_run(const struct vm_dir *d);
 /* Apparent bytes of the three files, and allocated bytes. */
 int vm_dir_sizes(const struct vm_dir *d, uint64_t *ret_apparent, uint64_t *ret_allocated);
 
+/*
+ * True when path is a UEFI firmware volume ("_FVH" at offset 40), as the OVMF/AAVMF variable
+ * stores are; Apple's Virtualization NVRAM (in Tart's images) is not. Non-logging.
+ */
+bool vm_nvram_is_firmware_volume(const char *path);
+
 /* Load config.json, logging a clear message on failure. */
 int vm_dir_load_config(const struct vm_dir *d, struct vm_config *ret);

@@ -336,15 +336,10 @@ int vm_nvram_reset_if_foreign(const char *name, const char *template_path)
 	_cleanup_free_ char *vms = home_path("vms");
 	_cleanup_free_ char *dir = path_join(vms, name);
 	_cleanup_free_ char *nvram = path_join(dir, VM_NVRAM_FILE);
-	char sig[4] = {0};
-	{
-		_cleanup_close_ int fd = open(nvram, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return log_error_errno(negerrno(), "cannot open '%s'", nvram);
-		if (pread(fd, sig, sizeof(sig), 40) == (ssize_t)sizeof(sig) &&
-		    memcmp(sig, "_FVH", 4) == 0)
-			return 0;
-	}
+	if (access(nvram, R_OK) < 0)
+		return log_error_errno(negerrno(), "cannot open '%s'", nvram);
+	if (vm_nvram_is_firmware_volume(nvram))
+		return 0;
 	_cleanup_free_ char *tmp = xasprintf("%s.fresh", nvram);
 	int r = fs_copy_file(template_path, tmp, NULL);
 	if (r == 0 && rename(tmp, nvram) < 0)

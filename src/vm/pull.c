@@ -135,13 +135,10 @@ static void locals_collect(struct locals *l, const char *exclude_digest)
 static void note_nvram(const char *dir)
 {
 	_cleanup_free_ char *p = path_join(dir, VM_NVRAM_FILE);
-	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
-	char hdr[44];
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0)
+	if (stat(p, &st) < 0 || st.st_size == 0)
 		return; /* Vetu images have none */
-	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
-	    memcmp(hdr + 40, "_FVH", 4) != 0)
+	if (!vm_nvram_is_firmware_volume(p))
 		log_info("note: the image's nvram.bin is not an OVMF variable store (an Apple "
 			 "Virtualization NVRAM?); `tart clone` gives the VM fresh firmware variables");
 }

@@ -211,10 +211,7 @@ static int check_nvram(struct run *r, const char *nvram)
 	struct stat a, b;
 	if (stat(nvram, &a) < 0 || stat(r->fw.vars, &b) < 0)
 		return log_error_errno(negerrno(), "cannot stat '%s'", nvram);
-	char sig[4] = {0};
-	_cleanup_close_ int fd = open(nvram, O_RDONLY | O_CLOEXEC);
-	bool ok = fd >= 0 && pread(fd, sig, 4, 40) == 4 && memcmp(sig, "_FVH", 4) == 0 &&
-		  a.st_size == b.st_size;
+	bool ok = vm_nvram_is_firmware_volume(nvram) && a.st_size == b.st_size;
 	if (!ok) {
 		log_error(
 		    "the UEFI variable store 'nvram.bin' of VM \"%s\" is not usable (corrupt, "
