@@ -10,6 +10,7 @@ esac
 PKGS=(
   build-essential meson ninja-build pkg-config
   libcurl4-openssl-dev libssl-dev liblz4-dev libzstd-dev libjansson-dev libcmocka-dev
+  libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   python3-pytest
   qemu-utils "${ARCH_PKGS[@]}"
   docker-registry skopeo apache2-utils
