@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qemu/accel.h"
 #include "util/alloc.h"
 #include "util/strbuf.h"
 
@@ -138,7 +139,7 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 	else if (s->nested || arm)
 		strvec_push(&v, "host");
 	else
-		strvec_push(&v, "host,-vmx,-svm");
+		strvec_push(&v, QEMU_ACCEL_KVM_CPU);
 	strvec_push(&v, "-smp");
 	strvec_pushf(&v, "%llu", (unsigned long long)s->cpus);
 	strvec_push(&v, "-m");

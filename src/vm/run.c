@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "qemu/accel.h"
+#include "qemu/bootwatch.h"
 #include "qemu/firmware.h"
 #include "qemu/img.h"
 #include "qemu/process.h"
@@ -70,6 +71,9 @@ struct run {
 	bool qmp_open;
 	struct vm_run_state state;
 	bool state_written;
+	uint64_t boot_watchdog_s; /* the boot watchdog (qemu/bootwatch.h); 0: off */
+	usec_t boot_deadline;	  /* 0 when not watching (any more) */
+	usec_t boot_next_check;
 };
 
 static void run_release(struct run *r)
@@ -236,19 +240,30 @@ static int choose_accel(struct run *r, const struct vm_run_options *o)
 		r->accel = "tcg";
 	} else {
 		_cleanup_free_ char *why = NULL;
+		usec_t t0 = now_monotonic_usec();
 		int k = qemu_accel_probe_kvm(r->qemu_bin, r->cfg.arch, &why);
+		log_debug("KVM probe: %s after %llu ms", k < 0 ? why : "works",
+			  (unsigned long long)((now_monotonic_usec() - t0) / 1000));
 		if (k < 0 && streq(want, "kvm")) {
 			log_error("KVM does not work on this host: %s", why);
 			return -ENODEV;
 		}
 		if (k < 0)
-			log_notice("KVM is not usable (%s): using TCG software emulation", why);
+			log_notice("KVM is not usable: %s; using TCG software emulation", why);
 		r->accel = k < 0 ? "tcg" : "kvm";
 	}
 	if (o->nested && !streq(r->accel, "kvm")) {
 		log_error("--nested needs KVM, but this VM would run with TCG");
 		return -ENOTSUP;
 	}
+	uint64_t watchdog;
+	if (qemu_boot_watchdog_seconds(&watchdog) < 0) {
+		log_error("TART_BOOT_WATCHDOG must be a number of seconds (0 turns it off)");
+		return -EINVAL;
+	}
+	/* x86 guests only: arm64 ones start in 64-bit mode. Armed once QEMU runs. */
+	if (!streq(r->cfg.arch, "arm64"))
+		r->boot_watchdog_s = watchdog;
 	return 0;
 }
 
@@ -668,6 +683,40 @@ static void hard_quit(struct run *r)
 		qemu_process_wait_or_kill(&r->qemu, 0);
 }
 
+#define BOOT_CHECK_USEC 250000ULL
+
+/*
+ * One tick of the boot watchdog: until vCPU 0 is seen in long mode, ask QEMU every
+ * BOOT_CHECK_USEC; past the deadline the accelerator cannot run this guest, and the run ends
+ * with exit 1 rather than a guest that spins forever. Returns 1 when it ended the run.
+ */
+static int watch_boot(struct run *r)
+{
+	usec_t now = now_monotonic_usec();
+	if (!r->boot_deadline || !r->qmp_open || now < r->boot_next_check)
+		return 0;
+	r->boot_next_check = now + BOOT_CHECK_USEC;
+	int k = qemu_boot_long_mode(&r->qmp, QMP_TIMEOUT_MS);
+	/* In long mode, or a QEMU whose registers we cannot read: nothing to watch. */
+	if (k == 1 || k == -EBADMSG || k == -EREMOTEIO) {
+		r->boot_deadline = 0;
+		return 0;
+	}
+	if (now < r->boot_deadline)
+		return 0;
+	if (streq(r->accel, "kvm"))
+		log_error(
+		    "the guest of VM \"%s\" did not reach 64-bit mode within %llu s under KVM: "
+		    "this host's KVM cannot run it (run it with --accel tcg)",
+		    r->dir.name, (unsigned long long)r->boot_watchdog_s);
+	else
+		log_error("the guest of VM \"%s\" did not reach 64-bit mode within %llu s: its "
+			  "kernel or firmware is stuck (TART_BOOT_WATCHDOG sets this limit)",
+			  r->dir.name, (unsigned long long)r->boot_watchdog_s);
+	hard_quit(r);
+	return 1;
+}
+
 static int supervise(struct run *r, int sigfd)
 {
 	usec_t deadline = 0; /* when a requested stop turns into a hard quit */
@@ -686,6 +735,13 @@ static int supervise(struct run *r, int sigfd)
 			timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000) + 1;
 		} else if (r->qemu.pidfd < 0) {
 			timeout = 200;
+		}
+		if (r->boot_deadline) {
+			usec_t now = now_monotonic_usec();
+			int t = now >= r->boot_next_check
+				    ? 0
+				    : (int)((r->boot_next_check - now) / 1000) + 1;
+			timeout = timeout < 0 ? t : MIN(timeout, t);
 		}
 		int n = poll(p, ARRAY_SIZE(p), timeout);
 		if (n < 0 && errno != EINTR)
@@ -707,6 +763,8 @@ static int supervise(struct run *r, int sigfd)
 			}
 			return qemu_failed(r, "the VM stopped unexpectedly");
 		}
+		if (!stopping && watch_boot(r))
+			return 1;
 		if (deadline && now_monotonic_usec() >= deadline) {
 			fprintf(stderr, "the guest did not power off in time: stopping the VM\n");
 			hard_quit(r);
@@ -796,6 +854,8 @@ int vm_run(const char *name, const struct vm_run_options *o)
 		hard_quit(&r);
 		goto out;
 	}
+	if (r.boot_watchdog_s)
+		r.boot_deadline = now_monotonic_usec() + r.boot_watchdog_s * 1000000ULL;
 	k = supervise(&r, sigfd);
 out:
 	run_release(&r);
