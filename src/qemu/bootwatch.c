@@ -12,11 +12,11 @@
 
 #define EFER_LMA (UINT64_C(1) << 10)
 
-int qemu_boot_watchdog_seconds(uint64_t *ret)
+int qemu_boot_watchdog_seconds(bool kvm, uint64_t *ret)
 {
 	const char *e = getenv("TART_BOOT_WATCHDOG");
 	if (!e || !*e) {
-		*ret = QEMU_BOOT_WATCHDOG_DEFAULT_S;
+		*ret = kvm ? QEMU_BOOT_WATCHDOG_DEFAULT_S : 0;
 		return 0;
 	}
 	return parse_u64(e, 24 * 3600, ret);

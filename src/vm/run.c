@@ -257,7 +257,7 @@ static int choose_accel(struct run *r, const struct vm_run_options *o)
 		return -ENOTSUP;
 	}
 	uint64_t watchdog;
-	if (qemu_boot_watchdog_seconds(&watchdog) < 0) {
+	if (qemu_boot_watchdog_seconds(streq(r->accel, "kvm"), &watchdog) < 0) {
 		log_error("TART_BOOT_WATCHDOG must be a number of seconds (0 turns it off)");
 		return -EINVAL;
 	}

@@ -36,15 +36,21 @@ static void test_watchdog_seconds(void **state)
 	(void)state;
 	uint64_t s = 0;
 	unsetenv("TART_BOOT_WATCHDOG");
-	assert_int_equal(qemu_boot_watchdog_seconds(&s), 0);
+	assert_int_equal(qemu_boot_watchdog_seconds(true, &s), 0);
 	assert_int_equal(s, QEMU_BOOT_WATCHDOG_DEFAULT_S);
+	/* TCG: off unless asked for */
+	assert_int_equal(qemu_boot_watchdog_seconds(false, &s), 0);
+	assert_int_equal(s, 0);
+	setenv("TART_BOOT_WATCHDOG", "7", 1);
+	assert_int_equal(qemu_boot_watchdog_seconds(false, &s), 0);
+	assert_int_equal(s, 7);
 	setenv("TART_BOOT_WATCHDOG", "0", 1);
-	assert_int_equal(qemu_boot_watchdog_seconds(&s), 0);
+	assert_int_equal(qemu_boot_watchdog_seconds(true, &s), 0);
 	assert_int_equal(s, 0);
 	setenv("TART_BOOT_WATCHDOG", "-1", 1);
-	assert_true(qemu_boot_watchdog_seconds(&s) < 0);
+	assert_true(qemu_boot_watchdog_seconds(true, &s) < 0);
 	setenv("TART_BOOT_WATCHDOG", "soon", 1);
-	assert_true(qemu_boot_watchdog_seconds(&s) < 0);
+	assert_true(qemu_boot_watchdog_seconds(true, &s) < 0);
 	unsetenv("TART_BOOT_WATCHDOG");
 }
 
