@@ -238,10 +238,6 @@ static int write_headers(struct conn *x, int status, const char *ctype, lws_file
 					(const unsigned char *)x->resp.next_cursor,
 					(int)strlen(x->resp.next_cursor), &p, end))
 		return -1;
-	if (x->streaming &&
-	    lws_add_http_header_by_name(x->wsi, (const unsigned char *)"connection:",
-					(const unsigned char *)"close", 5, &p, end))
-		return -1;
 	if (lws_finalize_write_http_header(x->wsi, start, &p, end))
 		return -1;
 	return 0;
