@@ -121,6 +121,14 @@ class EtcdCluster:
                 continue
         raise AssertionError("no etcd member answered")
 
+    def put(self, key, value):
+        for i in range(self.n):
+            if self.procs[i]:
+                requests.post(self.url(i) + "/v3/kv/put", timeout=5, json={
+                    "key": self._b64(key), "value": self._b64(value)}).raise_for_status()
+                return
+        raise AssertionError("no etcd member")
+
     def history(self, prefix, until_revision):
         """Every change under prefix from revision 1 until the one at until_revision (a
         mod_revision under the prefix), from etcd's watch."""

@@ -433,3 +433,49 @@ def test_kill9_controller_and_etcd_member(tmp_path):
         a.stop()
         b.stop()
         cluster.stop()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])
+def test_port_forward_and_ip_across_controllers(etcd, prefix, tmp_path, tls):
+    """The client asks controller A; the worker's channel and dial-back are on controller B:
+    the instruction travels through etcd and B relays the dial-back to A (pinning A's
+    certificate as A published it in etcd)."""
+    a = Controller(tmp_path / "a", etcd.endpoints, prefix=prefix, tls=tls)
+    b = Controller(tmp_path / "b", etcd.endpoints, prefix=prefix, tls=tls)
+    try:
+        api_a, api_b = a.api(), b.api()
+        w = FakeWorker(api_b, "wb")
+        api_a.ok("POST", "/vms", vm_body("x"))
+        wait_until(lambda: api_a.ok("GET", "/vms/x").get("worker") == "wb", what="placement")
+        api_b.ok("PUT", "/vms/x/state", {"status": "running"})
+        r = api_a.get("/vms/x/ip", params={"wait": "5"})
+        assert r.status_code == 200 and r.json()["ip"] == "10.11.12.13", r.text
+        c = api_a.ws("/vms/x/port-forward?port=22&wait=5")
+        data = b"across" * 50000
+        c.send_binary(data)
+        got = b""
+        while len(got) < len(data):
+            got += c.recv()
+        assert got == data
+        c.close()
+        if tls:
+            # B pins A's certificate as A published it: with another one there, no relay
+            kvs, _ = etcd.range_prefix(prefix + "live/controllers/")
+            for key, value, _ in kvs:
+                rec = json.loads(value)
+                if rec["url"].endswith(f":{a.port}"):
+                    rec["cert"] = (tmp_path / "b" / "data" / "controller.crt").read_text()
+                    etcd.put(key, json.dumps(rec))
+            c = api_a.ws("/vms/x/port-forward?port=22&wait=3")
+            c.send_binary(b"hi")
+            c.settimeout(3)
+            try:
+                got = c.recv()
+            except (websocket.WebSocketException, TimeoutError):
+                got = b""
+            assert got != b"hi"
+            c.close()
+        w.stop()
+    finally:
+        a.stop()
+        b.stop()
