@@ -65,8 +65,8 @@ static void test_eligibility_and_profiles(void **state)
 	free(w[2].arch);
 	w[2].arch = strdup("arm64");
 	orchard_labels_set(&w[1].labels, "gpu", "yes");
-	struct sched_worker sw[3] = {{&w[0], true, {0}, 3, 0}, {&w[1], true, {0}, 0, 1},
-				     {&w[2], true, {0}, 0, 2}};
+	struct sched_worker sw[3] = {
+	    {&w[0], true, {0}, 3, 0}, {&w[1], true, {0}, 0, 1}, {&w[2], true, {0}, 0, 2}};
 	orchard_resources_set(&sw[0].used, ORCHARD_RESOURCE_TART_VMS, 3);
 
 	struct orchard_vm vm;
@@ -243,11 +243,11 @@ static void test_etcd_prefix_end(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fifo_and_pending),
-		cmocka_unit_test(test_eligibility_and_profiles),
-		cmocka_unit_test(test_health),
-		cmocka_unit_test(test_on_failure_backoff),
-		cmocka_unit_test(test_etcd_prefix_end),
+	    cmocka_unit_test(test_fifo_and_pending),
+	    cmocka_unit_test(test_eligibility_and_profiles),
+	    cmocka_unit_test(test_health),
+	    cmocka_unit_test(test_on_failure_backoff),
+	    cmocka_unit_test(test_etcd_prefix_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -187,12 +187,12 @@ static void controller_info(struct api_req *q, struct api_resp *r)
 		return;
 	struct orchard_controller_info ci = {.version = (char *)ORCHARD_VERSION_STRING,
 					     .commit = (char *)ORCHARD_COMMIT_STRING};
-	const char *caps[] = {ORCHARD_CAP_RPC_V1, ORCHARD_CAP_VM_STATE_ENDPOINT,
-			      ORCHARD_CAP_RPC_V2};
-	char *capv[3];
+	/* no rpc-v1: we serve no gRPC, so workers must take the WebSocket channel (rpc-v2) */
+	const char *caps[] = {ORCHARD_CAP_VM_STATE_ENDPOINT, ORCHARD_CAP_RPC_V2};
+	char *capv[2];
 	memcpy(capv, caps, sizeof(capv));
 	ci.capabilities.v = capv;
-	ci.capabilities.n = q->c->o.no_rpc_v2 ? 2 : 3;
+	ci.capabilities.n = q->c->o.no_rpc_v2 ? 1 : 2;
 	api_json(r, 200, orchard_controller_info_to_json(&ci));
 }
 

@@ -93,6 +93,7 @@ int controller_run(const struct controller_options *opts)
 	struct controller *c = xcalloc(1, sizeof(*c));
 	c->o = *opts;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->lws_lock, NULL);
 	pthread_cond_init(&c->kick_cond, NULL);
 	c->events_tail = &c->events;
 	orchard_uuid(c->id);

@@ -513,6 +513,12 @@ static void step(struct conn *x)
 static void start_wait(struct conn *x, const char *vm_name, const char *worker, uint64_t wait_s)
 {
 	x->deadline = now_monotonic_usec() + wait_s * 1000000ULL;
+	/* a keep-alive connection may have waited before */
+	free(x->vm_name);
+	free(x->worker);
+	free(x->vm_uid);
+	x->vm_name = x->worker = x->vm_uid = NULL;
+	x->notified = x->session_registered = false;
 	if (vm_name) {
 		x->vm_name = xstrdup(vm_name);
 		x->phase = P_WAIT_VM;
@@ -1216,6 +1222,9 @@ int http_loop(struct controller *c)
 
 void http_stop(struct controller *c)
 {
+	pthread_mutex_lock(&c->lws_lock);
+	c->lws_gone = true;
+	pthread_mutex_unlock(&c->lws_lock);
 	if (c->lws)
 		lws_context_destroy(c->lws);
 	c->lws = NULL;

@@ -52,6 +52,10 @@ struct controller {
 	struct orchard_strv held_workers; /* watch channels held here (copy for the keeper) */
 	uint64_t lease_generation;	  /* bumped at each new lease */
 
+	/* lws_cancel_service from other threads, until the context goes away */
+	pthread_mutex_t lws_lock;
+	bool lws_gone;
+
 	/* event loop only */
 	struct conn *conns;
 	int64_t vms_watch_from, live_watch_from;
@@ -135,6 +139,8 @@ int lease_keeper_start(struct controller *c);
 
 /* ---- the event loop (http.c) ---- */
 int http_serve(struct controller *c);
+/* Wake the event loop up from another thread (a no-op once it is gone). */
+void controller_wake(struct controller *c);
 /* Serve until SIGINT/SIGTERM. */
 int http_loop(struct controller *c);
 void http_stop(struct controller *c);
