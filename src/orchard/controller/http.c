@@ -994,13 +994,19 @@ static void relay_to_owner(struct conn *x)
 				   LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK)
 				: 0;
 	ci.local_protocol_name = "orchard";
-	ci.opaque_user_data = relay;
-	ci.pwsi = &relay->wsi;
-	if (!lws_client_connect_via_info(&ci)) {
+	/*
+	 * The conn is attached only once the call returned: a connection that fails inside it is
+	 * destroyed there, and must not free our conn behind our back.
+	 */
+	struct lws *w = lws_client_connect_via_info(&ci);
+	if (!w) {
 		x->peer = NULL;
 		conn_free(relay);
 		ws_close(x, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
 			 "cannot reach the controller of this session");
+	} else {
+		relay->wsi = w;
+		lws_set_opaque_user_data(w, relay);
 	}
 	free(u);
 }
