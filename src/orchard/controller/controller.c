@@ -132,7 +132,9 @@ int controller_run(const struct controller_options *opts)
 
 	if (c->fingerprint && c->o.quiet_bootstrap == false)
 		log_info("certificate SHA-256 fingerprint: %s", c->fingerprint);
-	r = lease_keeper_start(c);
+	r = jobs_start(c, 8);
+	if (r == 0)
+		r = lease_keeper_start(c);
 	if (r == 0)
 		r = watchers_start(c);
 	if (r == 0)
