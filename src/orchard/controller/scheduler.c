@@ -68,6 +68,34 @@ static ssize_t find_worker(const struct round *r, const char *name)
 	return -1;
 }
 
+/*
+ * Write a health decision if the VM is unchanged, and, for a failure, if its worker is still
+ * gone or offline (it may have come back since the round's read): 0, -EAGAIN, or an error.
+ */
+static int write_health(struct controller *c, const struct orchard_vm *vm, int64_t mod,
+			enum sched_health h)
+{
+	_cleanup_free_ char *vk = store_key(c->store, "vms/%s", vm->meta.name);
+	_cleanup_free_ char *v = store_vm_serialize(vm);
+	_cleanup_free_ char *gone = NULL;
+	if (h == SCHED_FAIL_GONE)
+		gone = store_key(c->store, "workers/%s", vm->worker);
+	else if (h == SCHED_FAIL_OFFLINE)
+		gone = store_key(c->store, "live/alive/%s", vm->worker);
+	struct etcd_txn t;
+	etcd_txn_init(&t);
+	etcd_txn_cmp_mod(&t, vk, mod);
+	if (gone)
+		etcd_txn_cmp_mod(&t, gone, 0); /* absent */
+	etcd_txn_put(&t, vk, v, strlen(v), 0);
+	bool ok = false;
+	int e = etcd_txn_commit(store_etcd(c->store), &t, &ok, NULL);
+	etcd_txn_release(&t);
+	if (e < 0)
+		return e;
+	return ok ? 0 : -EAGAIN;
+}
+
 /* One health-check pass; returns how many VMs changed, or a store error. */
 static int health_round(struct controller *c, const struct round *r)
 {
@@ -82,7 +110,7 @@ static int health_round(struct controller *c, const struct round *r)
 		struct orchard_vm copy;
 		orchard_vm_copy(vm, &copy);
 		sched_apply_health(&copy, h, now);
-		int e = store_vm_cas(c->store, &copy, r->vm_mods[i]);
+		int e = write_health(c, &copy, r->vm_mods[i], h);
 		if (e == 0) {
 			changed++;
 			if (h == SCHED_RESTART)
