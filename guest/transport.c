@@ -113,15 +113,24 @@ static void conn_event(struct loop_watch *w, short revents)
 	struct conn *c = w->data;
 	uint8_t buf[READ_CHUNK];
 
-	if (revents & (POLLIN | POLLHUP | POLLERR)) {
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return;
+	/* A full read may have more behind it: take a few before polling again. */
+	for (int i = 0; i < 4; i++) {
 		ssize_t n = read(c->wire.fd, buf, sizeof(buf));
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			log_debug("connection closed by the peer");
 			conn_close(c);
 			return;
 		}
-		if (n > 0 && session_recv(c->wire.session, buf, (size_t)n) < 0)
+		if (n < 0)
+			return;
+		if (session_recv(c->wire.session, buf, (size_t)n) < 0) {
 			log_debug("connection: protocol error, closing");
+			return;
+		}
+		if ((size_t)n < sizeof(buf))
+			return;
 	}
 }
 

@@ -28,7 +28,7 @@
  *     declared length is refused (-EMSGSIZE) as soon as its 5-byte prefix arrives, before any
  *     allocation; a set compressed flag is refused (-EPROTO): we never negotiate compression.
  *   - a header list: AGENT_GRPC_MAX_HEADER_LIST (16 KiB), grpc-message kept to 255 bytes.
- *   - stream receive window AGENT_GRPC_STREAM_WINDOW (128 KiB), at most
+ *   - stream receive window AGENT_GRPC_STREAM_WINDOW (512 KiB), at most
  *     AGENT_GRPC_MAX_STREAMS (64) concurrent streams per connection.
  *
  * Flow control ("bounded memory in both directions"). Sessions are created with
@@ -103,10 +103,10 @@ struct ResolveIPResponse;
 #define AGENT_GRPC_MAX_MESSAGE (4u << 20)
 #define AGENT_GRPC_MAX_HEADER_LIST (16u << 10)
 #define AGENT_GRPC_MAX_STREAMS 64u
-#define AGENT_GRPC_STREAM_WINDOW (128u << 10)
-#define AGENT_GRPC_CONN_WINDOW (1u << 20)
+#define AGENT_GRPC_STREAM_WINDOW (512u << 10)
+#define AGENT_GRPC_CONN_WINDOW (4u << 20)
 /* Stop producing into an outq above this many pending bytes. */
-#define AGENT_GRPC_OUTQ_HIGH (64u << 10)
+#define AGENT_GRPC_OUTQ_HIGH (256u << 10)
 /* Largest stdin/stdout/stderr chunk either side puts in one message. */
 #define AGENT_GRPC_CHUNK (32u << 10)
 #define AGENT_GRPC_MAX_ARGS 4096u

@@ -364,7 +364,7 @@ static void test_sessions(void **state)
 	struct side cli, srv;
 	struct agent_grpc_nv h;
 	struct strbuf sb = STRBUF_INIT;
-	static char big[200000];
+	static char big[2 * AGENT_GRPC_STREAM_WINDOW + 12345];
 
 	side_init(&cli, false);
 	side_init(&srv, true);
