@@ -149,9 +149,12 @@ static void conns_prepare(void *data)
 }
 
 struct listener {
+	struct listener *next;
 	struct loop_watch w;
 	const char *what;
 };
+
+static struct listener *listeners;
 
 static void on_accept(struct loop_watch *w, short revents)
 {
@@ -189,6 +192,8 @@ static struct listener *listener_add(int fd, const char *what)
 	loop_watch_init(&li->w, fd, on_accept, li);
 	li->w.events = POLLIN;
 	loop_add(tloop, &li->w);
+	li->next = listeners;
+	listeners = li;
 	return li;
 }
 
@@ -596,6 +601,13 @@ void transport_stop(void)
 		(void)wire_flush(&slink.wire);
 	}
 	wire_reset(&slink.wire);
+	while (listeners) {
+		struct listener *li = listeners;
+		listeners = li->next;
+		loop_remove(tloop, &li->w);
+		close(li->w.fd);
+		free(li);
+	}
 	if (tcfg.listen_unix)
 		unlink(tcfg.listen_unix);
 	if (tcfg.serial_listen)
