@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""tart-guest-agent --resize-disk on the host: a GPT image on a loop device whose last
+"""The agent's duties in an image, on the host: guest/install.sh into a root directory, and
+--resize-disk: a GPT image on a loop device whose last
 partition holds a mounted filesystem; the image grows (as `tart set --disk-size` grows a
 disk), the agent grows the partition (sfdisk, BLKPG) and the mounted filesystem, and a second
 run changes nothing. --resize-mount points it at the test's mount instead of /."""
@@ -93,3 +94,29 @@ def test_resize_leaves_non_block_roots_alone(tmp_path):
     # A tmpfs (as the tiny guest's initramfs root): a notice, exit 0.
     p = _run(AGENT_BIN, "--resize-disk", "--resize-mount", "/dev/shm")
     assert p.returncode == 0 and "not on a block device" in p.stderr
+
+
+def test_install_into_an_image_root(tmp_path):
+    """guest/install.sh into a root directory: binary, units (User= the image's admin, else
+    root), enable links, the udev rule for the serial port."""
+    import pathlib
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/bash\n")
+    install = pathlib.Path(AGENT_BIN).parents[2] / "guest" / "install.sh"
+    p = _run(str(install), "--root", str(root), "--binary", AGENT_BIN)
+    assert "as 'admin'" in p.stdout
+    agent = root / "usr/local/bin/tart-guest-agent"
+    assert agent.read_bytes() == pathlib.Path(AGENT_BIN).read_bytes() and os.access(agent, os.X_OK)
+    unit = (root / "etc/systemd/system/tart-guest-agent.service").read_text()
+    assert "User=admin" in unit and "ExecStart=/usr/local/bin/tart-guest-agent --run-rpc" in unit
+    assert "ConditionKernelCommandLine=!tart.agent=off" in unit
+    for link in ("multi-user.target.wants/tart-guest-agent.service",
+                 "sysinit.target.wants/tart-guest-resize.service"):
+        assert (root / "etc/systemd/system" / link).resolve().is_file()
+    rule = (root / "etc/udev/rules.d/60-tart-guest-agent.rules").read_text()
+    assert 'ATTR{name}=="org.tart.agent.0"' in rule and 'OWNER="admin"' in rule
+    # An image without admin runs it as root; an unknown user is refused.
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    assert "as 'root'" in _run(str(install), "--root", str(root), "--binary", "none").stdout
+    assert _run(str(install), "--root", str(root), "--user", "nobody-here", check=False).returncode != 0
