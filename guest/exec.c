@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -45,6 +46,7 @@ static struct loop *exec_loop;
 static struct exec *execs;
 static struct strvec login_env = STRVEC_INIT;
 static char *login_home;
+static pid_t agent_pid;
 
 /* The agent user's passwd entry, read from /etc/passwd directly: a static binary must not
  * depend on NSS modules. Falls back to the process environment, then to "/". */
@@ -122,6 +124,7 @@ static void prepare(void *data);
 void exec_setup(struct loop *l)
 {
 	exec_loop = l;
+	agent_pid = getpid();
 	load_user();
 	loop_add_prepare(l, prepare, NULL);
 }
@@ -294,6 +297,10 @@ static _noreturn_ void child(const struct exec_params *p, int in, int out, int e
 		if (s != SIGKILL && s != SIGSTOP)
 			signal(s, SIG_DFL);
 	if (setsid() < 0)
+		goto fail;
+	/* An agent that dies takes its commands along (systemd's KillMode does the rest of the
+	 * group; the tiny guest has no systemd). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent_pid)
 		goto fail;
 	if (slave) {
 		int fd = open(slave, O_RDWR);

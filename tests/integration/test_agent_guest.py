@@ -320,3 +320,15 @@ def _exec_output(pb, data):
     resp = pb.ExecResponse()
     resp.ParseFromString(data[5:5 + int.from_bytes(data[1:5], "big")])
     return resp.standard_output.data
+
+
+def test_agent_killed_takes_its_commands(tmp_path):
+    a = AgentProcess(tmp_path)
+    c = Client(a.sock)
+    calls = c.exec_call(iter([c.command("sh", ["-c", "echo $$; exec sleep 1000"])]), timeout=60)
+    pid = int(next(calls).standard_output.data.split()[0])
+    a.proc.kill()
+    a.proc.wait()
+    wait_for(lambda: not pid_alive(pid), what="the command dies with the agent")
+    c.close()
+    a.stop()
