@@ -18,6 +18,7 @@
 #include "agent/grpc.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "util/strvec.h"
 
 /* systemd's default PATH plus /sbin and /bin for guests without the /usr merge. */
@@ -59,11 +60,12 @@ static void load_user(void)
 
 	while (f && getline(&line, &cap, f) > 0) {
 		char *fields[7], *p = line, *s;
+		uint64_t id;
 		size_t n = 0;
 		line[strcspn(line, "\n")] = 0;
 		while (n < 7 && (s = strsep(&p, ":")))
 			fields[n++] = s;
-		if (n < 7 || strtoul(fields[2], NULL, 10) != uid || !*fields[2])
+		if (n < 7 || parse_u64(fields[2], UINT32_MAX, &id) < 0 || id != uid)
 			continue;
 		user = xstrdup(fields[0]);
 		home = xstrdup(fields[5]);
@@ -127,14 +129,6 @@ void exec_setup(struct loop *l)
 	agent_pid = getpid();
 	load_user();
 	loop_add_prepare(l, prepare, NULL);
-}
-
-size_t exec_count(void)
-{
-	size_t n = 0;
-	for (struct exec *e = execs; e; e = e->next)
-		n++;
-	return n;
 }
 
 static void close_fd(struct loop_watch *w, int *fd)
