@@ -13,6 +13,7 @@ PKGS=(
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   libwebsockets-dev etcd-server etcd-client python3-requests python3-websocket
   python3-pytest
+  python3-grpcio python3-protobuf protobuf-compiler python3-h2
   qemu-utils "${ARCH_PKGS[@]}"
   docker-registry skopeo apache2-utils
   debootstrap busybox-static cpio kmod gdisk dosfstools mtools e2fsprogs fdisk
