@@ -22,7 +22,6 @@
 #include "util/time.h"
 
 #define MANIFEST_CAP (4 * 1024 * 1024)
-#define MESSAGE_SHOWN 300 /* of the registry's errors[].message texts */
 #define MAX_REDIRECTS 5
 /* a transfer moving less than this many bytes/s for the stall timeout has stalled */
 #define STALL_SPEED 1024
@@ -434,50 +433,6 @@ _printf_(3, 4) static int report(struct oci_registry *r, int code, const char *f
 	return code;
 }
 
-static bool printable_text(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
-			return false;
-	}
-	return n > 0;
-}
-
-/*
- * What the registry said, for a person: the code and message of each entry of a
- * distribution-spec error body ({"errors":[{"code":..,"message":..}]}), else the first line
- * of a short plain-text body; NULL for anything else (HTML, binary, empty). Capped.
- */
-static char *registry_message(const struct http_response *resp)
-{
-	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
-	strbuf_init(&sb, MESSAGE_SHOWN);
-	_cleanup_json_ json_t *j = NULL;
-	if (json_parse_buf(resp->body.buf, resp->body.len, &j) >= 0) {
-		json_t *errs = json_object_get(j, "errors");
-		size_t i;
-		json_t *e;
-		json_array_foreach(errs, i, e)
-		{
-			const char *code = json_string_value(json_object_get(e, "code"));
-			const char *msg = json_string_value(json_object_get(e, "message"));
-			if (!code && !msg)
-				continue;
-			strbuf_putf(&sb, "%s%s%s%s", sb.len ? "; " : "", code ? code : "",
-				    code && msg ? ": " : "", msg ? msg : "");
-		}
-		if (sb.len && printable_text(sb.buf, sb.len))
-			return strbuf_detach(&sb, NULL);
-		return NULL;
-	}
-	size_t n = MIN(resp->body.len, (size_t)MESSAGE_SHOWN);
-	n = strcspn(resp->body.buf, "\r\n") < n ? strcspn(resp->body.buf, "\r\n") : n;
-	if (!printable_text(resp->body.buf, n) || resp->body.buf[0] == '<')
-		return NULL;
-	return xstrndup(resp->body.buf, n);
-}
-
 static bool have_credentials(struct oci_registry *r)
 {
 	pthread_mutex_lock(&r->lock);
@@ -501,9 +456,12 @@ static int fail_status(struct oci_registry *r, const char *what, long expected, 
 	int code = status_errno(st);
 	int raw = (int)MIN(resp->body.len, (size_t)4096);
 	log_debug("%s on '%s': HTTP %ld, body: %.*s", what, r->host, st, raw, resp->body.buf);
-	_cleanup_free_ char *msg = registry_message(resp);
+	_cleanup_free_ char *msg = oci_error_text(resp->body.buf, resp->body.len);
 	_cleanup_free_ char *said = msg ? xasprintf(": %s", msg) : xstrdup("");
 	unsigned n = r->budget.failures;
+	if (st == 401 && r->explicit_creds) /* `tart login` validating what it was given */
+		return report(r, code, "%s: '%s' rejected the credentials (HTTP 401%s)", what,
+			      r->host, said);
 	if (st == 401)
 		return report(r, code, "%s: '%s' %s (HTTP 401%s): " LOGIN_HINT, what, r->host,
 			      have_credentials(r) ? "rejected the credentials it was given"
@@ -576,7 +534,7 @@ static char *failure_text(struct oci_registry *r, int k, const struct exchange *
 		return xstrdup(e);
 	if (k < 0)
 		return xstrdup(strerror(-k));
-	_cleanup_free_ char *msg = registry_message(resp);
+	_cleanup_free_ char *msg = oci_error_text(resp->body.buf, resp->body.len);
 	return xasprintf("HTTP %ld%s%s", resp->status, msg ? ": " : "", msg ? msg : "");
 }
 
@@ -592,7 +550,7 @@ static int fail_transport(struct oci_registry *r, const char *what, int k, const
 	    k == -ECONNREFUSED || k == -EHOSTUNREACH || k == -ECONNABORTED ? -ECONNRESET : k;
 	_cleanup_free_ char *why = failure_text(r, k, x, resp);
 	unsigned n = r->budget.failures;
-	if (x && x->auth_failed && k == -EACCES)
+	if (x && x->auth_failed && k == -EACCES && !r->explicit_creds)
 		return report(r, mapped, "%s: '%s': %s: " LOGIN_HINT, what, r->host, why, r->host);
 	if (n > 1)
 		return report(r, mapped, "%s on '%s' failed: %s; gave up after %u failed attempts",
