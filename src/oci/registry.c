@@ -458,7 +458,7 @@ static int fail_status(struct oci_registry *r, const char *what, long expected, 
 	log_debug("%s on '%s': HTTP %ld, body: %.*s", what, r->host, st, raw, resp->body.buf);
 	_cleanup_free_ char *msg = oci_error_text(resp->body.buf, resp->body.len);
 	_cleanup_free_ char *said = msg ? xasprintf(": %s", msg) : xstrdup("");
-	unsigned n = r->budget.failures;
+	unsigned n = oci_retry_failures(&r->budget);
 	if (st == 401 && r->explicit_creds) /* `tart login` validating what it was given */
 		return report(r, code, "%s: '%s' rejected the credentials (HTTP 401%s)", what,
 			      r->host, said);
@@ -549,7 +549,7 @@ static int fail_transport(struct oci_registry *r, const char *what, int k, const
 	int mapped =
 	    k == -ECONNREFUSED || k == -EHOSTUNREACH || k == -ECONNABORTED ? -ECONNRESET : k;
 	_cleanup_free_ char *why = failure_text(r, k, x, resp);
-	unsigned n = r->budget.failures;
+	unsigned n = oci_retry_failures(&r->budget);
 	if (x && x->auth_failed && k == -EACCES && !r->explicit_creds)
 		return report(r, mapped, "%s: '%s': %s: " LOGIN_HINT, what, r->host, why, r->host);
 	if (n > 1)
@@ -1055,7 +1055,7 @@ int oci_registry_push_blob(struct oci_registry *r, const char *digest, uint64_t 
 			_cleanup_free_ char *why = failure_text(r, -ECONNRESET, NULL, &resp);
 			return report(r, resp.error ? -ECONNRESET : status_errno(resp.status),
 				      "%s to '%s' failed: %s; gave up after %u failed attempts",
-				      what, r->host, why, r->budget.failures);
+				      what, r->host, why, oci_retry_failures(&r->budget));
 		}
 	}
 }

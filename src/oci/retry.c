@@ -33,12 +33,12 @@ int64_t oci_retry_failed(struct oci_retry *b, uint64_t progress, long retry_afte
 	return (int64_t)MIN(ms, (uint64_t)OCI_RETRY_MAX_DELAY_MS);
 }
 
-bool oci_retry_spent(struct oci_retry *b)
+unsigned oci_retry_failures(struct oci_retry *b)
 {
 	pthread_mutex_lock(&b->lock);
-	bool spent = b->failures >= OCI_RETRY_FAILURES;
+	unsigned n = b->failures;
 	pthread_mutex_unlock(&b->lock);
-	return spent;
+	return n;
 }
 
 bool oci_retry_claim_report(struct oci_retry *b)

@@ -40,8 +40,8 @@ void oci_retry_release(struct oci_retry *b);
 int64_t oci_retry_failed(struct oci_retry *b, uint64_t progress, long retry_after_s,
 			 unsigned *ret_failures);
 
-/* Spent already (another thread used the last attempt)? */
-bool oci_retry_spent(struct oci_retry *b);
+/* Failures counted so far. */
+unsigned oci_retry_failures(struct oci_retry *b);
 
 /* True exactly once: for the caller that prints the operation's error line. */
 bool oci_retry_claim_report(struct oci_retry *b);

@@ -18,11 +18,11 @@ static void test_budget_is_spent_after_five_failures(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(oci_retry_failed(&b, 10, -1, &n), 200);
 	assert_int_equal(oci_retry_failed(&b, 0, -1, &n), 400);
-	assert_false(oci_retry_spent(&b));
+	assert_int_equal(oci_retry_failures(&b), 3);
 	assert_int_equal(oci_retry_failed(&b, 0, -1, &n), 800);
 	assert_int_equal(oci_retry_failed(&b, 0, -1, &n), -1);
 	assert_int_equal(n, OCI_RETRY_FAILURES);
-	assert_true(oci_retry_spent(&b));
+	assert_int_equal(oci_retry_failures(&b), OCI_RETRY_FAILURES);
 	/* spent stays spent, even for an attempt that made progress */
 	assert_int_equal(oci_retry_failed(&b, OCI_RETRY_REFUND, -1, &n), -1);
 	oci_retry_release(&b);
