@@ -357,8 +357,12 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	}
 	if (r >= 0 && start > 0)
 		log_info("resuming disk layer %zu at byte %" PRIu64, k, start);
-	if (r >= 0 && start < l->size)
+	bool reported = r < 0; /* by log_error_errno above */
+	if (r >= 0 && start < l->size) {
 		r = j->f->get(j->f->userdata, l->digest, start, blob_write, &s);
+		/* the registry client reports its own failures; the sink's are ours to say */
+		reported = r < 0 && r != s.error && j->f->reports_errors;
+	}
 	if (r >= 0)
 		r = oci_lz4_dec_finish(s.dec);
 	oci_lz4_dec_free(s.dec);
@@ -369,8 +373,8 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	writer_final(&w, udg);
 	if (r == -ECANCELED)
 		return r; /* the layer that failed has said why */
-	if (r < 0 && r != s.error && j->f->reports_errors)
-		return r; /* the registry client has said why */
+	if (reported)
+		return r;
 	if (r == -EBADMSG || r == -EFBIG)
 		return bad_data("failed to decompress disk: layer %zu (%s) is corrupt%s", k,
 				l->digest, r == -EFBIG ? " (larger than its descriptor says)" : "");

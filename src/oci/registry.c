@@ -654,7 +654,9 @@ int oci_registry_get_manifest(struct oci_registry *r, const char *reference, str
 {
 	_cleanup_http_response_ struct http_response resp = HTTP_RESPONSE_INIT;
 	_cleanup_strvec_ struct strvec hdrs = STRVEC_INIT;
-	_cleanup_free_ char *what = xasprintf("GET manifest '%s:%s'", r->ns, reference);
+	bool by_digest = strncmp(reference, "sha256:", 7) == 0;
+	_cleanup_free_ char *what =
+	    xasprintf("GET manifest '%s%s%s'", r->ns, by_digest ? "@" : ":", reference);
 	strvec_push(&hdrs, "Accept: " OCI_MANIFEST_TYPE ", " DOCKER_MANIFEST_TYPE);
 	struct exchange x = {
 	    .method = "GET",
@@ -669,9 +671,8 @@ int oci_registry_get_manifest(struct oci_registry *r, const char *reference, str
 	if (k < 0)
 		return k;
 	if (resp.status != 200) {
-		_cleanup_free_ char *missing =
-		    xasprintf("such image or tag '%s%s%s'", r->ns,
-			      strncmp(reference, "sha256:", 7) == 0 ? "@" : ":", reference);
+		_cleanup_free_ char *missing = xasprintf("such image or tag '%s%s%s'", r->ns,
+							 by_digest ? "@" : ":", reference);
 		return fail_status(r, what, 200, missing, &resp);
 	}
 	_cleanup_free_ char *digest = sha256_digest(resp.body.buf, resp.body.len);

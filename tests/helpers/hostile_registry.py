@@ -65,7 +65,14 @@ CASES = {
     "badvalues": "invalid config.json",  # cpuCount 1e300, memorySize -5
     "index": "Error:",                # an image index instead of a manifest
     "notjson": "Error:",              # a manifest that is not JSON
+    "noauth": "tart login",           # 401 without any WWW-Authenticate
+    "emptyblob": "Error:",            # 200 and no bytes for a disk layer
+    "emptyconfig": "Error:",          # 200 and no bytes for every blob (config.json first)
+    "negsize": "Error:",              # a layer of size -1
+    "bydigest": "returned content with digest",  # pulled by digest, answered with another
 }
+# the reference each case is pulled by (default ":latest")
+CASE_REF = {"bydigest": "@sha256:" + "0" * 64}
 
 
 class HostileRegistry(_Base):
@@ -120,6 +127,8 @@ class HostileRegistry(_Base):
             piece = layers[1]
             m["layers"] = [layers[0]] + [dict(piece) for _ in range(9000)] + [layers[-1]]
             m["annotations"]["org.cirruslabs.tart.uncompressed-disk-size"] = str(9000 * MiB)
+        elif case == "negsize":
+            layers[1]["size"] = -1
         elif case == "index":
             m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                  "manifests": [{"mediaType": MANIFEST_TYPE, "digest": "sha256:" + "0" * 64,
@@ -296,6 +305,19 @@ class HostileRegistry(_Base):
 
     def _case_hugewww(self, h, kind, ref):
         return self._huge_header(h, 401, "WWW-Authenticate", 'Bearer realm="' + "r" * MiB + '"')
+
+    def _case_noauth(self, h, kind, ref):
+        return h.reply(401, b"", {})
+
+    def _case_emptyblob(self, h, kind, ref):
+        if kind != "blobs" or not self._disk_layer(ref):
+            return False
+        return h.reply(200, b"", {})
+
+    def _case_emptyconfig(self, h, kind, ref):
+        if kind != "blobs":
+            return False
+        return h.reply(200, b"", {})
 
     def _case_clength(self, h, kind, ref):
         if kind != "manifests":

@@ -20,7 +20,7 @@ from oci_fixtures import make_vm, sha256_file
 from registry_fixtures import USER, auth_registry, make_htpasswd  # noqa: F401 (fixture)
 
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-from hostile_registry import CASES, HostileRegistry  # noqa: E402
+from hostile_registry import CASE_REF, CASES, HostileRegistry  # noqa: E402
 
 MiB = 1 << 20
 RSS_LIMIT_KIB = 256 * 1024
@@ -126,7 +126,8 @@ def hostile_results(hostile, tmp_path_factory):
         home, outside = dirs[case]
         env = tart_env(home, outside)
         env.update(CASE_ENV.get(case, {}))
-        res = Measured(["pull", "--insecure", f"{hostile.host}/{case}/vm:latest"], env,
+        ref = CASE_REF.get(case, ":latest")
+        res = Measured(["pull", "--insecure", f"{hostile.host}/{case}/vm{ref}"], env,
                        outside / "cwd")
         res.home, res.outside = home, outside
         return res
