@@ -10,7 +10,8 @@ body, Bearer token loops, a token service that stalls, the errors users meet (40
 
 FaultProxy and TokenAuthProxy (registry_proxies.py) inject faults in front of a real
 docker-registry; this server needs none and can send what no real registry would.
-`.stats` counts requests per case (`<case> <kind>`: kind manifest, blob, token).
+`.stats` counts requests per case (`<case> <kind>`: kind manifest, blob, token). By hand:
+`python3 tests/helpers/hostile_registry.py` prints host:port and serves for 10 minutes.
 """
 import gzip
 import json
@@ -377,3 +378,25 @@ class HostileRegistry(_Base):
         return h.reply(200, json.dumps({"token": "t0k3n", "expires_in": 300}).encode(),
                        {"Content-Type": "application/json"})
 
+
+
+def main():
+    """Serve the cases by hand: prints host:port, then `tart pull --insecure HOST/<case>/vm:latest`."""
+    import argparse
+    import os
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lifetime", type=int, default=600)
+    a = ap.parse_args()
+    config = json.dumps({"version": 1, "os": "linux", "arch": "amd64", "cpuCountMin": 1,
+                         "cpuCount": 1, "memorySizeMin": 1 << 28, "memorySize": 1 << 29,
+                         "macAddress": "52:54:00:12:34:56",
+                         "display": {"width": 1024, "height": 768}}).encode()
+    srv = HostileRegistry(config, os.urandom(MiB) + b"\0" * MiB, os.urandom(4096),
+                          lifetime=a.lifetime).start()
+    print(srv.host, flush=True)
+    time.sleep(a.lifetime)
+    srv.stop()
+
+
+if __name__ == "__main__":
+    main()
