@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Idempotent: installs every Debian package the build, the tests and the demo need.
 set -euo pipefail
-# QEMU and the UEFI firmware (whose variable template `create` copies) of the host architecture
+# QEMU and the UEFI firmware (whose variable template `create` copies) of the host architecture,
+# and the other architecture's QEMU: the unit tests run both KVM-probe test guests under TCG
 case "$(dpkg --print-architecture)" in
-  arm64) ARCH_PKGS=(qemu-system-arm qemu-efi-aarch64) ;;
-  *) ARCH_PKGS=(qemu-system-x86 ovmf) ;;
+  arm64) ARCH_PKGS=(qemu-system-arm qemu-efi-aarch64 qemu-system-x86) ;;
+  *) ARCH_PKGS=(qemu-system-x86 ovmf qemu-system-arm) ;;
 esac
 PKGS=(
   build-essential meson ninja-build pkg-config

@@ -6,7 +6,9 @@
 
 #include "cmd/cmd.h"
 #include "util/alloc.h"
+#include "net/net.h"
 #include "util/log.h"
+#include "util/strvec.h"
 #include "vm/run.h"
 
 static const struct cmd_help help = {
@@ -38,7 +40,14 @@ static const struct cmd_help help = {
 	"                          KVM when a test guest proves it works, else TCG)\n"
 	"  --net-bridged <interface>, --net-softnet, --net-softnet-allow <cidrs>,\n"
 	"  --net-softnet-block <cidrs>, --net-softnet-expose <specs>, --net-host\n"
-	"                          Networking modes (see docs/networking.md)\n"
+	"                          Networking modes (see docs/network.md);\n"
+	"                          --net-bridged=list lists the bridges and the interfaces\n"
+	"                          that could join one\n"
+	"  --suspendable           Accepted for Tart compatibility and ignored: 'tart suspend'\n"
+	"                          works for every Linux VM without it\n"
+	"  --no-audio, --no-clipboard, --recovery, --capture-system-keys, --no-trackpad,\n"
+	"  --no-pointer, --no-keyboard, --rosetta <tag>\n"
+	"                          macOS-only: accepted and ignored with a notice\n"
 	"  -h, --help              Show help information.\n",
 };
 
@@ -60,8 +69,18 @@ enum {
 	ARG_NET_SOFTNET_BLOCK,
 	ARG_NET_SOFTNET_EXPOSE,
 	ARG_NET_HOST,
-	ARG_MACOS_ONLY,
-	ARG_MACOS_ONLY_VALUE,
+	ARG_SUSPENDABLE,
+	/* macOS-only flags: one value each, so that the notice names the flag given */
+	ARG_MACOS_FIRST,
+	ARG_NO_AUDIO = ARG_MACOS_FIRST,
+	ARG_NO_CLIPBOARD,
+	ARG_RECOVERY,
+	ARG_CAPTURE_SYSTEM_KEYS,
+	ARG_NO_TRACKPAD,
+	ARG_NO_POINTER,
+	ARG_NO_KEYBOARD,
+	ARG_ROSETTA,
+	ARG_MACOS_LAST = ARG_ROSETTA,
 };
 
 static const struct option opts[] = {
@@ -82,16 +101,17 @@ static const struct option opts[] = {
     {"net-softnet-block", required_argument, NULL, ARG_NET_SOFTNET_BLOCK},
     {"net-softnet-expose", required_argument, NULL, ARG_NET_SOFTNET_EXPOSE},
     {"net-host", no_argument, NULL, ARG_NET_HOST},
-    /* macOS-only flags: accepted, ignored with a notice. */
-    {"no-audio", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-clipboard", no_argument, NULL, ARG_MACOS_ONLY},
-    {"recovery", no_argument, NULL, ARG_MACOS_ONLY},
-    {"suspendable", no_argument, NULL, ARG_MACOS_ONLY},
-    {"capture-system-keys", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-trackpad", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-pointer", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-keyboard", no_argument, NULL, ARG_MACOS_ONLY},
-    {"rosetta", required_argument, NULL, ARG_MACOS_ONLY_VALUE},
+    /* suspend works without it here: accepted silently (Orchard passes it) */
+    {"suspendable", no_argument, NULL, ARG_SUSPENDABLE},
+    /* macOS-only flags: accepted, ignored with a notice naming them. */
+    {"no-audio", no_argument, NULL, ARG_NO_AUDIO},
+    {"no-clipboard", no_argument, NULL, ARG_NO_CLIPBOARD},
+    {"recovery", no_argument, NULL, ARG_RECOVERY},
+    {"capture-system-keys", no_argument, NULL, ARG_CAPTURE_SYSTEM_KEYS},
+    {"no-trackpad", no_argument, NULL, ARG_NO_TRACKPAD},
+    {"no-pointer", no_argument, NULL, ARG_NO_POINTER},
+    {"no-keyboard", no_argument, NULL, ARG_NO_KEYBOARD},
+    {"rosetta", required_argument, NULL, ARG_ROSETTA},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -174,13 +194,34 @@ static int on_opt(int c, const char *arg, void *userdata)
 	case ARG_NET_HOST:
 		o->host = true;
 		return 0;
-	case ARG_MACOS_ONLY:
-	case ARG_MACOS_ONLY_VALUE:
-		log_notice("ignoring --%s: it only applies to macOS hosts or guests", opt_name(c));
+	case ARG_SUSPENDABLE:
 		return 0;
 	default:
+		if (c >= ARG_MACOS_FIRST && c <= ARG_MACOS_LAST) {
+			log_notice("ignoring --%s: it only applies to macOS hosts or guests",
+				   opt_name(c));
+			return 0;
+		}
 		return CMD_EUSAGE;
 	}
+}
+
+/* --net-bridged=list: what Tart lists (its error lists them), one a line on stdout. */
+static int list_bridgeable(void)
+{
+	_cleanup_strvec_ struct strvec bridges = STRVEC_INIT, ethernet = STRVEC_INIT;
+	int r = net_bridgeable_list(&bridges, &ethernet);
+	if (r < 0)
+		return log_error_errno(r, "cannot list the network interfaces");
+	for (size_t i = 0; i < bridges.nr; i++)
+		printf("%s\n", bridges.v[i]);
+	for (size_t i = 0; i < ethernet.nr; i++)
+		printf("%s (not a bridge yet: 'ip link add br0 type bridge' and 'ip link set %s "
+		       "master br0' put it in one)\n",
+		       ethernet.v[i], ethernet.v[i]);
+	if (!bridges.nr && !ethernet.nr)
+		log_notice("no bridges and no Ethernet interfaces that could join one");
+	return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -189,7 +230,7 @@ int cmd_run(int argc, char **argv)
 	static const struct cmd_spec spec = {.help = &help,
 					     .longopts = opts,
 					     .on_opt = on_opt,
-					     .min_args = 1,
+					     .min_args = 0, /* --net-bridged=list needs no VM */
 					     .max_args = 1,
 					     .arg_names = names};
 	struct run_opts ro = {0};
@@ -200,6 +241,11 @@ int cmd_run(int argc, char **argv)
 	if (a <= 0)
 		return a;
 	struct vm_run_options *o = &ro.o;
+	if (o->net.mode == NET_MODE_BRIDGED && streq(o->net.bridge, "list"))
+		return list_bridgeable();
+	int k = cmd_need_args(&help, argc - a, 1, 1, argv + a, names);
+	if (k < 0)
+		return k;
 	if (ro.graphics && ro.no_graphics)
 		return cmd_usage_error(&help,
 				       "--graphics and --no-graphics are mutually exclusive");

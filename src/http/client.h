@@ -27,10 +27,21 @@
 
 struct http_client;
 
+#define HTTP_HEADER_TIMEOUT_TEXT "response headers did not arrive in time"
+#define HTTP_STALL_TEXT "no data moved"
+
 struct http_client_options {
 	long connect_timeout_s;  /* 0: 30 s */
 	long low_speed_limit;    /* bytes/s; 0: 1 */
 	long low_speed_time_s;   /* 0: 60 s */
+	/*
+	 * 0: none. Otherwise a transfer fails with -ETIMEDOUT when no byte has moved for this
+	 * long (error text with HTTP_STALL_TEXT; sooner and more exact than curl's low-speed
+	 * average), or when the response headers are not complete this long after the request
+	 * was sent (HTTP_HEADER_TIMEOUT_TEXT: a server trickling its headers stays above any
+	 * low-speed limit).
+	 */
+	long stall_timeout_s;
 	const char *user_agent;  /* NULL: none */
 	const char *ca_file;     /* NULL: the system CA bundle */
 	const char *ca_path;     /* NULL: the system CA directory */

@@ -66,5 +66,14 @@ char *oci_basic_credentials(const char *user, const char *pass);
 int oci_auth_fetch_token(struct http_client *c, const struct oci_www_auth *challenge,
 			 const char *user, const char *pass, struct oci_token *ret, char **ret_err);
 
+/*
+ * What a registry or token service said, for a person (allocated, capped at 300 bytes, NULL
+ * when there is nothing readable): the code and message of each entry of a distribution-spec
+ * error body ({"errors":[{"code":..,"message":..}]}), token services' "details", "message",
+ * "error", "error_description", else the first line of a plain-text body. HTML, binary (a
+ * gzip bomb) and empty bodies give NULL.
+ */
+char *oci_error_text(const char *body, size_t len);
+
 /* "https://host/v2/x" style absolutization of a Location against a base (allocated). */
 char *oci_url_absolutize(const char *base, const char *location);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -170,13 +171,86 @@ _Static_assert(sizeof(probe_code) <= PROBE_GDT, "the probe's code runs into its 
 /* At 0xfff0 (the reset vector): ljmp $0xf000,$0 (CS base 0xf0000 from then on). */
 static const unsigned char probe_reset[] = {0xea, 0x00, 0x00, 0x00, 0xf0};
 
-static int make_rom(void)
+/*
+ * The arm64 equivalent, for `virt` (flash at 0, RAM at 1 GiB) at EL1: what a kernel needs
+ * beyond the AArch64 state the vCPU starts in is the MMU. The firmware writes a value at
+ * 0x40001000, builds a level-1 table of 1 GiB blocks (0 and 1 GiB identity, 2 GiB aliasing
+ * 1 GiB) with MAIR/TCR/TTBR0, turns on SCTLR_EL1.M|C|I, loops 2^20 times and reads the value
+ * back through 0x80001000: only then does it call PSCI SYSTEM_OFF (hvc), and QEMU exits 0.
+ * A fault lands in a vector table of `b .` at 0x800, a wrong value spins: both run out of
+ * time. Assembled with GNU as for aarch64; checked under TCG (and with the alias or the MMU
+ * switch removed, which must time out).
+ */
+static const uint32_t probe_arm64_code[] = {
+    0x10004000, /* adr x0, vectors (0x800) */
+    0xd518c000, /* msr vbar_el1, x0 */
+    0x58000441, /* ldr x1, =0x40000000 (the table) */
+    0x58000462, /* ldr x2, =0x701 (block at 0: AF, inner shareable, attr 0) */
+    0xf9000022, /* str x2, [x1] */
+    0x58000462, /* ldr x2, =0x40000701 (block at 1 GiB) */
+    0xf9000422, /* str x2, [x1, #8] */
+    0xf9000822, /* str x2, [x1, #16] (2 GiB -> 1 GiB: the alias) */
+    0x58000443, /* ldr x3, =0x40001000 */
+    0x58000464, /* ldr x4, =0x2a2a2a2a2a2a2a2a */
+    0xf9000064, /* str x4, [x3] */
+    0xd5033f9f, /* dsb sy */
+    0x58000440, /* ldr x0, =0xff */
+    0xd518a200, /* msr mair_el1, x0 (attr 0: normal write-back) */
+    0x58000440, /* ldr x0, =0x803519 */
+    0xd5182040, /* msr tcr_el1, x0 (T0SZ 25, WB, inner shareable, 4K, EPD1) */
+    0xd5182001, /* msr ttbr0_el1, x1 */
+    0xd5033fdf, /* isb */
+    0xd508871f, /* tlbi vmalle1 */
+    0xd5033f9f, /* dsb sy */
+    0xd5033fdf, /* isb */
+    0xd5381000, /* mrs x0, sctlr_el1 */
+    0x58000385, /* ldr x5, =0x1005 */
+    0xaa050000, /* orr x0, x0, x5 (M, C, I) */
+    0xd5181000, /* msr sctlr_el1, x0 */
+    0xd5033fdf, /* isb */
+    0x58000346, /* ldr x6, =0x100000 */
+    0xf10004c6, /* 1: subs x6, x6, #1 */
+    0x54ffffe1, /* b.ne 1b */
+    0x58000327, /* ldr x7, =0x80001000 */
+    0xf94000e8, /* ldr x8, [x7] */
+    0xeb04011f, /* cmp x8, x4 */
+    0x54000061, /* b.ne spin */
+    0x580002e0, /* ldr x0, =0x84000008 (PSCI SYSTEM_OFF) */
+    0xd4000002, /* hvc #0 */
+    0x14000000, /* spin: b . */
+};
+/* The literal pool that follows the code at 0x90. */
+static const uint64_t probe_arm64_literals[] = {
+    0x40000000, 0x701,	0x40000701, 0x40001000, 0x2a2a2a2a2a2a2a2a, 0xff,
+    0x803519,	0x1005, 0x100000,   0x80001000, 0x84000008,
+};
+#define ARM64_VECTORS 0x800
+#define ARM64_B_SELF 0x14000000u
+
+static void put_le(unsigned char *p, uint64_t v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static int make_rom(bool arm64)
 {
 	_cleanup_free_ unsigned char *rom = xmalloc(ROM_SIZE);
-	memset(rom, 0xf4, ROM_SIZE); /* hlt everywhere else */
-	memcpy(rom, probe_code, sizeof(probe_code));
-	memcpy(rom + PROBE_GDT, probe_gdt, sizeof(probe_gdt));
-	memcpy(rom + 0xfff0, probe_reset, sizeof(probe_reset));
+	if (arm64) {
+		memset(rom, 0, ROM_SIZE);
+		size_t off = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(probe_arm64_code); i++, off += 4)
+			put_le(rom + off, probe_arm64_code[i], 4);
+		for (size_t i = 0; i < ARRAY_SIZE(probe_arm64_literals); i++, off += 8)
+			put_le(rom + off, probe_arm64_literals[i], 8);
+		for (size_t i = 0; i < 16; i++) /* every exception: spin */
+			put_le(rom + ARM64_VECTORS + 128 * i, ARM64_B_SELF, 4);
+	} else {
+		memset(rom, 0xf4, ROM_SIZE); /* hlt everywhere else */
+		memcpy(rom, probe_code, sizeof(probe_code));
+		memcpy(rom + PROBE_GDT, probe_gdt, sizeof(probe_gdt));
+		memcpy(rom + 0xfff0, probe_reset, sizeof(probe_reset));
+	}
 	int fd = memfd_create("tart-kvm-probe", MFD_CLOEXEC);
 	if (fd < 0)
 		return negerrno();
@@ -187,20 +261,24 @@ static int make_rom(void)
 	return fd;
 }
 
-int qemu_accel_probe_guest(const char *binary, const char *accel, const char *cpu, char **ret_why)
+int qemu_accel_probe_guest(const char *binary, const char *arch, const char *accel, const char *cpu,
+			   char **ret_why)
 {
 	bool kvm = streq(accel, "kvm");
-	_cleanup_close_ int rom = make_rom();
+	bool arm64 = streq(arch, "arm64");
+	_cleanup_close_ int rom = make_rom(arm64);
 	if (rom < 0) {
 		*ret_why = xasprintf("cannot create the probe firmware: %s", strerror(-rom));
 		return rom;
 	}
 	if (!cpu)
-		cpu = kvm ? QEMU_ACCEL_KVM_CPU : "max";
+		cpu = !kvm ? "max" : arm64 ? "host" : QEMU_ACCEL_KVM_CPU;
 	struct strvec argv = STRVEC_INIT;
-	strvec_pushl(&argv, binary, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel",
-		     kvm ? "kvm" : "tcg", "-cpu", cpu, "-m", "16", "-display", "none", "-device",
-		     "isa-debug-exit,iobase=0xf4,iosize=0x01", NULL);
+	strvec_pushl(&argv, binary, "-nodefaults", "-no-user-config", "-machine",
+		     arm64 ? "virt,gic-version=max" : "q35", "-accel", kvm ? "kvm" : "tcg", "-cpu",
+		     cpu, "-m", "16", "-display", "none", NULL);
+	if (!arm64)
+		strvec_pushl(&argv, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01", NULL);
 	strvec_push(&argv, "-bios");
 	strvec_pushf(&argv, "/proc/self/fd/%d", rom);
 	struct qemu_process p;
@@ -211,7 +289,8 @@ int qemu_accel_probe_guest(const char *binary, const char *accel, const char *cp
 		return r;
 	}
 	qemu_process_wait_or_kill(&p, QEMU_ACCEL_PROBE_MS);
-	if (p.status == EXPECTED_STATUS) {
+	/* x86: isa-debug-exit's status; arm64: a clean exit, which only SYSTEM_OFF gives */
+	if (p.status == (arm64 ? 0 : EXPECTED_STATUS)) {
 		qemu_process_release(&p);
 		return 0;
 	}
@@ -219,8 +298,8 @@ int qemu_accel_probe_guest(const char *binary, const char *accel, const char *cp
 	const char *last = strrchr(tail, '\n');
 	last = last ? last + 1 : tail;
 	if (p.status == 128 + 9)
-		*ret_why = xasprintf("its test guest did not reach 64-bit long mode and finish "
-				     "within %d s",
+		*ret_why = xasprintf("its test guest did not reach %s and finish within %d s",
+				     arm64 ? "paged mode (MMU on)" : "64-bit long mode",
 				     QEMU_ACCEL_PROBE_MS / 1000);
 	else
 		*ret_why = xasprintf("its test guest failed (exit status %d%s%s)", p.status,
@@ -237,8 +316,5 @@ int qemu_accel_probe_kvm(const char *binary, const char *arch, char **ret_why)
 	r = qemu_accel_host_check("", ret_why);
 	if (r < 0)
 		return r;
-	/* The guest probe speaks x86; on arm64 the ioctl checks are what we have. */
-	if (streq(arch, "arm64"))
-		return 0;
-	return qemu_accel_probe_guest(binary, "kvm", NULL, ret_why);
+	return qemu_accel_probe_guest(binary, arch, "kvm", NULL, ret_why);
 }

@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """`tart run` against bad input and faults: every case ends with a clear error, never a hang."""
 import os
+import secrets
+import shutil
 import signal
+import subprocess
 
 import pytest
 
+from conftest import TART_BIN
 from run_fixtures import finish, make_tiny_vm, run_state, serial_log, set_config, start_run, wait_serial
 from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
 
@@ -170,4 +174,66 @@ def test_macos_only_flags_are_ignored_with_a_notice(tart, tiny_guest):
     make_tiny_vm(tart, tiny_guest, "vm")
     p = tart.run("run", "vm", "--no-audio", "--no-clipboard", check=False, timeout=180)
     assert p.returncode == 0, p.stderr
-    assert "ignoring --no-audio" in p.stderr
+    assert "ignoring --no-audio" in p.stderr and "ignoring --no-clipboard" in p.stderr
+
+
+MACOS_ONLY = ("--no-clipboard", "--recovery", "--capture-system-keys", "--no-trackpad",
+              "--no-pointer", "--no-keyboard", "--no-audio")
+
+
+def test_each_macos_only_flag_is_named_in_its_notice(tart):
+    # parsing is all this needs: the VM does not exist, so nothing boots
+    for flag in MACOS_ONLY + ("--rosetta=tag",):
+        p = tart.run("run", "missing", flag, check=False)
+        assert p.returncode == 2, p.stderr
+        notices = [line for line in p.stderr.splitlines() if line.startswith("ignoring")]
+        assert notices == [f"ignoring {flag.split('=')[0]}: it only applies to macOS hosts or "
+                           "guests"], p.stderr
+    # --suspendable is no macOS-only flag here: suspend works without it, nothing to say
+    p = tart.run("run", "missing", "--suspendable", check=False)
+    assert p.returncode == 2 and "suspendable" not in p.stderr
+    assert "--suspendable" in tart.run("run", "--help").stdout
+
+
+def test_an_option_is_not_the_value_of_another(tart):
+    """Tart's parser refuses `--net-bridged --accel=bogus`; taking the next option as the
+    value would bridge the VM to an interface named '--accel=bogus'. Every command shares the
+    parser."""
+    tart.run("create", "--linux", "vm", "--disk-size", "1")
+    for args, option in ((("run", "vm", "--net-bridged", "--accel=bogus"), "--net-bridged"),
+                         (("run", "--net-bridged", "--accel=bogus", "vm"), "--net-bridged"),
+                         (("run", "vm", "--disk", "--nested"), "--disk"),
+                         (("set", "vm", "--cpu", "--memory", "1024"), "--cpu"),
+                         (("clone", "vm", "vm2", "--concurrency", "-1"), "--concurrency"),
+                         (("pull", "--concurrency", "--insecure", "x/y:z"), "--concurrency"),
+                         (("ip", "vm", "--wait", "-5"), "--wait")):
+        p = tart.run(*args, check=False)
+        assert p.returncode == 64, (args, p.stderr)
+        assert f"Missing value for '{option}" in p.stderr, (args, p.stderr)
+    # a value that starts with '-' can still be given attached to its option
+    p = tart.run("run", "vm", "--disk=-x.img", "--accel", "tcg", check=False)
+    assert p.returncode == 1 and "'-x.img'" in p.stderr, p.stderr
+
+
+def test_net_bridged_list(tart):
+    """`--net-bridged=list` prints the bridges, then Ethernet interfaces that could join one,
+    one a line, and exits 0 (no VM needed). In a namespace of our own: one bridge, a veth."""
+    p = tart.run("run", "--net-bridged=list")
+    for line in p.stdout.splitlines():  # the host's: whatever they are, they exist
+        assert os.path.isdir(f"/sys/class/net/{line.split()[0]}"), line
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("a network namespace of our own needs root and iproute2")
+    ns = f"tart-list-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for cmd in (["link", "add", "brt0", "type", "bridge"],
+                    ["link", "add", "vt0", "type", "veth", "peer", "name", "vt1"]):
+            subprocess.run(["ip", "-n", ns, *cmd], check=True)
+        p = subprocess.run(["ip", "netns", "exec", ns, TART_BIN, "run", "--net-bridged=list"],
+                           capture_output=True, text=True, env=tart.env, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.splitlines() == ["brt0"], p.stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    p = tart.run("run", check=False)
+    assert p.returncode == 64 and "Missing expected argument '<name>'" in p.stderr

@@ -305,6 +305,44 @@ static void test_cred_helper_name_is_not_a_path(void **state)
 	rmdir(dir);
 }
 
+static void expect_text(const char *body, size_t len, const char *want)
+{
+	char *t = oci_error_text(body, len);
+	if (!want) {
+		assert_null(t);
+		return;
+	}
+	assert_non_null(t);
+	assert_string_equal(t, want);
+	free(t);
+}
+
+/* What a person sees of an error body: the registry's words, never its JSON or binary. */
+static void test_error_text(void **state)
+{
+	(void)state;
+	const char *j = "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication "
+			"required\",\"detail\":[{\"Type\":\"repository\"}]}]}";
+	expect_text(j, strlen(j), "UNAUTHORIZED: authentication required");
+	j = "{\"errors\":[{\"code\":\"A\"},{\"message\":\"b\"}]}";
+	expect_text(j, strlen(j), "A; b");
+	j = "{\"details\":\"incorrect username or password\"}";
+	expect_text(j, strlen(j), "incorrect username or password");
+	expect_text("storage backend down\nmore", 25, "storage backend down");
+	expect_text("<html><body>502</body></html>", 29, NULL);
+	expect_text("\x1f\x8b\x08\x00\x00", 5, NULL); /* gzip */
+	expect_text("", 0, NULL);
+	expect_text("{}", 2, NULL);
+	j = "{\"errors\":[{\"code\":\"X\",\"message\":\"\\u001b[31mred\"}]}";
+	expect_text(j, strlen(j), NULL); /* an escape sequence is not shown */
+	char big[4000];
+	memset(big, 'a', sizeof(big));
+	char *t = oci_error_text(big, sizeof(big));
+	assert_non_null(t);
+	assert_true(strlen(t) <= 300);
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -318,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_cred_helper_matching),
 		cmocka_unit_test(test_docker_config_find),
 		cmocka_unit_test(test_cred_helper_name_is_not_a_path),
+		cmocka_unit_test(test_error_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

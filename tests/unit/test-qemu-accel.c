@@ -29,7 +29,25 @@ static void test_probe_guest_under_tcg(void **state)
 		skip();
 	}
 	char *why = NULL;
-	int r = qemu_accel_probe_guest(qemu, "tcg", NULL, &why);
+	int r = qemu_accel_probe_guest(qemu, "amd64", "tcg", NULL, &why);
+	if (r < 0)
+		fprintf(stderr, "probe failed: %s\n", why);
+	assert_int_equal(r, 0);
+	free(why);
+	free(qemu);
+}
+
+/* The arm64 test guest (MMU on, PSCI SYSTEM_OFF) under TCG; needs qemu-system-aarch64. */
+static void test_arm64_probe_guest_under_tcg(void **state)
+{
+	(void)state;
+	char *qemu = NULL;
+	if (find_program("qemu-system-aarch64", &qemu) < 0) {
+		fprintf(stderr, "# SKIP qemu-system-aarch64 is not installed (qemu-system-arm)\n");
+		skip();
+	}
+	char *why = NULL;
+	int r = qemu_accel_probe_guest(qemu, "arm64", "tcg", NULL, &why);
 	if (r < 0)
 		fprintf(stderr, "probe failed: %s\n", why);
 	assert_int_equal(r, 0);
@@ -41,7 +59,7 @@ static void test_probe_reports_a_missing_binary(void **state)
 {
 	(void)state;
 	char *why = NULL;
-	assert_int_equal(qemu_accel_probe_guest("/nonexistent/qemu", "tcg", NULL, &why), -ENOENT);
+	assert_int_equal(qemu_accel_probe_guest("/nonexistent/qemu", "amd64", "tcg", NULL, &why), -ENOENT);
 	assert_non_null(strstr(why, "/nonexistent/qemu"));
 	free(why);
 }
@@ -64,7 +82,7 @@ static void test_probe_guest_fails_on_pvm(void **state)
 	}
 	free(why);
 	why = NULL;
-	int r = qemu_accel_probe_guest(qemu, "kvm", "host,-vmx,-svm,-arch-capabilities", &why);
+	int r = qemu_accel_probe_guest(qemu, "amd64", "kvm", "host,-vmx,-svm,-arch-capabilities", &why);
 	assert_int_equal(r, -ENODEV);
 	fprintf(stderr, "# PVM probe: %s\n", why);
 	free(why);
@@ -141,6 +159,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probe_guest_under_tcg),
+		cmocka_unit_test(test_arm64_probe_guest_under_tcg),
 		cmocka_unit_test(test_probe_reports_a_missing_binary),
 		cmocka_unit_test(test_probe_guest_fails_on_pvm),
 		cmocka_unit_test(test_host_check_recognises_pvm),
