@@ -11,7 +11,7 @@ PKGS=(
   build-essential meson ninja-build pkg-config
   libcurl4-openssl-dev libssl-dev liblz4-dev libzstd-dev libjansson-dev libcmocka-dev
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
-  libwebsockets-dev etcd-server etcd-client python3-requests python3-websocket
+  libwebsockets-dev etcd-server etcd-client python3-requests python3-websocket libyaml-dev
   python3-pytest
   qemu-utils "${ARCH_PKGS[@]}"
   docker-registry skopeo apache2-utils
