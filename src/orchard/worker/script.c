@@ -59,8 +59,12 @@ static void post_line(struct wvm *vm, const char *line)
 	worker_post_log_lines(vm->w, vm->name, &line, 1);
 }
 
-/* Split buffered output into lines (a trailing \r dropped, as Go's ScanLines) and post them. */
-static void flush_lines(struct wvm *vm, struct strbuf *pending, bool eof)
+/*
+ * Split buffered output into lines (a trailing \r dropped, as Go's ScanLines) and post them.
+ * The first line equal to marker (when given) is not posted: it sets *seen instead.
+ */
+static void flush_lines(struct wvm *vm, struct strbuf *pending, bool eof, const char *marker,
+			bool *seen)
 {
 	_cleanup_strvec_ struct strvec lines = STRVEC_INIT;
 	size_t start = 0;
@@ -71,7 +75,10 @@ static void flush_lines(struct wvm *vm, struct strbuf *pending, bool eof)
 		if (end > start && pending->buf[end - 1] == '\r')
 			end--;
 		char *l = xstrndup(pending->buf + start, end - start);
-		strvec_push(&lines, l);
+		if (marker && !*seen && streq(l, marker))
+			*seen = true;
+		else
+			strvec_push(&lines, l);
 		free(l);
 		start = pending->buf[i] == '\n' ? i + 1 : i;
 	}
@@ -87,10 +94,11 @@ static void flush_lines(struct wvm *vm, struct strbuf *pending, bool eof)
 	worker_post_log_lines(vm->w, vm->name, (const char *const *)lines.v, lines.nr);
 }
 
-static char *script_text(const json_t *script)
+static char *script_text(const json_t *script, const char *marker)
 {
 	struct strbuf sb = STRBUF_INIT;
-	strbuf_puts(&sb, "set -e\n");
+	/* the marker tells a session that ran from an SSH connection that failed */
+	strbuf_putf(&sb, "echo %s\nset -e\n", marker);
 	const char *k;
 	json_t *v;
 	json_object_foreach((json_t *)json_object_get(script, "env"), k, v)
@@ -102,7 +110,7 @@ static char *script_text(const json_t *script)
 
 struct ssh_result {
 	int status;
-	bool got_output;
+	bool connected; /* the shell printed the marker */
 };
 
 static void set_script_child(struct wvm *vm, pid_t pid)
@@ -116,7 +124,8 @@ static void set_script_child(struct wvm *vm, pid_t pid)
 }
 
 static int run_ssh(struct wvm *vm, const char *host, int port, const char *user,
-		   const char *password, const char *text, struct ssh_result *res)
+		   const char *password, const char *text, const char *marker,
+		   struct ssh_result *res)
 {
 	struct worker *w = vm->w;
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT, env = STRVEC_INIT;
@@ -204,12 +213,11 @@ static int run_ssh(struct wvm *vm, const char *host, int port, const char *user,
 				continue;
 			if (n <= 0)
 				break;
-			res->got_output = true;
 			strbuf_putn(&pending, buf, (size_t)n);
-			flush_lines(vm, &pending, false);
+			flush_lines(vm, &pending, false, marker, &res->connected);
 		}
 	}
-	flush_lines(vm, &pending, true);
+	flush_lines(vm, &pending, true, marker, &res->connected);
 	strbuf_release(&pending);
 	if (in[1] >= 0)
 		close(in[1]);
@@ -246,14 +254,19 @@ static void *script_main(void *p)
 		/* Orchard's synthetic VMs echo the script's lines as the log */
 		_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 		strbuf_puts(&sb, orchard_str(script, "script_content"));
-		flush_lines(vm, &sb, true);
+		flush_lines(vm, &sb, true, NULL, NULL);
 		goto out;
 	}
 
 	const char *user = orchard_str(res, "username"), *password = orchard_str(res, "password");
 	if (!*user && !*password)
 		user = password = "admin";
-	text = script_text(script);
+	unsigned char rnd[8];
+	char marker[64];
+	(void)fs_random_bytes(rnd, sizeof(rnd));
+	snprintf(marker, sizeof(marker), "orchard-startup-script-%02x%02x%02x%02x%02x%02x%02x%02x",
+		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	text = script_text(script, marker);
 	usec_t delay = 100 * 1000;
 	for (int attempt = 1; attempt <= ATTEMPTS; attempt++) {
 		if (stopped(vm))
@@ -263,13 +276,13 @@ static void *script_main(void *p)
 		int r = wvm_endpoint(vm, 22, &host, &port, &err);
 		if (r >= 0) {
 			struct ssh_result sr = {0};
-			r = run_ssh(vm, host, port, user, password, text, &sr);
+			r = run_ssh(vm, host, port, user, password, text, marker, &sr);
 			if (r < 0)
 				break;
 			if (stopped(vm))
 				goto out;
-			/* 255 without a byte of output: the connection failed, not the script */
-			if (sr.status == 255 && !sr.got_output) {
+			/* no marker: the connection failed, not the script */
+			if (!sr.connected) {
 				free(err);
 				err = xasprintf("SSH connection to %s:%d failed", host, port);
 			} else if (sr.status != 0) {

@@ -750,8 +750,17 @@ int wvm_endpoint(struct wvm *vm, int port, char **ret_host, int *ret_port, char 
 		*ret_port = vm->w->echo_port;
 		return 0;
 	}
-	int fwd = 0;
-	if (user_mode_ssh_port(vm, &fwd) > 0) {
+	/* run.json appears once QEMU is up: wait for it while the VM is starting */
+	int fwd = 0, um;
+	for (int i = 0; (um = user_mode_ssh_port(vm, &fwd)) < 0 && i < 300; i++) {
+		pthread_mutex_lock(&vm->lock);
+		bool live = vm->busy && !vm->cancelled;
+		pthread_mutex_unlock(&vm->lock);
+		if (!live)
+			break;
+		sleep_usec(200 * 1000);
+	}
+	if (um > 0) {
 		if (port != 22) {
 			*ret_error = xasprintf("VM \"%s\" uses user-mode networking: only its SSH "
 					       "port 22 is reachable from the host",
