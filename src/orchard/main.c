@@ -45,6 +45,7 @@ static const struct orchard_cmd_entry commands[] = {
     {"context", "delete", orchard_cmd_context_delete, "Delete a context"},
     {"context", "list", orchard_cmd_context_list, "List contexts"},
     {"controller", "run", orchard_cmd_controller_run, "Run the controller"},
+    {"dev", NULL, orchard_cmd_dev, "Run a controller, a worker and etcd for development"},
     {"worker", "run", orchard_cmd_worker_run, "Run a worker"},
 };
 

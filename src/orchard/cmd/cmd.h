@@ -26,6 +26,7 @@ int orchard_cmd_controller_run(int argc, char **argv);
 
 /* orchard-wrk: the worker (src/orchard/worker/), the CLI (src/orchard/cli/) and dev */
 int orchard_cmd_worker_run(int argc, char **argv);
+int orchard_cmd_dev(int argc, char **argv);
 int orchard_cmd_context_create(int argc, char **argv);
 int orchard_cmd_context_default(int argc, char **argv);
 int orchard_cmd_context_delete(int argc, char **argv);
