@@ -2,6 +2,7 @@
 #include "orchard/client.h"
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -16,16 +17,23 @@
 
 #define REPLY_CAP (256u << 20) /* a list of many thousand VMs still fits */
 
-struct orchard_client {
+/* One controller of the comma-separated list a client may be given. */
+struct base {
 	struct http_client *http;
-	char *url;	/* normalised, as given */
 	char *req_base; /* what request URLs start with (the TLS name instead of the host) */
 	char *host;	/* to connect to */
 	int port;
 	bool tls;
-	char *server_name; /* first DNS name of the pinned certificate */
-	char *prefix;	   /* path before /v1, without a trailing '/' */
-	char *auth;	   /* "Basic ..." */
+	char *prefix; /* path before /v1, without a trailing '/' */
+};
+
+struct orchard_client {
+	struct base *bases;
+	size_t n;
+	_Atomic size_t cur; /* the one that answered last */
+	char *url;	    /* normalised, as given (comma-separated for several) */
+	char *server_name;  /* first DNS name of the pinned certificate */
+	char *auth;	    /* "Basic ..." */
 	char *cert_pem;
 	size_t cert_pem_len;
 	long timeout_s;
@@ -143,12 +151,15 @@ void orchard_client_free(struct orchard_client *c)
 {
 	if (!c)
 		return;
-	http_client_free(c->http);
+	for (size_t i = 0; i < c->n; i++) {
+		http_client_free(c->bases[i].http);
+		free(c->bases[i].req_base);
+		free(c->bases[i].host);
+		free(c->bases[i].prefix);
+	}
+	free(c->bases);
 	free(c->url);
-	free(c->req_base);
-	free(c->host);
 	free(c->server_name);
-	free(c->prefix);
 	if (c->auth)
 		explicit_bzero(c->auth, strlen(c->auth));
 	free(c->auth);
@@ -161,83 +172,115 @@ const char *orchard_client_url(const struct orchard_client *c)
 	return c->url;
 }
 
-int orchard_client_new(const struct orchard_client_options *o, struct orchard_client **ret,
-		       char **ret_error)
+static int base_init(struct orchard_client *c, const char *url, struct base *b)
 {
-	_cleanup_free_ char *url = NULL;
-	int r = orchard_url_normalize(o->url, &url);
-	if (r < 0) {
-		*ret_error = xasprintf("invalid controller URL '%s': only http and https URLs are "
-				       "supported",
-				       o->url ? o->url : "");
-		return r;
-	}
 	_cleanup_(curlu_cleanupp) CURLU *u = curl_url();
 	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
 		return -EINVAL;
-	_cleanup_(orchard_client_freep) struct orchard_client *c = xcalloc(1, sizeof(*c));
 	_cleanup_free_ char *scheme = url_part(u, CURLUPART_SCHEME);
 	_cleanup_free_ char *port = url_part(u, CURLUPART_PORT);
-	c->host = url_part(u, CURLUPART_HOST);
-	c->prefix = url_part(u, CURLUPART_PATH);
-	if (!scheme || !port || !c->host || !c->prefix)
+	b->host = url_part(u, CURLUPART_HOST);
+	b->prefix = url_part(u, CURLUPART_PATH);
+	if (!scheme || !port || !b->host || !b->prefix)
 		return -EINVAL;
-	size_t pl = strlen(c->prefix);
-	while (pl > 0 && c->prefix[pl - 1] == '/')
-		c->prefix[--pl] = 0;
-	c->port = atoi(port);
-	c->tls = streq(scheme, "https");
-	c->url = TAKE_PTR(url);
-	c->timeout_s = o->timeout_s > 0 ? o->timeout_s : 30;
-	if (o->sa_name && *o->sa_name)
-		c->auth = oci_basic_credentials(o->sa_name, o->sa_token ? o->sa_token : "");
+	size_t pl = strlen(b->prefix);
+	while (pl > 0 && b->prefix[pl - 1] == '/')
+		b->prefix[--pl] = 0;
+	b->port = atoi(port);
+	b->tls = streq(scheme, "https");
 
 	struct http_client_options ho = {
 	    .connect_timeout_s = 10,
 	    .low_speed_time_s = 60,
 	    .user_agent = ORCHARD_USER_AGENT,
+	    .ca_blob = c->cert_pem,
+	    .ca_blob_len = c->cert_pem_len,
 	};
 	_cleanup_free_ char *connect_to = NULL;
+	if (b->tls && c->server_name) {
+		/* TLS name and Host header: the certificate's; the socket: the URL's host */
+		b->req_base = xasprintf("https://%s:%d%s", c->server_name, b->port, b->prefix);
+		connect_to = xasprintf("%s:%d:%s:%d", c->server_name, b->port, b->host, b->port);
+		ho.connect_to = connect_to;
+	} else {
+		b->req_base = xasprintf("%s://%s:%d%s", scheme, b->host, b->port, b->prefix);
+	}
+	return http_client_new(&ho, &b->http);
+}
+
+int orchard_client_new(const struct orchard_client_options *o, struct orchard_client **ret,
+		       char **ret_error)
+{
+	_cleanup_(orchard_client_freep) struct orchard_client *c = xcalloc(1, sizeof(*c));
+	c->timeout_s = o->timeout_s > 0 ? o->timeout_s : 30;
+	if (o->sa_name && *o->sa_name)
+		c->auth = oci_basic_credentials(o->sa_name, o->sa_token ? o->sa_token : "");
 	if (o->cert_pem && o->cert_pem_len) {
 		c->cert_pem = xmalloc(o->cert_pem_len + 1);
 		memcpy(c->cert_pem, o->cert_pem, o->cert_pem_len);
 		c->cert_pem[o->cert_pem_len] = 0;
 		c->cert_pem_len = o->cert_pem_len;
-		r = orchard_cert_first_dns_name(c->cert_pem, c->cert_pem_len, &c->server_name);
+		int r = orchard_cert_first_dns_name(c->cert_pem, c->cert_pem_len, &c->server_name);
 		if (r == -EINVAL) {
 			*ret_error = xstrdup("the trusted certificate does not parse as PEM");
 			return r;
 		}
-		ho.ca_blob = c->cert_pem;
-		ho.ca_blob_len = c->cert_pem_len;
 	}
-	if (c->tls && c->server_name) {
-		/* TLS name and Host header: the certificate's; the socket: the URL's host */
-		c->req_base = xasprintf("https://%s:%d%s", c->server_name, c->port, c->prefix);
-		connect_to = xasprintf("%s:%d:%s:%d", c->server_name, c->port, c->host, c->port);
-		ho.connect_to = connect_to;
-	} else {
-		c->req_base = xasprintf("%s://%s:%d%s", scheme, c->host, c->port, c->prefix);
+	/* several controllers of one fleet: "URL1,URL2" */
+	_cleanup_free_ char *list = xstrdup(o->url ? o->url : "");
+	struct strbuf norm = STRBUF_INIT;
+	char *save = NULL;
+	for (char *one = strtok_r(list, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
+		_cleanup_free_ char *url = NULL;
+		int r = orchard_url_normalize(one, &url);
+		if (r == 0) {
+			c->bases = xrealloc(c->bases, (c->n + 1) * sizeof(*c->bases));
+			c->bases[c->n] = (struct base){0};
+			r = base_init(c, url, &c->bases[c->n++]);
+		}
+		if (r < 0) {
+			strbuf_release(&norm);
+			*ret_error =
+			    xasprintf("invalid controller URL '%s': only http and https URLs "
+				      "are supported",
+				      one);
+			return r;
+		}
+		strbuf_putf(&norm, "%s%s", norm.len ? "," : "", url);
 	}
-	r = http_client_new(&ho, &c->http);
-	if (r < 0)
-		return r;
+	if (!c->n) {
+		*ret_error = xstrdup("no controller URL");
+		return -EINVAL;
+	}
+	c->url = strbuf_detach(&norm, NULL);
 	*ret = TAKE_PTR(c);
 	return 0;
 }
 
-void orchard_client_endpoint(const struct orchard_client *c, struct orchard_endpoint *ret)
+void orchard_client_endpoint(const struct orchard_client *c, size_t idx,
+			     struct orchard_endpoint *ret)
 {
+	const struct base *b = &c->bases[(c->cur + idx) % c->n];
 	*ret = (struct orchard_endpoint){
-	    .tls = c->tls,
-	    .host = c->host,
-	    .port = c->port,
-	    .server_name = c->tls ? c->server_name : NULL,
-	    .prefix = c->prefix,
+	    .tls = b->tls,
+	    .host = b->host,
+	    .port = b->port,
+	    .server_name = b->tls ? c->server_name : NULL,
+	    .prefix = b->prefix,
 	    .auth_header = c->auth,
 	    .cert_pem = c->cert_pem,
 	    .cert_pem_len = c->cert_pem_len,
 	};
+}
+
+size_t orchard_client_endpoints(const struct orchard_client *c)
+{
+	return c->n;
+}
+
+void orchard_client_prefer(struct orchard_client *c, size_t idx)
+{
+	c->cur = (c->cur + idx) % c->n;
 }
 
 const char *orchard_status_text(long s)
@@ -304,11 +347,40 @@ static char *error_details(const struct strbuf *body)
 	return xstrdup("");
 }
 
+bool orchard_transport_error(int r)
+{
+	return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH;
+}
+
+static int call_one(struct orchard_client *c, const struct base *b, const struct orchard_call *q,
+		    json_t **ret_json, long *ret_status, char **ret_header, char **ret_error);
+
 int orchard_client_call(struct orchard_client *c, const struct orchard_call *q, json_t **ret_json,
 			long *ret_status, char **ret_header, char **ret_error)
 {
+	/* the controller that answered last first, the others when it cannot be reached */
+	int r = -EINVAL;
+	size_t start = c->cur;
+	for (size_t i = 0; i < c->n; i++) {
+		size_t k = (start + i) % c->n;
+		if (ret_error && *ret_error) {
+			free(*ret_error);
+			*ret_error = NULL;
+		}
+		r = call_one(c, &c->bases[k], q, ret_json, ret_status, ret_header, ret_error);
+		if (!orchard_transport_error(r)) {
+			c->cur = k;
+			break;
+		}
+	}
+	return r;
+}
+
+static int call_one(struct orchard_client *c, const struct base *b, const struct orchard_call *q,
+		    json_t **ret_json, long *ret_status, char **ret_header, char **ret_error)
+{
 	_cleanup_free_ char *url =
-	    xasprintf("%s/v1/%s%s%s", c->req_base, q->path, q->query && *q->query ? "?" : "",
+	    xasprintf("%s/v1/%s%s%s", b->req_base, q->path, q->query && *q->query ? "?" : "",
 		      q->query && *q->query ? q->query : "");
 	_cleanup_strvec_ struct strvec hdrs = STRVEC_INIT;
 	_cleanup_free_ char *body = NULL;
@@ -332,7 +404,7 @@ int orchard_client_call(struct orchard_client *c, const struct orchard_call *q, 
 	    .body_cap_strict = true,
 	    .timeout_s = q->timeout_s > 0 ? q->timeout_s : c->timeout_s,
 	};
-	int r = http_perform(c->http, &req, &resp);
+	int r = http_perform(b->http, &req, &resp);
 	if (ret_status)
 		*ret_status = r < 0 ? 0 : resp.status;
 	if (r < 0) {

@@ -95,7 +95,14 @@ struct orchard_endpoint {
 	const char *cert_pem;	 /* NULL: system CAs */
 	size_t cert_pem_len;
 };
-void orchard_client_endpoint(const struct orchard_client *c, struct orchard_endpoint *ret);
+/* The idx-th controller to try, starting from the one that answered last. */
+void orchard_client_endpoint(const struct orchard_client *c, size_t idx,
+			     struct orchard_endpoint *ret);
+size_t orchard_client_endpoints(const struct orchard_client *c);
+/* Remember that the idx-th (as orchard_client_endpoint counts) answered. */
+void orchard_client_prefer(struct orchard_client *c, size_t idx);
+/* The failures worth another controller: refused, reset, timed out, unreachable. */
+bool orchard_transport_error(int r);
 
 /*
  * The first DNS name of a PEM certificate (allocated), -EINVAL when it does not parse, -ENOENT

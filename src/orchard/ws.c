@@ -183,11 +183,34 @@ static bool interrupted(struct orchard_ws *ws)
 	return r;
 }
 
+static int open_one(const struct orchard_endpoint *e, const char *path, const char *query,
+		    long timeout_s, struct orchard_ws **ret, long *ret_status, char **ret_error);
+
 int orchard_ws_open(struct orchard_client *c, const char *path, const char *query, long timeout_s,
 		    struct orchard_ws **ret, long *ret_status, char **ret_error)
 {
-	struct orchard_endpoint ep;
-	orchard_client_endpoint(c, &ep);
+	int r = -EINVAL;
+	for (size_t i = 0; i < orchard_client_endpoints(c); i++) {
+		struct orchard_endpoint ep;
+		orchard_client_endpoint(c, i, &ep);
+		if (ret_error && *ret_error) {
+			free(*ret_error);
+			*ret_error = NULL;
+		}
+		r = open_one(&ep, path, query, timeout_s, ret, ret_status, ret_error);
+		if (!orchard_transport_error(r)) {
+			if (r == 0)
+				orchard_client_prefer(c, i);
+			break;
+		}
+	}
+	return r;
+}
+
+static int open_one(const struct orchard_endpoint *e, const char *path, const char *query,
+		    long timeout_s, struct orchard_ws **ret, long *ret_status, char **ret_error)
+{
+	struct orchard_endpoint ep = *e;
 	if (timeout_s <= 0)
 		timeout_s = 30;
 
