@@ -164,6 +164,7 @@ int orchard_cmd_worker_run(int argc, char **argv)
 		rc = ocli_fail("cannot open the log file %s: %s", log_file, strerror(errno));
 		goto out;
 	}
+	log_set_timestamps(true);
 	if (debug)
 		log_set_level(LOG_DEBUG);
 	else if (log_get_level() < LOG_INFO)

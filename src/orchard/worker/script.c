@@ -4,7 +4,7 @@
  * VM's username and password (admin/admin when both are empty), any host key, a login shell
  * fed "set -e", `export K="V"` lines, the script and "exit" on its standard input; every output
  * line becomes a log_line event; a non-zero exit fails the VM. Connection attempts are retried
- * (10 attempts, growing delays), each failure reported as an event as Orchard does.
+ * (for 5 minutes at least, with growing delays), each failure reported as an event as Orchard does.
  *
  * The SSH client is the system's ssh (openssh-client) started without a shell in between;
  * sshpass (-e: the password travels in the environment, never in argv) answers the password
@@ -31,7 +31,10 @@
 extern char **environ;
 
 #define LINE_MAX_BYTES (64u * 1024)
-#define ATTEMPTS 10
+/* Orchard retries 10 times, each after a `tart ip --wait 60`; a guest slow to boot (a loaded
+ * host, TCG) gets at least that long here: attempts go on for 5 minutes. */
+#define ATTEMPTS_MIN 10
+#define ATTEMPTS_USEC (300 * 1000 * 1000ULL)
 
 int worker_post_log_lines(struct worker *w, const char *name, const char *const *lines, size_t n)
 {
@@ -143,7 +146,7 @@ static int run_ssh(struct wvm *vm, const char *host, int port, const char *user,
 	}
 	strvec_pushl(&argv, ssh, "-T", "-o", "StrictHostKeyChecking=no", "-o",
 		     "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null", "-o",
-		     "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=15",
+		     "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15",
 		     "-o", *password ? "BatchMode=no" : "BatchMode=yes", NULL);
 	if (w->ssh_key)
 		strvec_pushl(&argv, "-i", w->ssh_key, NULL);
@@ -268,7 +271,9 @@ static void *script_main(void *p)
 		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	text = script_text(script, marker);
 	usec_t delay = 100 * 1000;
-	for (int attempt = 1; attempt <= ATTEMPTS; attempt++) {
+	usec_t deadline = now_monotonic_usec() + ATTEMPTS_USEC;
+	for (int attempt = 1; attempt <= ATTEMPTS_MIN || now_monotonic_usec() < deadline;
+	     attempt++) {
 		if (stopped(vm))
 			goto out;
 		_cleanup_free_ char *host = NULL, *err = NULL;
@@ -302,6 +307,7 @@ static void *script_main(void *p)
 		}
 		_cleanup_free_ char *line =
 		    xasprintf("attempt %d to establish SSH connection failed: %s", attempt, err);
+		log_debug("worker: VM %s: %s", vm->odn, line);
 		post_line(vm, line);
 		free(last);
 		last = TAKE_PTR(err);

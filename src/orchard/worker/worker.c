@@ -188,6 +188,8 @@ static int heartbeat(struct worker *w)
 		log_error("worker: failed to poll controller: failed to update worker in the API: "
 			  "%s",
 			  err);
+	else
+		log_debug("worker: heartbeat sent");
 	return r;
 }
 

@@ -1,0 +1,198 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Real Orchard fleets on loopback for the worker, CLI and dev tests: etcd members, controllers,
+workers and the CLI, each a process of ours (stopped by PID), each with its own directory and
+free ports. Workers drive the real `tart` with user-mode networking (nothing leaves the
+machine) under TCG."""
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TART_BIN, free_port, wait_port
+
+ORCHARD_BIN = os.environ.get("ORCHARD_BIN", str(Path(TART_BIN).parent / "orchard"))
+
+
+def need_fleet_tools():
+    for exe in ("etcd", "ssh", "sshpass"):
+        if not shutil.which(exe):
+            pytest.skip(f"'{exe}' is missing (scripts/install-deps.sh installs it)")
+    if not os.path.exists(ORCHARD_BIN):
+        pytest.skip(f"orchard not built at {ORCHARD_BIN}")
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, args, log: Path, env=None):
+        self.args = args
+        self.log_path = log
+        self.log = open(log, "ab")
+        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                  stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def kill9(self):
+        if self.alive():
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait(timeout=30)
+
+    def stop(self, timeout=90):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.log.close()
+
+    def text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def start_etcd_cluster(workdir: Path, n=3):
+    """n etcd members on loopback; returns [(proc, client_url)]."""
+    peers = [(f"m{i}", free_port(), free_port()) for i in range(n)]
+    cluster = ",".join(f"{name}=http://127.0.0.1:{pp}" for name, _, pp in peers)
+    members = []
+    for name, cp, pp in peers:
+        d = workdir / f"etcd-{name}"
+        d.mkdir(parents=True, exist_ok=True)
+        args = ["etcd", "--name", name, "--data-dir", str(d / "data"),
+                "--listen-client-urls", f"http://127.0.0.1:{cp}",
+                "--advertise-client-urls", f"http://127.0.0.1:{cp}",
+                "--listen-peer-urls", f"http://127.0.0.1:{pp}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
+                "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                "--initial-cluster-token", "fleet-" + workdir.name,
+                "--heartbeat-interval", "100", "--election-timeout", "1000"]
+        members.append((Proc(args, d / "etcd.log"), f"http://127.0.0.1:{cp}"))
+    for _, url in members:
+        wait_port(int(url.rsplit(":", 1)[1]), timeout=30)
+    return members
+
+
+def bootstrap_token(name, token, cert_pem: bytes = None):
+    enc = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")
+    t = f"orchard-bootstrap-token-v0.{enc(name.encode())}.{enc(token.encode())}"
+    return t + (f".{enc(cert_pem)}" if cert_pem else "")
+
+
+class Controller:
+    def __init__(self, workdir: Path, name, etcd_urls, admin_token, cert=None,
+                 offline="10s", tls=True):
+        self.dir = workdir / f"ctl-{name}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        args = [ORCHARD_BIN, "controller", "run", "--listen", f"127.0.0.1:{self.port}",
+                "--etcd", ",".join(etcd_urls), "--data-dir", str(self.dir / "data"),
+                "--worker-offline-timeout", offline, "--scheduler-interval", "1s"]
+        if cert:
+            args += ["--controller-cert", str(cert[0]), "--controller-key", str(cert[1])]
+        if not tls:
+            args.append("--insecure-no-tls")
+        env = dict(os.environ, ORCHARD_HOME=str(self.dir), ORCHARD_BOOTSTRAP_ADMIN_TOKEN=admin_token)
+        self.proc = Proc(args, self.dir / "controller.log", env=env)
+        wait_port(self.port, timeout=60)
+
+    @property
+    def cert(self):
+        return self.dir / "data" / "controller.crt", self.dir / "data" / "controller.key"
+
+
+class Worker:
+    def __init__(self, workdir: Path, name, url, token, resources="", ssh_key=None, ca=None,
+                 extra=()):
+        self.name = name
+        self.dir = workdir / f"worker-{name}"
+        self.tart_home = self.dir / "tart-home"
+        self.tart_home.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, TART_HOME=str(self.tart_home), ORCHARD_HOME=str(self.dir),
+                        TART_ACCEL="tcg", TART_NET_MODE="user", TART_BIN=TART_BIN,
+                        DOCKER_CONFIG=str(self.dir / "docker"))
+        if ca:
+            self.env["SSL_CERT_FILE"] = str(ca)
+        self.args = [ORCHARD_BIN, "worker", "run", url, "--bootstrap-token", token,
+                     "--name", name, "--heartbeat-interval", "2", "--debug", *extra]
+        if resources:
+            self.args += ["--resources", resources]
+        if ssh_key:
+            self.args += ["--ssh-key", str(ssh_key)]
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = Proc(self.args, self.dir / "worker.log", env=self.env)
+
+    def tart(self, *args):
+        p = subprocess.run([TART_BIN, *args], capture_output=True, text=True, env=self.env,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    def local_vms(self):
+        return {v["Name"]: v for v in json.loads(self.tart("list", "--format", "json"))
+                if v["Name"].startswith("orchard-")}
+
+    def run_pid(self, name):
+        try:
+            return json.loads((self.tart_home / "vms" / name / "run.json").read_text())["pid"]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+
+class Cli:
+    """The orchard CLI with its own ORCHARD_HOME."""
+
+    def __init__(self, home: Path, env=None):
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, ORCHARD_HOME=str(home))
+        for k in ("ORCHARD_URL", "ORCHARD_SERVICE_ACCOUNT_NAME", "ORCHARD_SERVICE_ACCOUNT_TOKEN"):
+            self.env.pop(k, None)
+        self.env.update(env or {})
+
+    def run(self, *args, check=True, timeout=120, env=None, input=None):
+        e = dict(self.env)
+        e.update(env or {})
+        p = subprocess.run([ORCHARD_BIN, *args], capture_output=True, text=True, env=e,
+                           timeout=timeout, input=input)
+        if check and p.returncode != 0:
+            raise AssertionError(f"orchard {' '.join(args)} exited {p.returncode}\n"
+                                 f"stdout:{p.stdout}\nstderr:{p.stderr}")
+        return p
+
+    def field(self, vm, path, **kw):
+        """`orchard get vm NAME/path`: a string field of the VM, None when it fails."""
+        p = self.run("get", "vm", f"{vm}/{path}", check=False, **kw)
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    def names(self, kind="vms", **kw):
+        return sorted(self.run("list", kind, "-q", **kw).stdout.split())
+
+
+def wait_for(what, fn, timeout=120, interval=0.5):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
