@@ -187,12 +187,12 @@ static void controller_info(struct api_req *q, struct api_resp *r)
 		return;
 	struct orchard_controller_info ci = {.version = (char *)ORCHARD_VERSION_STRING,
 					     .commit = (char *)ORCHARD_COMMIT_STRING};
-	const char *caps[] = {ORCHARD_CAP_RPC_V1, ORCHARD_CAP_VM_STATE_ENDPOINT,
-			      ORCHARD_CAP_RPC_V2};
-	char *capv[3];
+	/* no rpc-v1: we serve no gRPC, so workers must take the WebSocket channel (rpc-v2) */
+	const char *caps[] = {ORCHARD_CAP_VM_STATE_ENDPOINT, ORCHARD_CAP_RPC_V2};
+	char *capv[2];
 	memcpy(capv, caps, sizeof(capv));
 	ci.capabilities.v = capv;
-	ci.capabilities.n = q->c->o.no_rpc_v2 ? 2 : 3;
+	ci.capabilities.n = q->c->o.no_rpc_v2 ? 1 : 2;
 	api_json(r, 200, orchard_controller_info_to_json(&ci));
 }
 
@@ -795,4 +795,46 @@ void api_handle(struct api_req *q, struct api_resp *r)
 	     is(q, LWSHUMETH_GET, 3, "vms", "exec") || (q->nseg == 2 && streq(q->seg[0], "rpc"))))
 		return api_error(r, 400, "this endpoint needs a WebSocket upgrade");
 	api_error(r, 404, "not found");
+}
+
+void api_job_free(struct api_job *j)
+{
+	if (!j)
+		return;
+	orchard_strv_release(&j->seg);
+	orchard_strv_release(&j->args);
+	free(j->body);
+	free(j->authorization);
+	free(j->user_agent);
+	api_resp_release(&j->resp);
+	free(j);
+}
+
+void api_run_job(struct controller *c, struct api_job *j)
+{
+	struct orchard_service_account sa = {0};
+	bool has_sa = false;
+	if (j->authorization) {
+		int r = api_authenticate(c, j->authorization, &sa);
+		if (r < 0) {
+			strbuf_init(&j->resp.body, 0);
+			if (r == -EACCES)
+				api_error(&j->resp, 401, "invalid service account name or token");
+			else
+				api_store_error(&j->resp, r, "service account");
+			return;
+		}
+		has_sa = true;
+	}
+	struct api_req q = {.c = c,
+			    .method = j->method,
+			    .seg = j->seg.v,
+			    .nseg = j->seg.n,
+			    .args = &j->args,
+			    .body = j->body,
+			    .body_len = j->body_len,
+			    .sa = has_sa ? &sa : NULL,
+			    .user_agent = j->user_agent};
+	api_handle(&q, &j->resp);
+	orchard_service_account_release(&sa);
 }

@@ -93,6 +93,7 @@ int controller_run(const struct controller_options *opts)
 	struct controller *c = xcalloc(1, sizeof(*c));
 	c->o = *opts;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->lws_lock, NULL);
 	pthread_cond_init(&c->kick_cond, NULL);
 	c->events_tail = &c->events;
 	orchard_uuid(c->id);
@@ -131,7 +132,9 @@ int controller_run(const struct controller_options *opts)
 
 	if (c->fingerprint && c->o.quiet_bootstrap == false)
 		log_info("certificate SHA-256 fingerprint: %s", c->fingerprint);
-	r = lease_keeper_start(c);
+	r = jobs_start(c, 8);
+	if (r == 0)
+		r = lease_keeper_start(c);
 	if (r == 0)
 		r = watchers_start(c);
 	if (r == 0)

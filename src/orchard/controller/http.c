@@ -50,6 +50,8 @@ struct conn {
 	struct controller *c;
 	struct lws *wsi;
 	enum conn_kind kind;
+	uint64_t id;
+	bool job_pending; /* an API thread works on its request */
 
 	/* HTTP request */
 	int method;
@@ -94,6 +96,7 @@ static struct conn *conn_new(struct controller *c, struct lws *wsi, enum conn_ki
 	x->c = c;
 	x->wsi = wsi;
 	x->kind = kind;
+	x->id = ++c->next_conn_id;
 	x->out_tail = &x->out;
 	strbuf_init(&x->body, c->o.max_body);
 	strbuf_init(&x->stream, 0);
@@ -237,10 +240,6 @@ static int write_headers(struct conn *x, int status, const char *ctype, lws_file
 	    lws_add_http_header_by_name(x->wsi, (const unsigned char *)"x-next-cursor:",
 					(const unsigned char *)x->resp.next_cursor,
 					(int)strlen(x->resp.next_cursor), &p, end))
-		return -1;
-	if (x->streaming &&
-	    lws_add_http_header_by_name(x->wsi, (const unsigned char *)"connection:",
-					(const unsigned char *)"close", 5, &p, end))
 		return -1;
 	if (lws_finalize_write_http_header(x->wsi, start, &p, end))
 		return -1;
@@ -517,6 +516,12 @@ static void step(struct conn *x)
 static void start_wait(struct conn *x, const char *vm_name, const char *worker, uint64_t wait_s)
 {
 	x->deadline = now_monotonic_usec() + wait_s * 1000000ULL;
+	/* a keep-alive connection may have waited before */
+	free(x->vm_name);
+	free(x->worker);
+	free(x->vm_uid);
+	x->vm_name = x->worker = x->vm_uid = NULL;
+	x->notified = x->session_registered = false;
 	if (vm_name) {
 		x->vm_name = xstrdup(vm_name);
 		x->phase = P_WAIT_VM;
@@ -605,8 +610,11 @@ static void on_vm_event(struct controller *c, const struct ctl_event *e)
 	}
 }
 
+static void process_jobs(struct controller *c);
+
 static void process_events(struct controller *c)
 {
+	process_jobs(c);
 	struct ctl_event *e = controller_take_events(c);
 	while (e) {
 		struct ctl_event *next = e->next;
@@ -666,33 +674,9 @@ static int authenticate(struct conn *x, struct orchard_service_account *sa, bool
 	return -1;
 }
 
-static int dispatch(struct conn *x)
+/* Continue with an answered request: send it, or start what waits. */
+static int finish_request(struct conn *x)
 {
-	struct controller *c = x->c;
-	struct orchard_strv seg = {0};
-	if (!split_path(c, x->path ? x->path : "", &seg)) {
-		orchard_strv_release(&seg);
-		return answer_error(x, 404, "not found");
-	}
-	struct orchard_service_account sa = {0};
-	bool has_sa;
-	if (authenticate(x, &sa, &has_sa) < 0) {
-		orchard_strv_release(&seg);
-		return answer(x);
-	}
-	struct api_req q = {.c = c,
-			    .method = x->method,
-			    .seg = seg.v,
-			    .nseg = seg.n,
-			    .args = &x->args,
-			    .body = x->body.buf,
-			    .body_len = x->body.len,
-			    .sa = has_sa ? &sa : NULL,
-			    .user_agent = x->user_agent};
-	api_resp_release(&x->resp);
-	api_handle(&q, &x->resp);
-	orchard_service_account_release(&sa);
-	orchard_strv_release(&seg);
 	switch (x->resp.defer) {
 	case API_DEFER_WATCH:
 		start_watch(x);
@@ -702,6 +686,50 @@ static int dispatch(struct conn *x)
 		return 0;
 	default:
 		return answer(x);
+	}
+}
+
+/* Hand the request to an API thread; process_events() finishes it. */
+static int dispatch(struct conn *x)
+{
+	struct controller *c = x->c;
+	struct api_job *j = xcalloc(1, sizeof(*j));
+	if (!split_path(c, x->path ? x->path : "", &j->seg)) {
+		api_job_free(j);
+		return answer_error(x, 404, "not found");
+	}
+	j->conn_id = x->id;
+	j->method = x->method;
+	for (size_t i = 0; i < x->args.n; i++)
+		orchard_strv_push(&j->args, x->args.v[i]);
+	j->body = strbuf_detach(&x->body, &j->body_len);
+	j->authorization = x->authorization ? xstrdup(x->authorization) : NULL;
+	j->user_agent = x->user_agent ? xstrdup(x->user_agent) : NULL;
+	x->job_pending = true;
+	lws_set_timeout(x->wsi, NO_PENDING_TIMEOUT, 0);
+	jobs_submit(c, j);
+	return 0;
+}
+
+static void process_jobs(struct controller *c)
+{
+	struct api_job *j = jobs_take_done(c);
+	while (j) {
+		struct api_job *next = j->next;
+		struct conn *x = c->conns;
+		while (x && !(x->id == j->conn_id && x->job_pending))
+			x = x->next;
+		if (x) {
+			/* the client is still there: answer it */
+			x->job_pending = false;
+			api_resp_release(&x->resp);
+			x->resp = j->resp;
+			j->resp = (struct api_resp){0};
+			if (finish_request(x) < 0)
+				lws_set_timeout(x->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		}
+		api_job_free(j);
+		j = next;
 	}
 }
 
@@ -726,7 +754,13 @@ static int on_http(struct conn *x, const char *uri)
 				     (unsigned long long)x->c->o.max_body);
 			return -1;
 		}
-		if (len > 0 || te) {
+		if (te) {
+			/* libwebsockets does not decode chunked request bodies; Orchard's clients
+			 * always send a length */
+			answer_error(x, 411, "a request body needs a Content-Length");
+			return -1;
+		}
+		if (len > 0) {
 			x->body_pending = true;
 			return 0;
 		}
@@ -992,13 +1026,19 @@ static void relay_to_owner(struct conn *x)
 				   LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK)
 				: 0;
 	ci.local_protocol_name = "orchard";
-	ci.opaque_user_data = relay;
-	ci.pwsi = &relay->wsi;
-	if (!lws_client_connect_via_info(&ci)) {
+	/*
+	 * The conn is attached only once the call returned: a connection that fails inside it is
+	 * destroyed there, and must not free our conn behind our back.
+	 */
+	struct lws *w = lws_client_connect_via_info(&ci);
+	if (!w) {
 		x->peer = NULL;
 		conn_free(relay);
 		ws_close(x, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
 			 "cannot reach the controller of this session");
+	} else {
+		relay->wsi = w;
+		lws_set_opaque_user_data(w, relay);
 	}
 	free(u);
 }
@@ -1220,6 +1260,9 @@ int http_loop(struct controller *c)
 
 void http_stop(struct controller *c)
 {
+	pthread_mutex_lock(&c->lws_lock);
+	c->lws_gone = true;
+	pthread_mutex_unlock(&c->lws_lock);
 	if (c->lws)
 		lws_context_destroy(c->lws);
 	c->lws = NULL;

@@ -52,8 +52,18 @@ struct controller {
 	struct orchard_strv held_workers; /* watch channels held here (copy for the keeper) */
 	uint64_t lease_generation;	  /* bumped at each new lease */
 
+	/* requests handed to the API threads, and their answers (jobs.c) */
+	pthread_cond_t jobs_cond;
+	struct api_job *jobs, **jobs_tail;
+	struct api_job *done, **done_tail;
+
+	/* lws_cancel_service from other threads, until the context goes away */
+	pthread_mutex_t lws_lock;
+	bool lws_gone;
+
 	/* event loop only */
 	struct conn *conns;
+	uint64_t next_conn_id;
 	int64_t vms_watch_from, live_watch_from;
 };
 
@@ -82,6 +92,28 @@ struct api_resp {
 };
 
 void api_resp_release(struct api_resp *r);
+
+/*
+ * An HTTP request handed from the event loop to an API thread (its etcd calls then do not
+ * hold the loop up), and its answer coming back. Everything is owned by the job.
+ */
+struct api_job {
+	struct api_job *next;
+	uint64_t conn_id;
+	int method;
+	struct orchard_strv seg, args;
+	char *body;
+	size_t body_len;
+	char *authorization, *user_agent;
+	struct api_resp resp;
+};
+void api_job_free(struct api_job *j);
+/* Authenticate and handle a job's request into j->resp (on an API thread). */
+void api_run_job(struct controller *c, struct api_job *j);
+int jobs_start(struct controller *c, int nthreads);
+void jobs_submit(struct controller *c, struct api_job *j);
+/* Pop every answered job (the event loop). */
+struct api_job *jobs_take_done(struct controller *c);
 /* Fill `r` for a request; called with the body complete. */
 void api_handle(struct api_req *q, struct api_resp *r);
 /* A JSON error body {"message": ...}. */
@@ -135,6 +167,8 @@ int lease_keeper_start(struct controller *c);
 
 /* ---- the event loop (http.c) ---- */
 int http_serve(struct controller *c);
+/* Wake the event loop up from another thread (a no-op once it is gone). */
+void controller_wake(struct controller *c);
 /* Serve until SIGINT/SIGTERM. */
 int http_loop(struct controller *c);
 void http_stop(struct controller *c);

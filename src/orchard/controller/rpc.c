@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "orchard/controller/internal.h"
+#include "orchard/controller/sched.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -284,6 +285,21 @@ struct watcher {
 	int64_t next;
 };
 
+/*
+ * Whether a VM version calls for a scheduling round now: one waiting for a worker, or a failed
+ * one (health checks). Workers report state often; those reports wait for the next tick.
+ */
+static bool vm_needs_scheduler(const char *value, size_t len)
+{
+	json_t *j = json_loadb(value, len, 0, NULL);
+	struct orchard_vm vm = {0};
+	bool r = j && orchard_vm_from_json(j, 0, &vm, NULL) == 0 &&
+		 (sched_is_pending(&vm) || orchard_vm_is_failed(&vm));
+	json_decref(j);
+	orchard_vm_release(&vm);
+	return r;
+}
+
 static int on_event(void *userdata, const struct etcd_event *ev)
 {
 	struct watcher *w = userdata;
@@ -306,9 +322,9 @@ static int on_event(void *userdata, const struct etcd_event *ev)
 	*c->events_tail = e;
 	c->events_tail = &e->next;
 	pthread_mutex_unlock(&c->lock);
-	if (w->source == CTL_EVENT_VMS && !e->deleted)
+	if (w->source == CTL_EVENT_VMS && !e->deleted && vm_needs_scheduler(e->value, e->len))
 		controller_kick_scheduler(c);
-	lws_cancel_service(c->lws);
+	controller_wake(c);
 	return 0;
 }
 
@@ -377,6 +393,14 @@ void ctl_event_free(struct ctl_event *e)
 	free(e->key);
 	free(e->value);
 	free(e);
+}
+
+void controller_wake(struct controller *c)
+{
+	pthread_mutex_lock(&c->lws_lock);
+	if (c->lws && !c->lws_gone)
+		lws_cancel_service(c->lws);
+	pthread_mutex_unlock(&c->lws_lock);
 }
 
 void controller_kick_scheduler(struct controller *c)

@@ -22,9 +22,10 @@
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/time.h"
 
-/* Re-reads after lost races per round, before waiting for the next tick or kick. */
-#define MAX_RESTARTS 64
+/* The shortest time between two rounds. */
+#define MIN_ROUND_GAP_US 100000
 
 struct round {
 	struct orchard_vm *vms;
@@ -67,6 +68,34 @@ static ssize_t find_worker(const struct round *r, const char *name)
 	return -1;
 }
 
+/*
+ * Write a health decision if the VM is unchanged, and, for a failure, if its worker is still
+ * gone or offline (it may have come back since the round's read): 0, -EAGAIN, or an error.
+ */
+static int write_health(struct controller *c, const struct orchard_vm *vm, int64_t mod,
+			enum sched_health h)
+{
+	_cleanup_free_ char *vk = store_key(c->store, "vms/%s", vm->meta.name);
+	_cleanup_free_ char *v = store_vm_serialize(vm);
+	_cleanup_free_ char *gone = NULL;
+	if (h == SCHED_FAIL_GONE)
+		gone = store_key(c->store, "workers/%s", vm->worker);
+	else if (h == SCHED_FAIL_OFFLINE)
+		gone = store_key(c->store, "live/alive/%s", vm->worker);
+	struct etcd_txn t;
+	etcd_txn_init(&t);
+	etcd_txn_cmp_mod(&t, vk, mod);
+	if (gone)
+		etcd_txn_cmp_mod(&t, gone, 0); /* absent */
+	etcd_txn_put(&t, vk, v, strlen(v), 0);
+	bool ok = false;
+	int e = etcd_txn_commit(store_etcd(c->store), &t, &ok, NULL);
+	etcd_txn_release(&t);
+	if (e < 0)
+		return e;
+	return ok ? 0 : -EAGAIN;
+}
+
 /* One health-check pass; returns how many VMs changed, or a store error. */
 static int health_round(struct controller *c, const struct round *r)
 {
@@ -81,7 +110,7 @@ static int health_round(struct controller *c, const struct round *r)
 		struct orchard_vm copy;
 		orchard_vm_copy(vm, &copy);
 		sched_apply_health(&copy, h, now);
-		int e = store_vm_cas(c->store, &copy, r->vm_mods[i]);
+		int e = write_health(c, &copy, r->vm_mods[i], h);
 		if (e == 0) {
 			changed++;
 			if (h == SCHED_RESTART)
@@ -104,12 +133,16 @@ static void notify_sync(struct controller *c, const struct orchard_strv *workers
 		(void)rpc_notify(c, workers->v[i], "sync", &wi);
 }
 
-/* Place one VM; 1 placed, 0 nothing fits, -EAGAIN a race was lost, or a store error. */
+/*
+ * Place one VM; 1 placed, 0 nothing fits, -EAGAIN a race was lost on sw[*ret_k], or a store
+ * error.
+ */
 static int place(struct controller *c, struct round *r, struct sched_worker *sw, size_t nsw,
-		 size_t vi, struct orchard_strv *affected)
+		 size_t vi, struct orchard_strv *affected, ssize_t *ret_k)
 {
 	struct orchard_vm *vm = &r->vms[vi];
 	ssize_t k = sched_pick(vm, sw, nsw);
+	*ret_k = k;
 	if (k < 0)
 		return 0;
 	size_t wi = sw[k].index;
@@ -149,7 +182,11 @@ static int place(struct controller *c, struct round *r, struct sched_worker *sw,
 	return 1;
 }
 
-/* One scheduling pass over a round; -EAGAIN when a race was lost (re-read and retry). */
+/*
+ * One scheduling pass over a round. A lost race leaves that VM for the next round and the
+ * worker alone for the rest of this one (our view of it is stale): -EAGAIN then says "run
+ * again soon", after a fresh read.
+ */
 static int schedule_round(struct controller *c, struct round *r, bool distribute,
 			  struct orchard_strv *affected)
 {
@@ -171,9 +208,16 @@ static int schedule_round(struct controller *c, struct round *r, bool distribute
 	size_t *pending;
 	size_t np = sched_pending(r->vms, r->nvms, &pending);
 	int e = 0;
+	bool lost = false;
 	for (size_t p = 0; p < np && e >= 0; p++) {
 		sched_order(sw, r->nworkers, distribute);
-		e = place(c, r, sw, r->nworkers, pending[p], affected);
+		ssize_t k;
+		e = place(c, r, sw, r->nworkers, pending[p], affected, &k);
+		if (e == -EAGAIN) {
+			sw[k].online = false;
+			lost = true;
+			e = 0;
+		}
 	}
 	for (size_t i = 0; i < r->nworkers; i++) {
 		struct orchard_worker tmp = {.resources = sw[i].used};
@@ -181,23 +225,25 @@ static int schedule_round(struct controller *c, struct round *r, bool distribute
 	}
 	free(sw);
 	free(pending);
-	return e < 0 ? e : 0;
+	return e < 0 ? e : lost ? -EAGAIN : 0;
 }
 
-static void iteration(struct controller *c)
+/* One health-check and scheduling round; true when another should follow soon. */
+static bool iteration(struct controller *c)
 {
 	struct orchard_strv affected = {0};
-	for (int attempt = 0; attempt < MAX_RESTARTS; attempt++) {
+	bool again = false;
+	{
 		struct round r;
 		int e = round_read(c, &r);
 		if (e < 0)
-			break;
+			goto finish;
 		int h = health_round(c, &r);
 		if (h > 0) {
 			/* what we changed is stale in r: read again before placing */
 			round_release(&r);
 			if ((e = round_read(c, &r)) < 0)
-				break;
+				goto finish;
 		}
 		struct orchard_cluster_settings cs;
 		bool distribute = false;
@@ -208,11 +254,12 @@ static void iteration(struct controller *c)
 		}
 		e = schedule_round(c, &r, distribute, &affected);
 		round_release(&r);
-		if (e != -EAGAIN)
-			break;
+		again = e == -EAGAIN;
 	}
+finish:
 	notify_sync(c, &affected);
 	orchard_strv_release(&affected);
+	return again;
 }
 
 static void *scheduler_thread(void *userdata)
@@ -232,7 +279,10 @@ static void *scheduler_thread(void *userdata)
 		pthread_mutex_unlock(&c->lock);
 		if (stop)
 			break;
-		iteration(c);
+		if (iteration(c))
+			controller_kick_scheduler(c);
+		/* a burst of kicks (VMs created in a row) is served by one round, not one each */
+		sleep_usec(MIN_ROUND_GAP_US);
 	}
 	return NULL;
 }

@@ -35,7 +35,12 @@ int etcd_new(const char *endpoints, long timeout_s, struct etcd **ret)
 	while (p && *p) {
 		const char *comma = strchr(p, ',');
 		size_t n = comma ? (size_t)(comma - p) : strlen(p);
-		while (n && p[n - 1] == '/')
+		const char *next = comma ? comma + 1 : NULL;
+		while (n && (*p == ' ' || *p == '\t')) {
+			p++;
+			n--;
+		}
+		while (n && (p[n - 1] == '/' || p[n - 1] == ' ' || p[n - 1] == '\t'))
 			n--;
 		if (n) {
 			if (memmem(p, n, "://", 3))
@@ -43,7 +48,7 @@ int etcd_new(const char *endpoints, long timeout_s, struct etcd **ret)
 			else
 				strvec_pushf(&e->endpoints, "http://%.*s", (int)n, p);
 		}
-		p = comma ? comma + 1 : NULL;
+		p = next;
 	}
 	if (e->endpoints.nr == 0) {
 		etcd_free(e);

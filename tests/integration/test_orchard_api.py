@@ -1,0 +1,488 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`orchard controller run` against a real 3-member etcd cluster, through an independent client
+written from Orchard's API shapes (requests, websocket-client), with fake workers. See
+orchard_fixtures.py. No QEMU here: the fleet tests with real tart VMs live elsewhere."""
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import websocket
+
+from orchard_fixtures import (TOKEN, Controller, EtcdCluster, FakeWorker, vm_body, wait_until)
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    c = EtcdCluster(tmp_path_factory.mktemp("etcd"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def prefix():
+    """Each test gets its own key prefix in the shared cluster."""
+    return f"/t-{uuid.uuid4().hex[:8]}/"
+
+
+@pytest.fixture
+def ctl(etcd, prefix, tmp_path):
+    c = Controller(tmp_path / "c1", etcd.endpoints, prefix=prefix)
+    yield c
+    c.stop()
+
+
+def test_crud_status_codes_and_shapes(ctl):
+    api = ctl.api()
+    info = api.ok("GET", "/controller/info")
+    # rpc-v1 is Orchard's gRPC channel, which we do not serve
+    assert info["capabilities"] == ["vm-state-endpoint", "rpc-v2"]
+
+    vm = api.ok("POST", "/vms", vm_body("vm-1", labels={"a": "b"}))
+    assert vm["status"] == "pending"
+    assert vm["conditions"] == [{"type": "scheduled", "state": "false"}]
+    assert vm["localName"] == f"orchard-vm-1-{vm['uid']}-0"
+    assert vm["restart_policy"] == "Never" and vm["imagePullPolicy"] == "IfNotPresent"
+    assert vm["restarted_at"] == "0001-01-01T00:00:00Z" and vm["generation"] == 0
+    # Orchard's defaults stay the API's: darwin/arm64/tart and the tart-vms resource
+    d = api.ok("POST", "/vms", {"name": "mac", "image": "x"})
+    assert (d["os"], d["arch"], d["runtime"]) == ("darwin", "arm64", "tart")
+    assert d["resources"] == {"org.cirruslabs.tart-vms": 1}
+
+    r = api.post("/vms", vm_body("vm-1"))
+    assert r.status_code == 409 and r.json()["message"] == "VM with this name already exists"
+    assert api.get("/vms/nope").status_code == 404
+    assert api.delete("/vms/nope").status_code == 404
+    assert {v["name"] for v in api.ok("GET", "/vms")} == {"vm-1", "mac"}
+
+    # spec update: generation moves only on a change; os is immutable (412)
+    got = api.ok("GET", "/vms/vm-1")
+    assert api.ok("PUT", "/vms/vm-1", got)["generation"] == 0
+    got["powerState"] = "stopped"
+    assert api.ok("PUT", "/vms/vm-1", got)["generation"] == 1
+    got["os"] = "darwin"
+    r = api.put("/vms/vm-1", got)
+    assert r.status_code == 412 and "cannot be modified" in r.json()["message"]
+
+    # state update by a worker: started_at on the first running, failed is terminal
+    st = api.ok("PUT", "/vms/mac/state", {"status": "running"})
+    assert st["started_at"] != "0001-01-01T00:00:00Z"
+    api.ok("PUT", "/vms/mac/state", {"status": "failed", "status_message": "boom"})
+    r = api.put("/vms/mac/state", {"status": "running"})
+    assert r.status_code == 412
+    assert api.get("/vms/mac").json()["status"] == "failed"
+
+    # events with cursor paging, both orders
+    evs = [{"kind": "log_line", "timestamp": 1700000000 + i, "payload": f"line {i}"}
+           for i in range(7)]
+    api.ok("POST", "/vms/vm-1/events", evs)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        r = api.get("/vms/vm-1/events", params=params)
+        assert r.status_code == 200
+        seen += [e["payload"] for e in r.json()]
+        cursor = r.headers.get("X-Next-Cursor")
+        if not cursor:
+            break
+    assert seen == [f"line {i}" for i in range(7)]
+    desc = api.ok("GET", "/vms/vm-1/events", params={"order": "desc", "limit": 2})
+    assert [e["payload"] for e in desc] == ["line 6", "line 5"]
+    assert api.get("/vms/vm-1/events", params={"limit": "0"}).status_code == 400
+    assert api.get("/vms/vm-1/events", params={"cursor": "!!"}).status_code == 400
+
+    # filters
+    assert api.ok("GET", "/vms", params={"filter": "worker=nobody"}) == []
+    assert api.get("/vms", params={"filter": "worker"}).status_code == 412
+
+    # delete takes the events along
+    api.ok("DELETE", "/vms/vm-1")
+    assert api.get("/vms/vm-1").status_code == 404
+    api.ok("POST", "/vms", vm_body("vm-1"))
+    assert api.ok("GET", "/vms/vm-1/events") == []
+
+    # cluster settings
+    cs = api.ok("GET", "/cluster-settings")
+    assert cs["schedulerProfile"] == "optimize-utilization"
+    assert api.put("/cluster-settings", {"schedulerProfile": "random"}).status_code == 400
+    assert api.ok("PUT", "/cluster-settings", {"schedulerProfile": "distribute-load"})[
+        "schedulerProfile"] == "distribute-load"
+    r = api.post("/vms", vm_body("hd", hostDirs=[{"name": "a", "path": "/etc"}]))
+    assert r.status_code == 400 and "disallowed by policy" in r.json()["message"]
+
+
+def test_auth_and_roles(ctl):
+    admin = ctl.api()
+    sa = admin.ok("POST", "/service-accounts", {"name": "reader", "roles": ["compute:read"]})
+    assert len(sa["token"]) == 36  # a UUID when none is given
+    assert admin.post("/service-accounts", {"name": "reader"}).status_code == 409
+    r = admin.post("/service-accounts", {"name": "x", "roles": ["root"]})
+    assert r.status_code == 412 and r.json()["message"] == 'unsupported role "root"'
+    reader = ctl.api("reader", sa["token"])
+    assert reader.ok("GET", "/vms") == []
+    r = reader.post("/vms", vm_body("nope"))
+    # a missing role is Orchard's 401, with the roles named
+    assert r.status_code == 401
+    assert r.json()["message"] == "all of the following roles must be present: compute:write"
+    assert reader.get("/service-accounts").status_code == 401
+    assert ctl.api(None).get("/vms").status_code == 401
+    assert ctl.api("reader", "wrong").get("/vms").status_code == 401
+    assert ctl.api("ghost", "x").get("/vms").status_code == 401
+    # no roles at all still reads controller/info, as in Orchard
+    nobody = admin.ok("POST", "/service-accounts", {"name": "nobody", "token": "t0k"})
+    assert ctl.api("nobody", nobody["token"]).get("/controller/info").status_code == 200
+    # token rotation: the old one stops working at once
+    admin.ok("PUT", "/service-accounts/reader", {"name": "reader", "token": "new",
+                                                 "roles": ["compute:read"]})
+    assert reader.get("/vms").status_code == 401
+    assert ctl.api("reader", "new").get("/vms").status_code == 200
+    admin.ok("DELETE", "/service-accounts/reader")
+    assert ctl.api("reader", "new").get("/vms").status_code == 401
+    # compute:connect suffices for ip (any of write/connect), not for create
+    conn = admin.ok("POST", "/service-accounts", {"name": "conn", "roles": ["compute:connect"]})
+    c = ctl.api("conn", conn["token"])
+    admin.ok("POST", "/vms", vm_body("v"))
+    assert c.get("/vms/v/ip").status_code != 401
+    assert c.post("/vms", vm_body("w")).status_code == 401
+
+
+def test_bad_input_writes_nothing(ctl, etcd, prefix):
+    api = ctl.api()
+    before, _ = etcd.range_prefix(prefix)
+    cases = [
+        ("POST", "/vms", b"{not json", 400),
+        ("POST", "/vms", b'{"name":"a","image":"i","cpu":"two"}', 400),
+        ("POST", "/vms", b'{"name":"a","image":"i","sneaky":true}', 400),
+        ("POST", "/vms", b'{"name":"a","name":"b","image":"i"}', 400),
+        ("POST", "/vms", b'{"name":"a/b","image":"i"}', 412),
+        ("POST", "/vms", b'{"name":"","image":"i"}', 412),
+        ("POST", "/vms", b'{"name":"a","image":"i","os":"windows"}', 400),
+        ("POST", "/vms", json.dumps({"name": "x" * 300, "image": "i"}).encode(), 412),
+        ("POST", "/vms", b'[]', 400),
+        ("POST", "/workers", b'{"name":"w!","machine_id":"m"}', 412),
+        ("POST", "/workers", b'{"name":"w","resources":{"cpu":-1}}', 400),
+        ("POST", "/service-accounts", b'{"name":"s","roles":"admin"}', 400),
+        ("PUT", "/cluster-settings", b'{"hostDirPolicies":[{"pathPrefix":""}]}', 400),
+    ]
+    for method, path, body, status in cases:
+        r = api.req(method, path, data=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == status, (path, body, r.status_code, r.text)
+        assert "message" in r.json()
+    # an oversized body is refused before it is read
+    big = b'{"name":"big","image":"' + b"x" * (5 << 20) + b'"}'
+    try:
+        r = api.req("POST", "/vms", data=big)
+        assert r.status_code == 413
+    except requests.ConnectionError:
+        pass  # the server may close while we still send: also a refusal
+    # a chunked body (no length): refused, libwebsockets does not decode those
+    try:
+        r = api.req("POST", "/vms", data=iter([b'{"name":"c","image":"i"}']))
+        assert r.status_code == 411
+    except requests.ConnectionError:
+        pass  # closed while the body was still on its way: refused too
+    after, _ = etcd.range_prefix(prefix)
+    assert [k for k, _, _ in after] == [k for k, _, _ in before], "a refused request wrote"
+
+    # a worker that lies about its machine id cannot take over another's name
+    api.ok("POST", "/workers", {"name": "w1", "machine_id": "real", "arch": "amd64"})
+    r = api.post("/workers", {"name": "w1", "machine_id": "liar", "arch": "amd64",
+                              "resources": {"org.cirruslabs.tart-vms": 100}})
+    assert r.status_code == 409
+    w = api.ok("GET", "/workers/w1")
+    assert w["machine_id"] == "real" and "resources" not in w
+    # the controller still serves
+    assert api.ok("GET", "/controller/info")
+
+
+def test_websockets_ip_port_forward_and_drops(ctl):
+    api = ctl.api()
+    w = FakeWorker(api, "w1")
+    api.ok("POST", "/vms", vm_body("v1"))
+    wait_until(lambda: api.get("/vms/v1").json().get("worker") == "w1", what="placement")
+    assert any("syncVMsAction" in i for i in w.instructions) or \
+        wait_until(lambda: any("syncVMsAction" in i for i in w.instructions), what="sync")
+    # not running yet: ip answers 408 after its wait, port-forward closes with 4408
+    r = api.get("/vms/v1/ip", params={"wait": "1"})
+    assert r.status_code == 408, r.text
+    api.ok("PUT", "/vms/v1/state", {"status": "running"})
+    r = api.get("/vms/v1/ip", params={"wait": "5"})
+    assert r.status_code == 200 and r.json() == {"ip": "10.11.12.13"}
+
+    c = api.ws("/vms/v1/port-forward?port=22&wait=5")
+    payload = bytes(range(256)) * 2000
+    c.send_binary(payload)
+    got = b""
+    while len(got) < len(payload):
+        got += c.recv()
+    assert got == payload
+    # a client that drops mid-stream: the controller goes on
+    c.sock.close()
+    c2 = api.ws("/vms/v1/port-forward?port=22&wait=5")
+    c2.send_binary(b"again")
+    assert c2.recv() == b"again"
+    c2.close()
+    # bad requests are refused before the upgrade
+    for path, status in [("/vms/v1/port-forward?port=0", 400),
+                         ("/vms/v1/port-forward?port=x", 400),
+                         ("/vms/nope/port-forward?port=22", 404),
+                         ("/rpc/watch", 400),
+                         ("/rpc/port-forward", 400)]:
+        with pytest.raises(websocket.WebSocketBadStatusException) as e:
+            api.ws(path)
+        assert e.value.status_code == status, path
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        ctl.api(None).ws("/vms/v1/port-forward?port=22")
+    assert e.value.status_code == 401
+    # port-forward to the worker itself (admin:write)
+    c3 = api.ws(f"/workers/w1/port-forward?port={w.echo_port}&wait=5")
+    c3.send_binary(b"worker")
+    assert c3.recv() == b"worker"
+    c3.close()
+
+    # the worker drops its watch channel: requests fail cleanly with 503, then work again
+    w.drop_watch()
+    r = api.get("/vms/v1/ip", params={"wait": "1"})
+    assert r.status_code == 503 and "not connected" in r.json()["message"]
+    w.open_watch()
+    r = api.get("/vms/v1/ip", params={"wait": "5"})
+    assert r.status_code == 200
+    w.stop()
+
+
+def test_two_controllers_never_double_place(etcd, prefix, tmp_path):
+    a = Controller(tmp_path / "a", etcd.endpoints, prefix=prefix)
+    b = Controller(tmp_path / "b", etcd.endpoints, prefix=prefix)
+    try:
+        api_a, api_b = a.api(), b.api()
+        workers = [FakeWorker(api_a if i % 2 else api_b, f"w{i}",
+                              resources={"org.cirruslabs.tart-vms": 5}, watch=False)
+                   for i in range(4)]
+        n = 40  # 20 slots for 40 VMs: half must wait, none may be placed twice
+        errors = []
+
+        def create(api, names):
+            for name in names:
+                r = api.post("/vms", vm_body(name, resources={"org.cirruslabs.tart-vms": 1}))
+                if r.status_code != 200:
+                    errors.append((name, r.status_code, r.text))
+        names = [f"vm-{i:03d}" for i in range(n)]
+        ts = [threading.Thread(target=create, args=(api_a, names[0::2])),
+              threading.Thread(target=create, args=(api_b, names[1::2]))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors
+
+        def scheduled():
+            vms = api_a.ok("GET", "/vms")
+            return [v for v in vms if v.get("worker")]
+        wait_until(lambda: len(scheduled()) == 20, timeout=60, what="20 placements")
+        time.sleep(2)  # both schedulers get more rounds: still nothing more may move
+        placed = scheduled()
+        assert len(placed) == 20
+        per_worker = {}
+        for v in placed:
+            per_worker[v["worker"]] = per_worker.get(v["worker"], 0) + 1
+        assert all(c <= 5 for c in per_worker.values()), per_worker
+
+        # etcd's history: each VM went from unscheduled to a worker exactly once
+        kvs, _ = etcd.range_prefix(prefix + "vms/")
+        history = etcd.history(prefix + "vms/", max(m for _, _, m in kvs))
+        placements = {}
+        for typ, key, value, _ in history:
+            if typ != "PUT":
+                continue
+            v = json.loads(value)
+            if v.get("worker"):
+                placements.setdefault(v["name"], set()).add(v["worker"])
+        assert len(placements) == 20
+        assert all(len(ws) == 1 for ws in placements.values()), placements
+        for w in workers:
+            w.stop()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_lapsed_worker_fails_and_vm_moves_on_failure(etcd, prefix, tmp_path):
+    ctl = Controller(tmp_path / "c", etcd.endpoints, prefix=prefix, offline_timeout="2s")
+    try:
+        api = ctl.api()
+        wa = FakeWorker(api, "wa", watch=False, heartbeat=0.3)
+        wb = FakeWorker(api, "wb", watch=False, heartbeat=0.3, paused=True)
+        api.ok("POST", "/vms", vm_body("keep", restart_policy="OnFailure"))
+        api.ok("POST", "/vms", vm_body("never"))
+        wait_until(lambda: all(api.ok("GET", f"/vms/{n}").get("worker") == "wa"
+                               for n in ("keep", "never")), what="placement on wa")
+        wb.set_paused(False)
+        wa.stop()  # its lease lapses after 2 s
+        wait_until(lambda: api.ok("GET", "/vms/never")["status"] == "failed", timeout=30,
+                   what="the Never VM failed")
+        never = api.ok("GET", "/vms/never")
+        assert never["status_message"] == \
+            "VM is assigned to a worker that lost connection with the controller"
+        moved = wait_until(lambda: (lambda v: v if v.get("worker") == "wb" else None)(
+            api.ok("GET", "/vms/keep")), timeout=30, what="OnFailure VM on wb")
+        assert moved["restart_count"] == 1 and moved["status"] == "pending"
+        assert moved["localName"].endswith("-1")
+        # the Never VM stays failed and unscheduled
+        time.sleep(1.5)
+        never = api.ok("GET", "/vms/never")
+        assert never["status"] == "failed"
+        assert {"type": "scheduled", "state": "false"} in never["conditions"]
+        wb.stop()
+    finally:
+        ctl.stop()
+
+
+def test_watch_vm_stream(ctl):
+    api = ctl.api()
+    api.ok("POST", "/vms", vm_body("wv"))
+    lines = []
+    r = api.s.get(ctl.base + "/vms/wv", params={"watch": "true"}, stream=True, timeout=30)
+    assert r.status_code == 200
+
+    def read():
+        # no Content-Length and no chunks: the body ends when the connection does, so read
+        # byte by byte (chunk_size=None would wait for the end)
+        for line in r.iter_lines(chunk_size=1):
+            if line:
+                lines.append(json.loads(line))
+            if len(lines) >= 3:
+                return
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    wait_until(lambda: len(lines) >= 1, what="ADDED")
+    api.ok("PUT", "/vms/wv/state", {"status": "running"})
+    api.ok("DELETE", "/vms/wv")
+    t.join(timeout=20)
+    r.close()
+    assert [m["type"] for m in lines] == ["ADDED", "MODIFIED", "DELETED"]
+    assert lines[0]["object"]["name"] == "wv" and lines[1]["object"]["status"] == "running"
+
+
+def test_tls_bootstrap_fingerprint(etcd, prefix, tmp_path):
+    c = Controller(tmp_path / "tls", etcd.endpoints, prefix=prefix, tls=True)
+    try:
+        out = c.log_path.read_text()
+        assert "Certificate SHA-256 fingerprint: " in out
+        fp = out.split("Certificate SHA-256 fingerprint: ")[1].split(".")[0]
+        import ssl
+        import hashlib
+        pem = (tmp_path / "tls" / "data" / "controller.crt").read_text()
+        der = ssl.PEM_cert_to_DER_cert(pem)
+        assert fp == " ".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+        key = tmp_path / "tls" / "data" / "controller.key"
+        assert oct(key.stat().st_mode & 0o777) == "0o600"
+        # the certificate is pinned as Orchard's clients pin it: by name orchard-controller
+        ctx = ssl.create_default_context(cadata=pem)
+        import socket as so
+        with so.create_connection(("127.0.0.1", c.port)) as s:
+            with ctx.wrap_socket(s, server_hostname="orchard-controller") as t:
+                cert = t.getpeercert()
+                assert ("DNS", "orchard-controller") in cert["subjectAltName"]
+                assert dict(x[0] for x in cert["subject"])["commonName"] == "Orchard Controller"
+        assert c.api().ok("GET", "/controller/info")
+    finally:
+        c.stop()
+
+
+def test_etcd_down_503_then_recovery(tmp_path):
+    cluster = EtcdCluster(tmp_path / "etcd", n=3)
+    c = Controller(tmp_path / "c", cluster.endpoints)
+    try:
+        api = c.api()
+        api.ok("POST", "/vms", vm_body("before"))
+        for i in range(3):
+            cluster.kill(i)
+        r = api.get("/vms")
+        assert r.status_code == 503, r.text
+        assert "etcd" in r.json()["message"]
+        r = api.post("/vms", vm_body("during"))
+        assert r.status_code == 503
+        for i in range(3):
+            cluster.start(i)
+        cluster.wait_healthy()
+        wait_until(lambda: api.get("/vms").status_code == 200, timeout=60,
+                   what="the API back after etcd")
+        assert [v["name"] for v in api.ok("GET", "/vms")] == ["before"]
+        api.ok("POST", "/vms", vm_body("after"))
+    finally:
+        c.stop()
+        cluster.stop()
+
+
+def test_kill9_controller_and_etcd_member(tmp_path):
+    cluster = EtcdCluster(tmp_path / "etcd", n=3)
+    a = Controller(tmp_path / "a", cluster.endpoints)
+    b = Controller(tmp_path / "b", cluster.endpoints)
+    try:
+        api_a, api_b = a.api(), b.api()
+        w = FakeWorker(api_b, "w", resources={"org.cirruslabs.tart-vms": 100}, watch=False)
+        for i in range(10):
+            api_a.ok("POST", "/vms", vm_body(f"v{i}"))
+        a.kill()
+        cluster.kill(0)  # the member both controllers talked to first
+        for i in range(10, 20):
+            api_b.ok("POST", "/vms", vm_body(f"v{i}"))
+        wait_until(lambda: sum(1 for v in api_b.ok("GET", "/vms") if v.get("worker")) == 20,
+                   timeout=60, what="all 20 VMs placed by the surviving controller")
+        names = sorted(v["name"] for v in api_b.ok("GET", "/vms"))
+        assert names == sorted(f"v{i}" for i in range(20))
+        w.stop()
+    finally:
+        a.stop()
+        b.stop()
+        cluster.stop()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])
+def test_port_forward_and_ip_across_controllers(etcd, prefix, tmp_path, tls):
+    """The client asks controller A; the worker's channel and dial-back are on controller B:
+    the instruction travels through etcd and B relays the dial-back to A (pinning A's
+    certificate as A published it in etcd)."""
+    a = Controller(tmp_path / "a", etcd.endpoints, prefix=prefix, tls=tls)
+    b = Controller(tmp_path / "b", etcd.endpoints, prefix=prefix, tls=tls)
+    try:
+        api_a, api_b = a.api(), b.api()
+        w = FakeWorker(api_b, "wb")
+        api_a.ok("POST", "/vms", vm_body("x"))
+        wait_until(lambda: api_a.ok("GET", "/vms/x").get("worker") == "wb", what="placement")
+        api_b.ok("PUT", "/vms/x/state", {"status": "running"})
+        r = api_a.get("/vms/x/ip", params={"wait": "5"})
+        assert r.status_code == 200 and r.json()["ip"] == "10.11.12.13", r.text
+        c = api_a.ws("/vms/x/port-forward?port=22&wait=5")
+        data = b"across" * 50000
+        c.send_binary(data)
+        got = b""
+        while len(got) < len(data):
+            got += c.recv()
+        assert got == data
+        c.close()
+        if tls:
+            # B pins A's certificate as A published it: with another one there, no relay
+            kvs, _ = etcd.range_prefix(prefix + "live/controllers/")
+            for key, value, _ in kvs:
+                rec = json.loads(value)
+                if rec["url"].endswith(f":{a.port}"):
+                    rec["cert"] = (tmp_path / "b" / "data" / "controller.crt").read_text()
+                    etcd.put(key, json.dumps(rec))
+            c = api_a.ws("/vms/x/port-forward?port=22&wait=3")
+            c.send_binary(b"hi")
+            c.settimeout(3)
+            try:
+                got = c.recv()
+            except (websocket.WebSocketException, TimeoutError):
+                got = b""
+            assert got != b"hi"
+            c.close()
+        w.stop()
+    finally:
+        a.stop()
+        b.stop()
