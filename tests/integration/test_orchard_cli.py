@@ -72,6 +72,8 @@ def test_bad_flags_arguments_and_tokens(tmp_path):
     fails(w(f"http://127.0.0.1:{port}", "--bootstrap-token", tok, "--no-pki"),
           "--no-pki was specified, but not trusted certificate was provided")
     fails(w("ftp://somewhere", "--bootstrap-token", tok), "only http and https")
+    fails(w(f"http://127.0.0.1:{port}", "--bootstrap-token", tok, "--name", "a/b"),
+          "restricted characters")
     fails(w(f"http://127.0.0.1:{port}", "--bootstrap-token", tok, "--bootstrap-token-stdin"),
           "mutually exclusive")
 

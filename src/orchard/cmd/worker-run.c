@@ -195,6 +195,10 @@ int orchard_cmd_worker_run(int argc, char **argv)
 		host = xstrdup(hn);
 		name = host;
 	}
+	if (orchard_name_validate(name, "worker", &err) < 0) {
+		rc = ocli_fail("failed to run worker: %s", err);
+		goto out;
+	}
 	if (!tart || !*tart)
 		tart = getenv("TART_BIN");
 	if (find_program(tart && *tart ? tart : "tart", &w.tart) < 0 && !synthetic) {

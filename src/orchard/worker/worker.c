@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
@@ -265,7 +266,49 @@ struct pair {
 	char *odn;
 	json_t *remote;	   /* borrowed from the list */
 	struct wvm *local; /* a reference */
+	bool put;	   /* remote was changed: PUT its state */
 };
+
+/* The state reports of a round, several at a time: a round with many VMs is not as slow as
+ * the sum of its round trips. */
+#define PUT_THREADS 8
+
+struct puts {
+	struct worker *w;
+	struct pair *pairs;
+	size_t n;
+	_Atomic size_t next;
+	_Atomic int err;
+};
+
+static void *put_main(void *p)
+{
+	struct puts *ps = p;
+	for (size_t i; (i = ps->next++) < ps->n;) {
+		if (!ps->pairs[i].put)
+			continue;
+		int r = update_state(ps->w, ps->pairs[i].remote);
+		if (r < 0)
+			ps->err = r;
+	}
+	return NULL;
+}
+
+static int put_states(struct worker *w, struct pair *pairs, size_t n)
+{
+	struct puts ps = {.w = w, .pairs = pairs, .n = n};
+	pthread_t th[PUT_THREADS];
+	size_t k = 0, todo = 0;
+	for (size_t i = 0; i < n; i++)
+		todo += pairs[i].put;
+	for (; k < MIN((size_t)PUT_THREADS, todo / 4); k++)
+		if (pthread_create(&th[k], NULL, put_main, &ps) != 0)
+			break;
+	put_main(&ps);
+	for (size_t i = 0; i < k; i++)
+		pthread_join(th[i], NULL);
+	return ps.err;
+}
 
 static int pair_order(const void *a, const void *b)
 {
@@ -305,7 +348,7 @@ static int act(struct worker *w, struct pair *p)
 	case ACTION_MONITOR_PENDING:
 		if (!streq(orchard_str(rv, "status_message"), ls.status_message)) {
 			json_object_set_new(rv, "status_message", json_string(ls.status_message));
-			r = update_state(w, rv);
+			p->put = true;
 		}
 		break;
 	case ACTION_REPORT_RUNNING:
@@ -313,7 +356,7 @@ static int act(struct worker *w, struct pair *p)
 			json_object_set_new(rv, "image_fqn", json_string(ls.image_fqn));
 		json_object_set_new(rv, "status", json_string("running"));
 		json_object_set_new(rv, "status_message", json_string(ls.status_message));
-		r = update_state(w, rv);
+		p->put = true;
 		break;
 	case ACTION_MONITOR_RUNNING: {
 		struct wvm *vm = p->local;
@@ -349,7 +392,7 @@ static int act(struct worker *w, struct pair *p)
 		if (orchard_condition_set(rv, "running", ls.conds & COND_RUNNING))
 			update = true;
 		if (update)
-			r = update_state(w, rv);
+			p->put = true;
 		break;
 	}
 	case ACTION_STOP:
@@ -365,7 +408,7 @@ static int act(struct worker *w, struct pair *p)
 							   : "Encountered an impossible transition";
 		json_object_set_new(rv, "status", json_string("failed"));
 		json_object_set_new(rv, "status_message", json_string(msg));
-		r = update_state(w, rv);
+		p->put = true;
 		break;
 	}
 	case ACTION_DELETE: {
@@ -420,9 +463,11 @@ static int sync_vms(struct worker *w)
 	log_debug("worker: syncing local VMs against %zu remote VMs...", n);
 	/* remote-absent and remote-failed first: their resources are freed before new VMs start */
 	qsort(pairs, np, sizeof(*pairs), pair_order);
+	for (i = 0; i < np && r >= 0 && !worker_stopping(w); i++)
+		r = act(w, &pairs[i]);
+	if (r >= 0)
+		r = put_states(w, pairs, np);
 	for (i = 0; i < np; i++) {
-		if (r >= 0 && !worker_stopping(w))
-			r = act(w, &pairs[i]);
 		wvm_unref(pairs[i].local);
 		free(pairs[i].odn);
 	}
