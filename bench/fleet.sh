@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Fleet benchmark: VMS VMs (default 1000) created through the REST API onto synthetic workers
 # (`orchard worker run --synthetic`: no QEMU), once with one controller and once with two
-# (creations spread over both), each on a fresh prefix of one etcd, in one invocation.
+# (creations spread over both), each on a fresh prefix of one etcd, in one invocation. Each
+# VM asks for one `bench-slots`; the workers have 10 % more slots than VMs between them.
 # Prints the time until every VM is scheduled (placed on a worker) and until every VM runs,
 # the API latency percentiles (POST /v1/vms, GET /v1/vms/NAME, GET /v1/vms) and each
 # controller's peak RSS (VmHWM).
@@ -98,11 +99,15 @@ def scenario(ncontrollers):
         wait_port(p)
     enc = lambda s: __import__("base64").urlsafe_b64encode(s.encode()).decode().rstrip("=")
     bt = f"orchard-bootstrap-token-v0.{enc(AUTH[0])}.{enc(TOKEN)}"
+    # room for all the VMs, 10 % spare: every worker gets some (unbounded, Orchard's
+    # optimize-utilization would pack them all onto one)
+    slots = (nvms * 11 // 10 + nworkers - 1) // nworkers
     workers = []
     for i in range(nworkers):
         wurl = ",".join(urls[i % len(urls):] + urls[:i % len(urls)])
         workers.append(start([orchard, "worker", "run", wurl, "--bootstrap-token", bt,
-                              "--name", f"{tag}-w{i}", "--synthetic"],
+                              "--name", f"{tag}-w{i}", "--synthetic",
+                              "--resources", f"bench-slots={slots}"],
                              f"{work}/{tag}-w{i}.log", env))
     s = requests.Session()
     s.auth = AUTH
@@ -123,7 +128,7 @@ def scenario(ncontrollers):
     def create(i):
         body = {"name": f"vm{i:05d}", "image": "ghcr.io/cirruslabs/ubuntu-runner-amd64:latest",
                 "os": "linux", "arch": "amd64", "runtime": "tart", "cpu": 1, "memory": 512,
-                "headless": True}
+                "headless": True, "resources": {"bench-slots": 1}}
         t = time.monotonic()
         r = session().post(f"{urls[i % len(urls)]}/v1/vms", json=body, timeout=60)
         dt = time.monotonic() - t
@@ -152,6 +157,7 @@ def scenario(ncontrollers):
             raise SystemExit(f"after 600 s: {placed} placed, {running} running of {nvms}")
         time.sleep(0.2)
     doubled = len(vms) != nvms or len({v["uid"] for v in vms}) != nvms
+    per = __import__("collections").Counter(v.get("worker") for v in vms)
 
     def get(i):
         t = time.monotonic()
@@ -171,6 +177,9 @@ def scenario(ncontrollers):
                     ("GET /v1/vms (all)", list_lat)):
         print(f"  {name:18s} p50 {pct(v, 50):7.1f} ms  p90 {pct(v, 90):7.1f} ms  "
               f"p99 {pct(v, 99):7.1f} ms  max {max(v) * 1000:7.1f} ms  (n={len(v)})")
+    over = any(n > slots for w, n in per.items() if w)
+    print(f"  VMs per worker ({slots} slots each): "
+          f"{', '.join(str(n) for _, n in per.most_common())}{'  (OVER CAPACITY!)' if over else ''}")
     print(f"  controller peak RSS: {', '.join(f'{r} MiB' for r in rss)}")
     sys.stdout.flush()
 

@@ -87,7 +87,7 @@ static int cmd_context_create(int argc, char **argv)
 	     "token is provided)"},
 	    {0},
 	};
-	const struct ocli_cmd c = {"context create", "NAME", "Create a new context", flags, 1, 1};
+	const struct ocli_cmd c = {"context create", "URL", "Create a new context", flags, 1, 1};
 	_cleanup_strvec_ struct strvec args = STRVEC_INIT;
 	int r = ocli_parse(&c, argc, argv, &args);
 	if (r != 0)
