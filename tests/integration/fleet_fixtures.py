@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import TART_BIN, free_port, wait_port
 
@@ -185,6 +186,44 @@ class Cli:
 
     def names(self, kind="vms", **kw):
         return sorted(self.run("list", kind, "-q", **kw).stdout.split())
+
+
+class _Pinned(requests.adapters.HTTPAdapter):
+    """TLS to a controller as Orchard's clients do it: its certificate only, checked against
+    the name orchard-controller whatever host the URL names."""
+
+    def __init__(self, cert_path):
+        self.cert_path = str(cert_path)
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs.update(assert_hostname="orchard-controller", server_hostname="orchard-controller",
+                      ca_certs=self.cert_path, cert_reqs="CERT_REQUIRED")
+        super().init_poolmanager(*args, **kwargs)
+
+    def cert_verify(self, conn, url, verify, cert):
+        conn.ca_certs, conn.cert_reqs = self.cert_path, "CERT_REQUIRED"
+
+
+class Api:
+    """Orchard's REST API straight from Python (no CLI in between)."""
+
+    def __init__(self, url, name, token, cert_path=None):
+        self.url = url
+        self.s = requests.Session()
+        self.s.auth = (name, token)
+        if cert_path:
+            self.s.mount("https://", _Pinned(cert_path))
+
+    def get(self, path):
+        r = self.s.get(f"{self.url}/v1/{path}", timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def put(self, path, body):
+        r = self.s.put(f"{self.url}/v1/{path}", json=body, timeout=30)
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
 
 
 def wait_for(what, fn, timeout=120, interval=0.5):

@@ -9,7 +9,7 @@ The tests run in order on one fleet: ten VMs fit the workers' resources and an e
 a startup script's output comes back through `logs vm`; `ssh vm` and `port-forward vm` reach a
 guest's port 22 through the controller; kill -9 of a controller, of an etcd member, of a worker
 (its VMs restart on the other one); a worker that comes back cleans what it left; a worker
-restarted at once adopts its running VMs."""
+restarted at once adopts its running VMs; a spec change to powerState "stopped" stops a VM."""
 import json
 import os
 import signal
@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import start_registry
-from fleet_fixtures import (ORCHARD_BIN, Cli, Controller, Worker, bootstrap_token,
+from fleet_fixtures import (ORCHARD_BIN, Api, Cli, Controller, Worker, bootstrap_token,
                             need_fleet_tools,
                             start_etcd_cluster, wait_for)
 from oci_fixtures import MiB, push_vetu_image
@@ -246,3 +246,28 @@ def test_a_restarted_worker_adopts_its_running_vms(fleet):
     for n in fleet.keep["w1"] + fleet.keep["w2"]:
         assert cli.field(n, "status", env=via_b) == "running"
         assert cli.field(n, "worker", env=via_b) == "w2"
+
+
+def test_a_spec_change_to_stopped_stops_the_vm(fleet):
+    """PUT /vms/NAME with powerState "stopped" (a terminal state in Orchard): the worker sees
+    the new generation, stops the VM, keeps it on disk and reports the running condition false
+    and the generation it acted on."""
+    api = Api(fleet.b.url, "bootstrap-admin", ADMIN, fleet.a.cert[0])
+    name = fleet.keep["w2"][0]
+    vm = api.get(f"vms/{name}")
+    local = f"orchard-{name}-{vm['uid']}-{vm.get('restart_count', 0)}"
+    w2 = fleet.w2
+    assert w2.local_vms()[local]["Running"]
+    vm["powerState"] = "stopped"
+    gen = api.put(f"vms/{name}", vm)["generation"]
+    assert gen == vm["generation"] + 1
+
+    def running_condition(v):
+        return next((c["state"] for c in v.get("conditions", []) if c["type"] == "running"), None)
+
+    wait_for("the worker to stop it", lambda: not w2.local_vms()[local]["Running"], timeout=60)
+    wait_for("the stop to be reported",
+             lambda: (lambda v: v.get("observedGeneration") == gen and
+                      running_condition(v) == "false")(api.get(f"vms/{name}")), timeout=60)
+    time.sleep(3)  # a few more rounds: it stays stopped, on disk
+    assert local in w2.local_vms() and not w2.local_vms()[local]["Running"]

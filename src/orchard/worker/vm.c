@@ -105,10 +105,12 @@ void wvm_set_error(struct wvm *vm, const char *fmt, ...)
 	if (first)
 		vm->err = m;
 	pthread_mutex_unlock(&vm->lock);
-	if (first)
+	if (first) {
 		log_error("worker: VM %s: %s", vm->odn, m);
-	else
+		worker_request_sync(vm->w);
+	} else {
 		free(m);
+	}
 }
 
 static bool cancelled(struct wvm *vm)
@@ -486,6 +488,7 @@ static void *create_main(void *p)
 	vm->started = true;
 	vm->conds = (vm->conds | COND_RUNNING) & ~COND_CLONING;
 	pthread_mutex_unlock(&vm->lock);
+	worker_request_sync(vm->w); /* report it now, not at the next poll */
 	run_vm(vm);
 done:
 	return driver_done(vm);
