@@ -186,6 +186,20 @@ def test_dev_with_auth_enforced(tmp_path):
             (cli.home / ".orchard" / "orchard.yml").read_text())["contexts"]
         cli.run("delete", "vm", "syn")
         assert cli.names("vms") == []
+
+        # cluster settings: policies are added to, the profile replaced
+        fails(cli.run("set", "cluster-settings", check=False), "at least one setting")
+        fails(cli.run("set", "cluster-settings", "--scheduler-profile", "random", check=False),
+              'unsupported scheduler profile: "random"')
+        fails(cli.run("set", "cluster-settings", "--host-dir-policies", "/a:rw", check=False),
+              'can only be "ro"')
+        cli.run("set", "cluster-settings", "--host-dir-policies", "/srv/ci:ro,/tmp",
+                "--scheduler-profile", "distribute-load")
+        cli.run("set", "cluster-settings", "--host-dir-policies", "/var/cache")
+        rows = {k.strip(): v.strip() for k, v in
+                (l.split("\t", 1) for l in cli.run("get", "cluster-settings").stdout.splitlines())}
+        assert rows["hostDir policies"] == "/srv/ci:ro,/tmp,/var/cache"
+        assert rows["Scheduler profile"] == "distribute-load"
         children = dev.children()
     finally:
         dev.stop()

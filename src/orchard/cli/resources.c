@@ -282,3 +282,112 @@ int orchard_cmd_resume_worker(int argc, char **argv)
 {
 	return set_paused(argc, argv, "resume worker", "Resume a worker", false);
 }
+
+int orchard_cmd_get_cluster_settings(int argc, char **argv)
+{
+	const struct ocli_cmd c = {
+	    "get cluster-settings", NULL, "Retrieve cluster settings", NULL, 0, 0};
+	_cleanup_strvec_ struct strvec args = STRVEC_INIT, rows = STRVEC_INIT, pol = STRVEC_INIT;
+	_cleanup_orchard_client_ struct orchard_client *cl = NULL;
+	int r = ocli_begin(&c, argc, argv, &args, &cl);
+	if (r != 0)
+		return r > 0 ? 0 : 1;
+	_cleanup_json_ json_t *cs = NULL;
+	_cleanup_free_ char *err = NULL;
+	r = orchard_get(cl, "cluster-settings", NULL, &cs, &err);
+	if (r < 0)
+		return ocli_api_fail(r, err);
+	size_t i;
+	json_t *p;
+	json_array_foreach(json_object_get(cs, "hostDirPolicies"), i, p) strvec_pushf(
+	    &pol, "%s%s", orchard_str(p, "pathPrefix"), orchard_bool(p, "ro") ? ":ro" : "");
+	_cleanup_free_ char *pols = strvec_join(&pol, ",");
+	strvec_pushl(&rows, "Key", "Value", "hostDir policies", *pols ? pols : "none",
+		     "Scheduler profile", orchard_str(cs, "schedulerProfile"), NULL);
+	ocli_print_rows((const char *const *)rows.v, rows.nr / 2);
+	return 0;
+}
+
+/* Orchard's NewHostDirPolicyFromString: PREFIX[:ro], URLs taken whole. */
+static int host_dir_policy(const char *s, json_t **ret)
+{
+	bool url = strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+	size_t n = strlen(s);
+	bool ro = n > 3 && streq(s + n - 3, ":ro");
+	_cleanup_free_ char *prefix = xstrndup(s, ro ? n - 3 : n);
+	if (!url) {
+		const char *colon = strchr(s, ':');
+		if (colon && strchr(colon + 1, ':'))
+			return ocli_fail(
+				   "invalid hostDir policy: hostDir policy should contain 2 parts "
+				   "at max"),
+			       -EINVAL;
+		if (colon && !ro)
+			return ocli_fail(
+				   "invalid hostDir policy: hostDir policy's second part can only "
+				   "be \"ro\", found \"%s\"",
+				   colon + 1),
+			       -EINVAL;
+		if (!*prefix)
+			return ocli_fail("invalid hostDir policy: path prefix cannot be empty"),
+			       -EINVAL;
+	}
+	*ret = json_pack("{s:s,s:b}", "pathPrefix", prefix, "ro", ro);
+	return 0;
+}
+
+int orchard_cmd_set_cluster_settings(int argc, char **argv)
+{
+	_cleanup_strvec_ struct strvec policies = STRVEC_INIT, args = STRVEC_INIT;
+	const char *profile = NULL;
+	bool set_pol = false, set_prof = false;
+	const struct ocli_flag flags[] = {
+	    {"host-dir-policies", 0, OCLI_SLICE, &policies,
+	     "comma-separated list of hostDir policies containing an allowed path prefix and an "
+	     "optional \":ro\" modifier to only allow read-only mounts for that path prefix "
+	     "(for example, --host-dir-policies=/Users/ci/sources:ro,/tmp)",
+	     "[]", false, &set_pol},
+	    {"scheduler-profile", 0, OCLI_STRING, &profile,
+	     "scheduler profile to use: optimize-utilization (the busiest worker that fits first) "
+	     "or distribute-load (the least occupied first)",
+	     NULL, false, &set_prof},
+	    {0},
+	};
+	const struct ocli_cmd c = {
+	    "set cluster-settings", NULL, "Set cluster settings", flags, 0, 0};
+	_cleanup_orchard_client_ struct orchard_client *cl = NULL;
+	int r = ocli_begin(&c, argc, argv, &args, &cl);
+	if (r != 0)
+		return r > 0 ? 0 : 1;
+	if (!set_pol && !set_prof)
+		return ocli_fail("failed to set cluster settings: you need to specify at least one "
+				 "setting to update");
+	if (set_prof && !streq(profile, "optimize-utilization") &&
+	    !streq(profile, "distribute-load"))
+		return ocli_fail("unsupported scheduler profile: \"%s\"", profile);
+	_cleanup_json_ json_t *cs = NULL;
+	_cleanup_free_ char *err = NULL;
+	r = orchard_get(cl, "cluster-settings", NULL, &cs, &err);
+	if (r < 0)
+		return ocli_api_fail(r, err);
+	if (set_pol) {
+		/* Orchard appends to the policies that are there */
+		json_t *arr = json_object_get(cs, "hostDirPolicies");
+		if (!json_is_array(arr)) {
+			arr = json_array();
+			json_object_set_new(cs, "hostDirPolicies", arr);
+		}
+		for (size_t i = 0; i < policies.nr; i++) {
+			json_t *p;
+			if (host_dir_policy(policies.v[i], &p) < 0)
+				return 1;
+			json_array_append_new(arr, p);
+		}
+	}
+	if (set_prof)
+		json_object_set_new(cs, "schedulerProfile", json_string(profile));
+	free(err);
+	err = NULL;
+	r = orchard_send(cl, "PUT", "cluster-settings", cs, NULL, &err);
+	return r < 0 ? ocli_api_fail(r, err) : 0;
+}

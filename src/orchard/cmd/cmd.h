@@ -48,5 +48,7 @@ int orchard_cmd_ip_vm(int argc, char **argv);
 int orchard_cmd_ssh_vm(int argc, char **argv);
 int orchard_cmd_port_forward_vm(int argc, char **argv);
 int orchard_cmd_port_forward_worker(int argc, char **argv);
+int orchard_cmd_get_cluster_settings(int argc, char **argv);
+int orchard_cmd_set_cluster_settings(int argc, char **argv);
 int orchard_cmd_pause_worker(int argc, char **argv);
 int orchard_cmd_resume_worker(int argc, char **argv);
