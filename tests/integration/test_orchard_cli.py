@@ -17,7 +17,8 @@ import requests
 import yaml
 
 from conftest import free_port
-from fleet_fixtures import ORCHARD_BIN, Cli, need_fleet_tools, wait_for
+from fleet_fixtures import (ORCHARD_BIN, Cli, Controller, bootstrap_token, need_fleet_tools,
+                            start_etcd_cluster, wait_for)
 
 
 def fails(p, *needles):
@@ -222,3 +223,52 @@ def test_dev_without_auth(tmp_path):
         dev.stop()
     assert dev.p.returncode == 0
     assert not dev.children()
+
+
+def test_context_create_against_a_tls_controller(tmp_path):
+    """PKI fails on the self-signed certificate; without a bootstrap token the CLI shows the
+    certificate's fingerprint and, not on a terminal, refuses to trust it; with the token's
+    certificate (or one already trusted) it works, pinned to orchard-controller."""
+    need_fleet_tools()
+    etcd = start_etcd_cluster(tmp_path, n=1)
+    admin = "ctx-admin-" + os.urandom(4).hex()
+    ctl = None
+    try:
+        ctl = Controller(tmp_path, "c", [etcd[0][1]], admin)
+        fp = wait_for("the fingerprint", lambda: (lambda t: t.split("fingerprint: ")[1].split(
+            "\n")[0].rstrip(".") if "fingerprint: " in t else None)(ctl.proc.text()), timeout=30)
+        cli = Cli(tmp_path / "cli")
+        p = cli.run("context", "create", ctl.url, "--service-account-name", "bootstrap-admin",
+                    "--service-account-token", admin, check=False)
+        fails(p, "no trust decision")
+        assert "PKI association failed" in p.stdout and f"fingerprint is: {fp}." in p.stdout
+        # a wrong certificate in the token is refused by TLS, and nothing is saved
+        other = tmp_path / "other.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(tmp_path / "k.pem"),
+                        "-out", str(other), "-subj", "/CN=x", "-addext",
+                        "subjectAltName=DNS:orchard-controller", "-days", "1"],
+                       check=True, capture_output=True)
+        bad = bootstrap_token("bootstrap-admin", admin, other.read_bytes())
+        fails(cli.run("context", "create", ctl.url, "--bootstrap-token", bad, check=False),
+              "API client failed to make a request")
+        assert not (cli.home / ".orchard" / "orchard.yml").exists()
+        good = bootstrap_token("bootstrap-admin", admin, ctl.cert[0].read_bytes())
+        cli.run("context", "create", ctl.url, "--bootstrap-token", good, "--name", "tls")
+        conf = yaml.safe_load((cli.home / ".orchard" / "orchard.yml").read_text())
+        assert conf["default-context"] == "tls"
+        assert base64.b64decode(conf["contexts"]["tls"]["certificate"]) == \
+            ctl.cert[0].read_bytes()
+        assert cli.run("list", "workers").returncode == 0
+        # the host in the URL does not matter: the name checked is the certificate's
+        p = cli.run("list", "vms", env={"ORCHARD_URL": ctl.url.replace("127.0.0.1", "localhost")})
+        assert p.returncode == 0
+        fails(cli.run("context", "create", ctl.url, "--bootstrap-token", good, "--name", "tls",
+                      check=False), 'context "tls" already exists')
+        cli.run("context", "create", ctl.url, "--bootstrap-token", good, "--name", "tls",
+                "--force")
+    finally:
+        if ctl:
+            ctl.proc.stop(timeout=20)
+        for p, _ in etcd:
+            p.stop(timeout=20)
