@@ -181,6 +181,12 @@ def test_kill9_of_a_controller_the_other_keeps_serving(fleet):
     # and b takes writes: the waiting VM goes away everywhere
     cli.run("delete", "vm", fleet.waiting, env=via_b)
     assert fleet.waiting not in cli.names(env=via_b)
+    # the workers' channels moved to b: a port-forward through b reaches a guest of each worker
+    for w in ("w1", "w2"):
+        vm = next(n for n in VMS if fleet.placed[n] == w)
+        p = cli.run("ssh", "vm", vm, "-u", "root", "-i", str(fleet.key), "echo via-b", env=via_b,
+                    timeout=120)
+        assert "via-b" in p.stdout
 
 
 def statuses_via(cli, names, env):

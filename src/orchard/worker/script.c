@@ -146,7 +146,7 @@ static int run_ssh(struct wvm *vm, const char *host, int port, const char *user,
 	}
 	strvec_pushl(&argv, ssh, "-T", "-o", "StrictHostKeyChecking=no", "-o",
 		     "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null", "-o",
-		     "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15",
+		     "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=15",
 		     "-o", *password ? "BatchMode=no" : "BatchMode=yes", NULL);
 	if (w->ssh_key)
 		strvec_pushl(&argv, "-i", w->ssh_key, NULL);
@@ -313,7 +313,7 @@ static void *script_main(void *p)
 		last = TAKE_PTR(err);
 		for (usec_t t = 0; t < delay && !stopped(vm); t += 100 * 1000)
 			sleep_usec(100 * 1000);
-		delay = MIN(delay * 2, 10 * 1000 * 1000);
+		delay = MIN(delay * 2, 5 * 1000 * 1000);
 	}
 	if (!stopped(vm))
 		wvm_set_error(vm,
