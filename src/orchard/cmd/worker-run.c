@@ -149,7 +149,8 @@ int orchard_cmd_worker_run(int argc, char **argv)
 	     "seconds between the worker's heartbeats", "15"},
 	    {0},
 	};
-	const struct ocli_cmd c = {"worker run", "CONTROLLER_URL", "Run worker", flags, 1, 1};
+	const struct ocli_cmd c = {
+	    "worker run", "CONTROLLER_URL[,CONTROLLER_URL...]", "Run worker", flags, 1, 1};
 	_cleanup_strvec_ struct strvec args = STRVEC_INIT;
 	struct worker w = {0};
 	_cleanup_free_ char *token = NULL, *err = NULL, *host = NULL, *ohome = NULL, *sub = NULL;
