@@ -196,6 +196,10 @@ int orchard_cmd_worker_run(int argc, char **argv)
 		host = xstrdup(hn);
 		name = host;
 	}
+	if (!orchard_host_arch()) {
+		rc = ocli_fail("failed to run worker: Orchard knows only amd64 and arm64 hosts");
+		goto out;
+	}
 	if (orchard_name_validate(name, "worker", &err) < 0) {
 		rc = ocli_fail("failed to run worker: %s", err);
 		goto out;
