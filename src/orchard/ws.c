@@ -312,16 +312,15 @@ int orchard_ws_recv(struct orchard_ws *ws, struct strbuf *msg)
 	return 0;
 }
 
-/* Queue data for sending; waits while the queue is over its high-water mark (unless wait is false).
- */
-static int enqueue(struct orchard_ws *ws, const void *data, size_t len, bool wait)
+/* Queue data for sending; waits while the queue is over its high-water mark. */
+static void enqueue(struct orchard_ws *ws, const void *data, size_t len)
 {
 	struct chunk *c = xmalloc(sizeof(*c) + LWS_PRE + len);
 	c->next = NULL;
 	c->len = len;
 	memcpy(c->buf + LWS_PRE, data, len);
 	pthread_mutex_lock(&ws->lock);
-	while (wait && ws->tx_bytes > TX_HIGH_WATER && !ws->interrupted && !ws->tx_eof)
+	while (ws->tx_bytes > TX_HIGH_WATER && !ws->interrupted && !ws->tx_eof)
 		pthread_cond_wait(&ws->cond, &ws->lock);
 	if (ws->tx_tail)
 		ws->tx_tail->next = c;
@@ -331,14 +330,6 @@ static int enqueue(struct orchard_ws *ws, const void *data, size_t len, bool wai
 	ws->tx_bytes += len;
 	pthread_mutex_unlock(&ws->lock);
 	lws_cancel_service(ws->ctx);
-	return 0;
-}
-
-int orchard_ws_send(struct orchard_ws *ws, const void *data, size_t len)
-{
-	if (ws->state != WS_OPEN)
-		return -ECONNRESET;
-	return enqueue(ws, data, len, false);
 }
 
 struct reader {
@@ -367,7 +358,7 @@ static void *reader_main(void *p)
 			continue;
 		if (n <= 0)
 			break;
-		enqueue(ws, buf, (size_t)n, true);
+		enqueue(ws, buf, (size_t)n);
 	}
 	pthread_mutex_lock(&ws->lock);
 	ws->tx_eof = true;

@@ -34,9 +34,6 @@ int orchard_ws_open(struct orchard_client *c, const char *path, const char *quer
  */
 int orchard_ws_recv(struct orchard_ws *ws, struct strbuf *msg);
 
-/* Send one binary message (copied); queued, sent by the thread in recv or bridge. */
-int orchard_ws_send(struct orchard_ws *ws, const void *data, size_t len);
-
 /*
  * Proxy bytes until either side ends: what is read from in_fd goes out as binary messages,
  * the payload of every message received is written to out_fd. End of in_fd closes the
