@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Real Orchard fleets on loopback for the worker, CLI and dev tests: etcd members, controllers,
-workers and the CLI, each a process of ours (stopped by PID), each with its own directory and
-free ports. Workers drive the real `tart` with user-mode networking (nothing leaves the
+"""Real workers and the real CLI for the worker, CLI and dev tests, next to orchard_fixtures'
+etcd clusters and controllers: each a process of ours (stopped by PID) with its own directory
+and free ports. Workers drive the real `tart` with user-mode networking (nothing leaves the
 machine) under TCG."""
 import base64
 import json
@@ -9,15 +9,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import TART_BIN, free_port, wait_port
-
-ORCHARD_BIN = os.environ.get("ORCHARD_BIN", str(Path(TART_BIN).parent / "orchard"))
+from conftest import TART_BIN
+from orchard_fixtures import ORCHARD_BIN, Api, Controller, wait_until
 
 
 def need_fleet_tools():
@@ -66,55 +64,21 @@ class Proc:
             return ""
 
 
-def start_etcd_cluster(workdir: Path, n=3):
-    """n etcd members on loopback; returns [(proc, client_url)]."""
-    peers = [(f"m{i}", free_port(), free_port()) for i in range(n)]
-    cluster = ",".join(f"{name}=http://127.0.0.1:{pp}" for name, _, pp in peers)
-    members = []
-    for name, cp, pp in peers:
-        d = workdir / f"etcd-{name}"
-        d.mkdir(parents=True, exist_ok=True)
-        args = ["etcd", "--name", name, "--data-dir", str(d / "data"),
-                "--listen-client-urls", f"http://127.0.0.1:{cp}",
-                "--advertise-client-urls", f"http://127.0.0.1:{cp}",
-                "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
-                "--initial-cluster", cluster, "--initial-cluster-state", "new",
-                "--initial-cluster-token", "fleet-" + workdir.name,
-                "--heartbeat-interval", "100", "--election-timeout", "1000"]
-        members.append((Proc(args, d / "etcd.log"), f"http://127.0.0.1:{cp}"))
-    for _, url in members:
-        wait_port(int(url.rsplit(":", 1)[1]), timeout=30)
-    return members
-
-
 def bootstrap_token(name, token, cert_pem: bytes = None):
     enc = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")
     t = f"orchard-bootstrap-token-v0.{enc(name.encode())}.{enc(token.encode())}"
     return t + (f".{enc(cert_pem)}" if cert_pem else "")
 
 
-class Controller:
-    def __init__(self, workdir: Path, name, etcd_urls, admin_token, cert=None,
-                 offline="10s", tls=True):
-        self.dir = workdir / f"ctl-{name}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        args = [ORCHARD_BIN, "controller", "run", "--listen", f"127.0.0.1:{self.port}",
-                "--etcd", ",".join(etcd_urls), "--data-dir", str(self.dir / "data"),
-                "--worker-offline-timeout", offline, "--scheduler-interval", "1s"]
-        if cert:
-            args += ["--controller-cert", str(cert[0]), "--controller-key", str(cert[1])]
-        if not tls:
-            args.append("--insecure-no-tls")
-        env = dict(os.environ, ORCHARD_HOME=str(self.dir), ORCHARD_BOOTSTRAP_ADMIN_TOKEN=admin_token)
-        self.proc = Proc(args, self.dir / "controller.log", env=env)
-        wait_port(self.port, timeout=60)
-
-    @property
-    def cert(self):
-        return self.dir / "data" / "controller.crt", self.dir / "data" / "controller.key"
+def tls_controller(workdir: Path, etcd, name, admin_token, cert=None, offline="10s"):
+    """orchard_fixtures' Controller with TLS, our admin token, and a shared certificate."""
+    extra = ["--controller-cert", str(cert[0]), "--controller-key", str(cert[1])] if cert else []
+    c = Controller(workdir / f"ctl-{name}", etcd.endpoints, tls=True, offline_timeout=offline,
+                   extra=extra, env={"ORCHARD_BOOTSTRAP_ADMIN_TOKEN": admin_token,
+                                     "ORCHARD_HOME": str(workdir / f"ctl-{name}")})
+    c.url = c.base[:-len("/v1")]
+    c.cert = (c.workdir / "data" / "controller.crt", c.workdir / "data" / "controller.key")
+    return c
 
 
 class Worker:
@@ -205,33 +169,12 @@ class _Pinned(requests.adapters.HTTPAdapter):
         conn.ca_certs, conn.cert_reqs = self.cert_path, "CERT_REQUIRED"
 
 
-class Api:
-    """Orchard's REST API straight from Python (no CLI in between)."""
-
-    def __init__(self, url, name, token, cert_path=None):
-        self.url = url
-        self.s = requests.Session()
-        self.s.auth = (name, token)
-        if cert_path:
-            self.s.mount("https://", _Pinned(cert_path))
-
-    def get(self, path):
-        r = self.s.get(f"{self.url}/v1/{path}", timeout=30)
-        r.raise_for_status()
-        return r.json()
-
-    def put(self, path, body):
-        r = self.s.put(f"{self.url}/v1/{path}", json=body, timeout=30)
-        assert r.status_code == 200, (r.status_code, r.text)
-        return r.json()
+def pinned_api(controller, name, token, cert_path):
+    """orchard_fixtures' Api, with TLS pinned to the controller's certificate."""
+    api = Api(controller.base, (name, token))
+    api.s.mount("https://", _Pinned(cert_path))
+    return api
 
 
 def wait_for(what, fn, timeout=120, interval=0.5):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+    return wait_until(fn, timeout=timeout, interval=interval, what=what)

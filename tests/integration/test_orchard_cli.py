@@ -17,8 +17,9 @@ import requests
 import yaml
 
 from conftest import free_port
-from fleet_fixtures import (ORCHARD_BIN, Cli, Controller, bootstrap_token, need_fleet_tools,
-                            start_etcd_cluster, wait_for)
+from fleet_fixtures import (ORCHARD_BIN, Cli, bootstrap_token, need_fleet_tools, tls_controller,
+                            wait_for)
+from orchard_fixtures import EtcdCluster
 
 
 def fails(p, *needles):
@@ -230,13 +231,14 @@ def test_context_create_against_a_tls_controller(tmp_path):
     certificate's fingerprint and, not on a terminal, refuses to trust it; with the token's
     certificate (or one already trusted) it works, pinned to orchard-controller."""
     need_fleet_tools()
-    etcd = start_etcd_cluster(tmp_path, n=1)
+    etcd = EtcdCluster(tmp_path / "etcd", 1)
     admin = "ctx-admin-" + os.urandom(4).hex()
     ctl = None
     try:
-        ctl = Controller(tmp_path, "c", [etcd[0][1]], admin)
+        ctl = tls_controller(tmp_path, etcd, "c", admin)
         fp = wait_for("the fingerprint", lambda: (lambda t: t.split("fingerprint: ")[1].split(
-            "\n")[0].rstrip(".") if "fingerprint: " in t else None)(ctl.proc.text()), timeout=30)
+            "\n")[0].rstrip(".") if "fingerprint: " in t else None)(ctl.log_path.read_text()),
+                      timeout=30)
         cli = Cli(tmp_path / "cli")
         p = cli.run("context", "create", ctl.url, "--service-account-name", "bootstrap-admin",
                     "--service-account-token", admin, check=False)
@@ -269,6 +271,5 @@ def test_context_create_against_a_tls_controller(tmp_path):
                 "--force")
     finally:
         if ctl:
-            ctl.proc.stop(timeout=20)
-        for p, _ in etcd:
-            p.stop(timeout=20)
+            ctl.stop()
+        etcd.stop()

@@ -20,9 +20,9 @@ import time
 import pytest
 
 from conftest import start_registry
-from fleet_fixtures import (ORCHARD_BIN, Api, Cli, Controller, Worker, bootstrap_token,
-                            need_fleet_tools,
-                            start_etcd_cluster, wait_for)
+from fleet_fixtures import (ORCHARD_BIN, Cli, Worker, bootstrap_token, need_fleet_tools,
+                            pinned_api, tls_controller, wait_for)
+from orchard_fixtures import EtcdCluster
 from oci_fixtures import MiB, push_vetu_image
 from registry_fixtures import make_tls_pair
 from run_fixtures import TINY_CMDLINE, tiny_guest  # noqa: F401 (fixture)
@@ -75,10 +75,9 @@ def fleet(tmp_path_factory, tiny_guest):  # noqa: F811
     f = Fleet()
     f.image = f"{registry.host}/fleet/tiny:1"
     f.key = tiny_guest / "id_ed25519"
-    f.etcd = start_etcd_cluster(work, 3)
-    urls = [u for _, u in f.etcd]
-    f.a = Controller(work, "a", urls, ADMIN)
-    f.b = Controller(work, "b", urls, ADMIN, cert=f.a.cert)
+    f.etcd = EtcdCluster(work / "etcd", 3)
+    f.a = tls_controller(work, f.etcd, "a", ADMIN)
+    f.b = tls_controller(work, f.etcd, "b", ADMIN, cert=f.a.cert)
     f.token = bootstrap_token("bootstrap-admin", ADMIN, f.a.cert[0].read_bytes())
     f.w1 = Worker(work, "w1", f"{f.a.url},{f.b.url}", f.token, "tiny=5", f.key, ca)
     f.w2 = Worker(work, "w2", f"{f.b.url},{f.a.url}", f.token, "tiny=5", f.key, ca)
@@ -93,9 +92,8 @@ def fleet(tmp_path_factory, tiny_guest):  # noqa: F811
                 w.proc.stop()
             kill_tart_runs(w)
         for c in (f.a, f.b):
-            c.proc.stop(timeout=20)
-        for p, _ in f.etcd:
-            p.stop(timeout=20)
+            c.stop()
+        f.etcd.stop()
         registry.proc.terminate()
         registry.proc.wait(timeout=10)
 
@@ -168,7 +166,7 @@ def test_ssh_and_port_forward_reach_the_guest_through_the_controller(fleet):
 def test_kill9_of_a_controller_the_other_keeps_serving(fleet):
     cli = fleet.cli
     before = {n: cli.field(n, "uid") for n in VMS}
-    fleet.a.proc.kill9()
+    fleet.a.kill()
     via_b = {"ORCHARD_URL": fleet.b.url}
     assert cli.names(env=via_b) == sorted(VMS)
     after = {n: cli.field(n, "uid", env=via_b) for n in VMS}
@@ -195,7 +193,7 @@ def statuses_via(cli, names, env):
 
 def test_kill9_of_an_etcd_member_the_fleet_goes_on(fleet):
     cli, via_b = fleet.cli, {"ORCHARD_URL": fleet.b.url}
-    fleet.etcd[0][0].kill9()
+    fleet.etcd.kill(0)
     # keep two VMs per worker: the others are deleted, by the API and on the workers' disks
     keep = {"w1": [], "w2": []}
     for n in sorted(fleet.placed):
@@ -258,14 +256,14 @@ def test_a_spec_change_to_stopped_stops_the_vm(fleet):
     """PUT /vms/NAME with powerState "stopped" (a terminal state in Orchard): the worker sees
     the new generation, stops the VM, keeps it on disk and reports the running condition false
     and the generation it acted on."""
-    api = Api(fleet.b.url, "bootstrap-admin", ADMIN, fleet.a.cert[0])
+    api = pinned_api(fleet.b, "bootstrap-admin", ADMIN, fleet.a.cert[0])
     name = fleet.keep["w2"][0]
-    vm = api.get(f"vms/{name}")
+    vm = api.ok("GET", f"/vms/{name}")
     local = f"orchard-{name}-{vm['uid']}-{vm.get('restart_count', 0)}"
     w2 = fleet.w2
     assert w2.local_vms()[local]["Running"]
     vm["powerState"] = "stopped"
-    gen = api.put(f"vms/{name}", vm)["generation"]
+    gen = api.ok("PUT", f"/vms/{name}", vm)["generation"]
     assert gen == vm["generation"] + 1
 
     def running_condition(v):
@@ -274,6 +272,7 @@ def test_a_spec_change_to_stopped_stops_the_vm(fleet):
     wait_for("the worker to stop it", lambda: not w2.local_vms()[local]["Running"], timeout=60)
     wait_for("the stop to be reported",
              lambda: (lambda v: v.get("observedGeneration") == gen and
-                      running_condition(v) == "false")(api.get(f"vms/{name}")), timeout=60)
+                      running_condition(v) == "false")(api.ok("GET", f"/vms/{name}")),
+             timeout=60)
     time.sleep(3)  # a few more rounds: it stays stopped, on disk
     assert local in w2.local_vms() and not w2.local_vms()[local]["Running"]
