@@ -78,6 +78,21 @@ def test_bad_flags_arguments_and_tokens(tmp_path):
           "restricted characters")
     fails(w(f"http://127.0.0.1:{port}", "--bootstrap-token", tok, "--bootstrap-token-stdin"),
           "mutually exclusive")
+    # a token on stdin, the log in a file: the worker keeps retrying an unreachable
+    # controller, and SIGTERM ends it
+    log = tmp_path / "worker.log"
+    p = subprocess.Popen([ORCHARD_BIN, "worker", "run", f"http://127.0.0.1:{port}",
+                          "--bootstrap-token-stdin", "--synthetic", "--name", "w-stdin",
+                          "--log-file", str(log)], stdin=subprocess.PIPE, env=cli.env)
+    p.stdin.write((tok + "\n").encode())
+    p.stdin.close()
+    try:
+        wait_for("a registration attempt", lambda: log.exists() and
+                 "failed to register worker" in log.read_text(), timeout=30)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    assert "received SIGTERM" in log.read_text()
 
 
 class Dev:

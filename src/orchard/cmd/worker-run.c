@@ -161,9 +161,12 @@ int orchard_cmd_worker_run(int argc, char **argv)
 		rc = r > 0 ? 0 : 1;
 		goto out;
 	}
-	if (log_file && !freopen(log_file, "a", stderr)) {
-		rc = ocli_fail("cannot open the log file %s: %s", log_file, strerror(errno));
-		goto out;
+	if (log_file) {
+		if (!freopen(log_file, "a", stderr)) {
+			rc = ocli_fail("cannot open the log file %s: %s", log_file, strerror(errno));
+			goto out;
+		}
+		setvbuf(stderr, NULL, _IOLBF, 0); /* a reader of the file sees each line */
 	}
 	log_set_timestamps(true);
 	if (debug)
