@@ -12,7 +12,7 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev liblz4-dev libzstd-dev libjansson-dev libcmocka-dev
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   libwebsockets-dev etcd-server etcd-client python3-requests python3-websocket libyaml-dev
-  python3-pytest python3-yaml
+  python3-pytest python3-yaml openssl
   qemu-utils "${ARCH_PKGS[@]}"
   docker-registry skopeo apache2-utils
   debootstrap busybox-static cpio kmod gdisk dosfstools mtools e2fsprogs fdisk
