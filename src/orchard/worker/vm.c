@@ -572,6 +572,16 @@ static void stop_now(struct wvm *vm)
 		_cleanup_strvec_ struct strvec a = STRVEC_INIT;
 		strvec_pushl(&a, "stop", "--timeout", "5", vm->odn, NULL);
 		(void)worker_tart(vm->w, &a, NULL, NULL);
+		/* `tart run` tidies up (network, run.json) as it ends: a few seconds for that
+		 * before its end is forced (Orchard kills at once) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 5;
+		pthread_mutex_lock(&vm->lock);
+		while (vm->busy && vm->started && vm->child > 0)
+			if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT)
+				break;
+		pthread_mutex_unlock(&vm->lock);
 	}
 	cancel_and_wait(vm);
 }
