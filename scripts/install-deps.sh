@@ -12,8 +12,8 @@ PKGS=(
   build-essential meson ninja-build pkg-config
   libcurl4-openssl-dev libssl-dev liblz4-dev libzstd-dev libjansson-dev libcmocka-dev
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
-  libwebsockets-dev etcd-server etcd-client python3-requests python3-websocket
-  python3-pytest
+  libwebsockets-dev etcd-server etcd-client python3-requests python3-websocket libyaml-dev
+  python3-pytest python3-yaml openssl
   python3-grpcio python3-protobuf protobuf-compiler python3-h2
   qemu-utils "${ARCH_PKGS[@]}"
   docker-registry skopeo apache2-utils

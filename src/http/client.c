@@ -19,6 +19,8 @@ struct http_client {
 	struct http_client_options opts;
 	char *user_agent;
 	char *ca_file, *ca_path;
+	struct curl_blob ca_blob;
+	struct curl_slist *connect_to;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -57,6 +59,15 @@ int http_client_new(const struct http_client_options *opts, struct http_client *
 	c->opts.user_agent = c->user_agent;
 	c->ca_file = c->opts.ca_file ? xstrdup(c->opts.ca_file) : NULL;
 	c->ca_path = c->opts.ca_path ? xstrdup(c->opts.ca_path) : NULL;
+	if (c->opts.ca_blob && c->opts.ca_blob_len) {
+		void *copy = xmalloc(c->opts.ca_blob_len);
+		memcpy(copy, c->opts.ca_blob, c->opts.ca_blob_len);
+		c->ca_blob = (struct curl_blob){copy, c->opts.ca_blob_len, CURL_BLOB_NOCOPY};
+	}
+	c->opts.ca_blob = NULL;
+	if (c->opts.connect_to)
+		c->connect_to = curl_slist_append(NULL, c->opts.connect_to);
+	c->opts.connect_to = NULL;
 	if (c->opts.connect_timeout_s <= 0)
 		c->opts.connect_timeout_s = 30;
 	if (c->opts.low_speed_limit <= 0)
@@ -91,6 +102,8 @@ struct http_client *http_client_free(struct http_client *c)
 	free(c->user_agent);
 	free(c->ca_file);
 	free(c->ca_path);
+	free(c->ca_blob.data);
+	curl_slist_free_all(c->connect_to);
 	free(c);
 	return NULL;
 }
@@ -339,6 +352,10 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
 	if (c->ca_path)
 		curl_easy_setopt(h, CURLOPT_CAPATH, c->ca_path);
+	if (c->ca_blob.data)
+		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &c->ca_blob);
+	if (c->connect_to)
+		curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->connect_to);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);

@@ -45,6 +45,12 @@ struct http_client_options {
 	const char *user_agent;  /* NULL: none */
 	const char *ca_file;     /* NULL: the system CA bundle */
 	const char *ca_path;     /* NULL: the system CA directory */
+	/* PEM certificates trusted instead of the system CAs (pinning); copied */
+	const void *ca_blob;
+	size_t ca_blob_len;
+	/* curl's CONNECT_TO entry "HOST:PORT:CONNECT-HOST:CONNECT-PORT" (a TLS name that is not
+	 * the address); copied */
+	const char *connect_to;
 };
 
 int http_client_new(const struct http_client_options *opts, struct http_client **ret);

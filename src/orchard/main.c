@@ -17,7 +17,38 @@ struct orchard_cmd_entry {
 
 /* Orchard's order: resources first, then administrative tasks. */
 static const struct orchard_cmd_entry commands[] = {
+    {"create", "vm", orchard_cmd_create_vm, "Create a VM"},
+    {"create", "service-account", orchard_cmd_create_service_account,
+     "Create a service account"},
+    {"delete", "vm", orchard_cmd_delete_vm, "Delete a VM"},
+    {"delete", "worker", orchard_cmd_delete_worker, "Delete a worker"},
+    {"delete", "service-account", orchard_cmd_delete_service_account,
+     "Delete a service account"},
+    {"get", "vm", orchard_cmd_get_vm, "Retrieve a VM and it's fields"},
+    {"get", "worker", orchard_cmd_get_worker, "Retrieve a worker and it's fields"},
+    {"get", "service-account", orchard_cmd_get_service_account, "Retrieve a service account"},
+    {"get", "cluster-settings", orchard_cmd_get_cluster_settings, "Retrieve cluster settings"},
+    {"get", "bootstrap-token", orchard_cmd_get_bootstrap_token,
+     "Retrieve a bootstrap token for the specified service account"},
+    {"ip", "vm", orchard_cmd_ip_vm, "Retrieve a VM's IP address"},
+    {"list", "vms", orchard_cmd_list_vms, "List VMs"},
+    {"list", "workers", orchard_cmd_list_workers, "List workers"},
+    {"list", "service-accounts", orchard_cmd_list_service_accounts, "List service accounts"},
+    {"logs", "vm", orchard_cmd_logs_vm, "Retrieve VM logs"},
+    {"pause", "worker", orchard_cmd_pause_worker, "Pause a worker"},
+    {"port-forward", "vm", orchard_cmd_port_forward_vm, "Forward TCP port to the VM"},
+    {"port-forward", "worker", orchard_cmd_port_forward_worker,
+     "Forward TCP port to the worker"},
+    {"resume", "worker", orchard_cmd_resume_worker, "Resume a worker"},
+    {"set", "cluster-settings", orchard_cmd_set_cluster_settings, "Set cluster settings"},
+    {"ssh", "vm", orchard_cmd_ssh_vm, "SSH into the VM"},
+    {"context", "create", orchard_cmd_context_create, "Create a new context"},
+    {"context", "default", orchard_cmd_context_default, "Set a default context"},
+    {"context", "delete", orchard_cmd_context_delete, "Delete a context"},
+    {"context", "list", orchard_cmd_context_list, "List contexts"},
     {"controller", "run", orchard_cmd_controller_run, "Run the controller"},
+    {"dev", NULL, orchard_cmd_dev, "Run a controller, a worker and etcd for development"},
+    {"worker", "run", orchard_cmd_worker_run, "Run a worker"},
 };
 
 static void print_help(const char *group)

@@ -23,3 +23,32 @@
 #endif
 
 int orchard_cmd_controller_run(int argc, char **argv);
+
+/* orchard-wrk: the worker (src/orchard/worker/), the CLI (src/orchard/cli/) and dev */
+int orchard_cmd_worker_run(int argc, char **argv);
+int orchard_cmd_dev(int argc, char **argv);
+int orchard_cmd_context_create(int argc, char **argv);
+int orchard_cmd_context_default(int argc, char **argv);
+int orchard_cmd_context_delete(int argc, char **argv);
+int orchard_cmd_context_list(int argc, char **argv);
+int orchard_cmd_create_vm(int argc, char **argv);
+int orchard_cmd_create_service_account(int argc, char **argv);
+int orchard_cmd_delete_vm(int argc, char **argv);
+int orchard_cmd_delete_worker(int argc, char **argv);
+int orchard_cmd_delete_service_account(int argc, char **argv);
+int orchard_cmd_get_vm(int argc, char **argv);
+int orchard_cmd_get_worker(int argc, char **argv);
+int orchard_cmd_get_service_account(int argc, char **argv);
+int orchard_cmd_get_bootstrap_token(int argc, char **argv);
+int orchard_cmd_list_vms(int argc, char **argv);
+int orchard_cmd_list_workers(int argc, char **argv);
+int orchard_cmd_list_service_accounts(int argc, char **argv);
+int orchard_cmd_logs_vm(int argc, char **argv);
+int orchard_cmd_ip_vm(int argc, char **argv);
+int orchard_cmd_ssh_vm(int argc, char **argv);
+int orchard_cmd_port_forward_vm(int argc, char **argv);
+int orchard_cmd_port_forward_worker(int argc, char **argv);
+int orchard_cmd_get_cluster_settings(int argc, char **argv);
+int orchard_cmd_set_cluster_settings(int argc, char **argv);
+int orchard_cmd_pause_worker(int argc, char **argv);
+int orchard_cmd_resume_worker(int argc, char **argv);
