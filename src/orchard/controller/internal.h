@@ -150,7 +150,7 @@ void rpc_session_unregister(struct controller *c, const char *session);
 /* Where another controller's session lives: URL and cert (allocated), -ENOENT when unknown. */
 int rpc_session_owner(struct controller *c, const char *session, char **ret_url,
 		      char **ret_cert_pem);
-/* Publish an IP answer for a session (any controller's). */
+/* Publish an IP answer for a session (any controller's); -ENOENT when nobody waits for it. */
 int rpc_answer(struct controller *c, const char *session, const char *ip, const char *error);
 /* Mark a worker's channel held here / no longer held. */
 int rpc_hold_worker(struct controller *c, const char *worker);

@@ -138,16 +138,29 @@ int rpc_answer(struct controller *c, const char *session, const char *ip, const 
 	int r = etcd_get(store_etcd(c->store), k, &kv, NULL);
 	if (r < 0)
 		return r; /* -ENOENT: nobody waits for it (Orchard answers 404 too) */
-	int64_t lease = kv.lease;
+	int64_t lease = kv.lease, mod = kv.mod_revision;
 	etcd_kv_release(&kv);
 	_cleanup_free_ char *a = store_key(c->store, "live/answers/%s", session);
 	json_t *j = json_pack("{s:s,s:s}", "ip", ip, "errorMessage", error);
 	char *v = orchard_json_dump(j);
 	json_decref(j);
-	/* on the waiting controller's lease: it goes away with that controller */
-	r = etcd_put(store_etcd(c->store), a, v, strlen(v), lease, NULL);
+	/*
+	 * On the waiting controller's lease: it goes away with that controller. And only while
+	 * the session is still the one read: a waiter that gave up in between has deleted its
+	 * answer key already, and a blind put would leave this one behind for the lifetime of
+	 * that controller.
+	 */
+	struct etcd_txn t;
+	etcd_txn_init(&t);
+	etcd_txn_cmp_mod(&t, k, mod);
+	etcd_txn_put(&t, a, v, strlen(v), lease);
+	bool ok = false;
+	r = etcd_txn_commit(store_etcd(c->store), &t, &ok, NULL);
+	etcd_txn_release(&t);
 	free(v);
-	return r;
+	if (r < 0)
+		return r;
+	return ok ? 0 : -ENOENT;
 }
 
 static int put_watcher(struct controller *c, const char *worker)
