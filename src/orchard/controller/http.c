@@ -25,6 +25,8 @@
 #define QUEUE_HIGH (1u << 20)
 #define QUEUE_LOW (256u << 10)
 #define WRITE_CHUNK (64u << 10)
+/* A ?watch=true client further behind than this is cut off (it can watch again) */
+#define STREAM_CAP (8u << 20)
 /* How long a worker gets to answer resolveIP or to dial back, at least. */
 #define MIN_ANSWER_WAIT_S 10
 
@@ -601,10 +603,18 @@ static void on_vm_event(struct controller *c, const struct ctl_event *e)
 		json_object_set_new(msg, "object", orchard_vm_to_json(&vm));
 		char *s = orchard_json_dump(msg);
 		json_decref(msg);
+		orchard_vm_release(&vm);
+		if (x->stream.len + strlen(s) + 1 > STREAM_CAP) {
+			log_warning("a watch of VM '%s' is more than %u MiB behind: closing it",
+				    name, STREAM_CAP >> 20);
+			free(s);
+			x->streaming = false;
+			lws_set_timeout(x->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			continue;
+		}
 		strbuf_puts(&x->stream, s);
 		strbuf_putc(&x->stream, '\n');
 		free(s);
-		orchard_vm_release(&vm);
 		x->watch_from = e->mod_revision;
 		lws_callback_on_writable(x->wsi);
 	}
