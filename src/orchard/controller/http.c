@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <libwebsockets.h>
-#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -215,19 +214,6 @@ static bool split_path(struct controller *c, const char *path, struct orchard_st
 		p += n;
 	}
 	return true;
-}
-
-static int hex_fingerprint_der(const unsigned char *der, int n, char **ret)
-{
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	if (!EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL))
-		return -EIO;
-	char *out = xmalloc(32 * 3), *p = out;
-	for (unsigned i = 0; i < 32; i++)
-		p += sprintf(p, i ? " %02X" : "%02X", md[i]);
-	*ret = out;
-	return 0;
 }
 
 /* ---- writing HTTP answers ---- */
@@ -1137,7 +1123,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		unsigned char *der = NULL;
 		int n = cert ? i2d_X509(cert, &der) : -1;
 		_cleanup_free_ char *fp = NULL;
-		int r = n > 0 ? hex_fingerprint_der(der, n, &fp) : -EIO;
+		int r = n > 0 ? tls_fingerprint_der(der, (size_t)n, &fp) : -EIO;
 		OPENSSL_free(der);
 		if (r < 0 || !streq(fp, x->expect_fingerprint))
 			return 1;

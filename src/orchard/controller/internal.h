@@ -183,3 +183,5 @@ void http_stop(struct controller *c);
 int tls_prepare(struct controller *c, char **ret_cert, char **ret_key);
 /* SHA-256 of a PEM certificate's DER, upper-case hex separated by spaces (Orchard's form). */
 int tls_fingerprint(const char *pem, char **ret);
+/* The same of a certificate's DER bytes. */
+int tls_fingerprint_der(const unsigned char *der, size_t len, char **ret);
