@@ -519,3 +519,37 @@ def test_port_forward_and_ip_across_controllers(etcd, prefix, tmp_path, tls):
     finally:
         a.stop()
         b.stop()
+
+
+def _dial_back_closes(api, session, timeout=10):
+    """Open a worker's dial-back for session; True when the controller closes it in time."""
+    ws = api.ws(f"/rpc/port-forward?session={session}", timeout=timeout)
+    try:
+        while ws.recv():
+            pass
+        return True
+    except websocket.WebSocketConnectionClosedException:
+        return True
+    except websocket.WebSocketTimeoutException:
+        return False
+    finally:
+        ws.close()
+
+
+def test_dial_back_is_never_relayed_in_a_loop(ctl, etcd, prefix):
+    """A session key that names this controller but waits nowhere (its removal failed while
+    etcd was away) must not make the controller relay the dial-back to itself, and a dial-back
+    relayed by another controller is not relayed again: each is closed at once."""
+    kvs, _ = etcd.range_prefix(prefix + "live/controllers/")
+    assert len(kvs) == 1
+    me = kvs[0][0].rsplit("/", 1)[1]
+    etcd.put(prefix + "live/sessions/stale-session", json.dumps({"controller": me}))
+    api = ctl.api()
+    assert _dial_back_closes(api, "stale-session"), "the stale dial-back was relayed"
+    # the stale key is cleaned up on the way
+    assert etcd.range_prefix(prefix + "live/sessions/")[0] == []
+    # a relayed dial-back for a session nobody waits for here is not relayed a second time
+    etcd.put(prefix + "live/sessions/other-session", json.dumps({"controller": "elsewhere"}))
+    assert _dial_back_closes(api, "other-session&relayed=1")
+    # the controller still serves
+    assert api.get("/controller/info").status_code == 200

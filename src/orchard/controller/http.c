@@ -966,6 +966,14 @@ static void on_established(struct conn *x)
 			pair(client, x);
 			return;
 		}
+		/* at most one hop: a dial-back another controller relayed here is not relayed again
+		 * (two controllers behind one advertised address must not bounce it forever) */
+		_cleanup_free_ char *relayed = api_query(&x->args, "relayed");
+		if (relayed) {
+			ws_close(x, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+				 "unknown port-forwarding session");
+			return;
+		}
 		set_rx(x, false);
 		relay_to_owner(x);
 		break;
@@ -1003,8 +1011,8 @@ static void relay_to_owner(struct conn *x)
 		lws_urlencode(esc, err, (int)strlen(err) * 3 + 1);
 	}
 	_cleanup_free_ char *full =
-	    xasprintf("%s/v1/rpc/port-forward?session=%s%s%s", c->o.api_prefix, x->session,
-		      esc ? "&errorMessage=" : "", esc ? esc : "");
+	    xasprintf("%s/v1/rpc/port-forward?session=%s&relayed=1%s%s", c->o.api_prefix,
+		      x->session, esc ? "&errorMessage=" : "", esc ? esc : "");
 	struct conn *relay = conn_new(c, NULL, K_RELAY);
 	relay->authorization = x->authorization ? xstrdup(x->authorization) : NULL;
 	relay->peer = x;

@@ -147,7 +147,8 @@ int rpc_worker_reachable(struct controller *c, const char *worker, bool *ret);
 /* Register/unregister our session and its owner, for dial-backs landing elsewhere. */
 int rpc_session_register(struct controller *c, const char *session);
 void rpc_session_unregister(struct controller *c, const char *session);
-/* Where another controller's session lives: URL and cert (allocated), -ENOENT when unknown. */
+/* Where another controller's session lives: URL and cert (allocated), -ENOENT when unknown or
+ * when it is one of ours (then it waits nowhere: the stale key is removed). */
 int rpc_session_owner(struct controller *c, const char *session, char **ret_url,
 		      char **ret_cert_pem);
 /* Publish an IP answer for a session (any controller's); -ENOENT when nobody waits for it. */

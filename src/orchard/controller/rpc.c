@@ -112,10 +112,17 @@ int rpc_session_owner(struct controller *c, const char *session, char **ret_url,
 	if (r < 0)
 		return r;
 	const char *id = json_string_value(json_object_get(s, "controller"));
+	bool ours = id && streq(id, c->id);
 	_cleanup_free_ char *ck = id ? store_key(c->store, "live/controllers/%s", id) : NULL;
 	json_decref(s);
 	if (!ck)
 		return -EBADMSG;
+	if (ours) {
+		/* a session of ours that no longer waits here (its removal failed while etcd was
+		 * away): relaying to ourselves would loop, so it is stale; clean it up */
+		(void)etcd_delete(store_etcd(c->store), k, NULL, NULL);
+		return -ENOENT;
+	}
 	r = get_json(c, ck, &ctl);
 	if (r < 0)
 		return r;
