@@ -4,7 +4,10 @@ written from Orchard's API shapes (requests, websocket-client), with fake worker
 orchard_fixtures.py. No QEMU here: the fleet tests with real tart VMs live elsewhere."""
 import base64
 import json
+import os
+import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -13,7 +16,9 @@ import pytest
 import requests
 import websocket
 
-from orchard_fixtures import (TOKEN, Controller, EtcdCluster, FakeWorker, vm_body, wait_until)
+from conftest import free_port
+from orchard_fixtures import (ORCHARD_BIN, TOKEN, Controller, EtcdCluster, FakeWorker, vm_body,
+                              wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -553,3 +558,38 @@ def test_dial_back_is_never_relayed_in_a_loop(ctl, etcd, prefix):
     assert _dial_back_closes(api, "other-session&relayed=1")
     # the controller still serves
     assert api.get("/controller/info").status_code == 200
+
+
+def test_controllers_bootstrapping_at_once_print_a_token_that_works(etcd, tmp_path):
+    """Controllers started at the same moment on an empty cluster, without
+    ORCHARD_BOOTSTRAP_ADMIN_TOKEN: every token a banner prints must authenticate."""
+    env = {k: v for k, v in os.environ.items() if k != "ORCHARD_BOOTSTRAP_ADMIN_TOKEN"}
+    for attempt in range(3):
+        prefix = f"/boot-{uuid.uuid4().hex[:8]}/"
+        procs = []
+        for i in range(3):
+            port = free_port()
+            log = tmp_path / f"a{attempt}-c{i}.log"
+            with open(log, "wb") as f:
+                p = subprocess.Popen([ORCHARD_BIN, "controller", "run", "-l", f"127.0.0.1:{port}",
+                                      "--etcd", etcd.endpoints, "--etcd-prefix", prefix,
+                                      "--data-dir", str(tmp_path / f"d{i}"), "--insecure-no-tls"],
+                                     stdout=f, stderr=subprocess.STDOUT, env=env)
+            procs.append((p, port, log))
+        try:
+            for p, port, log in procs:
+                wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v1/",
+                                                timeout=1).status_code == 200,
+                           what=f"controller on {port}")
+            tokens = [m for _, _, log in procs
+                      for m in re.findall(r"Service account token: (\S+)", log.read_text())]
+            assert tokens, "no banner printed a token"
+            port = procs[0][1]
+            for t in tokens:
+                r = requests.get(f"http://127.0.0.1:{port}/v1/controller/info",
+                                 auth=("bootstrap-admin", t), timeout=10)
+                assert r.status_code == 200, f"a printed token does not work: {r.status_code}"
+        finally:
+            for p, _, _ in procs:
+                p.terminate()
+                p.wait(timeout=10)
