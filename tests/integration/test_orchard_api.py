@@ -593,3 +593,66 @@ def test_controllers_bootstrapping_at_once_print_a_token_that_works(etcd, tmp_pa
             for p, _, _ in procs:
                 p.terminate()
                 p.wait(timeout=10)
+
+
+def test_worker_that_does_not_read_its_watch_channel_is_dropped(ctl, etcd, prefix):
+    """Instructions for a worker that stops reading its watch channel must not pile up in the
+    controller without end: past a cap the channel is dropped (the worker reconnects)."""
+    api = ctl.api()
+    ws = api.ws("/rpc/watch?workerName=deaf")
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    wait_until(lambda: etcd.range_prefix(prefix + "live/watchers/")[0], what="the hold")
+    # 12 instructions of 1 MiB each for it (through etcd, as any controller sends them)
+    for i in range(12):
+        etcd.put(f"{prefix}live/notify/deaf/n{i}",
+                 json.dumps({"syncVMsAction": {}, "pad": "x" * (1 << 20)}))
+    wait_until(lambda: "does not read its watch channel" in ctl.log_path.read_text(),
+               timeout=60, what="the controller to give up on the channel")
+    got = 0
+    ws.settimeout(30)
+    try:
+        while True:
+            m = ws.recv()
+            if not m:
+                break
+            got += len(m)
+    except websocket.WebSocketConnectionClosedException:
+        pass
+    assert got < 12 << 20
+    # and it no longer claims to hold the worker
+    wait_until(lambda: not etcd.range_prefix(prefix + "live/watchers/")[0],
+               what="the watcher key released")
+
+
+def test_a_large_vm_does_not_break_listing_scheduling_or_watches(ctl):
+    """etcd stores values up to 1.5 MiB; a VM of 900 KB (a big startup script) must not make
+    every range over vms/ fail (GET /vms, the scheduler) or stop the controller's watches."""
+    api = ctl.api()
+    w = FakeWorker(api, "wbig", resources={"org.cirruslabs.tart-vms": 10})
+    try:
+        api.ok("POST", "/vms", vm_body("big", startup_script={"script_content": "x" * 900000}))
+        names = sorted(v["name"] for v in api.ok("GET", "/vms"))
+        assert names == ["big"]
+        api.ok("POST", "/vms", vm_body("small"))
+        wait_until(lambda: api.ok("GET", "/vms/small").get("worker") == "wbig",
+                   what="the small VM placed")
+        # the vms/ watch went past the big VM's revision: changes still reach a watcher
+        lines = []
+        r = api.s.get(ctl.base + "/vms/small", params={"watch": "true"}, stream=True,
+                      timeout=30)
+
+        def read():
+            for line in r.iter_lines(chunk_size=1):
+                if line:
+                    lines.append(json.loads(line))
+                if len(lines) >= 2:
+                    return
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        wait_until(lambda: lines, what="ADDED")
+        api.ok("PUT", "/vms/small/state", {"status": "running"})
+        t.join(timeout=20)
+        r.close()
+        assert [m["type"] for m in lines] == ["ADDED", "MODIFIED"]
+    finally:
+        w.stop()
