@@ -600,7 +600,6 @@ def test_worker_that_does_not_read_its_watch_channel_is_dropped(ctl, etcd, prefi
     controller without end: past a cap the channel is dropped (the worker reconnects)."""
     api = ctl.api()
     ws = api.ws("/rpc/watch?workerName=deaf")
-    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     wait_until(lambda: etcd.range_prefix(prefix + "live/watchers/")[0], what="the hold")
     # 12 instructions of 1 MiB each for it (through etcd, as any controller sends them)
     for i in range(12):

@@ -26,6 +26,9 @@
 #define WRITE_CHUNK (64u << 10)
 /* A ?watch=true client further behind than this is cut off (it can watch again) */
 #define STREAM_CAP (8u << 20)
+/* A worker that leaves this much of its instructions unread loses its watch channel: it
+ * reconnects and syncs, as after any drop */
+#define WATCH_QUEUE_CAP (4u << 20)
 /* How long a worker gets to answer resolveIP or to dial back, at least. */
 #define MIN_ANSWER_WAIT_S 10
 
@@ -563,10 +566,22 @@ static void on_notify(struct controller *c, const char *rest, const char *value,
 	if (!slash)
 		return;
 	_cleanup_free_ char *worker = xstrndup(rest, (size_t)(slash - rest));
-	for (struct conn *x = c->conns; x; x = x->next)
-		if (x->kind == K_WATCH && x->worker && streq(x->worker, worker) &&
-		    !x->close_pending)
-			ws_queue(x, value, len, false);
+	for (struct conn *x = c->conns; x; x = x->next) {
+		if (x->kind != K_WATCH || !x->worker || !streq(x->worker, worker) ||
+		    x->close_pending)
+			continue;
+		if (x->out_bytes + len > WATCH_QUEUE_CAP) {
+			log_warning("worker '%s' does not read its watch channel (%u MiB queued): "
+				    "closing it",
+				    worker, WATCH_QUEUE_CAP >> 20);
+			/* a close frame could not get through a full socket either: hang up */
+			msgs_free(x);
+			x->close_pending = true;
+			lws_set_timeout(x->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			continue;
+		}
+		ws_queue(x, value, len, false);
+	}
 }
 
 static void on_vm_event(struct controller *c, const struct ctl_event *e)
