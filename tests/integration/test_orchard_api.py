@@ -348,11 +348,11 @@ def test_lapsed_worker_fails_and_vm_moves_on_failure(etcd, prefix, tmp_path):
         ctl.stop()
 
 
-def test_watch_vm_stream(ctl):
-    api = ctl.api()
-    api.ok("POST", "/vms", vm_body("wv"))
+def watch_vm(ctl, api, name, count):
+    """GET /vms/<name>?watch=true read in a thread: the list its messages land in, and a
+    function that waits for `count` of them (20 s at most) and closes the stream."""
     lines = []
-    r = api.s.get(ctl.base + "/vms/wv", params={"watch": "true"}, stream=True, timeout=30)
+    r = api.s.get(ctl.base + f"/vms/{name}", params={"watch": "true"}, stream=True, timeout=30)
     assert r.status_code == 200
 
     def read():
@@ -361,15 +361,25 @@ def test_watch_vm_stream(ctl):
         for line in r.iter_lines(chunk_size=1):
             if line:
                 lines.append(json.loads(line))
-            if len(lines) >= 3:
+            if len(lines) >= count:
                 return
     t = threading.Thread(target=read, daemon=True)
     t.start()
+
+    def finish():
+        t.join(timeout=20)
+        r.close()
+    return lines, finish
+
+
+def test_watch_vm_stream(ctl):
+    api = ctl.api()
+    api.ok("POST", "/vms", vm_body("wv"))
+    lines, finish = watch_vm(ctl, api, "wv", 3)
     wait_until(lambda: len(lines) >= 1, what="ADDED")
     api.ok("PUT", "/vms/wv/state", {"status": "running"})
     api.ok("DELETE", "/vms/wv")
-    t.join(timeout=20)
-    r.close()
+    finish()
     assert [m["type"] for m in lines] == ["ADDED", "MODIFIED", "DELETED"]
     assert lines[0]["object"]["name"] == "wv" and lines[1]["object"]["status"] == "running"
 
@@ -636,22 +646,10 @@ def test_a_large_vm_does_not_break_listing_scheduling_or_watches(ctl):
         wait_until(lambda: api.ok("GET", "/vms/small").get("worker") == "wbig",
                    what="the small VM placed")
         # the vms/ watch went past the big VM's revision: changes still reach a watcher
-        lines = []
-        r = api.s.get(ctl.base + "/vms/small", params={"watch": "true"}, stream=True,
-                      timeout=30)
-
-        def read():
-            for line in r.iter_lines(chunk_size=1):
-                if line:
-                    lines.append(json.loads(line))
-                if len(lines) >= 2:
-                    return
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
+        lines, finish = watch_vm(ctl, api, "small", 2)
         wait_until(lambda: lines, what="ADDED")
         api.ok("PUT", "/vms/small/state", {"status": "running"})
-        t.join(timeout=20)
-        r.close()
+        finish()
         assert [m["type"] for m in lines] == ["ADDED", "MODIFIED"]
     finally:
         w.stop()
