@@ -33,7 +33,8 @@ test: build
 sanitize: deps
 	@[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 	ninja -C build-asan
-	meson test -C build-asan --print-errorlogs --suite unit
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C build-asan --print-errorlogs --suite unit
 
 demo: build
 	./scripts/demo.sh

@@ -2,6 +2,7 @@
 #include "oci/auth.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,8 +172,13 @@ char *oci_base64_encode(const void *data, size_t len)
 
 int oci_base64_decode(const char *s, char **ret, size_t *ret_len)
 {
+	return oci_base64_decode_max(s, 1024 * 1024, ret, ret_len);
+}
+
+int oci_base64_decode_max(const char *s, size_t max, char **ret, size_t *ret_len)
+{
 	size_t n = strlen(s);
-	if (n % 4 != 0 || n > 1024 * 1024)
+	if (n % 4 != 0 || n > max || n > INT_MAX)
 		return -EBADMSG;
 	char *out = xmalloc(n / 4 * 3 + 1);
 	int m = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);

@@ -55,6 +55,8 @@ char *oci_token_url(const struct oci_www_auth *a);
 /* Base64 (standard alphabet, padded). decode returns -EBADMSG on malformed input. */
 char *oci_base64_encode(const void *data, size_t len);
 int oci_base64_decode(const char *s, char **ret, size_t *ret_len);
+/* The same for input of up to max characters (oci_base64_decode: 1 MiB, for headers). */
+int oci_base64_decode_max(const char *s, size_t max, char **ret, size_t *ret_len);
 /* "Basic <base64(user:pass)>" (allocated). */
 char *oci_basic_credentials(const char *user, const char *pass);
 

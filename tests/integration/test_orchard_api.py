@@ -2,7 +2,12 @@
 """`orchard controller run` against a real 3-member etcd cluster, through an independent client
 written from Orchard's API shapes (requests, websocket-client), with fake workers. See
 orchard_fixtures.py. No QEMU here: the fleet tests with real tart VMs live elsewhere."""
+import base64
 import json
+import os
+import re
+import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -11,7 +16,9 @@ import pytest
 import requests
 import websocket
 
-from orchard_fixtures import (TOKEN, Controller, EtcdCluster, FakeWorker, vm_body, wait_until)
+from conftest import free_port
+from orchard_fixtures import (ORCHARD_BIN, TOKEN, Controller, EtcdCluster, FakeWorker, vm_body,
+                              wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -341,11 +348,11 @@ def test_lapsed_worker_fails_and_vm_moves_on_failure(etcd, prefix, tmp_path):
         ctl.stop()
 
 
-def test_watch_vm_stream(ctl):
-    api = ctl.api()
-    api.ok("POST", "/vms", vm_body("wv"))
+def watch_vm(ctl, api, name, count):
+    """GET /vms/<name>?watch=true read in a thread: the list its messages land in, and a
+    function that waits for `count` of them (20 s at most) and closes the stream."""
     lines = []
-    r = api.s.get(ctl.base + "/vms/wv", params={"watch": "true"}, stream=True, timeout=30)
+    r = api.s.get(ctl.base + f"/vms/{name}", params={"watch": "true"}, stream=True, timeout=30)
     assert r.status_code == 200
 
     def read():
@@ -354,17 +361,58 @@ def test_watch_vm_stream(ctl):
         for line in r.iter_lines(chunk_size=1):
             if line:
                 lines.append(json.loads(line))
-            if len(lines) >= 3:
+            if len(lines) >= count:
                 return
     t = threading.Thread(target=read, daemon=True)
     t.start()
+
+    def finish():
+        t.join(timeout=20)
+        r.close()
+    return lines, finish
+
+
+def test_watch_vm_stream(ctl):
+    api = ctl.api()
+    api.ok("POST", "/vms", vm_body("wv"))
+    lines, finish = watch_vm(ctl, api, "wv", 3)
     wait_until(lambda: len(lines) >= 1, what="ADDED")
     api.ok("PUT", "/vms/wv/state", {"status": "running"})
     api.ok("DELETE", "/vms/wv")
-    t.join(timeout=20)
-    r.close()
+    finish()
     assert [m["type"] for m in lines] == ["ADDED", "MODIFIED", "DELETED"]
     assert lines[0]["object"]["name"] == "wv" and lines[1]["object"]["status"] == "running"
+
+
+def test_watch_stream_of_a_client_that_stops_reading_is_cut(ctl):
+    """A ?watch=true client that reads nothing must not make the controller buffer every
+    change for it: once it is far behind (8 MiB) the controller closes the stream."""
+    api = ctl.api()
+    api.ok("POST", "/vms", vm_body("lag"))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", ctl.port))
+    auth = base64.b64encode(f"bootstrap-admin:{TOKEN}".encode()).decode()
+    s.sendall(f"GET /v1/vms/lag?watch=true HTTP/1.1\r\nHost: x\r\n"
+              f"Authorization: Basic {auth}\r\n\r\n".encode())
+    # 64 changes of 256 KiB each (an etcd request stays under its 1.5 MiB limit): 16 MiB
+    for i in range(64):
+        api.ok("PUT", "/vms/lag/state", {"status": "pending",
+                                         "status_message": f"{i}:" + "x" * (256 << 10)})
+    # what was sent before the cut may be read; then the stream must end
+    s.settimeout(60)
+    got = 0
+    while True:
+        try:
+            d = s.recv(1 << 20)
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        got += len(d)
+    s.close()
+    assert got < (16 << 20), f"read {got} bytes: the controller kept all of it"
+    assert "behind: closing it" in ctl.log_path.read_text()
 
 
 def test_tls_bootstrap_fingerprint(etcd, prefix, tmp_path):
@@ -486,3 +534,122 @@ def test_port_forward_and_ip_across_controllers(etcd, prefix, tmp_path, tls):
     finally:
         a.stop()
         b.stop()
+
+
+def _dial_back_closes(api, session, timeout=10):
+    """Open a worker's dial-back for session; True when the controller closes it in time."""
+    ws = api.ws(f"/rpc/port-forward?session={session}", timeout=timeout)
+    try:
+        while ws.recv():
+            pass
+        return True
+    except websocket.WebSocketConnectionClosedException:
+        return True
+    except websocket.WebSocketTimeoutException:
+        return False
+    finally:
+        ws.close()
+
+
+def test_dial_back_is_never_relayed_in_a_loop(ctl, etcd, prefix):
+    """A session key that names this controller but waits nowhere (its removal failed while
+    etcd was away) must not make the controller relay the dial-back to itself, and a dial-back
+    relayed by another controller is not relayed again: each is closed at once."""
+    kvs, _ = etcd.range_prefix(prefix + "live/controllers/")
+    assert len(kvs) == 1
+    me = kvs[0][0].rsplit("/", 1)[1]
+    etcd.put(prefix + "live/sessions/stale-session", json.dumps({"controller": me}))
+    api = ctl.api()
+    assert _dial_back_closes(api, "stale-session"), "the stale dial-back was relayed"
+    # the stale key is cleaned up on the way
+    assert etcd.range_prefix(prefix + "live/sessions/")[0] == []
+    # a relayed dial-back for a session nobody waits for here is not relayed a second time
+    etcd.put(prefix + "live/sessions/other-session", json.dumps({"controller": "elsewhere"}))
+    assert _dial_back_closes(api, "other-session&relayed=1")
+    # the controller still serves
+    assert api.get("/controller/info").status_code == 200
+
+
+def test_controllers_bootstrapping_at_once_print_a_token_that_works(etcd, tmp_path):
+    """Controllers started at the same moment on an empty cluster, without
+    ORCHARD_BOOTSTRAP_ADMIN_TOKEN: every token a banner prints must authenticate."""
+    env = {k: v for k, v in os.environ.items() if k != "ORCHARD_BOOTSTRAP_ADMIN_TOKEN"}
+    for attempt in range(3):
+        prefix = f"/boot-{uuid.uuid4().hex[:8]}/"
+        procs = []
+        for i in range(3):
+            port = free_port()
+            log = tmp_path / f"a{attempt}-c{i}.log"
+            with open(log, "wb") as f:
+                p = subprocess.Popen([ORCHARD_BIN, "controller", "run", "-l", f"127.0.0.1:{port}",
+                                      "--etcd", etcd.endpoints, "--etcd-prefix", prefix,
+                                      "--data-dir", str(tmp_path / f"d{i}"), "--insecure-no-tls"],
+                                     stdout=f, stderr=subprocess.STDOUT, env=env)
+            procs.append((p, port, log))
+        try:
+            for p, port, log in procs:
+                wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v1/",
+                                                timeout=1).status_code == 200,
+                           what=f"controller on {port}")
+            tokens = [m for _, _, log in procs
+                      for m in re.findall(r"Service account token: (\S+)", log.read_text())]
+            assert tokens, "no banner printed a token"
+            port = procs[0][1]
+            for t in tokens:
+                r = requests.get(f"http://127.0.0.1:{port}/v1/controller/info",
+                                 auth=("bootstrap-admin", t), timeout=10)
+                assert r.status_code == 200, f"a printed token does not work: {r.status_code}"
+        finally:
+            for p, _, _ in procs:
+                p.terminate()
+                p.wait(timeout=10)
+
+
+def test_worker_that_does_not_read_its_watch_channel_is_dropped(ctl, etcd, prefix):
+    """Instructions for a worker that stops reading its watch channel must not pile up in the
+    controller without end: past a cap the channel is dropped (the worker reconnects)."""
+    api = ctl.api()
+    ws = api.ws("/rpc/watch?workerName=deaf")
+    wait_until(lambda: etcd.range_prefix(prefix + "live/watchers/")[0], what="the hold")
+    # 12 instructions of 1 MiB each for it (through etcd, as any controller sends them)
+    for i in range(12):
+        etcd.put(f"{prefix}live/notify/deaf/n{i}",
+                 json.dumps({"syncVMsAction": {}, "pad": "x" * (1 << 20)}))
+    wait_until(lambda: "does not read its watch channel" in ctl.log_path.read_text(),
+               timeout=60, what="the controller to give up on the channel")
+    got = 0
+    ws.settimeout(30)
+    try:
+        while True:
+            m = ws.recv()
+            if not m:
+                break
+            got += len(m)
+    except websocket.WebSocketConnectionClosedException:
+        pass
+    assert got < 12 << 20
+    # and it no longer claims to hold the worker
+    wait_until(lambda: not etcd.range_prefix(prefix + "live/watchers/")[0],
+               what="the watcher key released")
+
+
+def test_a_large_vm_does_not_break_listing_scheduling_or_watches(ctl):
+    """etcd stores values up to 1.5 MiB; a VM of 900 KB (a big startup script) must not make
+    every range over vms/ fail (GET /vms, the scheduler) or stop the controller's watches."""
+    api = ctl.api()
+    w = FakeWorker(api, "wbig", resources={"org.cirruslabs.tart-vms": 10})
+    try:
+        api.ok("POST", "/vms", vm_body("big", startup_script={"script_content": "x" * 900000}))
+        names = sorted(v["name"] for v in api.ok("GET", "/vms"))
+        assert names == ["big"]
+        api.ok("POST", "/vms", vm_body("small"))
+        wait_until(lambda: api.ok("GET", "/vms/small").get("worker") == "wbig",
+                   what="the small VM placed")
+        # the vms/ watch went past the big VM's revision: changes still reach a watcher
+        lines, finish = watch_vm(ctl, api, "small", 2)
+        wait_until(lambda: lines, what="ADDED")
+        api.ok("PUT", "/vms/small/state", {"status": "running"})
+        finish()
+        assert [m["type"] for m in lines] == ["ADDED", "MODIFIED"]
+    finally:
+        w.stop()

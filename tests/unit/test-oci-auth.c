@@ -154,6 +154,18 @@ static void test_base64(void **state)
 	free(d);
 	assert_int_equal(oci_base64_decode("abc", &d, &n), -EBADMSG);
 	assert_int_equal(oci_base64_decode("a*c=", &d, &n), -EBADMSG);
+
+	/* past the header-sized cap only with a larger one (etcd values) */
+	size_t big = (1024 * 1024) / 4 * 4 + 4;
+	char *enc = malloc(big + 1);
+	memset(enc, 'A', big);
+	enc[big] = 0;
+	assert_int_equal(oci_base64_decode(enc, &d, &n), -EBADMSG);
+	assert_int_equal(oci_base64_decode_max(enc, 2 * big, &d, &n), 0);
+	assert_int_equal(n, big / 4 * 3);
+	free(d);
+	assert_int_equal(oci_base64_decode_max("YWJj", 3, &d, &n), -EBADMSG);
+	free(enc);
 }
 
 /* Tart's URLAbsolutizationTests, plus the relative forms registries send. */

@@ -75,6 +75,10 @@ static void test_eligibility_and_profiles(void **state)
 	assert_true(sched_eligible(&vm, &sw[0]));
 	assert_false(sched_eligible(&vm, &sw[2])); /* arch */
 
+	/* a round without workers (the scheduler's array is NULL then) orders nothing */
+	sched_order(NULL, 0, false);
+	assert_int_equal(sched_pick(&vm, NULL, 0), -1);
+
 	/* optimize-utilization packs: the busiest first */
 	sched_order(sw, 3, false);
 	assert_string_equal(sw[0].w->meta.name, "busy");

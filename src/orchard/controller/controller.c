@@ -65,7 +65,18 @@ static int bootstrap(struct controller *c)
 		roles[i] = (char *)orchard_all_roles[i];
 	sa.roles.v = roles;
 	sa.roles.n = 5;
-	r = store_sa_put(c->store, &sa, true);
+	/*
+	 * A generated token only goes in if the account is still absent: controllers started at
+	 * once on an empty cluster all see no accounts, and with a blind put each would print a
+	 * token that the last one's put has already replaced.
+	 */
+	r = store_sa_put(c->store, &sa, env != NULL);
+	if (r == -EEXIST) {
+		log_info("another controller created the \"%s\" service account at the same "
+			 "time: its banner has the token",
+			 BOOTSTRAP_ADMIN);
+		return 0;
+	}
 	if (r < 0)
 		return r;
 	if (c->o.quiet_bootstrap)

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <libwebsockets.h>
-#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -25,6 +24,11 @@
 #define QUEUE_HIGH (1u << 20)
 #define QUEUE_LOW (256u << 10)
 #define WRITE_CHUNK (64u << 10)
+/* A ?watch=true client further behind than this is cut off (it can watch again) */
+#define STREAM_CAP (8u << 20)
+/* A worker that leaves this much of its instructions unread loses its watch channel: it
+ * reconnects and syncs, as after any drop */
+#define WATCH_QUEUE_CAP (4u << 20)
 /* How long a worker gets to answer resolveIP or to dial back, at least. */
 #define MIN_ANSWER_WAIT_S 10
 
@@ -213,19 +217,6 @@ static bool split_path(struct controller *c, const char *path, struct orchard_st
 		p += n;
 	}
 	return true;
-}
-
-static int hex_fingerprint_der(const unsigned char *der, int n, char **ret)
-{
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	if (!EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL))
-		return -EIO;
-	char *out = xmalloc(32 * 3), *p = out;
-	for (unsigned i = 0; i < 32; i++)
-		p += sprintf(p, i ? " %02X" : "%02X", md[i]);
-	*ret = out;
-	return 0;
 }
 
 /* ---- writing HTTP answers ---- */
@@ -575,10 +566,22 @@ static void on_notify(struct controller *c, const char *rest, const char *value,
 	if (!slash)
 		return;
 	_cleanup_free_ char *worker = xstrndup(rest, (size_t)(slash - rest));
-	for (struct conn *x = c->conns; x; x = x->next)
-		if (x->kind == K_WATCH && x->worker && streq(x->worker, worker) &&
-		    !x->close_pending)
-			ws_queue(x, value, len, false);
+	for (struct conn *x = c->conns; x; x = x->next) {
+		if (x->kind != K_WATCH || !x->worker || !streq(x->worker, worker) ||
+		    x->close_pending)
+			continue;
+		if (x->out_bytes + len > WATCH_QUEUE_CAP) {
+			log_warning("worker '%s' does not read its watch channel (%u MiB queued): "
+				    "closing it",
+				    worker, WATCH_QUEUE_CAP >> 20);
+			/* a close frame could not get through a full socket either: hang up */
+			msgs_free(x);
+			x->close_pending = true;
+			lws_set_timeout(x->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			continue;
+		}
+		ws_queue(x, value, len, false);
+	}
 }
 
 static void on_vm_event(struct controller *c, const struct ctl_event *e)
@@ -601,10 +604,18 @@ static void on_vm_event(struct controller *c, const struct ctl_event *e)
 		json_object_set_new(msg, "object", orchard_vm_to_json(&vm));
 		char *s = orchard_json_dump(msg);
 		json_decref(msg);
+		orchard_vm_release(&vm);
+		if (x->stream.len + strlen(s) + 1 > STREAM_CAP) {
+			log_warning("a watch of VM '%s' is more than %u MiB behind: closing it",
+				    name, STREAM_CAP >> 20);
+			free(s);
+			x->streaming = false;
+			lws_set_timeout(x->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			continue;
+		}
 		strbuf_puts(&x->stream, s);
 		strbuf_putc(&x->stream, '\n');
 		free(s);
-		orchard_vm_release(&vm);
 		x->watch_from = e->mod_revision;
 		lws_callback_on_writable(x->wsi);
 	}
@@ -970,6 +981,14 @@ static void on_established(struct conn *x)
 			pair(client, x);
 			return;
 		}
+		/* at most one hop: a dial-back another controller relayed here is not relayed again
+		 * (two controllers behind one advertised address must not bounce it forever) */
+		_cleanup_free_ char *relayed = api_query(&x->args, "relayed");
+		if (relayed) {
+			ws_close(x, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+				 "unknown port-forwarding session");
+			return;
+		}
 		set_rx(x, false);
 		relay_to_owner(x);
 		break;
@@ -1007,8 +1026,8 @@ static void relay_to_owner(struct conn *x)
 		lws_urlencode(esc, err, (int)strlen(err) * 3 + 1);
 	}
 	_cleanup_free_ char *full =
-	    xasprintf("%s/v1/rpc/port-forward?session=%s%s%s", c->o.api_prefix, x->session,
-		      esc ? "&errorMessage=" : "", esc ? esc : "");
+	    xasprintf("%s/v1/rpc/port-forward?session=%s&relayed=1%s%s", c->o.api_prefix,
+		      x->session, esc ? "&errorMessage=" : "", esc ? esc : "");
 	struct conn *relay = conn_new(c, NULL, K_RELAY);
 	relay->authorization = x->authorization ? xstrdup(x->authorization) : NULL;
 	relay->peer = x;
@@ -1127,7 +1146,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		unsigned char *der = NULL;
 		int n = cert ? i2d_X509(cert, &der) : -1;
 		_cleanup_free_ char *fp = NULL;
-		int r = n > 0 ? hex_fingerprint_der(der, n, &fp) : -EIO;
+		int r = n > 0 ? tls_fingerprint_der(der, (size_t)n, &fp) : -EIO;
 		OPENSSL_free(der);
 		if (r < 0 || !streq(fp, x->expect_fingerprint))
 			return 1;

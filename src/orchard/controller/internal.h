@@ -147,10 +147,11 @@ int rpc_worker_reachable(struct controller *c, const char *worker, bool *ret);
 /* Register/unregister our session and its owner, for dial-backs landing elsewhere. */
 int rpc_session_register(struct controller *c, const char *session);
 void rpc_session_unregister(struct controller *c, const char *session);
-/* Where another controller's session lives: URL and cert (allocated), -ENOENT when unknown. */
+/* Where another controller's session lives: URL and cert (allocated), -ENOENT when unknown or
+ * when it is one of ours (then it waits nowhere: the stale key is removed). */
 int rpc_session_owner(struct controller *c, const char *session, char **ret_url,
 		      char **ret_cert_pem);
-/* Publish an IP answer for a session (any controller's). */
+/* Publish an IP answer for a session (any controller's); -ENOENT when nobody waits for it. */
 int rpc_answer(struct controller *c, const char *session, const char *ip, const char *error);
 /* Mark a worker's channel held here / no longer held. */
 int rpc_hold_worker(struct controller *c, const char *worker);
@@ -183,3 +184,5 @@ void http_stop(struct controller *c);
 int tls_prepare(struct controller *c, char **ret_cert, char **ret_key);
 /* SHA-256 of a PEM certificate's DER, upper-case hex separated by spaces (Orchard's form). */
 int tls_fingerprint(const char *pem, char **ret);
+/* The same of a certificate's DER bytes. */
+int tls_fingerprint_der(const unsigned char *der, size_t len, char **ret);

@@ -112,10 +112,17 @@ int rpc_session_owner(struct controller *c, const char *session, char **ret_url,
 	if (r < 0)
 		return r;
 	const char *id = json_string_value(json_object_get(s, "controller"));
+	bool ours = id && streq(id, c->id);
 	_cleanup_free_ char *ck = id ? store_key(c->store, "live/controllers/%s", id) : NULL;
 	json_decref(s);
 	if (!ck)
 		return -EBADMSG;
+	if (ours) {
+		/* a session of ours that no longer waits here (its removal failed while etcd was
+		 * away): relaying to ourselves would loop, so it is stale; clean it up */
+		(void)etcd_delete(store_etcd(c->store), k, NULL, NULL);
+		return -ENOENT;
+	}
 	r = get_json(c, ck, &ctl);
 	if (r < 0)
 		return r;
@@ -138,16 +145,29 @@ int rpc_answer(struct controller *c, const char *session, const char *ip, const 
 	int r = etcd_get(store_etcd(c->store), k, &kv, NULL);
 	if (r < 0)
 		return r; /* -ENOENT: nobody waits for it (Orchard answers 404 too) */
-	int64_t lease = kv.lease;
+	int64_t lease = kv.lease, mod = kv.mod_revision;
 	etcd_kv_release(&kv);
 	_cleanup_free_ char *a = store_key(c->store, "live/answers/%s", session);
 	json_t *j = json_pack("{s:s,s:s}", "ip", ip, "errorMessage", error);
 	char *v = orchard_json_dump(j);
 	json_decref(j);
-	/* on the waiting controller's lease: it goes away with that controller */
-	r = etcd_put(store_etcd(c->store), a, v, strlen(v), lease, NULL);
+	/*
+	 * On the waiting controller's lease: it goes away with that controller. And only while
+	 * the session is still the one read: a waiter that gave up in between has deleted its
+	 * answer key already, and a blind put would leave this one behind for the lifetime of
+	 * that controller.
+	 */
+	struct etcd_txn t;
+	etcd_txn_init(&t);
+	etcd_txn_cmp_mod(&t, k, mod);
+	etcd_txn_put(&t, a, v, strlen(v), lease);
+	bool ok = false;
+	r = etcd_txn_commit(store_etcd(c->store), &t, &ok, NULL);
+	etcd_txn_release(&t);
 	free(v);
-	return r;
+	if (r < 0)
+		return r;
+	return ok ? 0 : -ENOENT;
 }
 
 static int put_watcher(struct controller *c, const char *worker)

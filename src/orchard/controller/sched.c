@@ -162,7 +162,8 @@ static int cmp_load(const void *a, const void *b)
 void sched_order(struct sched_worker *v, size_t n, bool distribute_load)
 {
 	distribute = distribute_load;
-	qsort(v, n, sizeof(*v), cmp_load);
+	if (n > 1) /* qsort's array must not be NULL, even for no elements */
+		qsort(v, n, sizeof(*v), cmp_load);
 }
 
 ssize_t sched_pick(const struct orchard_vm *vm, const struct sched_worker *v, size_t n)

@@ -73,6 +73,19 @@ finish:
 	return r;
 }
 
+int tls_fingerprint_der(const unsigned char *der, size_t len, char **ret)
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	if (!EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL))
+		return -EIO;
+	char *out = xmalloc(32 * 3), *p = out;
+	for (unsigned i = 0; i < 32; i++)
+		p += sprintf(p, i ? " %02X" : "%02X", md[i]);
+	*ret = out;
+	return 0;
+}
+
 int tls_fingerprint(const char *pem, char **ret)
 {
 	BIO *b = BIO_new_mem_buf(pem, -1);
@@ -85,15 +98,9 @@ int tls_fingerprint(const char *pem, char **ret)
 	X509_free(x);
 	if (n <= 0)
 		return -EBADMSG;
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL);
+	int r = tls_fingerprint_der(der, (size_t)n, ret);
 	OPENSSL_free(der);
-	char *out = xmalloc(32 * 3), *p = out;
-	for (unsigned i = 0; i < 32; i++)
-		p += sprintf(p, i ? " %02X" : "%02X", md[i]);
-	*ret = out;
-	return 0;
+	return r;
 }
 
 int tls_prepare(struct controller *c, char **ret_cert, char **ret_key)

@@ -100,7 +100,10 @@ static char *b64(const void *data, size_t len)
 
 static int unb64(const char *s, char **ret, size_t *ret_len)
 {
-	return oci_base64_decode(s, ret, ret_len);
+	/* values as large as etcd stores (its request limit, 1.5 MiB by default, or more when
+	 * raised): oci_base64_decode's 1 MiB cap is for HTTP headers, and one VM over it made
+	 * every range over vms/ fail and stopped the watches for good */
+	return oci_base64_decode_max(s, RESPONSE_CAP, ret, ret_len);
 }
 
 static json_t *json_b64(const char *s, size_t len)

@@ -670,9 +670,11 @@ int store_events_list(struct store *s, const char *vm_uid, size_t limit, bool de
 		from = xstrdup(prefix);
 		to = cursor ? xasprintf("%s%s", prefix, cursor) : xstrdup(pend);
 	}
+	/* one more than asked shows whether there is a next page; a limit no range can reach
+	 * (?limit=9223372036854775807) is no limit, not a signed overflow */
+	int64_t want = limit && limit < (size_t)INT64_MAX ? (int64_t)limit + 1 : 0;
 	struct etcd_kvs kvs;
-	int r = etcd_range(s->etcd, from, to, 0, limit ? (int64_t)limit + 1 : 0, false, descending,
-			   &kvs);
+	int r = etcd_range(s->etcd, from, to, 0, want, false, descending, &kvs);
 	if (r < 0)
 		return r;
 	struct store_events_page p = {0};
