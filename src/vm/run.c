@@ -64,6 +64,7 @@ struct run {
 	uint64_t serial_log_size;
 	int vnc_display;
 	char vnc_password[9];
+	struct vm_window win;
 	struct qemu_process qemu;
 	bool qemu_started;
 	struct qemu_qmp qmp;
@@ -361,6 +362,8 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	s.nested = o->nested;
 	s.cpus = r->cfg.cpu_count ? r->cfg.cpu_count : 1;
 	s.memory_mib = r->cfg.memory_size / (1024 * 1024);
+	s.window = r->win.open;
+	s.name = r->dir.name;
 	s.display_width = r->cfg.display_width;
 	s.display_height = r->cfg.display_height;
 
@@ -502,6 +505,7 @@ static int connect_qmp(struct run *r)
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
 	r->qmp_open = true;
+	vm_window_watch(&r->win, &r->qmp);
 	/* Saving state at full speed: the VM is paused anyway. */
 	(void)qemu_qmp_call(&r->qmp, "migrate-set-parameters",
 			    json_pack("{s:I}", "max-bandwidth", (json_int_t)(16LL << 30)),
@@ -777,6 +781,9 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	if (k < 0)
 		goto out;
 	k = check_platform(&r);
+	if (k < 0)
+		goto out;
+	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.win.open);
 	if (k < 0)
 		goto out;
 	k = choose_accel(&r, o);
