@@ -148,8 +148,9 @@ static void push_display(struct strvec *v, const struct qemu_spec *s)
 	}
 	unsigned long long w = s->display_width ? s->display_width : 1024;
 	unsigned long long h = s->display_height ? s->display_height : 768;
+	bool arm = streq(s->arch, "arm64");
 	strvec_push(v, "-device");
-	if (streq(s->arch, "arm64"))
+	if (arm)
 		strvec_pushf(v, "virtio-gpu-pci,xres=%llu,yres=%llu", w, h);
 	else
 		/*
@@ -160,8 +161,15 @@ static void push_display(struct strvec *v, const struct qemu_spec *s)
 		 */
 		strvec_pushf(v, "VGA,xres=%llu,yres=%llu,edid=on,vgamem_mb=%u", w, h,
 			     vga_mem_mib(w, h));
-	strvec_pushl(v, "-device", "qemu-xhci,id=usb", "-device", "usb-kbd", "-device",
-		     "usb-tablet", NULL);
+	/* Absolute pointing: the pointer follows the host's, never grabbed. */
+	strvec_pushl(v, "-device", "qemu-xhci,id=usb", "-device", "usb-tablet", NULL);
+	/*
+	 * The keyboard: q35 has a PS/2 one that every x86 guest drives. A USB keyboard would
+	 * take all keys from it (QEMU routes them to the newest keyboard), and guests without
+	 * USB drivers, like Debian's cloud kernel, would get none. virt has no PS/2.
+	 */
+	if (arm)
+		strvec_pushl(v, "-device", "usb-kbd", NULL);
 }
 
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)

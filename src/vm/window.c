@@ -136,9 +136,25 @@ int vm_window_probe_display(char **ret_why)
 	return r;
 }
 
-/* QEMU lists the display types whose modules it can load: "gtk" needs qemu-system-gui. */
+#if defined(__x86_64__)
+#define DEBIAN_QEMU_MODULES "/usr/lib/x86_64-linux-gnu/qemu"
+#elif defined(__aarch64__)
+#define DEBIAN_QEMU_MODULES "/usr/lib/aarch64-linux-gnu/qemu"
+#endif
+
+/* "gtk" is a loadable module of QEMU in Debian: the package qemu-system-gui. */
 static bool qemu_has_gtk(const char *qemu_bin)
 {
+#ifdef DEBIAN_QEMU_MODULES
+	/*
+	 * Debian's own QEMU: its module directory tells at once. Asking QEMU (below) loads every
+	 * display module, GTK included: 0.2-0.6 s on a busy machine.
+	 */
+	if (strneq(qemu_bin, "/usr/bin/qemu-system-", 21) && !getenv("QEMU_MODULE_DIR") &&
+	    access(DEBIAN_QEMU_MODULES "/ui-gtk.so", R_OK) == 0)
+		return true;
+#endif
+	/* Any other QEMU lists the display types it can load. */
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
 	strvec_pushl(&argv, qemu_bin, "-display", "help", NULL);
 	_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
