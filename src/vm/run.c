@@ -485,6 +485,7 @@ static int qemu_failed(struct run *r, const char *what)
 			  *tail ? "\n" : "", tail);
 	if (strstr(tail, "Failed to get \"write\" lock"))
 		log_error("a disk image of VM \"%s\" is in use by another process", r->dir.name);
+	vm_window_explain_failure(&r->win, tail);
 	return 1;
 }
 

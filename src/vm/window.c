@@ -222,6 +222,14 @@ void vm_window_on_event(const char *name, json_t *data, void *userdata)
 	fprintf(stderr, "Stopping VM...\n");
 }
 
+void vm_window_explain_failure(const struct vm_window *w, const char *stderr_tail)
+{
+	if (w->open && strstr(stderr_tail, "gtk initialization failed"))
+		log_error("QEMU cannot open the VM window on the display (DISPLAY '%s'): make sure "
+			  "this user may use it (XAUTHORITY), or pass --no-graphics",
+			  getenv("DISPLAY") ? getenv("DISPLAY") : "");
+}
+
 void vm_window_watch(struct vm_window *w, struct qemu_qmp *q)
 {
 	q->on_event = vm_window_on_event;

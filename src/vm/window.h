@@ -55,6 +55,12 @@ struct vm_window {
 	bool closed;
 };
 
+/*
+ * QEMU failed with stderr_tail: if its window could not open (a display that answers but
+ * refuses this user, e.g. without XAUTHORITY), say what to do.
+ */
+void vm_window_explain_failure(const struct vm_window *w, const char *stderr_tail);
+
 /* Install the event handler on q (the window state must outlive q's use). */
 void vm_window_watch(struct vm_window *w, struct qemu_qmp *q);
 /* The handler itself, for tests: data is the event's "data" member (may be NULL). */

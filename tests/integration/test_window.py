@@ -10,6 +10,8 @@ import pty
 import re
 import select
 import shutil
+import socket
+import struct
 import subprocess
 import termios
 import time
@@ -113,26 +115,36 @@ class XServer:
                        check=True, timeout=60, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def xserver():
-    _need_tools()
+def start_xvfb(*args):
+    """Xvfb on a free display number (it picks one and tells it through -displayfd)."""
     r, w = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1600x1200x24",
-                             "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                             "-nolisten", "tcp", *args], pass_fds=(w,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)
     try:
         ready, _, _ = select.select([r], [], [], 30)
         num = os.read(r, 64).decode().strip() if ready else ""
-        if not num.isdigit():
-            proc.kill()
-            raise AssertionError(f"Xvfb did not start: {proc.stderr.read1(4096)!r}")
-        yield XServer(proc, f":{num}")
     finally:
         os.close(r)
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
+    if not num.isdigit():
+        proc.kill()
+        raise AssertionError(f"Xvfb did not start (exit {proc.wait()})")
+    return XServer(proc, f":{num}")
+
+
+def stop_xvfb(x):
+    if x.proc.poll() is None:
+        x.proc.terminate()
+        x.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def xserver():
+    _need_tools()
+    x = start_xvfb()
+    yield x
+    stop_xvfb(x)
 
 
 def close_window(xserver, wid, proc, title, attempts=3, wait=20):
@@ -334,3 +346,27 @@ def test_graphics_without_a_display_is_an_error_and_a_dead_display_no_window(tar
     p = tart.run("run", "nodisp", check=False, env=dead, timeout=180)
     assert p.returncode == 0, p.stderr
     assert "no VM window: cannot connect to DISPLAY" in p.stderr, p.stderr
+
+
+def test_a_display_that_refuses_the_user_is_explained(tart, tiny_guest, xserver, tmp_path):
+    """An X server that wants a cookie this user lacks (sudo without XAUTHORITY, say): QEMU
+    cannot open the window; run fails (exit 1) and says what to do."""
+    cookie = tmp_path / "Xauthority"
+    host = socket.gethostname().encode()
+
+    def field(b):
+        return struct.pack(">H", len(b)) + b
+
+    # one MIT-MAGIC-COOKIE-1 entry for any display number (empty number field) of this host
+    cookie.write_bytes(struct.pack(">H", 256) + field(host) + field(b"") +
+                       field(b"MIT-MAGIC-COOKIE-1") + field(os.urandom(16)))
+    x = start_xvfb("-auth", str(cookie))
+    try:
+        make_tiny_vm(tart, tiny_guest, "noauth", test="poweroff")
+        env = dict(x.env, XAUTHORITY=str(tmp_path / "none"))
+        p = tart.run("run", "noauth", check=False, env=env, timeout=120)
+        assert p.returncode == 1, p
+        assert "QEMU cannot open the VM window" in p.stderr, p.stderr
+        assert "--no-graphics" in p.stderr, p.stderr
+    finally:
+        stop_xvfb(x)
