@@ -9,15 +9,6 @@
 #                              server, ImageMagick, OCR and a VNC client (`make test` and CI)
 # So a headless server that builds and runs tart never installs a GUI stack.
 set -euo pipefail
-DESKTOP=0 TESTS=0
-[ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && DESKTOP=1
-for a in "$@"; do
-  case "$a" in
-    --desktop) DESKTOP=1 ;;
-    --tests) TESTS=1 ;;
-    *) echo "usage: install-deps.sh [--desktop] [--tests]" >&2; exit 64 ;;
-  esac
-done
 # QEMU and the UEFI firmware (whose variable template `create` copies) of the host architecture
 case "$(dpkg --print-architecture)" in
   arm64) ARCH_PKGS=(qemu-system-arm qemu-efi-aarch64) ;;
@@ -36,6 +27,15 @@ PKGS=(
   clang
   time
 )
+DESKTOP=0 TESTS=0
+[ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && DESKTOP=1
+for a in "$@"; do
+  case "$a" in
+    --desktop) DESKTOP=1 ;;
+    --tests) TESTS=1 ;;
+    *) echo "usage: install-deps.sh [--desktop] [--tests]" >&2; exit 64 ;;
+  esac
+done
 [ $DESKTOP = 1 ] && PKGS+=(qemu-system-gui)
 # tests/integration/test_window.py: Xvfb, an Xlib client (find and close the window),
 # ImageMagick's `import` (screenshots), tesseract (reads them), gvnccapture (a real VNC client)
