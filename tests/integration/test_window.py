@@ -122,11 +122,18 @@ def start_xvfb(*args):
                              "-nolisten", "tcp", *args], pass_fds=(w,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)
+    # Read up to the newline: Xvfb writes the number and "\n" apart, and a pipe closed in
+    # between kills it (SIGPIPE).
+    data, deadline = b"", time.time() + 30
     try:
-        ready, _, _ = select.select([r], [], [], 30)
-        num = os.read(r, 64).decode().strip() if ready else ""
+        while not data.endswith(b"\n") and select.select([r], [], [], deadline - time.time())[0]:
+            chunk = os.read(r, 64)
+            if not chunk:
+                break
+            data += chunk
     finally:
         os.close(r)
+    num = data.decode().strip()
     if not num.isdigit():
         proc.kill()
         raise AssertionError(f"Xvfb did not start (exit {proc.wait()})")
@@ -231,7 +238,7 @@ def test_debian_window_shows_the_console_vnc_too_and_closing_stops_the_vm(
     proc = start_run(tart, name, "--graphics", "--vnc", env=xserver.env)
     line = proc.stdout.readline()
     m = VNC_URL.search(line)
-    assert m, f"no VNC URL: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+    assert m, f"no VNC URL: {line!r} {'' if line else finish(proc)[2]}"
     password, port = m.group(1), int(m.group(2))
 
     wid = xserver.wait_window(f"QEMU ({name})", proc)
