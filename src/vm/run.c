@@ -506,7 +506,6 @@ static int connect_qmp(struct run *r)
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
 	r->qmp_open = true;
-	vm_window_watch(&r->win, &r->qmp);
 	/* Saving state at full speed: the VM is paused anyway. */
 	(void)qemu_qmp_call(&r->qmp, "migrate-set-parameters",
 			    json_pack("{s:I}", "max-bandwidth", (json_int_t)(16LL << 30)),
@@ -787,6 +786,7 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.win.open);
 	if (k < 0)
 		goto out;
+	vm_window_watch(&r.win, &r.qmp);
 	k = choose_accel(&r, o);
 	if (k < 0)
 		goto out;

@@ -232,6 +232,6 @@ void vm_window_explain_failure(const struct vm_window *w, const char *stderr_tai
 
 void vm_window_watch(struct vm_window *w, struct qemu_qmp *q)
 {
-	q->on_event = vm_window_on_event;
-	q->userdata = w;
+	/* Room for four listeners: the window is the first, so there is always a slot. */
+	(void)qemu_qmp_watch(q, vm_window_on_event, w);
 }

@@ -61,7 +61,8 @@ struct vm_window {
  */
 void vm_window_explain_failure(const struct vm_window *w, const char *stderr_tail);
 
-/* Install the event handler on q (the window state must outlive q's use). */
+/* Listen to q's events (qemu_qmp_watch: q's on_event stays free for others; before or after
+ * qemu_qmp_open). The window state must outlive q's use. */
 void vm_window_watch(struct vm_window *w, struct qemu_qmp *q);
 /* The handler itself, for tests: data is the event's "data" member (may be NULL). */
 void vm_window_on_event(const char *name, json_t *data, void *userdata);

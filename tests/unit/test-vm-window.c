@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/strbuf.h"
 #include "vm/window.h"
 
 /* Tart's rules: --vnc replaces the window unless --graphics; --graphics needs a display. */
@@ -149,12 +150,53 @@ static void test_close_event(void **state)
 	json_decref(quit);
 }
 
+static void count_event(const char *name, json_t *data, void *userdata)
+{
+	(void)name;
+	(void)data;
+	(*(int *)userdata)++;
+}
+
+/* The window listens beside another module's on_event (both get every event) and beside
+ * more listeners; it can be added before QMP is opened. */
+static void test_close_event_through_qmp(void **state)
+{
+	(void)state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct qemu_qmp q = {.fd = -1};
+	struct vm_window w = {.open = true};
+	int others = 0, more = 0;
+	vm_window_watch(&w, &q);
+	q.on_event = count_event;
+	q.userdata = &others;
+	assert_int_equal(qemu_qmp_watch(&q, count_event, &more), 0);
+	q.fd = sv[0];
+	strbuf_init(&q.in, 65536);
+	static const char ev[] = "{\"event\": \"STOP\"}\n"
+				 "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, "
+				 "\"reason\": \"host-qmp-quit\"}}\n";
+	assert_int_equal(write(sv[1], ev, sizeof(ev) - 1), (ssize_t)sizeof(ev) - 1);
+	assert_true(qemu_qmp_poll_events(&q) >= 0);
+	assert_true(w.closed);
+	assert_int_equal(others, 2);
+	assert_int_equal(more, 2);
+	/* slots are bounded */
+	assert_int_equal(qemu_qmp_watch(&q, count_event, &more), 0);
+	assert_int_equal(qemu_qmp_watch(&q, count_event, &more), 0);
+	assert_int_equal(qemu_qmp_watch(&q, count_event, &more), -ENOSPC);
+	qemu_qmp_release(&q);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_choose),
 	    cmocka_unit_test(test_probe_display),
 	    cmocka_unit_test(test_close_event),
+	    cmocka_unit_test(test_close_event_through_qmp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
