@@ -88,30 +88,6 @@ static void push_drive(struct strvec *v, const struct qemu_drive *d, const char 
 		strvec_pushf(v, "virtio-blk-pci,drive=%s%s", id, bootindex ? ",bootindex=1" : "");
 }
 
-static void push_serial(struct strvec *v, const struct qemu_spec *s)
-{
-	strvec_push(v, "-chardev");
-	switch (s->serial) {
-	case QEMU_SERIAL_FD:
-		strvec_pushf(v, "socket,id=ser0,fd=%d", s->serial_fd);
-		break;
-	case QEMU_SERIAL_PTY:
-		strvec_push(v, "pty,id=ser0");
-		break;
-	case QEMU_SERIAL_TTY: {
-		_cleanup_free_ char *e = esc(s->serial_path);
-		strvec_pushf(v, "serial,id=ser0,path=%s", e);
-		break;
-	}
-	case QEMU_SERIAL_FILE: {
-		_cleanup_free_ char *e = esc(s->serial_path);
-		strvec_pushf(v, "file,id=ser0,path=%s,append=on", e);
-		break;
-	}
-	}
-	strvec_pushl(v, "-serial", "chardev:ser0", NULL);
-}
-
 /* Video memory (MiB, a power of two, QEMU's default 16) for a 32-bit framebuffer of w x h. */
 static unsigned vga_mem_mib(uint64_t w, uint64_t h)
 {
@@ -170,6 +146,30 @@ static void push_display(struct strvec *v, const struct qemu_spec *s)
 	 */
 	if (arm)
 		strvec_pushl(v, "-device", "usb-kbd", NULL);
+}
+
+static void push_serial(struct strvec *v, const struct qemu_spec *s)
+{
+	strvec_push(v, "-chardev");
+	switch (s->serial) {
+	case QEMU_SERIAL_FD:
+		strvec_pushf(v, "socket,id=ser0,fd=%d", s->serial_fd);
+		break;
+	case QEMU_SERIAL_PTY:
+		strvec_push(v, "pty,id=ser0");
+		break;
+	case QEMU_SERIAL_TTY: {
+		_cleanup_free_ char *e = esc(s->serial_path);
+		strvec_pushf(v, "serial,id=ser0,path=%s", e);
+		break;
+	}
+	case QEMU_SERIAL_FILE: {
+		_cleanup_free_ char *e = esc(s->serial_path);
+		strvec_pushf(v, "file,id=ser0,path=%s,append=on", e);
+		break;
+	}
+	}
+	strvec_pushl(v, "-serial", "chardev:ser0", NULL);
 }
 
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
