@@ -70,7 +70,8 @@ mmd -i $W/esp ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
 mcopy -i $W/esp $ROOT/usr/lib/systemd/boot/efi/systemd-bootx64.efi ::/EFI/BOOT/BOOTX64.EFI
 mcopy -i $W/esp $ROOT/boot/vmlinuz-$KVER ::/vmlinuz
 mcopy -i $W/esp $ROOT/boot/initrd.img-$KVER ::/initrd.img
-CMDLINE="root=PARTUUID=$PARTUUID rw console=ttyS0,115200 quiet no_timer_check"
+# console=tty0 too: the screen shows the login prompt of tty1 (the serial console stays ttyS0)
+CMDLINE="root=PARTUUID=$PARTUUID rw console=tty0 console=ttyS0,115200 quiet no_timer_check"
 printf 'default debian.conf\ntimeout 0\nconsole-mode keep\n' > $W/loader.conf
 printf 'title Debian\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' "$CMDLINE" > $W/debian.conf
 mcopy -i $W/esp $W/loader.conf ::/loader/loader.conf

@@ -14,7 +14,8 @@
 static const struct cmd_help help = {
     .name = "run",
     .overview = "Run a VM",
-    .usage = "run <name> [--no-graphics] [--serial] [--serial-path <serial-path>] "
+    .usage = "run <name> [--no-graphics] [--graphics] [--serial] "
+	     "[--serial-path <serial-path>] "
 	     "[--vnc] [--disk <disk> ...] [--dir <dir> ...] [--nested] "
 	     "[--root-disk-opts <opts>] [--accel <accel>] [--net-bridged <interface> ...] "
 	     "[--net-softnet] [--net-softnet-allow <cidrs>] [--net-softnet-block <cidrs>] "
@@ -23,10 +24,15 @@ static const struct cmd_help help = {
 	"ARGUMENTS:\n"
 	"  <name>                  VM name\n\n"
 	"OPTIONS:\n"
-	"  --no-graphics           Don't open a display (the default: this tart has no UI)\n"
+	"  --no-graphics           Don't open the window with the VM's screen (it opens by\n"
+	"                          default when DISPLAY or WAYLAND_DISPLAY names a display\n"
+	"                          and QEMU's GTK display, package qemu-system-gui, exists)\n"
+	"  --graphics              Open the window even with --vnc; without a display it is\n"
+	"                          an error\n"
 	"  --serial                Attach the serial console to a new PTY and print its path\n"
 	"  --serial-path <path>    Attach the serial console to an existing PTY or file\n"
 	"  --vnc                   Start a VNC server on 127.0.0.1 (random port and password)\n"
+	"                          and print its URL; it replaces the window unless --graphics\n"
 	"  --disk <path[:options]> Additional disk: raw or qcow2 image, or an .iso attached\n"
 	"                          as a CD-ROM. Options: ro, sync=none|fsync|full,\n"
 	"                          caching=automatic|cached|uncached (repeatable)\n"
@@ -249,8 +255,9 @@ int cmd_run(int argc, char **argv)
 	if (ro.graphics && ro.no_graphics)
 		return cmd_usage_error(&help,
 				       "--graphics and --no-graphics are mutually exclusive");
-	if (ro.graphics && !o->vnc)
-		log_notice("this tart has no window: use --vnc to see the display");
+	o->graphics = ro.graphics      ? VM_GRAPHICS_ON
+		      : ro.no_graphics ? VM_GRAPHICS_OFF
+				       : VM_GRAPHICS_AUTO;
 	if ((o->net.mode == NET_MODE_BRIDGED) + ro.softnet + ro.host > 1)
 		return cmd_usage_error(&help, "--net-bridged, --net-softnet and --net-host are "
 					      "mutually exclusive");

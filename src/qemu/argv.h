@@ -70,7 +70,15 @@ struct qemu_spec {
 	int serial_fd;
 	const char *serial_path;
 
-	/* VNC on 127.0.0.1: display number (port - 5900); -1 = no display at all. */
+	/*
+	 * The screen: a window on the user's desktop (QEMU's GTK display, Debian's
+	 * qemu-system-gui), VNC on 127.0.0.1 (display number = port - 5900; -1 = no VNC), both or
+	 * neither. Either one brings the graphics card (display_width x display_height, 0 =
+	 * 1024x768), a USB keyboard and a USB tablet; name (the VM's) titles the window "QEMU
+	 * (NAME)" and the VNC desktop.
+	 */
+	bool window;
+	const char *name;
 	int vnc_display;
 	uint64_t display_width, display_height;
 

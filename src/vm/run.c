@@ -65,6 +65,7 @@ struct run {
 	uint64_t serial_log_size;
 	int vnc_display;
 	char vnc_password[9];
+	struct vm_window win;
 	struct qemu_process qemu;
 	bool qemu_started;
 	struct qemu_qmp qmp;
@@ -376,6 +377,8 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	s.nested = o->nested;
 	s.cpus = r->cfg.cpu_count ? r->cfg.cpu_count : 1;
 	s.memory_mib = r->cfg.memory_size / (1024 * 1024);
+	s.window = r->win.open;
+	s.name = r->dir.name;
 	s.display_width = r->cfg.display_width;
 	s.display_height = r->cfg.display_height;
 
@@ -497,6 +500,7 @@ static int qemu_failed(struct run *r, const char *what)
 			  *tail ? "\n" : "", tail);
 	if (strstr(tail, "Failed to get \"write\" lock"))
 		log_error("a disk image of VM \"%s\" is in use by another process", r->dir.name);
+	vm_window_explain_failure(&r->win, tail);
 	return 1;
 }
 
@@ -837,6 +841,10 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = check_platform(&r);
 	if (k < 0)
 		goto out;
+	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.win.open);
+	if (k < 0)
+		goto out;
+	vm_window_watch(&r.win, &r.qmp);
 	k = choose_accel(&r, o);
 	if (k < 0)
 		goto out;
