@@ -12,6 +12,7 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev liblz4-dev libzstd-dev libjansson-dev libcmocka-dev
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   python3-pytest
+  python3-grpcio python3-protobuf protobuf-compiler python3-h2
   qemu-utils "${ARCH_PKGS[@]}"
   docker-registry skopeo apache2-utils
   debootstrap busybox-static cpio kmod gdisk dosfstools mtools e2fsprogs fdisk
