@@ -72,6 +72,11 @@ static int call_on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *u
 		c->got_settings = true;
 	if (frame->hd.type == NGHTTP2_HEADERS && frame->hd.stream_id == c->id)
 		c->got_headers = true;
+	/* The answer is complete: whether or not the server also resets the stream (grpc does,
+	 * a server may not), our side is done. */
+	if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+	    frame->hd.stream_id == c->id && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		c->closed = true;
 	if (frame->hd.type == NGHTTP2_GOAWAY && !c->why[0])
 		snprintf(c->why, sizeof(c->why), "the agent closed the connection (GOAWAY)");
 	return 0;

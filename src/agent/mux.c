@@ -176,6 +176,8 @@ static void stream_fail(struct agent_mux_stream *s, int status, const char *mess
 	if (!s->c || s->a2c_eof)
 		return;
 	struct agent_grpc_nv h;
+	log_debug("agent: stream %d ends with gRPC status %d (%s)", s->down_id, status,
+		  message ? message : "");
 	s->a2c_eof = true;
 	if (!s->resp_sent) {
 		agent_grpc_nv_trailers_only(&h, status, message);
@@ -488,6 +490,25 @@ static ssize_t down_send(nghttp2_session *session, const uint8_t *data, size_t l
 	return send_fd(c->fd, data, length);
 }
 
+/*
+ * The response ended while the client still sends (it never half-closed, as Tart's client
+ * does not): end the stream as grpc servers do, with RST_STREAM(NO_ERROR), so it does not
+ * linger half-open.
+ */
+static int down_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	(void)ud;
+	if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	struct agent_mux_stream *s =
+	    nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (s && !s->c2a_eof)
+		(void)nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+						NGHTTP2_NO_ERROR);
+	return 0;
+}
+
 static int down_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
 	struct mux_client *c = ud;
@@ -674,6 +695,7 @@ struct agent_mux *agent_mux_new(const struct agent_mux_ops *ops, bool restored, 
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, down_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, down_on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, down_on_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, down_on_frame_send);
 	m->down_cbs = cb;
 	if (nghttp2_session_callbacks_new(&cb) != 0)
 		abort();
