@@ -530,6 +530,7 @@ static int exec_loop(struct exec_state *x)
 int agent_exec(const struct agent_exec_options *o)
 {
 	struct exec_state x = {.o = o, .sigfd = -1, .stdin_done = !o->interactive};
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 	strbuf_init(&x.pend, 0);
 	x.chunk[1] = safe_chunk(STDOUT_FILENO);
 	x.chunk[2] = safe_chunk(STDERR_FILENO);
@@ -553,7 +554,6 @@ int agent_exec(const struct agent_exec_options *o)
 	uint32_t rows = 0, cols = 0;
 	if (o->tty)
 		terminal_size(&rows, &cols);
-	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 	r = agent_grpc_pack_command(&sb, o->argv[0], (const char *const *)o->argv + 1, o->argc - 1,
 				    o->interactive, o->tty, rows, cols);
 	if (r < 0) {

@@ -67,8 +67,11 @@ class FakeAgent:
         self.server.start()
 
     def stop(self):
+        """Idempotent: tests may stop an agent themselves (the fixture does it again)."""
         self.server.stop(0)
-        os.close(self.lock_fd)
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
 
     def _out(self, data, fd=1):
         r = self.pb.ExecResponse()
