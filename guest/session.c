@@ -14,6 +14,9 @@
 #include "util/alloc.h"
 #include "util/log.h"
 
+/* Output staged ahead of the transport, at most (plus one nghttp2 chunk). */
+#define STAGE_CAP (256u << 10)
+
 enum call_kind { CALL_UNKNOWN, CALL_EXEC, CALL_RESOLVE_IP };
 
 struct call {
@@ -39,8 +42,10 @@ struct agent_session {
 	struct session_config cfg;
 	struct call *calls;
 	struct strbuf scratch;
+	struct strbuf outbox; /* output staged from nghttp2, see stage() */
+	bool handed;	      /* outbox was handed out by session_send */
 	bool goaway_received;
-	bool broken;
+	bool broken; /* a connection error: no more input is read */
 };
 
 /* ---- responding ---- */
@@ -432,6 +437,16 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user
 	return 0;
 }
 
+static int before_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user)
+{
+	struct agent_session *s = user;
+	(void)h2;
+	/* nghttp2 ends the connection after a protocol error with a GOAWAY: remember it. */
+	if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR)
+		s->broken = true;
+	return 0;
+}
+
 static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error, void *user)
 {
 	struct call *c = get_call(h2, id);
@@ -462,6 +477,7 @@ int session_new(struct loop *l, const struct session_config *cfg, struct agent_s
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+	nghttp2_session_callbacks_set_before_frame_send_callback(cb, before_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
 	r = agent_grpc_option_new(&opt);
 	if (r < 0) {
@@ -472,6 +488,7 @@ int session_new(struct loop *l, const struct session_config *cfg, struct agent_s
 	s->loop = l;
 	s->cfg = *cfg;
 	strbuf_init(&s->scratch, 0);
+	strbuf_init(&s->outbox, 0);
 	r = nghttp2_session_server_new2(&s->h2, cb, s, opt);
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cb);
@@ -485,6 +502,27 @@ int session_new(struct loop *l, const struct session_config *cfg, struct agent_s
 	return 0;
 }
 
+/* Move nghttp2's pending output into the outbox, so that a connection error the last input
+ * caused is known (its GOAWAY passes before_frame_send) before anything is written. */
+static void stage(struct agent_session *s)
+{
+	const uint8_t *d;
+	ssize_t n;
+
+	if (s->handed) {
+		strbuf_reset(&s->outbox);
+		s->handed = false;
+	}
+	/* Capped: a peer that grants window but does not read cannot make us buffer. */
+	n = 0;
+	while (s->outbox.len < STAGE_CAP && (n = nghttp2_session_mem_send(s->h2, &d)) > 0)
+		strbuf_putn(&s->outbox, d, (size_t)n);
+	if (n < 0) {
+		log_debug("http/2 send: %s", nghttp2_strerror((int)n));
+		s->broken = true;
+	}
+}
+
 int session_recv(struct agent_session *s, const uint8_t *data, size_t len)
 {
 	ssize_t n;
@@ -494,29 +532,34 @@ int session_recv(struct agent_session *s, const uint8_t *data, size_t len)
 	if (n < 0) {
 		log_debug("http/2: %s", nghttp2_strerror((int)n));
 		s->broken = true;
-		/* Say why when nghttp2 still can (not after a bad preface). */
-		nghttp2_session_terminate_session(s->h2, NGHTTP2_PROTOCOL_ERROR);
 		return -EPROTO;
 	}
-	return 0;
+	stage(s);
+	return s->broken ? -EPROTO : 0;
 }
 
 ssize_t session_send(struct agent_session *s, const uint8_t **ret_data)
 {
-	ssize_t n = nghttp2_session_mem_send(s->h2, ret_data);
-	if (n < 0) {
-		log_debug("http/2 send: %s", nghttp2_strerror((int)n));
-		s->broken = true;
-		return -EIO;
-	}
-	return n;
+	stage(s);
+	if (!s->outbox.len)
+		return 0;
+	s->handed = true;
+	*ret_data = (const uint8_t *)s->outbox.buf;
+	return (ssize_t)s->outbox.len;
 }
 
 bool session_done(struct agent_session *s)
 {
+	if (s->outbox.len && !s->handed)
+		return false;
 	if (s->broken)
 		return !nghttp2_session_want_write(s->h2);
 	return !nghttp2_session_want_read(s->h2) && !nghttp2_session_want_write(s->h2);
+}
+
+bool session_alive(struct agent_session *s)
+{
+	return !s->broken && nghttp2_session_want_read(s->h2);
 }
 
 bool session_goaway_received(struct agent_session *s)
@@ -545,5 +588,6 @@ void session_free(struct agent_session *s)
 		call_free(s->calls);
 	nghttp2_session_del(s->h2);
 	strbuf_release(&s->scratch);
+	strbuf_release(&s->outbox);
 	free(s);
 }

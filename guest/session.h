@@ -37,6 +37,8 @@ int session_recv(struct agent_session *s, const uint8_t *data, size_t len);
 ssize_t session_send(struct agent_session *s, const uint8_t **ret_data);
 /* Neither side has anything more to say: close the transport. */
 bool session_done(struct agent_session *s);
+/* Still reading: no protocol error, no GOAWAY exchanged that ended it. */
+bool session_alive(struct agent_session *s);
 /* The peer sent GOAWAY. */
 bool session_goaway_received(struct agent_session *s);
 /* Queue a GOAWAY (e.g. at shutdown); the session is done once it is sent. */

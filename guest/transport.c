@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "transport.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -182,20 +183,24 @@ static struct listener *listener_add(int fd, const char *what)
 	return li;
 }
 
+/* Bound and listening under a temporary name, then renamed into place: whoever sees the
+ * path can connect. */
 static int unix_listen(const char *path, int backlog)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
+	int fd, n;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.tmp", path, (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0) {
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0 ||
+	    rename(sa.sun_path, path) < 0) {
 		int r = -errno;
+		unlink(sa.sun_path);
 		close(fd);
 		return r;
 	}
@@ -242,6 +247,8 @@ static struct link {
 	struct loop_watch w, wl, timer;
 	enum link_state state;
 	size_t matched; /* bytes of the client preface seen so far */
+	uint8_t tail[NGHTTP2_CLIENT_MAGIC_LEN - 1];
+	size_t ntail;
 	struct wire wire;
 	unsigned sessions;
 } slink = {.lfd = -1, .wire.fd = -1};
@@ -263,6 +270,7 @@ static void link_enter_sync(void)
 	wire_reset(&slink.wire);
 	slink.state = LINK_SYNC;
 	slink.matched = 0;
+	slink.ntail = 0;
 	slink.w.events = POLLIN;
 }
 
@@ -271,6 +279,8 @@ static void link_disconnect(void)
 {
 	if (slink.wire.session)
 		log_info("serial: host disconnected, session reset");
+	else
+		log_debug("serial: host disconnected");
 	wire_reset(&slink.wire);
 	slink.state = LINK_DISCONNECTED;
 	slink.w.events = 0;
@@ -299,6 +309,39 @@ static size_t preface_step(size_t matched, uint8_t b)
 	return 0;
 }
 
+/* The last bytes fed to the session: a preface may straddle two reads. */
+static void keep_tail(const uint8_t *p, size_t n)
+{
+	const size_t keep = sizeof(slink.tail);
+	if (n >= keep) {
+		memcpy(slink.tail, p + n - keep, keep);
+		slink.ntail = keep;
+		return;
+	}
+	size_t old = MIN(slink.ntail, keep - n);
+	memmove(slink.tail, slink.tail + slink.ntail - old, old);
+	memcpy(slink.tail + old, p, n);
+	slink.ntail = old + n;
+}
+
+/* Where the client preface starts in tail + chunk (a pointer into either), or NULL. */
+static const uint8_t *find_preface(const uint8_t *p, size_t n)
+{
+	const size_t mlen = NGHTTP2_CLIENT_MAGIC_LEN;
+	uint8_t joint[2 * NGHTTP2_CLIENT_MAGIC_LEN];
+	size_t head = MIN(n, mlen - 1), j;
+	const uint8_t *m;
+
+	/* Across the boundary: the tail and the chunk's first bytes. */
+	memcpy(joint, slink.tail, slink.ntail);
+	memcpy(joint + slink.ntail, p, head);
+	j = slink.ntail + head;
+	m = memmem(joint, j, preface, mlen);
+	if (m && (size_t)(m - joint) < slink.ntail)
+		return slink.tail + (m - joint);
+	return memmem(p, n, preface, mlen);
+}
+
 /* Feed bytes read from the port. */
 static void link_feed(const uint8_t *p, size_t n)
 {
@@ -321,15 +364,34 @@ static void link_feed(const uint8_t *p, size_t n)
 	}
 	if (!n || slink.state != LINK_ACTIVE)
 		return;
-	if (session_recv(slink.wire.session, p, n) < 0) {
-		log_info("serial: protocol error, session reset");
-		/* The GOAWAY goes out in prepare; then back to SYNC. */
-		return;
-	}
+	int r = session_recv(slink.wire.session, p, n);
 	if (session_goaway_received(slink.wire.session)) {
 		log_info("serial: host sent GOAWAY, session reset");
 		link_enter_sync();
+		return;
 	}
+	if (r == 0 && session_alive(slink.wire.session)) {
+		keep_tail(p, n);
+		return;
+	}
+	/* The session broke. If a host reconnected before we saw it leave, its preface is in
+	 * what broke it: start over from there instead of waiting for the host's timeout. */
+	const uint8_t *at = find_preface(p, n);
+	if (at) {
+		bool in_chunk = at >= p && at < p + n;
+		size_t seen = in_chunk ? 0 : (size_t)(slink.tail + slink.ntail - at);
+		log_info("serial: new host preface inside session %u, session reset",
+			 slink.sessions);
+		link_enter_sync();
+		slink.matched = seen;
+		if (in_chunk)
+			link_feed(at, n - (size_t)(at - p));
+		else
+			link_feed(p, n);
+		return;
+	}
+	log_info("serial: protocol error in session %u, session reset", slink.sessions);
+	/* Its GOAWAY goes out in prepare, then back to SYNC. */
 }
 
 static void link_event(struct loop_watch *w, short revents)
@@ -345,8 +407,14 @@ static void link_event(struct loop_watch *w, short revents)
 		return;
 	if (n <= 0) {
 		if (n < 0)
-			log_debug("serial: read: %m");
+			log_info("serial: read: %m");
 		link_disconnect();
+		if (n < 0 && slink.device) {
+			/* Unplugged (ENODEV): open it afresh once it is back. */
+			loop_remove(tloop, &slink.w);
+			close(slink.wire.fd);
+			slink.wire.fd = -1;
+		}
 		return;
 	}
 	link_feed(buf, (size_t)n);
@@ -362,10 +430,49 @@ static void link_prepare(void *data)
 		return;
 	}
 	if (session_done(slink.wire.session)) {
+		log_info("serial: session %u over (HTTP/2 connection closed), session reset",
+			 slink.sessions);
 		link_enter_sync();
 		return;
 	}
 	slink.w.events = wire_events(&slink.wire);
+}
+
+/* Open the port; without udev (a busybox initramfs) /dev/virtio-ports/NAME does not exist,
+ * so find the vportNpM whose sysfs name matches. */
+static int open_port(const char *path)
+{
+	const int flags = O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+	const char *prefix = "/dev/virtio-ports/";
+	char sys[320], name[128], dev[300];
+	int fd = open(path, flags);
+	DIR *d;
+	struct dirent *de;
+
+	if (fd >= 0 || errno != ENOENT || strncmp(path, prefix, strlen(prefix)) != 0)
+		return fd;
+	d = opendir("/sys/class/virtio-ports");
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		FILE *f;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(sys, sizeof(sys), "/sys/class/virtio-ports/%s/name", de->d_name);
+		f = fopen(sys, "re");
+		if (!f)
+			continue;
+		if (fgets(name, sizeof(name), f) && (name[strcspn(name, "\n")] = 0, 1) &&
+		    strcmp(name, path + strlen(prefix)) == 0) {
+			snprintf(dev, sizeof(dev), "/dev/%s", de->d_name);
+			fd = open(dev, flags);
+		}
+		fclose(f);
+		if (fd >= 0)
+			break;
+	}
+	closedir(d);
+	return fd;
 }
 
 /* A virtio port reports POLLHUP while no host is connected. */
@@ -376,8 +483,12 @@ static void link_check(struct loop_watch *w)
 	if (!slink.device || slink.state != LINK_DISCONNECTED)
 		return;
 	if (slink.wire.fd < 0) {
-		int fd = open(slink.path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		int fd = open_port(slink.path);
 		if (fd < 0) {
+			static bool told;
+			if (!told)
+				log_info("serial: no '%s' yet (%m), waiting for it", slink.path);
+			told = true;
 			loop_set_timer(&slink.timer, PORT_REOPEN_MS, link_check);
 			return;
 		}
@@ -454,8 +565,6 @@ int transport_start(struct loop *l, const struct transport_config *cfg)
 	} else if (cfg->serial_device) {
 		slink.device = true;
 		slink.path = cfg->serial_device;
-		if (access(slink.path, F_OK) < 0)
-			log_info("serial: no '%s' yet, waiting for it", slink.path);
 		link_check(&slink.timer);
 	}
 	if (cfg->vsock) {

@@ -173,14 +173,16 @@ class Client:
 class RawH2:
     """A minimal HTTP/2 client over a Unix socket, driven by hand with python3-h2."""
 
-    def __init__(self, path, preamble=b"", send_preface=True):
+    def __init__(self, path, preamble=b"", send_preface=True, sock=None):
         import h2.config
         import h2.connection
         import h2.events
         self.events_mod = h2.events
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(20)
-        self.sock.connect(path)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(20)
+            sock.connect(path)
+        self.sock = sock
         if preamble:
             self.sock.sendall(preamble)
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,

@@ -22,9 +22,7 @@ def agent(tmp_path):
     a = AgentProcess(tmp_path, "--first-message-timeout", "2", serial=True)
     yield a
     # Whatever a test did, nothing the agent started outlives the calls...
-    leftover = wait_for(lambda: not a.children() or None, timeout=20, what="agent children gone") \
-        if a.children() else None
-    assert leftover is None
+    wait_for(lambda: not a.children(), timeout=20, what="no command left running")
     # ...and the agent is still alive and exits cleanly on SIGTERM.
     assert a.proc.poll() is None, a.read_log()
     assert a.stop() == 0, a.read_log()
@@ -118,12 +116,16 @@ def test_slow_reader_backpressure_then_cancel(agent, client):
     first = next(calls)
     shell_pid = int(first.standard_output.data.split()[0])
     wait_for(lambda: len(agent.children()) == 1, what="the command runs")
-    group = [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == shell_pid]
-    assert len(group) >= 2  # sh and cat
+    group = wait_for(lambda: _group(shell_pid) if len(_group(shell_pid)) >= 2 else None,
+                     what="sh and cat running")
     time.sleep(1)  # cat /dev/zero would fill any unbounded buffer by now
     assert agent.status("VmRSS") < 32 * 1024
     calls.cancel()
     wait_for(lambda: not any(pid_alive(p) for p in group), what="the process group killed")
+
+
+def _group(pgid):
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pgid]
 
 
 def _pgid(pid):
@@ -139,11 +141,9 @@ def test_connection_drop_kills_commands(agent):
     calls = c.exec_call(iter([c.command("sh", ["-c", "echo $$; sleep 1000 & sleep 1000"])]),
                         timeout=120)
     pid = int(next(calls).standard_output.data.split()[0])
-    wait_for(lambda: len([p for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pid]) >= 3,
-             what="sh and two sleeps")
+    wait_for(lambda: len(_group(pid)) >= 3, what="sh and two sleeps")
     c.close()  # the whole HTTP/2 connection goes away
-    wait_for(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pid],
-             what="the process group killed")
+    wait_for(lambda: not _group(pid), what="the process group killed")
 
 
 def test_tty_and_resize(client):
@@ -291,10 +291,19 @@ def test_serial_reset_convention(agent):
     resp.ParseFromString(h.streams[sid]["data"][5:])
     pid = int(resp.standard_output.data.split()[0])
     assert pid_alive(pid)
+    # A host that reconnects faster than the agent notices (no EOF in between): its preface
+    # arrives inside the old session, which breaks on it; the agent starts over from there.
+    h2 = RawH2(None, sock=h.sock)
+    pid_of = lambda st: int(_exec_output(pb, st["data"]).split()[0])  # noqa: E731
+    sid = h2.request(body=frame(req.SerializeToString()))
+    h2.pump(lambda: len(h2.streams[sid]["data"]) > 5)
+    wait_for(lambda: not pid_alive(pid), what="the old session's command killed")
+    pid = pid_of(h2.streams[sid])
+    assert pid_alive(pid)
     # GOAWAY from the host: reset at once, even on the same byte stream.
-    h.goaway()
+    h2.goaway()
     wait_for(lambda: not pid_alive(pid), what="GOAWAY kills the session's command")
-    h.close()
+    h2.close()
 
     # A fresh host connection is served.
     c2 = Client(agent.serial)
@@ -303,3 +312,11 @@ def test_serial_reset_convention(agent):
     c2.close()
     log = agent.read_log()
     assert "host disconnected, session reset" in log and "host sent GOAWAY" in log
+    assert "new host preface inside session" in log
+
+
+def _exec_output(pb, data):
+    """The standard_output of the first ExecResponse in a gRPC-framed body."""
+    resp = pb.ExecResponse()
+    resp.ParseFromString(data[5:5 + int.from_bytes(data[1:5], "big")])
+    return resp.standard_output.data
