@@ -4,7 +4,7 @@ implementation (agent_fixtures.py has the guest side's).
 
 - FakeAgent: a grpcio server playing the Tart guest agent on a VM's control.sock, with the run
   lock of config.json held the way `tart run` holds it, so `tart exec` sees a running VM.
-- grpc_exec(): a grpcio client of /Agent/Exec through a control.sock.
+(The grpcio client side is agent_fixtures.Client.)
 """
 import fcntl
 import hashlib
@@ -164,55 +164,3 @@ class FakeAgent:
         else:
             yield self._out(f"unknown command {cmd.name}\n".encode(), 2)
             yield self._exit(127)
-
-
-def grpc_channel(vm_dir: Path):
-    """A grpcio channel to vm_dir/control.sock, addressed relative to the VM directory as
-    Tart's clients do (chdir; the sun_path limit)."""
-    old = os.getcwd()
-    os.chdir(vm_dir)
-    try:
-        ch = grpc.insecure_channel("unix:control.sock")
-        grpc.channel_ready_future(ch).result(timeout=30)
-    finally:
-        os.chdir(old)
-    return ch
-
-
-def grpc_exec(ch, name, args=(), stdin=None, timeout=120):
-    """Run a command through /Agent/Exec with grpcio: (exit code, stdout, stderr)."""
-    pb = agent_pb2()
-
-    def requests():
-        r = pb.ExecRequest()
-        r.command.name = name
-        r.command.args.extend(args)
-        r.command.interactive = stdin is not None
-        yield r
-        if stdin is not None:
-            for i in range(0, len(stdin), 32768):
-                c = pb.ExecRequest()
-                c.standard_input.data = stdin[i:i + 32768]
-                yield c
-            yield pb.ExecRequest(standard_input=pb.IOChunk(data=b""))
-
-    call = ch.stream_stream("/Agent/Exec", request_serializer=pb.ExecRequest.SerializeToString,
-                            response_deserializer=pb.ExecResponse.FromString)
-    out, err, code = bytearray(), bytearray(), None
-    for resp in call(requests(), timeout=timeout):
-        kind = resp.WhichOneof("type")
-        if kind == "standard_output":
-            out += resp.standard_output.data
-        elif kind == "standard_error":
-            err += resp.standard_error.data
-        elif kind == "exit":
-            code = resp.exit.code
-            break
-    return code, bytes(out), bytes(err)
-
-
-def grpc_resolve_ip(ch, timeout=30):
-    pb = agent_pb2()
-    call = ch.unary_unary("/Agent/ResolveIP", request_serializer=pb.ResolveIPRequest.SerializeToString,
-                          response_deserializer=pb.ResolveIPResponse.FromString)
-    return call(pb.ResolveIPRequest(), timeout=timeout).ip
