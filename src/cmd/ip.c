@@ -125,6 +125,7 @@ int cmd_ip(int argc, char **argv)
 	/* Tart: at least one attempt, then once a second until the deadline. */
 	time_t deadline = time(NULL) + (time_t)o.wait;
 	char ip[16], explain[512];
+	int ret = 1;
 	for (;;) {
 		if (resolver == NET_RESOLVER_AGENT)
 			r = agent_resolve_ip(d.path, AGENT_RESOLVE_TIMEOUT_MS, ip) == 0 ? 0
@@ -134,24 +135,29 @@ int cmd_ip(int argc, char **argv)
 					   sizeof(explain));
 		if (r == 0) {
 			printf("%s\n", ip);
-			return 0;
+			ret = 0;
+			break;
 		}
 		if (r == -ENOENT && user_mode_from_run_state(&d, name, explain, sizeof(explain)))
 			r = -EREMOTE;
 		if (r == -EREMOTE) {
 			log_error("%s", explain);
-			return 1;
-		}
-		if (time(NULL) >= deadline)
 			break;
+		}
+		if (time(NULL) >= deadline) {
+			bool running = vm_dir_state(&d) == VM_STATE_RUNNING;
+			log_error("no IP address found%s%s", running ? "" : ", is your VM running?",
+				  resolver == NET_RESOLVER_AGENT
+				      ? " (also make sure that Guest agent for Tart is running "
+					"inside of a VM)"
+				  : resolver == NET_RESOLVER_ARP && streq(cfg.os, "linux")
+				      ? " (not all Linux distributions are compatible with the ARP "
+					"resolver)"
+				      : "");
+			break;
+		}
 		sleep_until_next_second(deadline);
 	}
-	bool running = vm_dir_state(&d) == VM_STATE_RUNNING;
-	log_error("no IP address found%s%s", running ? "" : ", is your VM running?",
-		  resolver == NET_RESOLVER_AGENT
-		      ? " (also make sure that Guest agent for Tart is running inside of a VM)"
-		  : resolver == NET_RESOLVER_ARP && streq(cfg.os, "linux")
-		      ? " (not all Linux distributions are compatible with the ARP resolver)"
-		      : "");
-	return 1;
+	vm_config_release(&cfg);
+	return ret;
 }
