@@ -242,5 +242,6 @@ def test_vm_stopped_during_exec_then_exit_2(deb):
     out, err = long.communicate(timeout=60)
     assert long.returncode == 1 and err, err
     deb.proc.wait(timeout=60)
+    assert deb.proc.returncode == 0, deb.proc.stderr.read()
     p = deb.exec(NAME, "true")
     assert p.returncode == 2 and b'VM "deb" is not running' in p.stderr
