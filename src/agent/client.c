@@ -19,6 +19,7 @@
 #include "agent/agent.pb-c.h"
 #include "agent/control.h"
 #include "agent/grpc.h"
+#include "agent/keepalive.h"
 #include "util/log.h"
 #include "util/strbuf.h"
 #include "util/time.h"
@@ -38,7 +39,8 @@ struct call {
 	uint32_t rst_code;
 	size_t unconsumed; /* stream bytes received and not yet acknowledged */
 	int error;	   /* a framing error (-EMSGSIZE, -EPROTO), sticky */
-	char why[128];	   /* what ended the connection, for messages */
+	struct agent_keepalive ka;
+	char why[128]; /* what ended the connection, for messages */
 };
 
 static ssize_t call_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
@@ -125,6 +127,7 @@ static void call_release(struct call *c)
 static int call_open(struct call *c, const char *vm_dir, const char *path)
 {
 	*c = (struct call){.fd = -1};
+	agent_keepalive_init(&c->ka, now_monotonic_usec());
 	agent_grpc_outq_init(&c->out);
 	agent_grpc_reader_init(&c->rd, 0);
 	agent_grpc_meta_init(&c->meta);
@@ -172,6 +175,7 @@ static bool call_recv(struct call *c)
 		c->closed = true;
 		return false;
 	}
+	agent_keepalive_rx(&c->ka, now_monotonic_usec());
 	if (nghttp2_session_mem_recv(c->s, buf, (size_t)k) != k) {
 		snprintf(c->why, sizeof(c->why), "the other end does not speak HTTP/2 correctly");
 		c->closed = true;
@@ -496,14 +500,33 @@ static int exec_loop(struct exec_state *x)
 		    {.fd = x->pend.len ? x->pend_fd : -1, .events = POLLOUT},
 		};
 		int timeout = -1;
+		usec_t now = now_monotonic_usec();
 		if (!x->c.got_settings) {
-			usec_t now = now_monotonic_usec();
 			if (now >= deadline) {
 				snprintf(x->c.why, sizeof(x->c.why), "no answer within %d seconds",
 					 AGENT_CONNECT_TIMEOUT_MS / 1000);
 				return exec_failed(x);
 			}
 			timeout = (int)((deadline - now) / 1000) + 1;
+		} else {
+			usec_t next;
+			switch (agent_keepalive_check(&x->c.ka, now, &next)) {
+			case AGENT_KEEPALIVE_PING:
+				(void)nghttp2_submit_ping(x->c.s, NGHTTP2_FLAG_NONE, NULL);
+				(void)call_flush(&x->c);
+				break;
+			case AGENT_KEEPALIVE_DEAD:
+				snprintf(
+				    x->c.why, sizeof(x->c.why),
+				    "the other end stopped answering (no reply to a PING within "
+				    "%llu s)",
+				    (unsigned long long)(x->c.ka.interval / 1000000));
+				x->c.closed = true;
+				return exec_failed(x);
+			default:
+				break;
+			}
+			timeout = (int)((next > now ? next - now : 0) / 1000) + 1;
 		}
 		if (poll(p, ARRAY_SIZE(p), timeout) < 0 && errno != EINTR)
 			return log_error_errno(negerrno(), "poll failed");

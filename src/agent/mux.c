@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "agent/grpc.h"
+#include "agent/keepalive.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/strbuf.h"
@@ -93,6 +94,7 @@ struct agent_mux {
 	bool up_failed;	    /* the last handshake timed out: streams do not wait for it */
 	usec_t up_deadline; /* of the handshake, while the port is open */
 	enum port_state port;
+	struct agent_keepalive ka; /* of the agent connection while calls are open on it */
 	struct mux_client *clients;
 	size_t n_clients;
 	struct agent_mux_stream *streams;
@@ -428,6 +430,7 @@ static void up_reset(struct agent_mux *m, const char *why, usec_t now)
 		return;
 	}
 	m->up_fd = fd;
+	agent_keepalive_init(&m->ka, now);
 	(void)agent_grpc_submit_settings(m->up);
 	(void)nghttp2_submit_ping(m->up, NGHTTP2_FLAG_NONE, NULL);
 	m->up_state = UP_CONNECTING;
@@ -452,6 +455,17 @@ void agent_mux_port_changed(struct agent_mux *m, bool open, usec_t now)
 void agent_mux_local_changed(struct agent_mux *m, usec_t now)
 {
 	reroute_all(m, now);
+}
+
+/* Calls are open on the agent connection: watch that it still answers. */
+static bool up_busy(const struct agent_mux *m)
+{
+	if (m->up_state != UP_READY)
+		return false;
+	for (const struct agent_mux_stream *s = m->streams; s; s = s->next)
+		if (s->up_open && s->up_sess == m->up)
+			return true;
+	return false;
 }
 
 /* ---- control.sock clients (downstream, HTTP/2 servers) ------------------------------------ */
@@ -762,6 +776,8 @@ void agent_mux_handle(struct agent_mux *m, const struct pollfd *p, size_t n, use
 		if (!p[i].revents)
 			continue;
 		if (m->up && p[i].fd == m->up_fd) {
+			if (p[i].revents & POLLIN)
+				agent_keepalive_rx(&m->ka, now);
 			if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
 			    !recv_into(m->up_fd, m->up))
 				up_reset(m, "the connection to the guest agent failed", now);
@@ -786,6 +802,20 @@ void agent_mux_handle(struct agent_mux *m, const struct pollfd *p, size_t n, use
 	for (struct agent_mux_stream *s = m->streams; s; s = s->next)
 		if (s->route == ROUTE_WAIT && s->c && now >= s->wait_deadline)
 			m->reroute = true;
+	if (up_busy(m)) {
+		switch (agent_keepalive_check(&m->ka, now, NULL)) {
+		case AGENT_KEEPALIVE_PING:
+			(void)nghttp2_submit_ping(m->up, NGHTTP2_FLAG_NONE, NULL);
+			break;
+		case AGENT_KEEPALIVE_DEAD:
+			up_reset(m, "the guest agent stopped answering (no reply to a PING)", now);
+			break;
+		default:
+			break;
+		}
+	} else if (m->up) {
+		agent_keepalive_rx(&m->ka, now); /* idle: nothing to watch */
+	}
 	if (m->reroute) {
 		reroute_all(m, now);
 		for (struct agent_mux_stream *s = m->streams; s; s = s->next)
@@ -812,6 +842,12 @@ void agent_mux_handle(struct agent_mux *m, const struct pollfd *p, size_t n, use
 usec_t agent_mux_deadline(const struct agent_mux *m)
 {
 	usec_t d = m->up_state == UP_CONNECTING ? m->up_deadline : 0;
+	if (up_busy(m)) {
+		struct agent_keepalive k = m->ka;
+		usec_t next;
+		(void)agent_keepalive_check(&k, k.last_rx, &next);
+		d = d ? MIN(d, next) : next;
+	}
 	for (const struct agent_mux_stream *s = m->streams; s; s = s->next)
 		if (s->route == ROUTE_WAIT && s->c && (!d || s->wait_deadline < d))
 			d = s->wait_deadline;

@@ -258,3 +258,30 @@ def test_ip_resolver_agent(tart, agent):
                        text=True, env=tart.env, timeout=30)
     assert p.returncode == 0, p.stderr
     assert p.stdout == "192.0.2.44\n"
+
+
+def test_frozen_agent_is_detected_by_keepalive(tart, vm):
+    """An agent that stops answering altogether (here SIGSTOPped) ends the call: PINGs go
+    unanswered (TART_AGENT_KEEPALIVE shortens the 30 s interval for the test)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    server = subprocess.Popen(
+        ["/usr/bin/python3", "-c",
+         "import sys, time; sys.path.insert(0, sys.argv[1]);"
+         "from agent_host_fixtures import FakeAgent; from pathlib import Path;"
+         "FakeAgent(Path(sys.argv[2]), mode='stall'); print('ready', flush=True);"
+         "time.sleep(600)", here, str(vm)], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline() == b"ready\n"
+        env = dict(tart.env, TART_AGENT_KEEPALIVE="1")
+        p = subprocess.Popen([TART_BIN, "exec", "vm", "x"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+        assert p.stdout.readline() == b"started\n"
+        os.kill(server.pid, signal.SIGSTOP)
+        t = time.monotonic()
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 1
+        assert b"stopped answering" in err, err
+        assert time.monotonic() - t < 30
+    finally:
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait()

@@ -6,7 +6,8 @@ multiplexer (this host has no vsock).
 - A VM suspended and resumed: the agent's session is reset over the restored port and exec
   works again (no event says the port is open after a restore).
 - Many clients at once, one of them a slow reader: its stream stalls at the agent (flow
-  control), the others finish, and tart run's memory stays small.
+  control), the others finish, and tart run's memory stays small. Then the agent freezes
+  mid-call: tart run's keepalive PINGs end the call with an error.
 - A guest without any agent (tart.agent=off): Tart's message within the bounded wait."""
 import os
 import subprocess
@@ -64,9 +65,10 @@ def test_exec_after_suspend_and_resume(tart, tiny_guest):
     assert "restoring VM state from a snapshot..." in err
 
 
-def test_slow_reader_does_not_grow_memory_or_block_others(tart, tiny_guest):
+def test_slow_reader_does_not_grow_memory_or_block_others_and_frozen_agent(tart, tiny_guest):
     make_tiny_vm(tart, tiny_guest, "vm", test="wait")
-    proc = start_run(tart, "vm")
+    # A short keepalive for the frozen agent at the end (the default is 30 s).
+    proc = start_run(tart, "vm", env={"TART_AGENT_KEEPALIVE": "3"})
     try:
         wait_exec(tart, "vm", proc)
         # A client that reads nothing of a 16 MiB output (a SIGSTOPped tart exec): far more
@@ -96,6 +98,14 @@ def test_slow_reader_does_not_grow_memory_or_block_others(tart, tiny_guest):
             n += len(chunk)
         assert slow.wait(timeout=120) == 0
         assert n == 16 << 20
+        # The agent freezes mid-call (SIGSTOP): tart run's PINGs go unanswered, the call
+        # ends with a clear error instead of hanging, and tart run carries on.
+        t = time.monotonic()
+        p = texec(tart, "vm", "sh", "-c",
+                  "echo started; kill -STOP $(pidof tart-guest-agent); sleep 600")
+        assert p.returncode == 1 and b"stopped answering" in p.stderr, p.stderr
+        assert time.monotonic() - t < 60
+        assert proc.poll() is None
     finally:
         tart.run("stop", "vm", check=False, timeout=120)
         finish(proc)

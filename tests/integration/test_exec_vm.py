@@ -21,6 +21,7 @@ import pty
 import select
 import signal
 import subprocess
+import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,15 +130,20 @@ def test_stdin_round_trip_by_checksum(deb):
     assert deb.exec(NAME, "wc", "-c", input=b"ignored").stdout.strip() == b"0"
 
 
-def test_tty_under_a_pty(deb):
+def pty_run(deb, argv, keystrokes=b"", timeout=120):
+    """tart exec under a new pseudo-terminal; returns (exit code, output, the terminal's
+    attributes after tart exec ended)."""
     pid, master = pty.fork()
     if pid == 0:
-        os.execve(TART_BIN, [TART_BIN, "exec", "-t", NAME, "sh", "-c", "tty; stty size"],
-                  deb.tart.env)
+        os.execve(TART_BIN, [TART_BIN, "exec", *argv], deb.tart.env)
     buf = b""
-    deadline = time.time() + 120
+    sent = False
+    deadline = time.time() + timeout
     while time.time() < deadline:
         r, _, _ = select.select([master], [], [], 0.5)
+        if not sent and keystrokes and b"$ " in buf:
+            os.write(master, keystrokes)
+            sent = True
         if r:
             try:
                 chunk = os.read(master, 4096)
@@ -147,11 +153,22 @@ def test_tty_under_a_pty(deb):
                 break
             buf += chunk
     _, status = os.waitpid(pid, 0)
+    attrs = termios.tcgetattr(master)
     os.close(master)
-    assert os.waitstatus_to_exitcode(status) == 0, buf
-    assert b"/dev/pts/" in buf, buf
+    return os.waitstatus_to_exitcode(status), buf, attrs
+
+
+def test_tty_under_a_pty(deb):
+    code, out, _ = pty_run(deb, ["-t", NAME, "sh", "-c", "tty; stty size"])
+    assert code == 0, out
+    assert b"/dev/pts/" in out, out
     # Without -t there is no terminal.
     assert deb.exec(NAME, "tty").stdout == b"not a tty\n"
+    # -t -i: an interactive shell typed into; the terminal is back in cooked mode afterwards.
+    code, out, attrs = pty_run(deb, ["-t", "-i", NAME, "sh"],
+                               keystrokes=b"echo hi-$((1+2)); exit 7\r")
+    assert code == 7 and b"hi-3" in out, out
+    assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
 
 
 def test_eight_concurrent_execs(deb):
