@@ -90,7 +90,9 @@ def deb(tmp_path_factory):
                                 stderr=subprocess.PIPE, text=True)
         vm = DebianVM(tart, proc, topo)
         try:
-            vm.wait_exec("deb", "true", timeout=300)
+            # QEMU's guest agent starts earlier in the boot and answers first (as root); the
+            # tests start once ours answers (as admin).
+            vm.wait_exec(NAME, "whoami", want=b"admin", timeout=300)
             yield vm
         finally:
             if proc.poll() is None:
