@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -17,6 +18,7 @@
 #include "agent/grpc.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "util/strvec.h"
 
 /* systemd's default PATH plus /sbin and /bin for guests without the /usr merge. */
@@ -37,6 +39,7 @@ struct exec {
 	bool in_eof_pending, in_closed;
 	bool exited, out_eof, err_eof, done_sent, detached;
 	int code;
+	size_t reads; /* successful reads of output, to see when a pipe ran dry */
 	struct exec_sink sink;
 };
 
@@ -44,6 +47,7 @@ static struct loop *exec_loop;
 static struct exec *execs;
 static struct strvec login_env = STRVEC_INIT;
 static char *login_home;
+static pid_t agent_pid;
 
 /* The agent user's passwd entry, read from /etc/passwd directly: a static binary must not
  * depend on NSS modules. Falls back to the process environment, then to "/". */
@@ -56,11 +60,12 @@ static void load_user(void)
 
 	while (f && getline(&line, &cap, f) > 0) {
 		char *fields[7], *p = line, *s;
+		uint64_t id;
 		size_t n = 0;
 		line[strcspn(line, "\n")] = 0;
 		while (n < 7 && (s = strsep(&p, ":")))
 			fields[n++] = s;
-		if (n < 7 || strtoul(fields[2], NULL, 10) != uid || !*fields[2])
+		if (n < 7 || parse_u64(fields[2], UINT32_MAX, &id) < 0 || id != uid)
 			continue;
 		user = xstrdup(fields[0]);
 		home = xstrdup(fields[5]);
@@ -121,16 +126,9 @@ static void prepare(void *data);
 void exec_setup(struct loop *l)
 {
 	exec_loop = l;
+	agent_pid = getpid();
 	load_user();
 	loop_add_prepare(l, prepare, NULL);
-}
-
-size_t exec_count(void)
-{
-	size_t n = 0;
-	for (struct exec *e = execs; e; e = e->next)
-		n++;
-	return n;
 }
 
 static void close_fd(struct loop_watch *w, int *fd)
@@ -167,6 +165,7 @@ static void read_output(struct exec *e, int which)
 		return;
 	n = read(*fd, buf, sizeof(buf));
 	if (n > 0) {
+		e->reads++;
 		if (e->sink.write(e->sink.ctx, which, buf, (size_t)n) < 0)
 			*eof = true;
 		return;
@@ -225,8 +224,15 @@ static void write_input(struct exec *e)
 static void on_out(struct loop_watch *w, short revents)
 {
 	struct exec *e = w->data;
+	int which = w == &e->wout ? 1 : 2;
 	(void)revents;
-	read_output(e, w == &e->wout ? 1 : 2);
+	/* A few chunks per wakeup while there is room: fewer trips through poll under load. */
+	for (int i = 0; i < 8 && e->sink.can_write(e->sink.ctx); i++) {
+		size_t before = e->reads;
+		read_output(e, which);
+		if (e->reads == before)
+			break;
+	}
 }
 
 static void on_in(struct loop_watch *w, short revents)
@@ -285,6 +291,10 @@ static _noreturn_ void child(const struct exec_params *p, int in, int out, int e
 		if (s != SIGKILL && s != SIGSTOP)
 			signal(s, SIG_DFL);
 	if (setsid() < 0)
+		goto fail;
+	/* An agent that dies takes its commands along (systemd's KillMode does the rest of the
+	 * group; the tiny guest has no systemd). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent_pid)
 		goto fail;
 	if (slave) {
 		int fd = open(slave, O_RDWR);

@@ -62,5 +62,3 @@ void exec_detach(struct exec *e, bool kill_group);
 void exec_reap(void);
 /* Kill every command's process group (agent shutdown). */
 void exec_kill_all(void);
-/* Commands started and not yet reaped (for tests of leaks via --debug logs). */
-size_t exec_count(void);

@@ -31,6 +31,7 @@ static const char usage[] =
     "\n"
     "Components:\n"
     "  --resize-disk          grow the root partition and filesystem to the disk's size, once\n"
+    "  --resize-mount DIR     with --resize-disk: the filesystem mounted at DIR, not /\n"
     "  --run-rpc              run the RPC service (tart exec, tart ip --resolver agent)\n"
     "  --run-vdagent          clipboard sharing: macOS guests only, ignored here\n"
     "Component groups (as tart-guest-agent):\n"
@@ -62,6 +63,7 @@ enum {
 	OPT_LISTEN_UNIX,
 	OPT_SERIAL_LISTEN,
 	OPT_TIMEOUT,
+	OPT_RESIZE_MOUNT,
 	OPT_DEBUG,
 	OPT_VERSION,
 	OPT_HELP,
@@ -79,6 +81,7 @@ static const struct option options[] = {
     {"listen-unix", required_argument, NULL, OPT_LISTEN_UNIX},
     {"serial-listen", required_argument, NULL, OPT_SERIAL_LISTEN},
     {"first-message-timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"resize-mount", required_argument, NULL, OPT_RESIZE_MOUNT},
     {"debug", no_argument, NULL, OPT_DEBUG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
@@ -129,6 +132,7 @@ static void on_signal(struct loop_watch *w, short revents)
 int main(int argc, char **argv)
 {
 	bool resize = false, rpc = false, vdagent = false, daemon = false, vsock = true;
+	const char *resize_mount = "/";
 	struct transport_config cfg = {
 	    .session.first_message_timeout_ms = 30000,
 	    .serial_device = AGENT_SERIAL_PORT_PATH,
@@ -178,6 +182,9 @@ int main(int argc, char **argv)
 			}
 			cfg.session.first_message_timeout_ms = (uint32_t)(secs * 1000);
 			break;
+		case OPT_RESIZE_MOUNT:
+			resize_mount = optarg;
+			break;
 		case OPT_DEBUG:
 			log_set_level(LOG_DEBUG);
 			break;
@@ -203,9 +210,11 @@ int main(int argc, char **argv)
 	if (vdagent)
 		log_info("clipboard sharing (vdagent) is for macOS guests: not run here");
 	if (resize) {
-		r = agent_resize_root();
+		r = agent_resize_mount(resize_mount);
 		if (r < 0)
-			log_warning_errno(r, "cannot grow the root filesystem");
+			log_warning_errno(r, "cannot grow the filesystem at '%s'", resize_mount);
+		if (r < 0 && !rpc && !daemon && !cfg.listen_unix && !cfg.serial_listen)
+			return 1;
 	}
 	if (!rpc) {
 		/* Explicit transports without --run-rpc serve only those. */

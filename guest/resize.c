@@ -44,18 +44,17 @@ static int read_u64(const char *dir, const char *name, uint64_t *ret)
 	return 0;
 }
 
-/* The root filesystem's type from /proc/self/mounts (the last "/" entry wins). */
-static int root_fstype(char *buf, size_t len)
+/* The type of the filesystem mounted at mnt, from /proc/self/mounts (the last entry wins). */
+static int mount_fstype(const char *mnt, char *buf, size_t len)
 {
-	char line[1024], dev[256], mnt[256], type[64];
+	char line[1024], dev[256], at[256], type[64];
 	FILE *f = fopen("/proc/self/mounts", "re");
 	int r = -ENOENT;
 
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%255s %255s %63s", dev, mnt, type) == 3 &&
-		    strcmp(mnt, "/") == 0) {
+		if (sscanf(line, "%255s %255s %63s", dev, at, type) == 3 && strcmp(at, mnt) == 0) {
 			snprintf(buf, len, "%s", type);
 			r = 0;
 		}
@@ -81,11 +80,13 @@ static bool has_later_partition(const char *diskdir, const char *disk, uint64_t 
 
 static int run_tool(struct strvec *argv, const char *input)
 {
-	struct strbuf err = STRBUF_INIT;
+	struct strbuf out = STRBUF_INIT, err = STRBUF_INIT;
 	int status = 0, r;
 
+	/* Their chatter stays out of the journal unless they fail. */
+	strbuf_init(&out, 4096);
 	strbuf_init(&err, 4096);
-	r = run_argv_input(argv, input, input ? strlen(input) : 0, NULL, &err, &status);
+	r = run_argv_input(argv, input, input ? strlen(input) : 0, &out, &err, &status);
 	if (r < 0)
 		log_warning_errno(r, "cannot run '%s'", argv->v[0]);
 	else if (status != 0) {
@@ -93,6 +94,7 @@ static int run_tool(struct strvec *argv, const char *input)
 		log_warning("'%s' failed (exit %d): %s", argv->v[0], status, err.buf);
 		r = -EIO;
 	}
+	strbuf_release(&out);
 	strbuf_release(&err);
 	return r;
 }
@@ -161,7 +163,7 @@ static int grow_partition(const char *disk, int partno, uint64_t start, uint64_t
 	return 0;
 }
 
-static int grow_filesystem(const char *fstype, const char *dev)
+static int grow_filesystem(const char *fstype, const char *dev, const char *mnt)
 {
 	struct strvec argv = STRVEC_INIT;
 	int r;
@@ -169,9 +171,9 @@ static int grow_filesystem(const char *fstype, const char *dev)
 	if (strncmp(fstype, "ext", 3) == 0)
 		strvec_pushl(&argv, "resize2fs", dev, NULL);
 	else if (strcmp(fstype, "xfs") == 0)
-		strvec_pushl(&argv, "xfs_growfs", "/", NULL);
+		strvec_pushl(&argv, "xfs_growfs", mnt, NULL);
 	else if (strcmp(fstype, "btrfs") == 0)
-		strvec_pushl(&argv, "btrfs", "filesystem", "resize", "max", "/", NULL);
+		strvec_pushl(&argv, "btrfs", "filesystem", "resize", "max", mnt, NULL);
 	else {
 		log_notice("resize: cannot grow a '%s' root filesystem", fstype);
 		return 0;
@@ -179,11 +181,16 @@ static int grow_filesystem(const char *fstype, const char *dev)
 	r = run_tool(&argv, NULL);
 	strvec_clear(&argv);
 	if (r == 0)
-		log_info("resize: grew the root filesystem on '%s'", dev);
+		log_info("resize: grew the filesystem on '%s'", dev);
 	return r;
 }
 
 int agent_resize_root(void)
+{
+	return agent_resize_mount("/");
+}
+
+int agent_resize_mount(const char *mnt)
 {
 	char sys[PATH_MAX], real[PATH_MAX], diskdir[PATH_MAX], fstype[64], dev[PATH_MAX];
 	char disk[NAME_MAX + 1], part[NAME_MAX + 1];
@@ -193,14 +200,14 @@ int agent_resize_root(void)
 	bool grew = false;
 	int r, fd;
 
-	if (stat("/", &st) < 0)
+	if (stat(mnt, &st) < 0)
 		return -errno;
 	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
 	if (major(st.st_dev) == 0 || !realpath(sys, real)) {
-		log_info("resize: the root filesystem is not on a block device, nothing to grow");
+		log_info("resize: '%s' is not on a block device, nothing to grow", mnt);
 		return 0;
 	}
-	r = root_fstype(fstype, sizeof(fstype));
+	r = mount_fstype(mnt, fstype, sizeof(fstype));
 	if (r < 0)
 		return r;
 	snprintf(part, sizeof(part), "%s", strrchr(real, '/') + 1);
@@ -231,18 +238,19 @@ int agent_resize_root(void)
 	}
 
 	/* The filesystem: grown when its partition just grew, or when it is clearly smaller
-	 * than its device (a previous run stopped between the two steps). */
+	 * than its device (under 80 %: a previous run stopped between the two steps; the
+	 * margin covers journals and allocation groups). */
 	snprintf(dev, sizeof(dev), "/dev/%s", part);
 	fd = open(dev, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return log_warning_errno(-errno, "resize: cannot open '%s'", dev);
 	r = ioctl(fd, BLKGETSIZE64, &part_bytes) < 0 ? -errno : 0;
 	close(fd);
-	if (r < 0 || statvfs("/", &vfs) < 0)
+	if (r < 0 || statvfs(mnt, &vfs) < 0)
 		return r < 0 ? r : -errno;
-	if (!grew && (uint64_t)vfs.f_blocks * vfs.f_frsize >= part_bytes / 10 * 9) {
-		log_info("resize: the root filesystem already fills '%s'", dev);
+	if (!grew && (uint64_t)vfs.f_blocks * vfs.f_frsize >= part_bytes / 10 * 8) {
+		log_info("resize: the filesystem already fills '%s'", dev);
 		return 0;
 	}
-	return grow_filesystem(fstype, dev);
+	return grow_filesystem(fstype, dev, mnt);
 }

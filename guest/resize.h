@@ -12,3 +12,5 @@
  * the filesystem's grow tool.
  */
 int agent_resize_root(void);
+/* The same for the filesystem mounted at mnt (tests grow a loop device's partition). */
+int agent_resize_mount(const char *mnt);

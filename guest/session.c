@@ -572,14 +572,6 @@ void session_terminate(struct agent_session *s)
 	nghttp2_session_terminate_session(s->h2, NGHTTP2_NO_ERROR);
 }
 
-size_t session_calls(struct agent_session *s)
-{
-	size_t n = 0;
-	for (struct call *c = s->calls; c; c = c->next)
-		n++;
-	return n;
-}
-
 void session_free(struct agent_session *s)
 {
 	if (!s)

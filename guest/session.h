@@ -32,8 +32,8 @@ int session_new(struct loop *l, const struct session_config *cfg, struct agent_s
 /* Feed received bytes. Returns 0, or -EPROTO when the peer broke HTTP/2 (the session then
  * has a GOAWAY to send, if any, and is done). */
 int session_recv(struct agent_session *s, const uint8_t *data, size_t len);
-/* The next bytes to write (valid until the next call), 0 when there are none, -EIO on an
- * internal failure. */
+/* The next bytes to write, valid until the next session_* call (write them or copy them
+ * before), 0 when there are none. Output is staged from nghttp2 at most 256 KiB ahead. */
 ssize_t session_send(struct agent_session *s, const uint8_t **ret_data);
 /* Neither side has anything more to say: close the transport. */
 bool session_done(struct agent_session *s);
@@ -43,6 +43,4 @@ bool session_alive(struct agent_session *s);
 bool session_goaway_received(struct agent_session *s);
 /* Queue a GOAWAY (e.g. at shutdown); the session is done once it is sent. */
 void session_terminate(struct agent_session *s);
-/* Calls in progress. */
-size_t session_calls(struct agent_session *s);
 void session_free(struct agent_session *s);

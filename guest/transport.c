@@ -113,15 +113,24 @@ static void conn_event(struct loop_watch *w, short revents)
 	struct conn *c = w->data;
 	uint8_t buf[READ_CHUNK];
 
-	if (revents & (POLLIN | POLLHUP | POLLERR)) {
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return;
+	/* A full read may have more behind it: take a few before polling again. */
+	for (int i = 0; i < 4; i++) {
 		ssize_t n = read(c->wire.fd, buf, sizeof(buf));
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			log_debug("connection closed by the peer");
 			conn_close(c);
 			return;
 		}
-		if (n > 0 && session_recv(c->wire.session, buf, (size_t)n) < 0)
+		if (n < 0)
+			return;
+		if (session_recv(c->wire.session, buf, (size_t)n) < 0) {
 			log_debug("connection: protocol error, closing");
+			return;
+		}
+		if ((size_t)n < sizeof(buf))
+			return;
 	}
 }
 
@@ -140,9 +149,12 @@ static void conns_prepare(void *data)
 }
 
 struct listener {
+	struct listener *next;
 	struct loop_watch w;
 	const char *what;
 };
+
+static struct listener *listeners;
 
 static void on_accept(struct loop_watch *w, short revents)
 {
@@ -180,6 +192,8 @@ static struct listener *listener_add(int fd, const char *what)
 	loop_watch_init(&li->w, fd, on_accept, li);
 	li->w.events = POLLIN;
 	loop_add(tloop, &li->w);
+	li->next = listeners;
+	listeners = li;
 	return li;
 }
 
@@ -246,9 +260,7 @@ static struct link {
 	int lfd; /* --serial-listen */
 	struct loop_watch w, wl, timer;
 	enum link_state state;
-	size_t matched; /* bytes of the client preface seen so far */
-	uint8_t tail[NGHTTP2_CLIENT_MAGIC_LEN - 1];
-	size_t ntail;
+	struct agent_grpc_preface_scan scan;
 	struct wire wire;
 	unsigned sessions;
 } slink = {.lfd = -1, .wire.fd = -1};
@@ -269,8 +281,7 @@ static void link_enter_sync(void)
 {
 	wire_reset(&slink.wire);
 	slink.state = LINK_SYNC;
-	slink.matched = 0;
-	slink.ntail = 0;
+	agent_grpc_preface_reset(&slink.scan);
 	slink.w.events = POLLIN;
 }
 
@@ -295,99 +306,53 @@ static void link_disconnect(void)
 	}
 }
 
-static const uint8_t preface[] = NGHTTP2_CLIENT_MAGIC;
-
-/* How much of the preface the bytes seen so far end with, after one more byte (the preface
- * has a second 'P', so a plain restart would miss some). */
-static size_t preface_step(size_t matched, uint8_t b)
+/* A session from the preface on: the preface itself, then what followed it. */
+static bool link_start_session(void)
 {
-	if (b == preface[matched])
-		return matched + 1;
-	for (size_t k = matched; k > 0; k--)
-		if (preface[k - 1] == b && memcmp(preface, preface + matched - k + 1, k - 1) == 0)
-			return k;
-	return 0;
-}
-
-/* The last bytes fed to the session: a preface may straddle two reads. */
-static void keep_tail(const uint8_t *p, size_t n)
-{
-	const size_t keep = sizeof(slink.tail);
-	if (n >= keep) {
-		memcpy(slink.tail, p + n - keep, keep);
-		slink.ntail = keep;
-		return;
+	static const uint8_t preface[] = NGHTTP2_CLIENT_MAGIC;
+	if (session_new(tloop, &tcfg.session, &slink.wire.session) < 0) {
+		log_warning("serial: cannot create a session");
+		return false;
 	}
-	size_t old = MIN(slink.ntail, keep - n);
-	memmove(slink.tail, slink.tail + slink.ntail - old, old);
-	memcpy(slink.tail + old, p, n);
-	slink.ntail = old + n;
-}
-
-/* Where the client preface starts in tail + chunk (a pointer into either), or NULL. */
-static const uint8_t *find_preface(const uint8_t *p, size_t n)
-{
-	const size_t mlen = NGHTTP2_CLIENT_MAGIC_LEN;
-	uint8_t joint[2 * NGHTTP2_CLIENT_MAGIC_LEN];
-	size_t head = MIN(n, mlen - 1), j;
-	const uint8_t *m;
-
-	/* Across the boundary: the tail and the chunk's first bytes. */
-	memcpy(joint, slink.tail, slink.ntail);
-	memcpy(joint + slink.ntail, p, head);
-	j = slink.ntail + head;
-	m = memmem(joint, j, preface, mlen);
-	if (m && (size_t)(m - joint) < slink.ntail)
-		return slink.tail + (m - joint);
-	return memmem(p, n, preface, mlen);
+	slink.sessions++;
+	log_info("serial: session %u started", slink.sessions);
+	slink.state = LINK_ACTIVE;
+	session_recv(slink.wire.session, preface, NGHTTP2_CLIENT_MAGIC_LEN);
+	return true;
 }
 
 /* Feed bytes read from the port. */
 static void link_feed(const uint8_t *p, size_t n)
 {
-	const size_t mlen = NGHTTP2_CLIENT_MAGIC_LEN;
+	size_t end;
+	int r;
 
-	while (n && slink.state == LINK_SYNC) {
-		slink.matched = preface_step(slink.matched, *p++);
-		n--;
-		if (slink.matched < mlen)
-			continue;
-		if (session_new(tloop, &tcfg.session, &slink.wire.session) < 0) {
-			log_warning("serial: cannot create a session");
-			slink.matched = 0;
+	if (slink.state == LINK_SYNC) {
+		if (!agent_grpc_preface_sync(&slink.scan, p, n, &end) || !link_start_session())
 			return;
-		}
-		slink.sessions++;
-		log_info("serial: session %u started", slink.sessions);
-		slink.state = LINK_ACTIVE;
-		session_recv(slink.wire.session, preface, mlen);
+		p += end;
+		n -= end;
 	}
 	if (!n || slink.state != LINK_ACTIVE)
 		return;
-	int r = session_recv(slink.wire.session, p, n);
+	r = session_recv(slink.wire.session, p, n);
 	if (session_goaway_received(slink.wire.session)) {
 		log_info("serial: host sent GOAWAY, session reset");
 		link_enter_sync();
 		return;
 	}
 	if (r == 0 && session_alive(slink.wire.session)) {
-		keep_tail(p, n);
+		agent_grpc_preface_keep(&slink.scan, p, n);
 		return;
 	}
 	/* The session broke. If a host reconnected before we saw it leave, its preface is in
 	 * what broke it: start over from there instead of waiting for the host's timeout. */
-	const uint8_t *at = find_preface(p, n);
-	if (at) {
-		bool in_chunk = at >= p && at < p + n;
-		size_t seen = in_chunk ? 0 : (size_t)(slink.tail + slink.ntail - at);
+	if (agent_grpc_preface_find(&slink.scan, p, n, &end)) {
 		log_info("serial: new host preface inside session %u, session reset",
 			 slink.sessions);
 		link_enter_sync();
-		slink.matched = seen;
-		if (in_chunk)
-			link_feed(at, n - (size_t)(at - p));
-		else
-			link_feed(p, n);
+		if (link_start_session())
+			link_feed(p + end, n - end);
 		return;
 	}
 	log_info("serial: protocol error in session %u, session reset", slink.sessions);
@@ -587,6 +552,13 @@ void transport_stop(void)
 		(void)wire_flush(&slink.wire);
 	}
 	wire_reset(&slink.wire);
+	while (listeners) {
+		struct listener *li = listeners;
+		listeners = li->next;
+		loop_remove(tloop, &li->w);
+		close(li->w.fd);
+		free(li);
+	}
 	if (tcfg.listen_unix)
 		unlink(tcfg.listen_unix);
 	if (tcfg.serial_listen)

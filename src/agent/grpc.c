@@ -614,6 +614,86 @@ int agent_grpc_outq_kick(struct agent_grpc_outq *q, nghttp2_session *session, in
 	return r == NGHTTP2_ERR_INVALID_ARGUMENT ? 0 : r;
 }
 
+/* ---- the serial convention's sync point ---- */
+
+static const uint8_t preface[] = NGHTTP2_CLIENT_MAGIC;
+#define PREFACE_LEN NGHTTP2_CLIENT_MAGIC_LEN
+
+_Static_assert(sizeof(((struct agent_grpc_preface_scan *)0)->tail) == PREFACE_LEN - 1,
+	       "the tail holds one byte less than a preface");
+
+void agent_grpc_preface_reset(struct agent_grpc_preface_scan *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+/* How much of the preface the bytes seen so far end with, after one more byte (the preface
+ * has a second 'P', so a plain restart on a mismatch would miss some). */
+static size_t preface_step(size_t matched, uint8_t b)
+{
+	if (b == preface[matched])
+		return matched + 1;
+	for (size_t k = matched; k > 0; k--)
+		if (preface[k - 1] == b && memcmp(preface, preface + matched - k + 1, k - 1) == 0)
+			return k;
+	return 0;
+}
+
+int agent_grpc_preface_sync(struct agent_grpc_preface_scan *p, const uint8_t *data, size_t len,
+			    size_t *ret_end)
+{
+	for (size_t i = 0; i < len; i++) {
+		p->matched = preface_step(p->matched, data[i]);
+		if (p->matched == PREFACE_LEN) {
+			p->matched = 0;
+			*ret_end = i + 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void agent_grpc_preface_keep(struct agent_grpc_preface_scan *p, const uint8_t *data, size_t len)
+{
+	const size_t keep = sizeof(p->tail);
+	size_t old;
+
+	if (len >= keep) {
+		memcpy(p->tail, data + len - keep, keep);
+		p->ntail = keep;
+		return;
+	}
+	old = MIN(p->ntail, keep - len);
+	memmove(p->tail, p->tail + p->ntail - old, old);
+	if (len)
+		memcpy(p->tail + old, data, len);
+	p->ntail = old + len;
+}
+
+int agent_grpc_preface_find(const struct agent_grpc_preface_scan *p, const uint8_t *data,
+			    size_t len, size_t *ret_end)
+{
+	uint8_t joint[2 * PREFACE_LEN];
+	size_t head = MIN(len, (size_t)PREFACE_LEN - 1);
+	const uint8_t *m;
+
+	/* Straddling the boundary (or starting in data's first bytes). */
+	if (p->ntail)
+		memcpy(joint, p->tail, p->ntail);
+	if (head)
+		memcpy(joint + p->ntail, data, head);
+	m = memmem(joint, p->ntail + head, preface, PREFACE_LEN);
+	if (m) {
+		*ret_end = (size_t)(m - joint) + PREFACE_LEN - p->ntail;
+		return 1;
+	}
+	m = len ? memmem(data, len, preface, PREFACE_LEN) : NULL;
+	if (!m)
+		return 0;
+	*ret_end = (size_t)(m - data) + PREFACE_LEN;
+	return 1;
+}
+
 /* ---- session setup ---- */
 
 int agent_grpc_option_new(nghttp2_option **ret)

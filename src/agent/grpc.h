@@ -28,7 +28,7 @@
  *     declared length is refused (-EMSGSIZE) as soon as its 5-byte prefix arrives, before any
  *     allocation; a set compressed flag is refused (-EPROTO): we never negotiate compression.
  *   - a header list: AGENT_GRPC_MAX_HEADER_LIST (16 KiB), grpc-message kept to 255 bytes.
- *   - stream receive window AGENT_GRPC_STREAM_WINDOW (128 KiB), at most
+ *   - stream receive window AGENT_GRPC_STREAM_WINDOW (512 KiB), at most
  *     AGENT_GRPC_MAX_STREAMS (64) concurrent streams per connection.
  *
  * Flow control ("bounded memory in both directions"). Sessions are created with
@@ -103,10 +103,10 @@ struct ResolveIPResponse;
 #define AGENT_GRPC_MAX_MESSAGE (4u << 20)
 #define AGENT_GRPC_MAX_HEADER_LIST (16u << 10)
 #define AGENT_GRPC_MAX_STREAMS 64u
-#define AGENT_GRPC_STREAM_WINDOW (128u << 10)
-#define AGENT_GRPC_CONN_WINDOW (1u << 20)
+#define AGENT_GRPC_STREAM_WINDOW (512u << 10)
+#define AGENT_GRPC_CONN_WINDOW (4u << 20)
 /* Stop producing into an outq above this many pending bytes. */
-#define AGENT_GRPC_OUTQ_HIGH (64u << 10)
+#define AGENT_GRPC_OUTQ_HIGH (256u << 10)
 /* Largest stdin/stdout/stderr chunk either side puts in one message. */
 #define AGENT_GRPC_CHUNK (32u << 10)
 #define AGENT_GRPC_MAX_ARGS 4096u
@@ -280,6 +280,33 @@ ssize_t agent_grpc_outq_read(nghttp2_session *session, int32_t stream_id, uint8_
 			     void *user_data);
 /* After adding or finishing: resume a deferred data source. Returns 0 or an nghttp2 error. */
 int agent_grpc_outq_kick(struct agent_grpc_outq *q, nghttp2_session *session, int32_t stream_id);
+
+/* ---- the serial convention's sync point ---- */
+
+/*
+ * Finding the HTTP/2 client connection preface ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") in a byte
+ * stream that carries one connection after another (the serial port). SYNC: feed bytes to
+ * agent_grpc_preface_sync() until it reports the end of a preface; everything before was
+ * stale. ACTIVE: agent_grpc_preface_keep() what the session was fed; when the session breaks
+ * on a chunk, agent_grpc_preface_find() says whether a new preface (a host that reconnected
+ * unnoticed) is in it, also straddling the previous chunk. Plain state, no allocation.
+ */
+struct agent_grpc_preface_scan {
+	size_t matched;	  /* SYNC: bytes of the preface seen so far */
+	uint8_t tail[23]; /* ACTIVE: the last bytes fed to the session (preface length - 1) */
+	size_t ntail;
+};
+
+void agent_grpc_preface_reset(struct agent_grpc_preface_scan *p);
+/* 1 and *ret_end = the offset just past the preface in data once it is complete (a preface
+ * that began in earlier calls counts), 0 when data ran out first. */
+int agent_grpc_preface_sync(struct agent_grpc_preface_scan *p, const uint8_t *data, size_t len,
+			    size_t *ret_end);
+void agent_grpc_preface_keep(struct agent_grpc_preface_scan *p, const uint8_t *data, size_t len);
+/* 1 and *ret_end = the offset just past the first whole preface in tail + data (it ends in
+ * data), 0 when there is none. */
+int agent_grpc_preface_find(const struct agent_grpc_preface_scan *p, const uint8_t *data,
+			    size_t len, size_t *ret_end);
 
 /* ---- session setup ---- */
 

@@ -8,6 +8,9 @@
  * a chunk size for feeding, so messages are also split across reads. Whatever the session
  * wants to send is drained after each chunk, and the session is freed (leaks are findings).
  *
+ * Inputs whose first byte has bit 1 set also go through the serial link's preface scanner
+ * (agent_grpc_preface_*), chunked the same way, with its results checked.
+ *
  * Build: tests/fuzz/build.sh (clang -fsanitize=fuzzer,address,undefined).
  */
 #include <stddef.h>
@@ -16,6 +19,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "agent/grpc.h"
 #include "loop.h"
 #include "session.h"
 #include "util/log.h"
@@ -41,6 +45,28 @@ static void feed(struct agent_session *s, const uint8_t *p, size_t n, size_t chu
 	}
 }
 
+static void scan(const uint8_t *p, size_t n, size_t chunk)
+{
+	static const uint8_t preface[] = NGHTTP2_CLIENT_MAGIC;
+	struct agent_grpc_preface_scan sc;
+	size_t end;
+
+	agent_grpc_preface_reset(&sc);
+	while (n) {
+		size_t k = n < chunk ? n : chunk;
+		if (agent_grpc_preface_find(&sc, p, k, &end)) {
+			/* It ends inside this chunk, right after the preface's last byte. */
+			if (end == 0 || end > k || p[end - 1] != preface[NGHTTP2_CLIENT_MAGIC_LEN - 1])
+				__builtin_trap();
+		}
+		if (agent_grpc_preface_sync(&sc, p, k, &end) && (end == 0 || end > k))
+			__builtin_trap();
+		agent_grpc_preface_keep(&sc, p, k);
+		p += k;
+		n -= k;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct loop *l;
@@ -56,6 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	chunk = data[1] ? (size_t)data[1] * 64 : size;
+	if (data[0] & 2)
+		scan(data + 2, size - 2, data[1] ? data[1] : size);
 	if (session_new(l, &cfg, &s) < 0)
 		return 0;
 	if (!(data[0] & 1))

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from agent_fixtures import (AGENT_BIN, AgentProcess, Client, RawH2, agent_pb2, frame, pid_alive,
-                            wait_for)
+from agent_fixtures import (AGENT_BIN, AgentProcess, Client, RawH2, agent_pb2, agent_sanitized,
+                            frame, pid_alive, wait_for)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(AGENT_BIN), reason=f"{AGENT_BIN} not built")
 
@@ -102,10 +102,10 @@ def test_large_stdin_and_stdout_bounded_rss(agent, client):
         elif r.WhichOneof("type") == "exit":
             assert r.exit.code == 0
     assert n == size and got.hexdigest() == hashlib.sha256(b"\0" * size).hexdigest()
-    # 512 MiB went through; the agent's peak RSS stayed small (windows are 128 KiB/stream).
+    # 512 MiB went through; the agent's peak RSS stayed small (a 512 KiB window per stream).
     peak_kib = agent.status("VmHWM")
     print(f"agent peak RSS after 2 x {size >> 20} MiB: {peak_kib} KiB")
-    assert peak_kib < 32 * 1024
+    assert peak_kib < 32 * 1024 or agent_sanitized()
 
 
 def test_slow_reader_backpressure_then_cancel(agent, client):
@@ -119,7 +119,7 @@ def test_slow_reader_backpressure_then_cancel(agent, client):
     group = wait_for(lambda: _group(shell_pid) if len(_group(shell_pid)) >= 2 else None,
                      what="sh and cat running")
     time.sleep(1)  # cat /dev/zero would fill any unbounded buffer by now
-    assert agent.status("VmRSS") < 32 * 1024
+    assert agent.status("VmRSS") < 32 * 1024 or agent_sanitized()
     calls.cancel()
     wait_for(lambda: not any(pid_alive(p) for p in group), what="the process group killed")
 
@@ -320,3 +320,15 @@ def _exec_output(pb, data):
     resp = pb.ExecResponse()
     resp.ParseFromString(data[5:5 + int.from_bytes(data[1:5], "big")])
     return resp.standard_output.data
+
+
+def test_agent_killed_takes_its_commands(tmp_path):
+    a = AgentProcess(tmp_path)
+    c = Client(a.sock)
+    calls = c.exec_call(iter([c.command("sh", ["-c", "echo $$; exec sleep 1000"])]), timeout=60)
+    pid = int(next(calls).standard_output.data.split()[0])
+    a.proc.kill()
+    a.proc.wait()
+    wait_for(lambda: not pid_alive(pid), what="the command dies with the agent")
+    c.close()
+    a.stop()

@@ -364,7 +364,7 @@ static void test_sessions(void **state)
 	struct side cli, srv;
 	struct agent_grpc_nv h;
 	struct strbuf sb = STRBUF_INIT;
-	static char big[200000];
+	static char big[2 * AGENT_GRPC_STREAM_WINDOW + 12345];
 
 	side_init(&cli, false);
 	side_init(&srv, true);
@@ -420,6 +420,75 @@ static void test_sessions(void **state)
 	strbuf_release(&sb);
 }
 
+#define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+static void test_preface_sync(void **state)
+{
+	(void)state;
+	struct agent_grpc_preface_scan p;
+	size_t end = 0;
+	/* Stale bytes, a false start that contains the preface's second 'P', then the preface. */
+	const char in[] = "\x00\x00\x04garbagePRI * HTTP" PREFACE "after";
+
+	agent_grpc_preface_reset(&p);
+	assert_int_equal(agent_grpc_preface_sync(&p, (const uint8_t *)in, sizeof(in) - 1, &end), 1);
+	assert_string_equal(in + end, "after");
+	/* Byte by byte, the same end. */
+	agent_grpc_preface_reset(&p);
+	size_t i, got = 0;
+	for (i = 0; i < sizeof(in) - 1; i++) {
+		if (agent_grpc_preface_sync(&p, (const uint8_t *)in + i, 1, &end)) {
+			got = i + end;
+			break;
+		}
+	}
+	assert_string_equal(in + got, "after");
+	/* A partial match whose continuation restarts on the second 'P' of "HTTP". */
+	const char tricky[] = "PRI * HTTPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n!";
+	agent_grpc_preface_reset(&p);
+	assert_int_equal(
+	    agent_grpc_preface_sync(&p, (const uint8_t *)tricky, sizeof(tricky) - 1, &end), 1);
+	assert_string_equal(tricky + end, "!");
+	/* Nothing but garbage. */
+	agent_grpc_preface_reset(&p);
+	assert_int_equal(
+	    agent_grpc_preface_sync(&p, (const uint8_t *)"PRI * HTTP/1.1\r\n", 16, &end), 0);
+}
+
+static void test_preface_find(void **state)
+{
+	(void)state;
+	struct agent_grpc_preface_scan p;
+	const char stream[] = "old-session-frames" PREFACE "new";
+	size_t end;
+
+	/* Whole in one chunk. */
+	agent_grpc_preface_reset(&p);
+	assert_int_equal(
+	    agent_grpc_preface_find(&p, (const uint8_t *)stream, sizeof(stream) - 1, &end), 1);
+	assert_string_equal(stream + end, "new");
+	/* Straddling two chunks at every split point: the tail keeps the first part. */
+	for (size_t cut = 1; cut < sizeof(stream) - 1; cut++) {
+		agent_grpc_preface_reset(&p);
+		/* The first part was fed to the session in small pieces. */
+		for (size_t i = 0; i < cut; i += 5)
+			agent_grpc_preface_keep(&p, (const uint8_t *)stream + i,
+						MIN((size_t)5, cut - i));
+		int found = agent_grpc_preface_find(&p, (const uint8_t *)stream + cut,
+						    sizeof(stream) - 1 - cut, &end);
+		if (cut <= 18 + 23) {
+			assert_int_equal(found, 1);
+			assert_string_equal(stream + cut + end, "new");
+		} else {
+			assert_int_equal(found, 0); /* it was all in the old chunk */
+		}
+	}
+	agent_grpc_preface_reset(&p);
+	assert_int_equal(agent_grpc_preface_find(&p, (const uint8_t *)"PRI * HTTP/2.0", 14, &end),
+			 0);
+	assert_int_equal(agent_grpc_preface_find(&p, (const uint8_t *)"", 0, &end), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -428,6 +497,8 @@ int main(void)
 	    cmocka_unit_test(test_protobuf_round_trip),
 	    cmocka_unit_test(test_headers),
 	    cmocka_unit_test(test_sessions),
+	    cmocka_unit_test(test_preface_sync),
+	    cmocka_unit_test(test_preface_find),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
