@@ -14,6 +14,9 @@
 #include "util/log.h"
 #include "util/strbuf.h"
 
+/* Per control.sock client: every stream's request bytes together (agent/grpc.h's 4 MiB would
+ * let 128 clients hold 512 MiB). */
+#define CLIENT_CONN_WINDOW (1u << 20)
 /* A stream waits this long at most for an agent to become ready. */
 #define WAIT_USEC (AGENT_MUX_HANDSHAKE_USEC + 3 * 1000000ULL)
 
@@ -655,6 +658,8 @@ int agent_mux_add_client(struct agent_mux *m, int fd)
 		return -ENOMEM;
 	}
 	(void)agent_grpc_submit_settings(c->s);
+	/* A client's streams together hold at most this much in tart run. */
+	(void)nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, CLIENT_CONN_WINDOW);
 	c->next = m->clients;
 	m->clients = c;
 	m->n_clients++;
