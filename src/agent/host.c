@@ -419,9 +419,13 @@ void agent_host_qmp_event(const char *name, json_t *data, void *userdata)
 	if (!agent && !streq(id, QEMU_QGA_PORT_ID))
 		return;
 	pthread_mutex_lock(&h->lock);
-	if (h->n_events < MAX_EVENTS)
-		h->events[h->n_events++] =
-		    (struct port_event){.agent = agent, .open = json_is_true(open)};
+	if (h->n_events == MAX_EVENTS) {
+		/* A port flapping faster than we look: the latest events are the ones that count.
+		 */
+		memmove(h->events, h->events + 1, (MAX_EVENTS - 1) * sizeof(h->events[0]));
+		h->n_events--;
+	}
+	h->events[h->n_events++] = (struct port_event){.agent = agent, .open = json_is_true(open)};
 	pthread_mutex_unlock(&h->lock);
 	uint64_t one = 1;
 	if (h->wake_fd >= 0)

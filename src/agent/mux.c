@@ -52,6 +52,42 @@ static void nv_clear(struct nvlist *l)
 	*l = (struct nvlist){0};
 }
 
+/*
+ * Bytes one side received and the other has not taken yet: taken from the front without moving
+ * the rest each time (a frame is 16 KiB, a window 512 KiB).
+ */
+struct byteq {
+	struct strbuf b;
+	size_t off;
+};
+
+static size_t q_len(const struct byteq *q)
+{
+	return q->b.len - q->off;
+}
+
+static void q_put(struct byteq *q, const void *data, size_t len)
+{
+	strbuf_putn(&q->b, data, len);
+}
+
+/* Copy up to max bytes out of the front; returns how many. */
+static size_t q_take(struct byteq *q, uint8_t *buf, size_t max)
+{
+	size_t n = MIN(max, q_len(q));
+	memcpy(buf, q->b.buf + q->off, n);
+	q->off += n;
+	if (q->off == q->b.len) {
+		strbuf_reset(&q->b);
+		q->off = 0;
+	} else if (q->off > (256u << 10)) {
+		memmove(q->b.buf, q->b.buf + q->off, q->b.len - q->off);
+		q->b.len -= q->off;
+		q->off = 0;
+	}
+	return n;
+}
+
 struct mux_client {
 	struct agent_mux *m;
 	int fd;
@@ -75,7 +111,7 @@ struct agent_mux_stream {
 	usec_t wait_deadline;
 	char *path;
 	struct nvlist req, resp, trailers;
-	struct strbuf c2a, a2c; /* bytes not yet taken by the other side */
+	struct byteq c2a, a2c; /* bytes not yet taken by the other side */
 	bool c2a_eof, a2c_eof;
 	bool resp_sent;
 	void *local;
@@ -114,8 +150,8 @@ static struct agent_mux_stream *stream_new(struct mux_client *c, int32_t id)
 	s->m = c->m;
 	s->c = c;
 	s->down_id = id;
-	strbuf_init(&s->c2a, 0);
-	strbuf_init(&s->a2c, 0);
+	strbuf_init(&s->c2a.b, 0);
+	strbuf_init(&s->a2c.b, 0);
 	s->next = c->m->streams;
 	if (s->next)
 		s->next->prev = s;
@@ -135,8 +171,8 @@ static void stream_free(struct agent_mux_stream *s)
 	nv_clear(&s->req);
 	nv_clear(&s->resp);
 	nv_clear(&s->trailers);
-	strbuf_release(&s->c2a);
-	strbuf_release(&s->a2c);
+	strbuf_release(&s->c2a.b);
+	strbuf_release(&s->a2c.b);
 	free(s->path);
 	free(s);
 }
@@ -211,11 +247,13 @@ static void route_local(struct agent_mux_stream *s)
 		s->route = ROUTE_DONE;
 		return; /* the backend answered (e.g. UNIMPLEMENTED) */
 	}
-	if (s->c2a.len) {
+	size_t n = q_len(&s->c2a);
+	if (n) {
 		if (s->c)
-			(void)nghttp2_session_consume(s->c->s, s->down_id, s->c2a.len);
-		m->ops.data(s->local, (const uint8_t *)s->c2a.buf, s->c2a.len);
-		strbuf_reset(&s->c2a);
+			(void)nghttp2_session_consume(s->c->s, s->down_id, n);
+		m->ops.data(s->local, (const uint8_t *)s->c2a.b.buf + s->c2a.off, n);
+		strbuf_reset(&s->c2a.b);
+		s->c2a.off = 0;
 	}
 	if (s->c2a_eof && s->local)
 		m->ops.end(s->local);
@@ -273,16 +311,11 @@ static ssize_t read_up(nghttp2_session *session, int32_t id, uint8_t *buf, size_
 {
 	(void)session, (void)id, (void)ud;
 	struct agent_mux_stream *s = src->ptr;
-	size_t n = MIN(length, s->c2a.len);
-	if (n) {
-		memcpy(buf, s->c2a.buf, n);
-		memmove(s->c2a.buf, s->c2a.buf + n, s->c2a.len - n);
-		s->c2a.len -= n;
-		/* Only now may the client send more. */
-		if (s->c)
-			(void)nghttp2_session_consume(s->c->s, s->down_id, n);
-	}
-	if (s->c2a.len == 0 && s->c2a_eof) {
+	size_t n = q_take(&s->c2a, buf, length);
+	/* Only now may the client send more. */
+	if (n && s->c)
+		(void)nghttp2_session_consume(s->c->s, s->down_id, n);
+	if (q_len(&s->c2a) == 0 && s->c2a_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		return (ssize_t)n;
 	}
@@ -365,7 +398,7 @@ static int up_on_data(nghttp2_session *session, uint8_t flags, int32_t id, const
 		(void)nghttp2_session_consume(session, id, len);
 		return 0;
 	}
-	strbuf_putn(&s->a2c, data, len);
+	q_put(&s->a2c, data, len);
 	resume_down(s);
 	return 0;
 }
@@ -478,15 +511,10 @@ static ssize_t read_down(nghttp2_session *session, int32_t id, uint8_t *buf, siz
 {
 	(void)ud;
 	struct agent_mux_stream *s = src->ptr;
-	size_t n = MIN(length, s->a2c.len);
-	if (n) {
-		memcpy(buf, s->a2c.buf, n);
-		memmove(s->a2c.buf, s->a2c.buf + n, s->a2c.len - n);
-		s->a2c.len -= n;
-		if (s->up_sess && s->up_sess == s->m->up)
-			(void)nghttp2_session_consume(s->up_sess, s->up_id, n);
-	}
-	if (s->a2c.len == 0 && s->a2c_eof) {
+	size_t n = q_take(&s->a2c, buf, length);
+	if (n && s->up_sess && s->up_sess == s->m->up)
+		(void)nghttp2_session_consume(s->up_sess, s->up_id, n);
+	if (q_len(&s->a2c) == 0 && s->a2c_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (s->trailers.n) {
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -598,7 +626,7 @@ static int down_on_data(nghttp2_session *session, uint8_t flags, int32_t id, con
 		s->m->ops.data(s->local, data, len);
 		return 0;
 	}
-	strbuf_putn(&s->c2a, data, len);
+	q_put(&s->c2a, data, len);
 	if (s->route == ROUTE_UP)
 		resume_up(s);
 	return 0;
@@ -670,7 +698,8 @@ int agent_mux_add_client(struct agent_mux *m, int fd)
 
 size_t agent_mux_stream_room(const struct agent_mux_stream *s)
 {
-	return s->a2c.len >= AGENT_GRPC_STREAM_WINDOW ? 0 : AGENT_GRPC_STREAM_WINDOW - s->a2c.len;
+	size_t n = q_len(&s->a2c);
+	return n >= AGENT_GRPC_STREAM_WINDOW ? 0 : AGENT_GRPC_STREAM_WINDOW - n;
 }
 
 static void local_headers(struct agent_mux_stream *s)
@@ -688,7 +717,7 @@ void agent_mux_stream_write(struct agent_mux_stream *s, const void *data, size_t
 	if (!s->c || s->a2c_eof)
 		return;
 	local_headers(s);
-	strbuf_putn(&s->a2c, data, len);
+	q_put(&s->a2c, data, len);
 	resume_down(s);
 }
 
