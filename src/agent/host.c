@@ -126,12 +126,13 @@ int agent_host_prepare(const char *vm_dir, struct qemu_spec *spec, struct agent_
 		k = log_error_errno(negerrno(), "cannot open '%s'", vm_dir);
 		goto fail;
 	}
+	/* A VM directory that cannot hold a socket (some network filesystems) still runs. */
 	h->serial_listen = serial_listen(h);
-	if (h->serial_listen < 0) {
-		k = log_error_errno(h->serial_listen,
-				    "cannot create the guest agent's channel in '%s'", vm_dir);
-		goto fail;
-	}
+	if (h->serial_listen < 0)
+		log_warning_errno(
+		    h->serial_listen,
+		    "cannot create '%s/%s': tart exec reaches only QEMU's guest agent", vm_dir,
+		    AGENT_SERIAL_SOCKET);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, h->qga_fds) < 0) {
 		k = log_error_errno(negerrno(), "cannot create the QEMU guest agent's channel");
 		goto fail;
@@ -380,9 +381,12 @@ int agent_host_start(struct agent_host *h, bool restored)
 		close(TAKE_FD(h->vsock_fd));
 	h->restored = restored;
 	h->listen_fd = agent_control_listen(h->vm_dir);
-	if (h->listen_fd < 0)
-		return log_error_errno(h->listen_fd, "cannot create '%s/%s'", h->vm_dir,
-				       AGENT_CONTROL_SOCKET);
+	if (h->listen_fd < 0) {
+		/* As in Tart, where the control socket is a side task: the VM runs without it. */
+		log_warning_errno(h->listen_fd, "cannot create '%s/%s': tart exec will not work",
+				  h->vm_dir, AGENT_CONTROL_SOCKET);
+		return 0;
+	}
 	struct stat st;
 	if (fstatat(h->dir_fd, AGENT_CONTROL_SOCKET, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		h->control_ino = st.st_ino;
