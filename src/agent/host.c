@@ -183,9 +183,36 @@ static void proxy_free(struct agent_host *h, struct proxy *p, bool keep_client)
 	free(p);
 }
 
+/*
+ * TART_AGENT_PROXY_UNIX=PATH (tests only): proxy to this Unix socket instead of vsock, so the
+ * byte proxy and its fallback to the serial path are exercised on hosts without vsock.
+ */
+static int proxy_connect(const struct agent_host *h)
+{
+	const char *path = getenv("TART_AGENT_PROXY_UNIX");
+	if (!path || !*path)
+		return agent_vsock_connect_start(h->vsock_cid, AGENT_VSOCK_PORT);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return negerrno();
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
+		return negerrno();
+	return TAKE_FD(fd);
+}
+
+static bool proxying(const struct agent_host *h)
+{
+	const char *path = getenv("TART_AGENT_PROXY_UNIX");
+	return h->vsock_cid || (path && *path);
+}
+
 static void proxy_start(struct agent_host *h, int cfd, usec_t now)
 {
-	int vfd = agent_vsock_connect_start(h->vsock_cid, AGENT_VSOCK_PORT);
+	int vfd = proxy_connect(h);
 	if (vfd < 0) {
 		log_debug("agent: vsock connection failed (%s): trying the serial port",
 			  strerror(-vfd));
@@ -292,7 +319,7 @@ static void accept_clients(struct agent_host *h, usec_t now)
 		int fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return;
-		if (h->vsock_cid)
+		if (proxying(h))
 			proxy_start(h, fd, now);
 		else if (agent_mux_add_client(h->mux, fd) < 0)
 			log_debug("agent: too many control.sock clients, one refused");

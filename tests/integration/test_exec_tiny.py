@@ -8,13 +8,16 @@ multiplexer (this host has no vsock).
 - Many clients at once, one of them a slow reader: its stream stalls at the agent (flow
   control), the others finish, and tart run's memory stays small. Then the agent freezes
   mid-call: tart run's keepalive PINGs end the call with an error.
-- A guest without any agent (tart.agent=off): Tart's message within the bounded wait."""
+- A guest without any agent (tart.agent=off): Tart's message within the bounded wait; then the
+  vsock transport's byte proxy, a Unix socket standing in for vsock."""
+import hashlib
 import os
 import subprocess
 import time
 
 import pytest
 
+from agent_fixtures import AgentProcess
 from conftest import TART_BIN
 from run_fixtures import finish, make_tiny_vm, start_run, wait_running, wait_serial
 from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
@@ -111,9 +114,12 @@ def test_slow_reader_does_not_grow_memory_or_block_others_and_frozen_agent(tart,
         finish(proc)
 
 
-def test_no_agent_in_the_guest(tart, tiny_guest):
+def test_no_agent_in_the_guest_then_the_byte_proxy(tart, tiny_guest, tmp_path):
     make_tiny_vm(tart, tiny_guest, "vm", test="wait", extra_cmdline="tart.agent=off")
-    proc = start_run(tart, "vm")
+    # The vsock path's byte proxy, with a Unix socket standing in for vsock (this host has
+    # none): while nothing listens there, calls fall back to the serial path.
+    agent_sock = tmp_path / "agent.sock"
+    proc = start_run(tart, "vm", env={"TART_AGENT_PROXY_UNIX": str(agent_sock)})
     try:
         wait_serial(tart, "vm", "TART-TEST-MARKER", proc)
         t = time.monotonic()
@@ -126,6 +132,18 @@ def test_no_agent_in_the_guest(tart, tiny_guest):
         p = subprocess.run([TART_BIN, "ip", "vm", "--resolver", "agent"], capture_output=True,
                            text=True, env=tart.env, timeout=60)
         assert p.returncode == 1 and "Guest agent for Tart" in p.stderr
+        # Now an agent listens there (on this host): connections go through byte for byte.
+        marker = tmp_path / "marker"
+        marker.write_text("host-side\n")
+        agent = AgentProcess(tmp_path)
+        try:
+            p = texec(tart, "vm", "cat", str(marker))
+            assert (p.returncode, p.stdout) == (0, b"host-side\n"), p.stderr
+            data = os.urandom(8 << 20)
+            p = texec(tart, "-i", "vm", "sha256sum", input=data)
+            assert p.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+        finally:
+            agent.stop()
     finally:
         tart.run("stop", "vm", check=False, timeout=120)
         finish(proc)
