@@ -17,6 +17,8 @@
 /* Per control.sock client: every stream's request bytes together (agent/grpc.h's 4 MiB would
  * let 128 clients hold 512 MiB). */
 #define CLIENT_CONN_WINDOW (1u << 20)
+/* Between closing a live agent's connection and making the next one. */
+#define RECONNECT_DELAY_USEC (500 * 1000ULL)
 /* A stream waits this long at most for an agent to become ready. */
 #define WAIT_USEC (AGENT_MUX_HANDSHAKE_USEC + 3 * 1000000ULL)
 
@@ -129,9 +131,11 @@ struct agent_mux {
 	int up_fd;
 	nghttp2_session *up;
 	enum up_state up_state;
-	bool up_used;	    /* streams went over this connection: a new agent needs a new one */
-	bool up_failed;	    /* the last handshake timed out: streams do not wait for it */
-	usec_t up_deadline; /* of the handshake, while the port is open */
+	bool up_used;	     /* streams went over this connection: a new agent needs a new one */
+	bool up_failed;	     /* the last handshake timed out: streams do not wait for it */
+	bool up_goaway;	     /* a GOAWAY went either way: the connection takes no new streams */
+	usec_t reconnect_at; /* a reset waits to reconnect until then (UP_CONNECTING, no session) */
+	usec_t up_deadline;  /* of the handshake, while the port is open */
 	enum port_state port;
 	struct agent_keepalive ka; /* of the agent connection while calls are open on it */
 	struct mux_client *clients;
@@ -360,9 +364,31 @@ static int up_on_header(nghttp2_session *session, const nghttp2_frame *frame, co
 	return 0;
 }
 
+/*
+ * A GOAWAY either way ends the agent's session (agent/grpc.h's convention: it then waits for a
+ * new preface) and makes nghttp2 refuse every new stream on it: start a new connection.
+ */
+static int up_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	(void)session;
+	struct agent_mux *m = ud;
+	if (frame->hd.type == NGHTTP2_GOAWAY) {
+		log_debug("agent: GOAWAY sent to the guest agent (%s)",
+			  nghttp2_http2_strerror(frame->goaway.error_code));
+		m->up_goaway = true;
+	}
+	return 0;
+}
+
 static int up_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
 	struct agent_mux *m = ud;
+	if (frame->hd.type == NGHTTP2_GOAWAY) {
+		log_debug("agent: GOAWAY from the guest agent (%s)",
+			  nghttp2_http2_strerror(frame->goaway.error_code));
+		m->up_goaway = true;
+		return 0;
+	}
 	if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
 		if (m->up_state == UP_CONNECTING) {
 			log_debug("agent: the Tart guest agent answered on its serial port");
@@ -443,6 +469,7 @@ static void up_break(struct agent_mux *m, const char *why)
 	m->up_fd = -1;
 	m->up_state = UP_DOWN;
 	m->up_used = false;
+	m->up_goaway = false;
 	m->up_deadline = 0;
 	m->reroute = true;
 }
@@ -452,9 +479,10 @@ static void up_break(struct agent_mux *m, const char *why)
  * with our preface, SETTINGS and a PING queued: QEMU holds them until the guest reads the
  * port, so an agent that opens the port later still finds the preface first.
  */
-static void up_reset(struct agent_mux *m, const char *why, usec_t now)
+/* Connect now (a fresh agent, or the first time). */
+static void up_connect(struct agent_mux *m, usec_t now)
 {
-	up_break(m, why);
+	m->reconnect_at = 0;
 	int fd = m->ops.connect(m->ops.connect_ud);
 	if (fd < 0) {
 		log_debug("agent: cannot connect to the agent port's chardev: %s", strerror(-fd));
@@ -470,17 +498,41 @@ static void up_reset(struct agent_mux *m, const char *why, usec_t now)
 	(void)agent_grpc_submit_settings(m->up);
 	(void)nghttp2_submit_ping(m->up, NGHTTP2_FLAG_NONE, NULL);
 	m->up_state = UP_CONNECTING;
-	m->up_deadline = m->port != PORT_CLOSED ? now + AGENT_MUX_HANDSHAKE_USEC : 0;
+	/* After a handshake timed out, a late answer is still welcome, without further resets. */
+	m->up_deadline =
+	    m->port != PORT_CLOSED && !m->up_failed ? now + AGENT_MUX_HANDSHAKE_USEC : 0;
+}
+
+/*
+ * End the connection and make a new one: at once when the agent is new (its port just
+ * opened), else after RECONNECT_DELAY_USEC. A live agent needs that moment to see the hangup
+ * (agent/grpc.h: it polls the port every 250 ms); until then it may still write its old
+ * session's frames, which a new connection would take for garbage.
+ */
+static void up_reset(struct agent_mux *m, const char *why, usec_t now)
+{
+	up_break(m, why);
+	if (m->port == PORT_OPEN || m->port == PORT_UNKNOWN) {
+		m->up_state = UP_CONNECTING;
+		m->reconnect_at = now + RECONNECT_DELAY_USEC;
+		m->up_deadline = m->reconnect_at + AGENT_MUX_HANDSHAKE_USEC;
+	} else {
+		up_connect(m, now);
+	}
 }
 
 void agent_mux_port_changed(struct agent_mux *m, bool open, usec_t now)
 {
 	m->port = open ? PORT_OPEN : PORT_CLOSED;
+	if (open)
+		m->up_failed = false; /* a new agent: worth waiting for */
 	if (!open) {
 		/* The agent is gone with its session; a new one gets a new connection. */
 		up_break(m, "the guest agent closed its connection (it exited or was restarted)");
-	} else if (m->up_state == UP_DOWN || m->up_used || m->up_state == UP_READY) {
-		up_reset(m, "the guest agent restarted", now);
+	} else if (m->up_state == UP_DOWN || m->up_used || m->up_state == UP_READY ||
+		   m->reconnect_at) {
+		up_break(m, "the guest agent restarted");
+		up_connect(m, now);
 	} else {
 		/* A fresh connection whose preface waits in QEMU: the handshake starts now. */
 		m->up_deadline = now + AGENT_MUX_HANDSHAKE_USEC;
@@ -752,10 +804,11 @@ struct agent_mux *agent_mux_new(const struct agent_mux_ops *ops, bool restored, 
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, up_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, up_on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, up_on_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, up_on_frame_send);
 	m->up_cbs = cb;
 	if (agent_grpc_option_new(&m->opt) < 0)
 		abort();
-	up_reset(m, "starting", now);
+	up_connect(m, now);
 	return m;
 }
 
@@ -826,6 +879,8 @@ void agent_mux_handle(struct agent_mux *m, const struct pollfd *p, size_t n, use
 			break;
 		}
 	}
+	if (m->reconnect_at && now >= m->reconnect_at)
+		up_connect(m, now);
 	if (m->up_state == UP_CONNECTING && m->up_deadline && now >= m->up_deadline) {
 		/* Streams stop waiting for it; a late answer still brings it up. */
 		up_reset(m, "the Tart guest agent did not answer on its serial port", now);
@@ -871,11 +926,18 @@ void agent_mux_handle(struct agent_mux *m, const struct pollfd *p, size_t n, use
 	/* Consumed windows from client sends may have freed upstream work, and vice versa. */
 	if (m->up && nghttp2_session_want_write(m->up) && nghttp2_session_send(m->up) != 0)
 		up_reset(m, "cannot write to the guest agent's serial port", now);
+	if (m->up && (m->up_goaway ||
+		      (!nghttp2_session_want_read(m->up) && !nghttp2_session_want_write(m->up)))) {
+		up_reset(m, "the guest agent ended the connection (GOAWAY)", now);
+		reroute_all(m, now);
+	}
 }
 
 usec_t agent_mux_deadline(const struct agent_mux *m)
 {
 	usec_t d = m->up_state == UP_CONNECTING ? m->up_deadline : 0;
+	if (m->reconnect_at && (!d || m->reconnect_at < d))
+		d = m->reconnect_at;
 	if (up_busy(m)) {
 		struct agent_keepalive k = m->ka;
 		usec_t next;
