@@ -24,6 +24,8 @@ WORK=$(mktemp -d /tmp/tart-bench-exec.XXXXXX)
 export TART_HOME=$WORK/home TART_ACCEL=${TART_ACCEL:-tcg} TART_NET_MODE=user
 RUN_PID=
 cleanup() {
+  # a failed run leaves tart run's debug log behind for a look
+  [ "${OK:-}" = 1 ] || { [ -f "$WORK/run.log" ] && cp "$WORK/run.log" /tmp/bench-exec-run.log && echo "exec.sh: tart run's log: /tmp/bench-exec-run.log" >&2; }
   [ -n "$RUN_PID" ] && { "$TART" stop bench --timeout 20 >/dev/null 2>&1 || kill "$RUN_PID" 2>/dev/null; wait "$RUN_PID" 2>/dev/null || true; }
   rm -rf "$WORK"
 }
@@ -33,7 +35,7 @@ mkdir -p "$TART_HOME"
 "$TART" set bench --cpu 2 --memory 1024
 VM=$TART_HOME/vms/bench
 cp --sparse=always "$GUEST/disk.img" "$VM/disk.img"
-"$TART" run bench --no-graphics >"$WORK/run.log" 2>&1 &
+TART_LOG_LEVEL=debug "$TART" run bench --no-graphics >"$WORK/run.log" 2>&1 &
 RUN_PID=$!
 # The agent answers once the guest has booted (about 20 s under TCG, more on a loaded host).
 for i in $(seq 300); do
@@ -88,3 +90,4 @@ with open(f"/proc/{run_pid}/status") as f:
 print(f"peak RSS of tart run (VmHWM): {int(hwm) / 1024:.1f} MiB")
 P
 echo "transport: $(grep -q 'vhost-vsock' "$WORK/run.log" && echo vsock || echo virtio-serial), accel $TART_ACCEL"
+OK=1
