@@ -435,6 +435,13 @@ static int exec_failed(struct exec_state *x)
 		log_error("the guest agent sent a malformed message");
 		return -EBADMSG;
 	}
+	if (c->got_headers && c->meta.grpc_status < 0 &&
+	    (c->meta.http_status != 200 || !c->meta.content_type_ok)) {
+		log_error(
+		    "the other end of the control socket does not answer gRPC (HTTP status %d)",
+		    c->meta.http_status);
+		return -EPROTO;
+	}
 	if (agent_unreachable(c))
 		return log_connect_failure(c->meta.grpc_message[0] ? c->meta.grpc_message
 					   : c->why[0]		   ? c->why

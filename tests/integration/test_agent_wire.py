@@ -285,3 +285,48 @@ def test_frozen_agent_is_detected_by_keepalive(tart, vm):
     finally:
         os.kill(server.pid, signal.SIGKILL)
         server.wait()
+
+
+def test_http2_server_that_is_not_grpc(tart, vm):
+    """Something on control.sock that speaks HTTP/2 but not gRPC (python3-h2): a clear error."""
+    import socket
+    import threading
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+    fd = hold_run_lock(vm)
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(vm / "control.sock"))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        h = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h.initiate_connection()
+        try:
+            conn.sendall(h.data_to_send())
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                for ev in h.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        h.send_headers(ev.stream_id, [(":status", "404"),
+                                                      ("content-type", "text/plain")],
+                                       end_stream=True)
+                conn.sendall(h.data_to_send())
+        except (OSError, h2.exceptions.ProtocolError):
+            pass  # tart exec went away first
+        finally:
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = run_exec(tart, "vm", "true", timeout=30)
+        assert p.returncode == 1
+        assert b"does not answer gRPC (HTTP status 404)" in p.stderr, p.stderr
+    finally:
+        srv.close()
+        os.close(fd)
