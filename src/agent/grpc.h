@@ -62,8 +62,11 @@
  *      host to connect again (step 1). QEMU discards guest output queued for a closed port, so
  *      a new host connection never sees the old session's frames - unless the host reconnects
  *      before the agent noticed the disconnect (a race of a few ms).
- *   3. A session also ends on any HTTP/2 protocol error and on GOAWAY from the host: the agent
- *      sends GOAWAY when it can, kills that session's commands and looks for a new preface.
+ *   3. A session also ends on any HTTP/2 protocol error and on GOAWAY from the host (an
+ *      in-band reset): the agent sends its GOAWAY when it can, kills that session's commands
+ *      and looks for a new preface. When the bytes that broke a session hold a new preface
+ *      (a host that reconnected before the agent saw it leave), the new session starts from
+ *      there at once (agent_grpc_preface_find).
  *   4. So the host, after (re)connecting, sends its preface and a PING; if it receives no
  *      SETTINGS and PING ACK within its timeout, or any connection error, it closes its
  *      chardev connection and connects again, which is step 2 for the agent. The agent ACKs

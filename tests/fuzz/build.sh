@@ -20,6 +20,6 @@ protoc-c --proto_path="$src/agent" --c_out="$out/agent" "$src/agent/agent.proto"
 guest=$here/../../guest
 "${CC[@]}" -I"$guest" -I"$out" "$here/fuzz-agent.c" "$guest/session.c" "$guest/loop.c" \
   "$guest/exec.c" "$guest/resolve.c" "$src/agent/grpc.c" "$out/agent/agent.pb-c.c" \
-  "$src/util/strbuf.c" "$src/util/alloc.c" "$src/util/log.c" "$src/util/strvec.c" \
+  "$src/util/strbuf.c" "$src/util/alloc.c" "$src/util/log.c" "$src/util/strvec.c" "$src/util/parse.c" \
   -lnghttp2 -lprotobuf-c -o "$out/fuzz-agent"
 echo "$out/fuzz-agent"

@@ -68,4 +68,11 @@ def test_agent_in_tiny_guest_over_virtio_serial(vm):
     out, _, code = c2.exec("sh", "-c", "grep -c 'session reset' /tmp/tart-guest-agent.log",
                            timeout=60)
     assert code == 0 and int(out) >= 1
+    # A pty in the guest, and the guest's view of ResolveIP (no NIC here: no address).
+    out, _, code = c2.run([c2.command("tty", tty=True, rows=30, cols=100)], timeout=60)
+    assert code == 0 and out.startswith(b"/dev/pts/")
+    import grpc
+    with pytest.raises(grpc.RpcError) as e:
+        c2.resolve_ip(timeout=60)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     c2.close()
