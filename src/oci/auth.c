@@ -2,13 +2,12 @@
 #include "oci/auth.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "util/alloc.h"
+#include "util/base64.h"
 #include "util/json.h"
 #include "util/time.h"
 
@@ -165,9 +164,7 @@ char *oci_token_url(const struct oci_www_auth *a)
 
 char *oci_base64_encode(const void *data, size_t len)
 {
-	char *out = xmalloc(4 * ((len + 2) / 3) + 1);
-	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
+	return base64_encode(data, len);
 }
 
 int oci_base64_decode(const char *s, char **ret, size_t *ret_len)
@@ -178,24 +175,11 @@ int oci_base64_decode(const char *s, char **ret, size_t *ret_len)
 int oci_base64_decode_max(const char *s, size_t max, char **ret, size_t *ret_len)
 {
 	size_t n = strlen(s);
-	if (n % 4 != 0 || n > max || n > INT_MAX)
+	if (n > max)
 		return -EBADMSG;
-	char *out = xmalloc(n / 4 * 3 + 1);
-	int m = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-	if (m < 0) {
-		free(out);
-		return -EBADMSG;
-	}
-	/* EVP_DecodeBlock counts the padding as zero bytes */
-	if (n >= 1 && s[n - 1] == '=')
-		m--;
-	if (n >= 2 && s[n - 2] == '=')
-		m--;
-	out[m] = 0;
-	*ret = out;
-	if (ret_len)
-		*ret_len = (size_t)m;
-	return 0;
+	/* the input's length bounds the output; only malformed input fails */
+	int r = base64_decode(s, n, n / 4 * 3 + 3, ret, ret_len);
+	return r == -EFBIG ? -EBADMSG : r;
 }
 
 char *oci_basic_credentials(const char *user, const char *pass)

@@ -20,6 +20,9 @@ void qemu_spec_init(struct qemu_spec *s)
 	    .serial = QEMU_SERIAL_FD,
 	    .serial_fd = -1,
 	    .vnc_display = -1,
+	    .agent_fd = -1,
+	    .qga_fd = -1,
+	    .vsock_fd = -1,
 	    .incoming_fd = -1,
 	};
 }
@@ -173,6 +176,39 @@ static void push_serial(struct strvec *v, const struct qemu_spec *s)
 	strvec_pushl(v, "-serial", "chardev:ser0", NULL);
 }
 
+/*
+ * One virtio-serial controller carries both agent ports; each port's chardev is a socket QEMU
+ * received from us, so the host end never has a path. The port id names it in QMP's
+ * VSERPORT_CHANGE events (the guest opened or closed it).
+ */
+static void push_agent_channels(struct strvec *v, const struct qemu_spec *s)
+{
+	if (s->agent_fd >= 0 || s->qga_fd >= 0)
+		strvec_pushl(v, "-device", "virtio-serial-pci,id=vser0", NULL);
+	const struct {
+		int fd;
+		const char *id, *name, *server;
+	} ports[] = {
+	    {s->agent_fd, QEMU_AGENT_PORT_ID, QEMU_AGENT_PORT_NAME, ",server=on,wait=off"},
+	    {s->qga_fd, QEMU_QGA_PORT_ID, QEMU_QGA_PORT_NAME, ""},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ports); i++) {
+		if (ports[i].fd < 0)
+			continue;
+		strvec_push(v, "-chardev");
+		strvec_pushf(v, "socket,id=%s-chr,fd=%d%s", ports[i].id, ports[i].fd,
+			     ports[i].server);
+		strvec_push(v, "-device");
+		strvec_pushf(v, "virtserialport,bus=vser0.0,chardev=%s-chr,id=%s,name=%s",
+			     ports[i].id, ports[i].id, ports[i].name);
+	}
+	if (s->vsock_fd >= 0) {
+		strvec_push(v, "-device");
+		strvec_pushf(v, "vhost-vsock-pci,id=vsock0,guest-cid=%u,vhostfd=%d",
+			     (unsigned)s->vsock_cid, s->vsock_fd);
+	}
+}
+
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 {
 	bool arm = streq(s->arch, "arm64");
@@ -182,6 +218,9 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 	if (!s->kernel && (!s->firmware_code || !s->firmware_vars))
 		return -EINVAL;
 	if (s->nested && !kvm)
+		return -EINVAL;
+	/* CIDs 0-2 are the hypervisor, local and host; 0xffffffff is VMADDR_CID_ANY. */
+	if (s->vsock_fd >= 0 && (s->vsock_cid < 3 || s->vsock_cid == UINT32_MAX))
 		return -EINVAL;
 	if (s->serial == QEMU_SERIAL_FD ? s->serial_fd < 0
 					: (s->serial != QEMU_SERIAL_PTY && !s->serial_path))
@@ -250,6 +289,7 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 		strvec_pushf(&v, "vhost-user-fs-pci,chardev=vfs%zu,tag=%s", i, t);
 	}
 
+	push_agent_channels(&v, s);
 	strvec_pushl(&v, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device",
 		     "virtio-rng-pci,rng=rng0", NULL);
 	if (s->net_args)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/host.h"
 #include "qemu/accel.h"
 #include "qemu/bootwatch.h"
 #include "qemu/firmware.h"
@@ -75,10 +76,13 @@ struct run {
 	uint64_t boot_watchdog_s; /* the boot watchdog (qemu/bootwatch.h); 0: off */
 	usec_t boot_deadline;	  /* 0 when not watching (any more) */
 	usec_t boot_next_check;
+	struct agent_host *agent; /* control.sock and the guest agent channels */
 };
 
 static void run_release(struct run *r)
 {
+	agent_host_free(r->agent);
+	r->qmp.on_event = NULL;
 	if (r->qmp_open)
 		qemu_qmp_release(&r->qmp);
 	if (r->qemu_started) {
@@ -455,6 +459,9 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qmp_fds) < 0)
 		return log_error_errno(negerrno(), "cannot create the QMP socket");
 	s.qmp_fd = r->qmp_fds[1];
+	k = agent_host_prepare(r->dir.path, &s, &r->agent);
+	if (k < 0)
+		return k;
 
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
 	k = qemu_argv_build(&s, &argv);
@@ -472,6 +479,7 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		keep[n++] = r->incoming_fd;
 	for (size_t i = 0; i < r->net.n_pass_fds && n < ARRAY_SIZE(keep); i++)
 		keep[n++] = r->net.pass_fds[i];
+	n += agent_host_qemu_fds(r->agent, keep + n, ARRAY_SIZE(keep) - n);
 	/* Wall clock of the spawn, for bench/boot.sh (tart's own cost before QEMU runs). */
 	log_debug("spawning QEMU at realtime %llu us", (unsigned long long)now_realtime_usec());
 	k = qemu_process_spawn(&argv, keep, n, &r->qemu);
@@ -521,6 +529,8 @@ static int connect_qmp(struct run *r)
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
 	r->qmp_open = true;
+	r->qmp.on_event = agent_host_qmp_event; /* the guest opening/closing the agent ports */
+	r->qmp.userdata = r->agent;
 	/* Saving state at full speed: the VM is paused anyway. */
 	(void)qemu_qmp_call(&r->qmp, "migrate-set-parameters",
 			    json_pack("{s:I}", "max-bandwidth", (json_int_t)(16LL << 30)),
@@ -854,9 +864,15 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = connect_qmp(&r);
 	if (k != 0)
 		goto out;
+	bool restored = r.incoming_fd >= 0;
 	k = finish_restore(&r);
 	if (k != 0)
 		goto out;
+	k = agent_host_start(r.agent, restored);
+	if (k < 0) {
+		hard_quit(&r);
+		goto out;
+	}
 	k = announce(&r, o);
 	if (k < 0) {
 		hard_quit(&r);

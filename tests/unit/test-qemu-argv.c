@@ -215,6 +215,59 @@ static void test_arm64_and_invalid(void **state)
 	assert_string_equal(qemu_binary_package("amd64"), "qemu-system-x86");
 }
 
+static void test_agent_channels(void **state)
+{
+	(void)state;
+	struct qemu_spec s;
+	base_spec(&s);
+	struct strvec v = STRVEC_INIT;
+	/* No channel asked for: no virtio-serial controller, no vsock. */
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_int_equal(find_value(&v, "-device", "virtio-serial-pci"), -1);
+	assert_int_equal(find_value(&v, "-device", "vhost-vsock-pci"), -1);
+	strvec_clear(&v);
+
+	s.agent_fd = 7;
+	s.qga_fd = 8;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-device", "virtio-serial-pci,id=vser0"));
+	/* The agent's chardev listens: tart connects, and reconnects to reset the session. */
+	assert_true(has(&v, "-chardev", "socket,id=tartagent-chr,fd=7,server=on,wait=off"));
+	assert_true(has(&v, "-device",
+			"virtserialport,bus=vser0.0,chardev=tartagent-chr,id=tartagent,"
+			"name=org.tart.agent.0"));
+	assert_true(has(&v, "-chardev", "socket,id=qga0-chr,fd=8"));
+	assert_true(has(&v, "-device",
+			"virtserialport,bus=vser0.0,chardev=qga0-chr,id=qga0,"
+			"name=org.qemu.guest_agent.0"));
+	/* The controller comes before its ports. */
+	assert_true(find_value(&v, "-device", "virtio-serial-pci") <
+		    find_value(&v, "-device", "virtserialport"));
+	assert_int_equal(find_value(&v, "-device", "vhost-vsock-pci"), -1);
+	strvec_clear(&v);
+
+	/* Only QEMU's agent: one port, still on a controller. */
+	s.agent_fd = -1;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-device", "virtio-serial-pci,id=vser0"));
+	assert_int_equal(find_value(&v, "-chardev", "socket,id=tartagent-chr"), -1);
+	strvec_clear(&v);
+
+	/* vsock: the fd whose CID tart already claimed, and that CID. */
+	s.vsock_fd = 9;
+	s.vsock_cid = 1234;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-device", "vhost-vsock-pci,id=vsock0,guest-cid=1234,vhostfd=9"));
+	strvec_clear(&v);
+	/* Reserved CIDs are refused. */
+	for (uint32_t cid = 0; cid < 3; cid++) {
+		s.vsock_cid = cid;
+		assert_int_equal(qemu_argv_build(&s, &v), -EINVAL);
+	}
+	s.vsock_cid = UINT32_MAX;
+	assert_int_equal(qemu_argv_build(&s, &v), -EINVAL);
+}
+
 static void test_disk_spec(void **state)
 {
 	(void)state;
@@ -283,6 +336,7 @@ int main(void)
 	    cmocka_unit_test(test_uefi_tcg),	      cmocka_unit_test(test_direct_kvm_and_devices),
 	    cmocka_unit_test(test_arm64_and_invalid), cmocka_unit_test(test_disk_spec),
 	    cmocka_unit_test(test_dir_spec),	      cmocka_unit_test(test_display),
+	    cmocka_unit_test(test_agent_channels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
