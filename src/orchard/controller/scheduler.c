@@ -27,7 +27,19 @@
 /* The shortest time between two rounds. */
 #define MIN_ROUND_GAP_US 100000
 
+/* What a round cost, for --debug (bench/fleet.sh sums these lines). */
+struct round_stats {
+	unsigned reads;	    /* etcd range reads */
+	unsigned txns;	    /* etcd transactions */
+	unsigned conflicts; /* transactions whose comparisons failed */
+	unsigned placed;    /* VMs placed */
+	unsigned notifies;  /* instructions to workers */
+	unsigned health;    /* health decisions written */
+	size_t pending;	    /* VMs waiting for a worker at the start */
+};
+
 struct round {
+	struct round_stats *st;
 	struct orchard_vm *vms;
 	size_t nvms;
 	int64_t *vm_mods;
@@ -43,12 +55,14 @@ static void round_release(struct round *r)
 	orchard_worker_list_free(r->workers, r->nworkers);
 	free(r->vm_mods);
 	free(r->info);
-	*r = (struct round){0};
+	*r = (struct round){.st = r->st};
 }
 
-static int round_read(struct controller *c, struct round *r)
+static int round_read(struct controller *c, struct round *r, struct round_stats *st)
 {
-	*r = (struct round){0};
+	*r = (struct round){.st = st};
+	/* one range for the VMs, four for the workers (objects, seen, alive, alloc) */
+	st->reads += 5;
 	int e = store_vm_list(c->store, 0, &r->vms, &r->nvms, &r->vm_mods, &r->revision);
 	if (e < 0)
 		return e;
@@ -73,7 +87,7 @@ static ssize_t find_worker(const struct round *r, const char *name)
  * gone or offline (it may have come back since the round's read): 0, -EAGAIN, or an error.
  */
 static int write_health(struct controller *c, const struct orchard_vm *vm, int64_t mod,
-			enum sched_health h)
+			enum sched_health h, struct round_stats *st)
 {
 	_cleanup_free_ char *vk = store_key(c->store, "vms/%s", vm->meta.name);
 	_cleanup_free_ char *v = store_vm_serialize(vm);
@@ -89,10 +103,13 @@ static int write_health(struct controller *c, const struct orchard_vm *vm, int64
 		etcd_txn_cmp_mod(&t, gone, 0); /* absent */
 	etcd_txn_put(&t, vk, v, strlen(v), 0);
 	bool ok = false;
+	st->txns++;
 	int e = etcd_txn_commit(store_etcd(c->store), &t, &ok, NULL);
 	etcd_txn_release(&t);
 	if (e < 0)
 		return e;
+	st->conflicts += !ok;
+	st->health += ok;
 	return ok ? 0 : -EAGAIN;
 }
 
@@ -110,7 +127,7 @@ static int health_round(struct controller *c, const struct round *r)
 		struct orchard_vm copy;
 		orchard_vm_copy(vm, &copy);
 		sched_apply_health(&copy, h, now);
-		int e = write_health(c, &copy, r->vm_mods[i], h);
+		int e = write_health(c, &copy, r->vm_mods[i], h, r->st);
 		if (e == 0) {
 			changed++;
 			if (h == SCHED_RESTART)
@@ -126,9 +143,11 @@ static int health_round(struct controller *c, const struct round *r)
 	return changed;
 }
 
-static void notify_sync(struct controller *c, const struct orchard_strv *workers)
+static void notify_sync(struct controller *c, const struct orchard_strv *workers,
+			struct round_stats *st)
 {
 	struct orchard_watch_instruction wi = {.sync_vms = true};
+	st->notifies += workers->n;
 	for (size_t i = 0; i < workers->n; i++)
 		(void)rpc_notify(c, workers->v[i], "sync", &wi);
 }
@@ -166,12 +185,15 @@ static int place(struct controller *c, struct round *r, struct sched_worker *sw,
 	etcd_txn_put(&t, lk, vm->meta.name, strlen(vm->meta.name), 0);
 	bool ok = false;
 	int64_t rev = 0;
+	r->st->txns++;
 	int e = etcd_txn_commit(store_etcd(c->store), &t, &ok, &rev);
 	etcd_txn_release(&t);
 	if (e < 0)
 		return e;
+	r->st->conflicts += !ok;
 	if (!ok)
 		return -EAGAIN;
+	r->st->placed++;
 	/* our own view moves on with what we wrote */
 	r->info[wi].alloc_mod = rev;
 	orchard_resources_add(&sw[k].used, &vm->resources);
@@ -207,6 +229,7 @@ static int schedule_round(struct controller *c, struct round *r, bool distribute
 	}
 	size_t *pending;
 	size_t np = sched_pending(r->vms, r->nvms, &pending);
+	r->st->pending = np;
 	int e = 0;
 	bool lost = false;
 	for (size_t p = 0; p < np && e >= 0; p++) {
@@ -233,20 +256,23 @@ static bool iteration(struct controller *c)
 {
 	struct orchard_strv affected = {0};
 	bool again = false;
+	struct round_stats st = {0};
+	usec_t t0 = now_monotonic_usec();
 	{
 		struct round r;
-		int e = round_read(c, &r);
+		int e = round_read(c, &r, &st);
 		if (e < 0)
 			goto finish;
 		int h = health_round(c, &r);
 		if (h > 0) {
 			/* what we changed is stale in r: read again before placing */
 			round_release(&r);
-			if ((e = round_read(c, &r)) < 0)
+			if ((e = round_read(c, &r, &st)) < 0)
 				goto finish;
 		}
 		struct orchard_cluster_settings cs;
 		bool distribute = false;
+		st.reads++;
 		if (store_cluster_settings_get(c->store, &cs) == 0) {
 			distribute = cs.scheduler_profile &&
 				     streq(cs.scheduler_profile, ORCHARD_PROFILE_DISTRIBUTE_LOAD);
@@ -257,8 +283,14 @@ static bool iteration(struct controller *c)
 		again = e == -EAGAIN;
 	}
 finish:
-	notify_sync(c, &affected);
+	notify_sync(c, &affected, &st);
 	orchard_strv_release(&affected);
+	if (st.pending || st.health || st.conflicts)
+		log_debug("scheduler round: %zu pending, %u placed, %u health, %u conflicts, "
+			  "%u etcd calls (%u reads, %u txns, %u notifies), %.1f ms",
+			  st.pending, st.placed, st.health, st.conflicts,
+			  st.reads + st.txns + st.notifies, st.reads, st.txns, st.notifies,
+			  (double)(now_monotonic_usec() - t0) / 1000);
 	return again;
 }
 
