@@ -143,6 +143,11 @@ def test_dev_with_auth_enforced(tmp_path):
     try:
         cli = dev.cli
         assert len(dev.children()) >= 3  # etcd, controller, worker
+        # the worker gets its (admin) bootstrap token on its standard input: never in a
+        # command line, which every local user can read in /proc
+        for pid in dev.children():
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert not any(b"orchard-bootstrap-token-v0" in a for a in cmd), cmd
         # auth as `controller run` enforces it: nothing without credentials
         assert requests.get(f"{dev.url}/v1/vms", timeout=10).status_code == 401
         assert requests.get(f"{dev.url}/v1/vms", auth=("bootstrap-admin", "wrong"),
