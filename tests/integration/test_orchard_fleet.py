@@ -161,6 +161,10 @@ def test_ssh_and_port_forward_reach_the_guest_through_the_controller(fleet):
     finally:
         pf.send_signal(signal.SIGTERM)
         pf.wait(timeout=10)
+    # user-mode networking: the guest has no address the host can reach; the worker answers
+    # resolve-ip with what `tart ip` says, and says it at once
+    p = fleet.cli.run("ip", "vm", vm, check=False, timeout=60)
+    assert p.returncode == 1 and "user-mode networking" in p.stderr, p.stderr
 
 
 def test_kill9_of_a_controller_the_other_keeps_serving(fleet):
