@@ -30,11 +30,12 @@
 #include "util/time.h"
 
 /*
- * The time between two rounds: at least as long as the last round took (a round reads every
- * VM: a scheduler kicked by a stream of new VMs takes half of the store's time at most, not
- * all of it, and serves each burst with one round), within these bounds.
+ * The time between two rounds: at least as long as the last round took, and half a second
+ * (a round reads every VM: a scheduler kicked by a stream of new VMs takes half of the
+ * store's time at most, and serves each burst with one round), 2 s at most. A kick in a quiet
+ * fleet is served at once.
  */
-#define MIN_ROUND_GAP_US 100000
+#define MIN_ROUND_GAP_US 500000
 #define MAX_ROUND_GAP_US 2000000
 
 /* What a round cost, for --debug (bench/fleet.sh sums these lines). */
@@ -153,13 +154,57 @@ static int health_round(struct controller *c, const struct round *r)
 	return changed;
 }
 
-static void notify_sync(struct controller *c, const struct orchard_strv *workers,
-			struct round_stats *st)
+/*
+ * The syncVMs instructions to workers that got VMs, paced: one per worker per
+ * NOTIFY_GAP_US at most. Each makes the worker list its VMs, which the controller reads in
+ * full from etcd: a worker told after every round of a burst of new VMs would take more of
+ * the store's time than the scheduler itself. What is owed goes out when due (the scheduler
+ * thread wakes up for it), so the last placement of a burst is told within the gap; a worker
+ * also looks every 5 s by itself.
+ */
+#define NOTIFY_GAP_US 2000000
+
+struct notifier {
+	struct orchard_strv names;
+	usec_t *last; /* when each was last told */
+	bool *owed;
+};
+
+static void notifier_owe(struct notifier *n, const struct orchard_strv *workers)
+{
+	for (size_t i = 0; i < workers->n; i++) {
+		size_t k = 0;
+		while (k < n->names.n && !streq(n->names.v[k], workers->v[i]))
+			k++;
+		if (k == n->names.n) {
+			orchard_strv_push(&n->names, workers->v[i]);
+			n->last = xrealloc(n->last, n->names.n * sizeof(*n->last));
+			n->owed = xrealloc(n->owed, n->names.n * sizeof(*n->owed));
+			n->last[k] = 0;
+		}
+		n->owed[k] = true;
+	}
+}
+
+/* Tell the workers whose instruction is due; returns when the next one is (0: none owed). */
+static usec_t notifier_flush(struct controller *c, struct notifier *n, struct round_stats *st)
 {
 	struct orchard_watch_instruction wi = {.sync_vms = true};
-	st->notifies += workers->n;
-	for (size_t i = 0; i < workers->n; i++)
-		(void)rpc_notify(c, workers->v[i], "sync", &wi);
+	usec_t now = now_monotonic_usec(), next = 0;
+	for (size_t k = 0; k < n->names.n; k++) {
+		if (!n->owed[k])
+			continue;
+		usec_t due = n->last[k] ? n->last[k] + NOTIFY_GAP_US : 0;
+		if (due <= now) {
+			st->notifies++;
+			(void)rpc_notify(c, n->names.v[k], "sync", &wi);
+			n->last[k] = now;
+			n->owed[k] = false;
+		} else if (!next || due < next) {
+			next = due;
+		}
+	}
+	return next;
 }
 
 /* A placement decided in this round, not yet written. */
@@ -383,7 +428,7 @@ static int schedule_round(struct controller *c, struct round *r, bool distribute
 }
 
 /* One health-check and scheduling round; true when another should follow soon. */
-static bool iteration(struct controller *c, struct round_stats *stp)
+static bool iteration(struct controller *c, struct notifier *nt, struct round_stats *stp)
 {
 	struct orchard_strv affected = {0};
 	bool again = false;
@@ -414,7 +459,8 @@ static bool iteration(struct controller *c, struct round_stats *stp)
 		again = e == -EAGAIN;
 	}
 finish:
-	notify_sync(c, &affected, &st);
+	notifier_owe(nt, &affected);
+	(void)notifier_flush(c, nt, &st);
 	orchard_strv_release(&affected);
 	if (st.pending || st.health || st.conflicts)
 		log_debug("scheduler round: %zu pending, %u placed, %u health, %u conflicts, "
@@ -483,15 +529,26 @@ static void *scheduler_thread(void *userdata)
 {
 	struct controller *c = userdata;
 	bool leader = false;
+	struct notifier nt = {0};
+	usec_t owed_at = 0; /* when owed instructions are due (monotonic), 0: none */
+	usec_t last_round = 0;
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		if (!c->kicked) {
+			usec_t wait = (usec_t)c->o.scheduler_interval_s * 1000000,
+			       mono = now_monotonic_usec();
+			if (owed_at)
+				wait = owed_at > mono ? MIN(wait, owed_at - mono) : 0;
 			struct timeval now;
 			gettimeofday(&now, NULL);
-			struct timespec until = {.tv_sec = now.tv_sec + c->o.scheduler_interval_s,
-						 .tv_nsec = now.tv_usec * 1000};
-			pthread_cond_timedwait(&c->kick_cond, &c->lock, &until);
+			uint64_t ns = (uint64_t)now.tv_usec * 1000 + (wait % 1000000) * 1000;
+			struct timespec until = {
+			    .tv_sec = now.tv_sec + (time_t)(wait / 1000000 + ns / 1000000000),
+			    .tv_nsec = (long)(ns % 1000000000)};
+			if (wait)
+				pthread_cond_timedwait(&c->kick_cond, &c->lock, &until);
 		}
+		bool kicked = c->kicked;
 		c->kicked = false;
 		bool forward = c->kick_forward;
 		c->kick_forward = false;
@@ -501,6 +558,12 @@ static void *scheduler_thread(void *userdata)
 			break;
 		struct round_stats st = {0};
 		usec_t t0 = now_monotonic_usec();
+		if (!kicked && t0 - last_round < (usec_t)c->o.scheduler_interval_s * 1000000) {
+			/* woken up for owed instructions only */
+			owed_at = notifier_flush(c, &nt, &st);
+			continue;
+		}
+		last_round = t0;
 		bool now_leader = campaign(c, &st);
 		if (now_leader != leader)
 			log_info(now_leader ? "this controller now runs the scheduler"
@@ -509,12 +572,16 @@ static void *scheduler_thread(void *userdata)
 		if (!leader) {
 			if (forward)
 				forward_kick(c);
-		} else if (iteration(c, &st)) {
+		} else if (iteration(c, &nt, &st)) {
 			scheduler_kick_local(c);
 		}
+		owed_at = notifier_flush(c, &nt, &st);
 		usec_t took = now_monotonic_usec() - t0;
 		sleep_usec(MIN(MAX(took, MIN_ROUND_GAP_US), MAX_ROUND_GAP_US));
 	}
+	orchard_strv_release(&nt.names);
+	free(nt.last);
+	free(nt.owed);
 	return NULL;
 }
 
