@@ -6,7 +6,11 @@
 # VM asks for one `bench-slots`; the workers have 10 % more slots than VMs between them.
 # Prints the time until every VM is scheduled (placed on a worker) and until every VM runs,
 # the API latency percentiles (POST /v1/vms, GET /v1/vms/NAME, GET /v1/vms) and each
-# controller's peak RSS (VmHWM).
+# controller's peak RSS (VmHWM), and what the scheduling cost in etcd (the controllers run with
+# --debug; their "scheduler round" lines are summed: rounds, placements, lost transactions,
+# etcd calls per placement).
+# With ORCHARD_BASELINE_BIN set, the same scenarios run first with that binary (e.g. a build of
+# main), then with ours, in the same invocation.
 # usage: bench/fleet.sh [VMS] [WORKERS] [CLIENT_THREADS]   (defaults: 1000 10 16;
 #        ORCHARD_BIN overrides build/orchard)
 set -euo pipefail
@@ -17,11 +21,15 @@ ORCHARD=${ORCHARD_BIN:-$HERE/build/orchard}
 command -v etcd >/dev/null || { echo "fleet.sh: etcd is missing (scripts/install-deps.sh)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/orchard-bench.XXXXXX); trap 'rm -rf "$WORK"' EXIT
 
-/usr/bin/python3 - "$ORCHARD" "$WORK" "$VMS" "$WORKERS" "$THREADS" <<'P'
-import concurrent.futures, os, signal, socket, statistics, subprocess, sys, time
+BASE=${ORCHARD_BASELINE_BIN:-}
+[ -z "$BASE" ] || [ -x "$BASE" ] || { echo "fleet.sh: ORCHARD_BASELINE_BIN=$BASE is not executable" >&2; exit 1; }
+echo "load: $(uptime)"
+/usr/bin/python3 - "$ORCHARD" "$WORK" "$VMS" "$WORKERS" "$THREADS" "$BASE" <<'P'
+import concurrent.futures, os, re, signal, socket, statistics, subprocess, sys, time
 import requests
 
 orchard, work, nvms, nworkers, nthreads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+baseline = sys.argv[6]
 TOKEN = "bench-" + os.urandom(6).hex()
 AUTH = ("bootstrap-admin", TOKEN)
 procs = []
@@ -85,15 +93,33 @@ etcd = start(["etcd", "--name", "b", "--data-dir", f"{work}/etcd",
 wait_port(cp)
 
 
-def scenario(ncontrollers):
-    tag = f"c{ncontrollers}"
+ROUND = re.compile(r"scheduler round: \d+ pending, (\d+) placed, (\d+) health, (\d+) conflicts, "
+                   r"(\d+) etcd calls")
+
+
+def sched_costs(logs):
+    """Sum the controllers' --debug "scheduler round" lines."""
+    rounds = placed = conflicts = calls = 0
+    for log in logs:
+        for line in open(log, errors="replace"):
+            m = ROUND.search(line)
+            if m:
+                rounds += 1
+                placed += int(m[1])
+                conflicts += int(m[3])
+                calls += int(m[4])
+    return rounds, placed, conflicts, calls
+
+
+def scenario(orchard, label, ncontrollers):
+    tag = f"{label}-c{ncontrollers}"
     env = dict(os.environ, ORCHARD_BOOTSTRAP_ADMIN_TOKEN=TOKEN, ORCHARD_HOME=f"{work}/{tag}")
     ctls, urls = [], []
     for i in range(ncontrollers):
         p = port()
         ctls.append(start([orchard, "controller", "run", "--listen", f"127.0.0.1:{p}",
                            "--etcd", f"http://127.0.0.1:{cp}", "--etcd-prefix", f"/bench-{tag}/",
-                           "--insecure-no-tls", "--data-dir", f"{work}/{tag}/ctl{i}"],
+                           "--insecure-no-tls", "--data-dir", f"{work}/{tag}/ctl{i}", "--debug"],
                           f"{work}/{tag}-ctl{i}.log", env))
         urls.append(f"http://127.0.0.1:{p}")
         wait_port(p)
@@ -169,7 +195,7 @@ def scenario(ncontrollers):
     rss = [hwm_kib(p.pid) // 1024 for p in ctls]
     stop(workers)
     stop(ctls)
-    print(f"{ncontrollers} controller(s), {nworkers} synthetic workers, {nvms} VMs, "
+    print(f"[{label}] {ncontrollers} controller(s), {nworkers} synthetic workers, {nvms} VMs, "
           f"{nthreads} client threads:")
     print(f"  created in {t_created:.2f} s; all scheduled after {t_sched:.2f} s, "
           f"all running after {t_run:.2f} s{'  (DOUBLED OR LOST VMs!)' if doubled else ''}")
@@ -181,12 +207,20 @@ def scenario(ncontrollers):
     print(f"  VMs per worker ({slots} slots each): "
           f"{', '.join(str(n) for _, n in per.most_common())}{'  (OVER CAPACITY!)' if over else ''}")
     print(f"  controller peak RSS: {', '.join(f'{r} MiB' for r in rss)}")
+    rounds, placed, conflicts, calls = sched_costs(
+        [f"{work}/{tag}-ctl{i}.log" for i in range(ncontrollers)])
+    if rounds:
+        print(f"  scheduler: {rounds} rounds with work, {placed} placements, {conflicts} lost "
+              f"transactions, {calls} etcd calls ({calls / max(placed, 1):.2f} per placement)")
+    else:
+        print("  scheduler: (this binary logs no \"scheduler round\" lines)")
     sys.stdout.flush()
 
 
 try:
-    scenario(1)
-    scenario(2)
+    for label, binary in ((("baseline", baseline),) if baseline else ()) + (("this", orchard),):
+        scenario(binary, label, 1)
+        scenario(binary, label, 2)
 finally:
     stop(procs)
 P

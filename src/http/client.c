@@ -352,8 +352,14 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
 	if (c->ca_path)
 		curl_easy_setopt(h, CURLOPT_CAPATH, c->ca_path);
-	if (c->ca_blob.data)
+	if (c->ca_blob.data) {
 		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &c->ca_blob);
+		/* instead of the system CAs, not besides them: the blob replaces the CA bundle, but
+		 * the CA directory built into libcurl (Debian: /etc/ssl/certs) would still be
+		 * searched, and any CA there could vouch for an impostor */
+		if (!c->ca_path)
+			curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	}
 	if (c->connect_to)
 		curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->connect_to);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);

@@ -142,13 +142,16 @@ class EtcdCluster:
                 if not line:
                     continue
                 res = json.loads(line).get("result", {})
+                done = False
                 for ev in res.get("events", []):
                     kv = ev["kv"]
                     rev = int(kv.get("mod_revision", 0))
                     events.append((ev.get("type", "PUT"), base64.b64decode(kv["key"]).decode(),
                                    base64.b64decode(kv.get("value", "")).decode(), rev))
-                    if rev >= until_revision:
-                        return events
+                    # a transaction's changes share its revision: take all of them
+                    done |= rev >= until_revision
+                if done:
+                    return events
         return events
 
 

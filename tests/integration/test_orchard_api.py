@@ -261,9 +261,13 @@ def test_websockets_ip_port_forward_and_drops(ctl):
     w.stop()
 
 
-def test_two_controllers_never_double_place(etcd, prefix, tmp_path):
-    a = Controller(tmp_path / "a", etcd.endpoints, prefix=prefix)
-    b = Controller(tmp_path / "b", etcd.endpoints, prefix=prefix)
+@pytest.mark.parametrize("election", [True, False], ids=["one-scheduler", "both-schedule"])
+def test_two_controllers_never_double_place(etcd, prefix, tmp_path, election):
+    """Normally one controller schedules (the election); with it off, both schedule at the same
+    moment and only the placement transactions keep a VM from being placed twice."""
+    extra = () if election else ("--experimental-no-scheduler-election",)
+    a = Controller(tmp_path / "a", etcd.endpoints, prefix=prefix, extra=extra)
+    b = Controller(tmp_path / "b", etcd.endpoints, prefix=prefix, extra=extra)
     try:
         api_a, api_b = a.api(), b.api()
         workers = [FakeWorker(api_a if i % 2 else api_b, f"w{i}",
@@ -488,6 +492,51 @@ def test_kill9_controller_and_etcd_member(tmp_path):
         a.stop()
         b.stop()
         cluster.stop()
+
+
+def test_kill9_scheduling_leader_standby_takes_over(etcd, prefix, tmp_path):
+    """One controller schedules (it holds live/scheduler on its lease), the other stands by and
+    passes its API's kicks on; kill -9 of the leader: its lease lapses, the standby takes the
+    key over and places what was created meanwhile, each VM exactly once."""
+    a = Controller(tmp_path / "a", etcd.endpoints, prefix=prefix)
+    b = Controller(tmp_path / "b", etcd.endpoints, prefix=prefix)
+    try:
+        def holder():
+            kvs, _ = etcd.range_prefix(prefix + "live/scheduler")
+            return next((v for k, v, _ in kvs if k == prefix + "live/scheduler"), None)
+
+        def controller_of(ident):
+            kvs, _ = etcd.range_prefix(prefix + f"live/controllers/{ident}")
+            url = json.loads(kvs[0][1])["url"]
+            return next(c for c in (a, b) if url.endswith(f":{c.port}"))
+        leader = controller_of(wait_until(holder, what="a scheduling leader"))
+        standby = b if leader is a else a
+        api = standby.api()
+        w = FakeWorker(api, "w", resources={"org.cirruslabs.tart-vms": 100}, watch=False)
+        for i in range(5):
+            api.ok("POST", "/vms", vm_body(f"v{i}"))
+        wait_until(lambda: sum(1 for v in api.ok("GET", "/vms") if v.get("worker")) == 5,
+                   what="placements by the leader of VMs created on the standby")
+        leader.kill()
+        for i in range(5, 10):
+            api.ok("POST", "/vms", vm_body(f"v{i}"))
+        # the leader's lease (10 s) lapses, then the standby's watch sees the key go
+        wait_until(lambda: sum(1 for v in api.ok("GET", "/vms") if v.get("worker")) == 10,
+                   timeout=60, what="placements by the standby after the leader's kill")
+        assert controller_of(holder()) is standby
+        kvs, _ = etcd.range_prefix(prefix + "vms/")
+        # etcd's history: each VM went from no worker to a worker exactly once
+        placements, worker = {}, {}
+        for typ, key, value, _ in etcd.history(prefix + "vms/", max(m for _, _, m in kvs)):
+            v = json.loads(value) if typ == "PUT" else {}
+            if v.get("worker") and not worker.get(key):
+                placements[v["name"]] = placements.get(v["name"], 0) + 1
+            worker[key] = v.get("worker")
+        assert placements == {f"v{i}": 1 for i in range(10)}
+        w.stop()
+    finally:
+        a.stop()
+        b.stop()
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])

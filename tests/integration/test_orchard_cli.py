@@ -143,6 +143,11 @@ def test_dev_with_auth_enforced(tmp_path):
     try:
         cli = dev.cli
         assert len(dev.children()) >= 3  # etcd, controller, worker
+        # the worker gets its (admin) bootstrap token on its standard input: never in a
+        # command line, which every local user can read in /proc
+        for pid in dev.children():
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert not any(b"orchard-bootstrap-token-v0" in a for a in cmd), cmd
         # auth as `controller run` enforces it: nothing without credentials
         assert requests.get(f"{dev.url}/v1/vms", timeout=10).status_code == 401
         assert requests.get(f"{dev.url}/v1/vms", auth=("bootstrap-admin", "wrong"),
@@ -288,3 +293,82 @@ def test_context_create_against_a_tls_controller(tmp_path):
         if ctl:
             ctl.stop()
         etcd.stop()
+
+
+IMPOSTOR_SERVER = r"""
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        open(sys.argv[3], "a").write(self.path + "\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+def test_a_pinned_certificate_is_the_only_one_trusted(tmp_path):
+    """A context's certificate is pinned: a server presenting another certificate for
+    orchard-controller, issued by a CA the system trusts (a TLS-inspecting proxy's, say), is
+    refused by the API client and the WebSocket client alike. The system's CA directory is
+    replaced, in a mount namespace of this test's own, by one holding that impostor's CA."""
+    if not Path("/usr/bin/unshare").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and unshare for a private mount namespace")
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "pinned.key", "-out", "pinned.crt", "-days", "2",
+         "-subj", "/CN=Orchard Controller", "-addext", "subjectAltName=DNS:orchard-controller")
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=impostor CA")
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "imp.key", "-out", "imp.csr", "-subj", "/CN=Orchard Controller")
+    (tmp_path / "san.ext").write_text("subjectAltName=DNS:orchard-controller\n")
+    ossl("x509", "-req", "-in", "imp.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "imp.crt", "-days", "2", "-extfile", "san.ext")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "impostor.pem").write_bytes((tmp_path / "ca.crt").read_bytes())
+    ossl("rehash", str(certs))
+
+    seen = tmp_path / "requests"
+    srv = subprocess.Popen(["/usr/bin/python3", "-c", IMPOSTOR_SERVER, str(tmp_path / "imp.crt"),
+                            str(tmp_path / "imp.key"), str(seen)], stdout=subprocess.PIPE,
+                           text=True)
+    try:
+        port = int(srv.stdout.readline())
+        home = tmp_path / "home"
+        (home / ".orchard").mkdir(parents=True)
+        pem = (tmp_path / "pinned.crt").read_bytes()
+        (home / ".orchard" / "orchard.yml").write_text(yaml.safe_dump({
+            "default-context": "pinned", "contexts": {"pinned": {
+                "url": f"https://127.0.0.1:{port}",
+                "certificate": base64.b64encode(pem).decode(),
+                "serviceAccountName": "admin", "serviceAccountToken": "secret"}}}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHARD_")}
+        env["ORCHARD_HOME"] = str(home)
+
+        def orchard(*args):
+            return subprocess.run(
+                ["unshare", "-m", "sh", "-c",
+                 'mount --make-rprivate / && mount --bind "$0" /etc/ssl/certs && exec "$@"',
+                 str(certs), ORCHARD_BIN, *args],
+                capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+        p = orchard("list", "vms")
+        assert p.returncode == 1, (p.stdout, p.stderr)
+        p = orchard("port-forward", "vm", "x", "22", "--stdio", "--wait", "1")
+        assert p.returncode == 1, (p.stdout, p.stderr)
+        assert not seen.exists(), seen.read_text()  # no request ever reached the impostor
+    finally:
+        srv.terminate()
+        srv.wait(timeout=10)

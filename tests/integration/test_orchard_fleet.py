@@ -161,6 +161,10 @@ def test_ssh_and_port_forward_reach_the_guest_through_the_controller(fleet):
     finally:
         pf.send_signal(signal.SIGTERM)
         pf.wait(timeout=10)
+    # user-mode networking: the guest has no address the host can reach; the worker answers
+    # resolve-ip with what `tart ip` says, and says it at once
+    p = fleet.cli.run("ip", "vm", vm, check=False, timeout=60)
+    assert p.returncode == 1 and "user-mode networking" in p.stderr, p.stderr
 
 
 def test_kill9_of_a_controller_the_other_keeps_serving(fleet):
@@ -276,3 +280,30 @@ def test_a_spec_change_to_stopped_stops_the_vm(fleet):
              timeout=60)
     time.sleep(3)  # a few more rounds: it stays stopped, on disk
     assert local in w2.local_vms() and not w2.local_vms()[local]["Running"]
+
+
+def test_a_restarted_worker_leaves_a_stopped_vm_stopped(fleet):
+    """The VM stopped through the API above stays stopped when its worker restarts (a killed
+    worker comes back and finds it on disk: it must not run it again), and, as Orchard, its
+    terminal power state cannot be left."""
+    api = pinned_api(fleet.b, "bootstrap-admin", ADMIN, fleet.a.cert[0])
+    name = fleet.keep["w2"][0]
+    vm = api.ok("GET", f"/vms/{name}")
+    assert vm["powerState"] == "stopped"
+    local = f"orchard-{name}-{vm['uid']}-{vm.get('restart_count', 0)}"
+    w2 = fleet.w2
+    others = {n: w2.run_pid(n) for n in w2.local_vms() if n != local}
+    seen = len(w2.proc.text())
+    w2.proc.kill9()
+    w2.start()
+    wait_for("w2 to adopt its running VMs",
+             lambda: w2.proc.text()[seen:].count("adopting VM") >= len(others), timeout=60)
+    time.sleep(6)  # a few reconciliation rounds
+    assert not w2.local_vms()[local]["Running"]
+    assert {n: w2.run_pid(n) for n in others} == others  # the others adopted as they ran
+    assert api.ok("GET", f"/vms/{name}")["status"] == "running"
+    vm = api.ok("GET", f"/vms/{name}")
+    vm["powerState"] = "running"
+    r = api.put(f"/vms/{name}", vm)
+    assert r.status_code == 412
+    assert "cannot transition from a terminal power state" in r.json()["message"]

@@ -244,6 +244,26 @@ static void test_etcd_prefix_end(void **state)
 	assert_int_equal(etcd_new(" , ", 1, &x) < 0, 1);
 }
 
+/* A batch stays within etcd's default --max-txn-ops (128) and a safe request size. */
+static void test_batch_limits(void **state)
+{
+	(void)state;
+	/* an empty batch takes anything, even a VM bigger than the byte cap */
+	assert_true(sched_batch_fits(0, 0, 0, true, SCHED_BATCH_MAX_BYTES * 2));
+	/* VMs on one worker: up to SCHED_BATCH_MAX_VMS */
+	assert_true(sched_batch_fits(SCHED_BATCH_MAX_VMS - 1, 1, 0, false, 100));
+	assert_false(sched_batch_fits(SCHED_BATCH_MAX_VMS, 1, 0, false, 100));
+	/* one VM per worker: each worker adds three comparisons */
+	size_t n = 0, nw = 0;
+	while (sched_batch_fits(n, nw, 0, true, 100))
+		n++, nw++;
+	assert_true(n + 3 * nw <= SCHED_BATCH_MAX_OPS && n + nw <= SCHED_BATCH_MAX_OPS);
+	assert_true(n + 1 + 3 * (nw + 1) > SCHED_BATCH_MAX_OPS);
+	/* the bytes */
+	assert_true(sched_batch_fits(1, 1, SCHED_BATCH_MAX_BYTES - 100, false, 100));
+	assert_false(sched_batch_fits(1, 1, SCHED_BATCH_MAX_BYTES - 100, false, 101));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +272,7 @@ int main(void)
 	    cmocka_unit_test(test_health),
 	    cmocka_unit_test(test_on_failure_backoff),
 	    cmocka_unit_test(test_etcd_prefix_end),
+	    cmocka_unit_test(test_batch_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,15 +61,29 @@ static int free_port(void)
 	return port;
 }
 
-/* fork+exec with its own process group, SIGTERM when we die, output to log (or ours). */
-static int spawn(const char *what, char *const *argv, char *const *envp, const char *log)
+/*
+ * fork+exec with its own process group, SIGTERM when we die, output to log (or ours), and
+ * `input` (a secret: never in argv, which every local user can read) on its standard input,
+ * /dev/null without.
+ */
+static int spawn(const char *what, char *const *argv, char *const *envp, const char *log,
+		 const char *input)
 {
 	if (nchildren == MAX_CHILDREN)
 		return -E2BIG;
+	int in[2] = {-1, -1};
+	if (input && pipe2(in, O_CLOEXEC) < 0)
+		return negerrno();
 	pid_t parent = getpid();
 	pid_t pid = fork();
-	if (pid < 0)
-		return negerrno();
+	if (pid < 0) {
+		int r = negerrno();
+		if (input) {
+			close(in[0]);
+			close(in[1]);
+		}
+		return r;
+	}
 	if (pid == 0) {
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -78,7 +92,7 @@ static int spawn(const char *what, char *const *argv, char *const *envp, const c
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		int nul = input ? in[0] : open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (nul >= 0)
 			dup2(nul, 0);
 		if (log) {
@@ -93,6 +107,14 @@ static int spawn(const char *what, char *const *argv, char *const *envp, const c
 		_exit(127);
 	}
 	children[nchildren++] = (struct child){what, pid};
+	if (input) {
+		/* a token is far smaller than a pipe's buffer: this does not block; our read end,
+		 * still open while we write, keeps a child that died at once from raising SIGPIPE
+		 */
+		(void)fs_write_all(in[1], input, strlen(input));
+		close(in[1]);
+		close(in[0]);
+	}
 	return 0;
 }
 
@@ -254,7 +276,7 @@ int orchard_cmd_dev(int argc, char **argv)
 	extern char **environ;
 	for (char **e = environ; *e; e++)
 		strvec_push(&env, *e);
-	if ((r = spawn("etcd", ea.v, env.v, elog)) < 0) {
+	if ((r = spawn("etcd", ea.v, env.v, elog, NULL)) < 0) {
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		return ocli_fail("dev: cannot start etcd: %s", strerror(-r));
 	}
@@ -264,7 +286,7 @@ int orchard_cmd_dev(int argc, char **argv)
 		     "--data-dir", cdir, "--insecure-no-tls", NULL);
 	if (!admin)
 		strvec_push(&ca, "--insecure-auth-disabled");
-	if ((r = spawn("the controller", ca.v, env.v, NULL)) < 0) {
+	if ((r = spawn("the controller", ca.v, env.v, NULL, NULL)) < 0) {
 		stop_all();
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		return ocli_fail("dev: cannot start the controller: %s", strerror(-r));
@@ -296,7 +318,7 @@ int orchard_cmd_dev(int argc, char **argv)
 		_cleanup_strvec_ struct strvec wa = STRVEC_INIT, wenv = STRVEC_INIT;
 		char hn[200] = "dev";
 		gethostname(hn, sizeof(hn) - 1);
-		strvec_pushl(&wa, self, "worker", "run", url, "--bootstrap-token", token, NULL);
+		strvec_pushl(&wa, self, "worker", "run", url, "--bootstrap-token-stdin", NULL);
 		if (workers > 1)
 			strvec_pushf(&wa, "--name=%s-%llu", hn, (unsigned long long)i + 1);
 		if (synthetic)
@@ -311,7 +333,7 @@ int orchard_cmd_dev(int argc, char **argv)
 			if (strncmp(env.v[e], "ORCHARD_HOME=", 13) != 0)
 				strvec_push(&wenv, env.v[e]);
 		strvec_pushf(&wenv, "ORCHARD_HOME=%s", wdir);
-		if ((r = spawn("a worker", wa.v, wenv.v, NULL)) < 0) {
+		if ((r = spawn("a worker", wa.v, wenv.v, NULL, token)) < 0) {
 			ocli_fail("dev: cannot start a worker: %s", strerror(-r));
 			goto out;
 		}

@@ -95,6 +95,7 @@ enum {
 	OPT_SCHED_INTERVAL,
 	OPT_AUTH_DISABLED,
 	OPT_LISTEN_SSH,
+	OPT_NO_ELECTION,
 };
 
 int orchard_cmd_controller_run(int argc, char **argv)
@@ -119,6 +120,8 @@ int orchard_cmd_controller_run(int argc, char **argv)
 	    {"scheduler-interval", required_argument, NULL, OPT_SCHED_INTERVAL},
 	    {"insecure-auth-disabled", no_argument, NULL, OPT_AUTH_DISABLED},
 	    {"listen-ssh", required_argument, NULL, OPT_LISTEN_SSH},
+	    /* hidden: every controller schedules (tests of the transactions' guarantees) */
+	    {"experimental-no-scheduler-election", no_argument, NULL, OPT_NO_ELECTION},
 	    {NULL, 0, NULL, 0},
 	};
 	struct controller_options o = CONTROLLER_OPTIONS_DEFAULT;
@@ -206,6 +209,9 @@ int orchard_cmd_controller_run(int argc, char **argv)
 			break;
 		case OPT_AUTH_DISABLED:
 			o.insecure_auth_disabled = true;
+			break;
+		case OPT_NO_ELECTION:
+			o.no_scheduler_election = true;
 			break;
 		case OPT_LISTEN_SSH:
 			fprintf(stderr,

@@ -37,6 +37,7 @@ struct controller_options {
 	int64_t scheduler_interval_s;	  /* 5 */
 	uint64_t max_body;		  /* request body cap */
 	bool quiet_bootstrap;		  /* do not print the bootstrap banner */
+	bool no_scheduler_election;	  /* every controller schedules (tests) */
 };
 
 #define CONTROLLER_OPTIONS_DEFAULT                                                                 \

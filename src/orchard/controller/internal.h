@@ -47,6 +47,7 @@ struct controller {
 	pthread_mutex_t lock;
 	pthread_cond_t kick_cond;
 	bool kicked, stopping;
+	bool kick_forward; /* a kick from our API: a standby passes it on to the leader */
 	struct ctl_event *events, **events_tail;
 	int64_t lease;			  /* our etcd lease, 0 while we have none */
 	struct orchard_strv held_workers; /* watch channels held here (copy for the keeper) */
@@ -162,7 +163,16 @@ int watchers_start(struct controller *c);
 /* Pop every queued event (the caller frees them with ctl_event_free). */
 struct ctl_event *controller_take_events(struct controller *c);
 void ctl_event_free(struct ctl_event *e);
+/* Ask for a scheduling round wherever the scheduler runs (this controller or the leader). */
 void controller_kick_scheduler(struct controller *c);
+/* Wake this controller's scheduler thread only (the watches: every controller sees them). */
+void scheduler_kick_local(struct controller *c);
+/*
+ * One controller at a time schedules: the holder of SCHED_LEADER_KEY (its id, on its lease).
+ * The others stand by, serve the API and pass their kicks on by putting SCHED_KICK_KEY.
+ */
+#define SCHED_LEADER_KEY "live/scheduler"
+#define SCHED_KICK_KEY "live/kick"
 int scheduler_start(struct controller *c);
 int lease_keeper_start(struct controller *c);
 

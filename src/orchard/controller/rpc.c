@@ -343,7 +343,11 @@ static int on_event(void *userdata, const struct etcd_event *ev)
 	c->events_tail = &e->next;
 	pthread_mutex_unlock(&c->lock);
 	if (w->source == CTL_EVENT_VMS && !e->deleted && vm_needs_scheduler(e->value, e->len))
-		controller_kick_scheduler(c);
+		scheduler_kick_local(c);
+	/* a standby passed a kick on, or the scheduler's leader went: a round, or a campaign */
+	else if (w->source == CTL_EVENT_LIVE &&
+		 (streq(e->key, SCHED_KICK_KEY) || (e->deleted && streq(e->key, SCHED_LEADER_KEY))))
+		scheduler_kick_local(c);
 	controller_wake(c);
 	return 0;
 }
@@ -421,12 +425,4 @@ void controller_wake(struct controller *c)
 	if (c->lws && !c->lws_gone)
 		lws_cancel_service(c->lws);
 	pthread_mutex_unlock(&c->lws_lock);
-}
-
-void controller_kick_scheduler(struct controller *c)
-{
-	pthread_mutex_lock(&c->lock);
-	c->kicked = true;
-	pthread_cond_signal(&c->kick_cond);
-	pthread_mutex_unlock(&c->lock);
 }

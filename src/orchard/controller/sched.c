@@ -174,6 +174,15 @@ ssize_t sched_pick(const struct orchard_vm *vm, const struct sched_worker *v, si
 	return -1;
 }
 
+bool sched_batch_fits(size_t n, size_t nw, size_t bytes, bool new_worker, size_t vm_bytes)
+{
+	if (n == 0)
+		return true;
+	size_t vms = n + 1, workers = nw + (new_worker ? 1 : 0);
+	return vms <= SCHED_BATCH_MAX_VMS && vms + 3 * workers <= SCHED_BATCH_MAX_OPS &&
+	       vms + workers <= SCHED_BATCH_MAX_OPS && bytes + vm_bytes <= SCHED_BATCH_MAX_BYTES;
+}
+
 void sched_assign(struct orchard_vm *vm, const struct orchard_worker *w, int64_t now)
 {
 	set(&vm->worker, w->meta.name);

@@ -60,5 +60,20 @@ bool sched_eligible(const struct orchard_vm *vm, const struct sched_worker *sw);
 void sched_order(struct sched_worker *v, size_t n, bool distribute_load);
 /* The first eligible worker in v's order, or -1. */
 ssize_t sched_pick(const struct orchard_vm *vm, const struct sched_worker *v, size_t n);
+/*
+ * Placements are written in batches, one etcd transaction each: at most this many VMs, and
+ * within etcd's default --max-txn-ops (128 comparisons, 128 operations: a VM is one of each, a
+ * worker three comparisons and one put) and well within its --max-request-bytes (1.5 MiB).
+ */
+#define SCHED_BATCH_MAX_VMS 64
+#define SCHED_BATCH_MAX_OPS 128
+#define SCHED_BATCH_MAX_BYTES (512u << 10)
+/*
+ * Whether one more VM (its JSON vm_bytes long; new_worker when its worker is not in the batch
+ * yet) fits a batch of n VMs on nw workers holding `bytes` of JSON. An empty batch takes any
+ * VM.
+ */
+bool sched_batch_fits(size_t n, size_t nw, size_t bytes, bool new_worker, size_t vm_bytes);
+
 /* Place vm on w: worker, scheduled_at, scheduled=true, assigned CPU and memory. */
 void sched_assign(struct orchard_vm *vm, const struct orchard_worker *w, int64_t now);

@@ -302,8 +302,9 @@ static void wait_foreign(struct wvm *vm, pid_t pid)
 		pthread_mutex_lock(&vm->lock);
 		bool c = vm->cancelled;
 		pthread_mutex_unlock(&vm->lock);
+		/* through the pidfd: never another process that got the pid meanwhile */
 		if (c)
-			kill(pid, SIGKILL);
+			(void)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
 	}
 	close(fd);
 }

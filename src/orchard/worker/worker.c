@@ -575,6 +575,26 @@ static int sync_on_disk(struct worker *w)
 			list_add(w, vm);
 			continue;
 		}
+		const char *ps = orchard_str(rv, "powerState");
+		if (*ps && !streq(ps, "running")) {
+			/* stopped or suspended through the API (a terminal power state): it
+			 * stays so, on disk; finish what the previous process may not have */
+			if (running) {
+				_cleanup_strvec_ struct strvec s = STRVEC_INIT;
+				if (streq(ps, "suspended"))
+					strvec_pushl(&s, "suspend", name, NULL);
+				else
+					strvec_pushl(&s, "stop", "--timeout", "5", name, NULL);
+				(void)worker_tart(w, &s, NULL, NULL);
+			}
+			log_info("worker: keeping VM %s %s", name, ps);
+			pthread_mutex_lock(&vm->lock);
+			vm->started = true;
+			vm->conds = 0;
+			pthread_mutex_unlock(&vm->lock);
+			list_add(w, vm);
+			continue;
+		}
 		list_add(w, vm);
 		wvm_adopt(vm, running ? running_pid(name) : 0);
 	}
