@@ -392,24 +392,32 @@ void etcd_txn_release(struct etcd_txn *t)
 	t->compare = t->success = NULL;
 }
 
-void etcd_txn_cmp_mod(struct etcd_txn *t, const char *key, int64_t rev)
+/* A comparison of a key's revision: target "MOD" or "CREATE", result "EQUAL" or "NOT_EQUAL". */
+static void txn_cmp(struct etcd_txn *t, const char *key, const char *target, const char *result,
+		    int64_t rev)
 {
 	json_t *c = json_object();
 	json_object_set_new(c, "key", json_b64(key, strlen(key)));
-	json_object_set_new(c, "target", json_string("MOD"));
-	json_object_set_new(c, "result", json_string("EQUAL"));
-	json_object_set_new(c, "mod_revision", json_rev(rev));
+	json_object_set_new(c, "target", json_string(target));
+	json_object_set_new(c, "result", json_string(result));
+	json_object_set_new(c, streq(target, "MOD") ? "mod_revision" : "create_revision",
+			    json_rev(rev));
 	json_array_append_new(t->compare, c);
+}
+
+void etcd_txn_cmp_mod(struct etcd_txn *t, const char *key, int64_t rev)
+{
+	txn_cmp(t, key, "MOD", "EQUAL", rev);
+}
+
+void etcd_txn_cmp_create(struct etcd_txn *t, const char *key, int64_t rev)
+{
+	txn_cmp(t, key, "CREATE", "EQUAL", rev);
 }
 
 void etcd_txn_cmp_exists(struct etcd_txn *t, const char *key)
 {
-	json_t *c = json_object();
-	json_object_set_new(c, "key", json_b64(key, strlen(key)));
-	json_object_set_new(c, "target", json_string("CREATE"));
-	json_object_set_new(c, "result", json_string("NOT_EQUAL"));
-	json_object_set_new(c, "create_revision", json_rev(0));
-	json_array_append_new(t->compare, c);
+	txn_cmp(t, key, "CREATE", "NOT_EQUAL", 0);
 }
 
 void etcd_txn_put(struct etcd_txn *t, const char *key, const char *value, size_t len, int64_t lease)

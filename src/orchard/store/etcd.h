@@ -86,6 +86,9 @@ void etcd_txn_init(struct etcd_txn *t);
 void etcd_txn_release(struct etcd_txn *t);
 /* The key's mod_revision equals rev (0: the key does not exist). */
 void etcd_txn_cmp_mod(struct etcd_txn *t, const char *key, int64_t rev);
+/* The key's create_revision equals rev: it is still the object created then, modified or
+ * not (0: the key does not exist). */
+void etcd_txn_cmp_create(struct etcd_txn *t, const char *key, int64_t rev);
 /* The key exists (create_revision != 0). */
 void etcd_txn_cmp_exists(struct etcd_txn *t, const char *key);
 void etcd_txn_put(struct etcd_txn *t, const char *key, const char *value, size_t len,

@@ -92,7 +92,8 @@ static int txn_finish(struct store *s, struct etcd_txn *t)
 }
 
 /* Get one object and parse it; *ret_mod its mod_revision. */
-static int get_parsed(struct store *s, const char *key, parse_fn fn, void *ret, int64_t *ret_mod)
+static int get_parsed_kv(struct store *s, const char *key, parse_fn fn, void *ret, int64_t *ret_mod,
+			 int64_t *ret_create)
 {
 	struct etcd_kv kv;
 	int r = etcd_get(s->etcd, key, &kv, NULL);
@@ -101,8 +102,15 @@ static int get_parsed(struct store *s, const char *key, parse_fn fn, void *ret, 
 	r = parse_value(&kv, fn, ret);
 	if (r == 0 && ret_mod)
 		*ret_mod = kv.mod_revision;
+	if (r == 0 && ret_create)
+		*ret_create = kv.create_revision;
 	etcd_kv_release(&kv);
 	return r;
+}
+
+static int get_parsed(struct store *s, const char *key, parse_fn fn, void *ret, int64_t *ret_mod)
+{
+	return get_parsed_kv(s, key, fn, ret, ret_mod, NULL);
 }
 
 /* Range a prefix at a revision. */
@@ -626,16 +634,21 @@ int store_events_append(struct store *s, const char *vm_name, const struct orcha
 {
 	for (int attempt = 0; attempt < STORE_RETRIES; attempt++) {
 		struct orchard_vm vm = {0};
-		int64_t mod;
-		int r = store_vm_get(s, vm_name, &vm, &mod);
+		int64_t created;
+		_cleanup_free_ char *k = store_key(s, "vms/%s", vm_name);
+		int r = get_parsed_kv(s, k, (parse_fn)orchard_vm_from_json, &vm, NULL, &created);
 		if (r < 0)
 			return r;
-		_cleanup_free_ char *k = store_key(s, "vms/%s", vm_name);
 		int64_t injected = orchard_now();
 		struct etcd_txn t;
 		etcd_txn_init(&t);
-		/* the VM is still the one we read (a recreated VM has another uid) */
-		etcd_txn_cmp_mod(&t, k, mod);
+		/*
+		 * The VM still exists and is the one we read (deleted and recreated, it has another
+		 * uid and another create_revision). Its state may have changed meanwhile: workers
+		 * report it often, and comparing the mod_revision made appends lose to those
+		 * reports.
+		 */
+		etcd_txn_cmp_create(&t, k, created);
 		for (size_t i = 0; i < n; i++) {
 			int64_t ts = ev[i].timestamp < 0 ? 0 : ev[i].timestamp;
 			_cleanup_free_ char *ek =
