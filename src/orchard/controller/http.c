@@ -182,14 +182,20 @@ static char *hdr(struct lws *wsi, enum lws_token_indexes h)
 	return s;
 }
 
+/*
+ * Every URL argument, whatever its length: the request's header space (max_http_header_data)
+ * bounds them all, and lws answers a request that does not fit with an error of its own.
+ */
 static void read_args(struct conn *x)
 {
-	char buf[4096];
-	for (int i = 0; i < 64; i++) {
-		int n = lws_hdr_copy_fragment(x->wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i);
-		if (n < 0)
+	for (int i = 0;; i++) {
+		int len = lws_hdr_fragment_length(x->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (len <= 0)
 			break;
-		orchard_strv_push(&x->args, buf);
+		char *buf = xmalloc((size_t)len + 1);
+		if (lws_hdr_copy_fragment(x->wsi, buf, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0)
+			orchard_strv_push(&x->args, buf);
+		free(buf);
 	}
 }
 
