@@ -155,6 +155,15 @@ def test_auth_and_roles(ctl):
     admin.ok("POST", "/vms", vm_body("v"))
     assert c.get("/vms/v/ip").status_code != 401
     assert c.post("/vms", vm_body("w")).status_code == 401
+    # WebSocket routes asked without an upgrade check the credentials first, as Orchard does
+    for path in ["/vms/v/port-forward?port=22", "/vms/v/exec", "/workers/w/port-forward?port=1",
+                 "/rpc/watch?workerName=w", "/rpc/port-forward?session=s"]:
+        assert ctl.api(None).get(path).status_code == 401, path
+        assert ctl.api("reader", "wrong").get(path).status_code == 401, path
+        assert admin.get(path).status_code == 400, path
+    assert c.get("/workers/w/port-forward?port=1").status_code == 401
+    assert c.get("/rpc/watch?workerName=w").status_code == 401
+    assert c.get("/vms/v/port-forward?port=22").status_code == 400
 
 
 def test_bad_input_writes_nothing(ctl, etcd, prefix):

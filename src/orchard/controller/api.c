@@ -723,6 +723,15 @@ static void resolve_ip(struct api_req *q, struct api_resp *r)
 
 /* ---- routing ---- */
 
+/* A WebSocket route asked without an upgrade: Orchard checks the credentials first (401). */
+static void websocket_only(struct api_req *q, struct api_resp *r, bool any,
+			   const char *const *roles)
+{
+	if (!api_authorize(q, r, any, roles))
+		return;
+	api_error(r, 400, "this endpoint needs a WebSocket upgrade");
+}
+
 static bool is(const struct api_req *q, int method, size_t nseg, const char *s0, const char *s2)
 {
 	return q->method == method && q->nseg == nseg && streq(q->seg[0], s0) &&
@@ -789,11 +798,17 @@ void api_handle(struct api_req *q, struct api_resp *r)
 		return vm_ip(q, r, name);
 	if (is(q, LWSHUMETH_POST, 2, "rpc", NULL) && streq(q->seg[1], "resolve-ip"))
 		return resolve_ip(q, r);
-	if (q->method == LWSHUMETH_GET &&
-	    (is(q, LWSHUMETH_GET, 3, "vms", "port-forward") ||
-	     is(q, LWSHUMETH_GET, 3, "workers", "port-forward") ||
-	     is(q, LWSHUMETH_GET, 3, "vms", "exec") || (q->nseg == 2 && streq(q->seg[0], "rpc"))))
-		return api_error(r, 400, "this endpoint needs a WebSocket upgrade");
+	if (is(q, LWSHUMETH_GET, 3, "vms", "port-forward") ||
+	    is(q, LWSHUMETH_GET, 3, "vms", "exec"))
+		return websocket_only(
+		    q, r, true, ROLES(ORCHARD_ROLE_COMPUTE_WRITE, ORCHARD_ROLE_COMPUTE_CONNECT));
+	if (is(q, LWSHUMETH_GET, 3, "workers", "port-forward"))
+		return websocket_only(q, r, false, ROLES(ORCHARD_ROLE_ADMIN_WRITE));
+	if (is(q, LWSHUMETH_GET, 2, "rpc", NULL))
+		return websocket_only(q, r, false,
+				      ROLES(streq(q->seg[1], "watch")
+						? ORCHARD_ROLE_COMPUTE_READ
+						: ORCHARD_ROLE_COMPUTE_WRITE));
 	api_error(r, 404, "not found");
 }
 
