@@ -545,12 +545,13 @@ static int watch_message(struct watch_state *w, const json_t *msg)
 		struct etcd_event e = {0};
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		e.type = type && streq(type, "DELETE") ? ETCD_EVENT_DELETE : ETCD_EVENT_PUT;
-		if (parse_kv(json_object_get(ev, "kv"), &e.kv) < 0) {
-			w->error = -EBADMSG;
-			return w->error;
+		json_t *kvj = json_object_get(ev, "kv");
+		if (parse_kv(kvj, &e.kv) < 0) {
+			e = (struct etcd_event){.type = ETCD_EVENT_UNPARSABLE};
+			e.kv.mod_revision = get_i64(kvj, "mod_revision");
 		}
 		json_t *prev = json_object_get(ev, "prev_kv");
-		if (prev && parse_kv(prev, &e.prev_kv) == 0)
+		if (prev && e.type != ETCD_EVENT_UNPARSABLE && parse_kv(prev, &e.prev_kv) == 0)
 			e.has_prev = true;
 		w->last_revision = e.kv.mod_revision;
 		int r = w->fn(w->userdata, &e);

@@ -103,7 +103,11 @@ int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *ret_id);
 int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ret_ttl);
 int etcd_lease_revoke(struct etcd *e, int64_t id);
 
-enum etcd_event_type { ETCD_EVENT_PUT, ETCD_EVENT_DELETE };
+/*
+ * ETCD_EVENT_UNPARSABLE: an event whose key or value does not decode; only kv.mod_revision is
+ * set (the caller skips it, and the watch goes on past it instead of stopping there forever).
+ */
+enum etcd_event_type { ETCD_EVENT_PUT, ETCD_EVENT_DELETE, ETCD_EVENT_UNPARSABLE };
 struct etcd_event {
 	enum etcd_event_type type;
 	struct etcd_kv kv;	/* for a delete: key and mod_revision only */
