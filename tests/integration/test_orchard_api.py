@@ -714,3 +714,27 @@ def test_long_url_arguments_are_never_dropped(ctl):
     with pytest.raises(requests.ConnectionError):
         api.get("/vms/args/events", params={"junk": "a" * 20000, "limit": "0"})
     assert api.get("/vms/args/events", params={"limit": "1"}).status_code == 200
+
+
+def test_a_stale_heartbeat_does_not_make_a_worker_alive(etcd, prefix, tmp_path):
+    """As in Orchard, a worker whose last_seen is older than the offline timeout is offline:
+    a late (or replayed) heartbeat is recorded, but places nothing there."""
+    ctl = Controller(tmp_path / "c", etcd.endpoints, prefix=prefix, offline_timeout="2s")
+    try:
+        api = ctl.api()
+        old = "2001-02-03T04:05:06Z"
+        api.ok("POST", "/workers", {"name": "late", "machine_id": "m", "arch": "amd64",
+                                    "runtime": "tart", "last_seen": old})
+        api.ok("POST", "/vms", vm_body("v"))
+        for _ in range(3):
+            api.ok("PUT", "/workers/late", {"name": "late", "last_seen": old})
+            time.sleep(1)
+        assert api.ok("GET", "/workers/late")["last_seen"] == old
+        # several scheduler rounds (1 s apart) found no worker alive
+        assert not api.ok("GET", "/vms/v").get("worker")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        api.ok("PUT", "/workers/late", {"name": "late", "last_seen": now})
+        wait_until(lambda: api.ok("GET", "/vms/v").get("worker") == "late", timeout=30,
+                   what="placement after a current heartbeat")
+    finally:
+        ctl.stop()

@@ -376,19 +376,27 @@ int store_worker_list(struct store *s, int64_t revision, struct orchard_worker *
 	return 0;
 }
 
-/* Add the puts that mark a worker alive (a fresh lease) and record last_seen. */
+/*
+ * Add the puts that record last_seen and mark a worker alive (a fresh lease). A heartbeat
+ * whose last_seen is older than the offline timeout already (a late or replayed one) is
+ * recorded but marks nothing alive: Orchard would count that worker offline too.
+ */
 static int add_alive(struct store *s, struct etcd_txn *t, const char *name, int64_t last_seen,
 		     int64_t ttl_s)
 {
-	int64_t lease;
-	int r = etcd_lease_grant(s->etcd, ttl_s > 0 ? ttl_s : 1, &lease);
-	if (r < 0)
-		return r;
 	char ts[ORCHARD_TIME_MAX];
 	orchard_time_format(last_seen, ts);
 	_cleanup_free_ char *ks = store_key(s, "live/seen/%s", name);
 	_cleanup_free_ char *ka = store_key(s, "live/alive/%s", name);
 	etcd_txn_put(t, ks, ts, strlen(ts), 0);
+	if (ttl_s <= 0)
+		ttl_s = 1;
+	if (last_seen < orchard_now() - ttl_s * 1000000000)
+		return 0;
+	int64_t lease;
+	int r = etcd_lease_grant(s->etcd, ttl_s, &lease);
+	if (r < 0)
+		return r;
 	/* the key moves to the new lease; the old one expires with nothing attached */
 	etcd_txn_put(t, ka, ts, strlen(ts), lease);
 	return 0;
