@@ -10,10 +10,12 @@
  * Failover: the client holds a list of member endpoints. A call goes to the member that last
  * answered; when it cannot be reached (refused, reset, timed out) or answers that it has no
  * leader or is unavailable (HTTP 503, gRPC codes 14 and 4), the next member is tried, until
- * every member has been tried once. Then the call fails with -ENOTCONN, which the API turns
- * into 503. A call that may have been applied by a member that then stopped answering can be
- * retried on another: writes that matter are compare-and-swap transactions, whose retry fails
- * its comparison instead of applying twice.
+ * every member has been tried once. A member that failed so is tried last for 30 s, so a hung
+ * one costs one timeout, not one per call; a watch on it ends once a call has found it
+ * failing (or when it does not confirm the watch within the call timeout). Then the call fails with
+ * -ENOTCONN, which the API turns into 503. A call that may have been applied by a member that then
+ * stopped answering can be retried on another: writes that matter are compare-and-swap
+ * transactions, whose retry fails its comparison instead of applying twice.
  *
  * Never logs; a failure's description goes to the optional *ret_error of the calls that take
  * one, or is dropped.
