@@ -21,6 +21,17 @@ from orchard_fixtures import (ORCHARD_BIN, TOKEN, Controller, EtcdCluster, FakeW
                               wait_until)
 
 
+def ws_close_reason(c):
+    """The code and reason of the close frame the controller sends next."""
+    try:
+        while True:
+            op, data = c.recv_data(control_frame=True)
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(data[:2], "big"), data[2:].decode()
+    finally:
+        c.close()
+
+
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory):
     c = EtcdCluster(tmp_path_factory.mktemp("etcd"))
@@ -245,12 +256,16 @@ def test_websockets_ip_port_forward_and_drops(ctl):
     # bad requests are refused before the upgrade
     for path, status in [("/vms/v1/port-forward?port=0", 400),
                          ("/vms/v1/port-forward?port=x", 400),
-                         ("/vms/nope/port-forward?port=22", 404),
                          ("/rpc/watch", 400),
                          ("/rpc/port-forward", 400)]:
         with pytest.raises(websocket.WebSocketBadStatusException) as e:
             api.ws(path)
         assert e.value.status_code == status, path
+    # whether the VM or worker exists is etcd's to say, after the upgrade (the event loop
+    # does not wait for etcd): a close with 4000 + Orchard's status
+    for path, what in [("/vms/nope/port-forward?port=22", "VM"),
+                       ("/workers/nope/port-forward?port=22", "worker")]:
+        assert ws_close_reason(api.ws(path)) == (4404, f"{what} not found")
     with pytest.raises(websocket.WebSocketBadStatusException) as e:
         ctl.api(None).ws("/vms/v1/port-forward?port=22")
     assert e.value.status_code == 401
@@ -738,3 +753,47 @@ def test_a_stale_heartbeat_does_not_make_a_worker_alive(etcd, prefix, tmp_path):
                    what="placement after a current heartbeat")
     finally:
         ctl.stop()
+
+
+def test_a_hung_etcd_member_is_passed_over(etcd, prefix, tmp_path):
+    """SIGSTOP of the member the controller talks to (and watches through): it costs one call
+    timeout, then everything goes on through the others: requests, the waits of ip and
+    port-forward, and the watches that carry instructions to workers and answers back."""
+    ctl = Controller(tmp_path / "c", etcd.endpoints, prefix=prefix)
+    w = None
+    try:
+        api = ctl.api()
+        w = FakeWorker(api, "w1")
+        api.ok("POST", "/vms", vm_body("v"))
+        wait_until(lambda: api.ok("GET", "/vms/v").get("worker") == "w1", what="placement")
+        api.ok("PUT", "/vms/v/state", {"status": "running"})
+        assert api.ok("GET", "/vms/v/ip", params={"wait": "5"}) == {"ip": "10.11.12.13"}
+        c = api.ws("/vms/v/port-forward?port=22&wait=5")
+        c.send_binary(b"before")
+        assert c.recv() == b"before"
+
+        etcd.pause(0)  # the first member: the one every call and both watches started on
+        try:
+            r = api.get("/vms/v/ip", params={"wait": "30"}, timeout=90)
+            assert r.status_code == 200 and r.json() == {"ip": "10.11.12.13"}, r.text
+            c2 = api.ws("/vms/v/port-forward?port=22&wait=30", timeout=90)
+            c2.send_binary(b"during")
+            assert c2.recv() == b"during"
+            c2.close()
+            # the session opened before the member hung kept working all along
+            c.send_binary(b"still")
+            assert c.recv() == b"still"
+            assert api.post("/service-accounts", {"name": "late", "token": "t"}).status_code \
+                == 200
+            late = ctl.api("late", "t")
+            with pytest.raises(websocket.WebSocketBadStatusException) as e:
+                late.ws("/vms/v/port-forward?port=22")
+            assert e.value.status_code == 401  # no roles: the mirror knows the new account
+        finally:
+            etcd.resume(0)
+        c.close()
+    finally:
+        if w:
+            w.stop()
+        ctl.stop()
+        etcd.wait_healthy()
