@@ -2,6 +2,7 @@
 /* The etcd client against a scripted gateway on loopback (one canned answer per connection). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -20,16 +21,17 @@
 
 struct fake {
 	int fd;
-	const char *body; /* the answer's body, sent after the request was read */
+	const char *body;	/* the answer's body, sent after the request was read */
+	const char *watch_body; /* instead, for /v3/watch (NULL: body) */
+	int serve;		/* connections to answer */
+	bool hang;		/* accept, read, never answer (a SIGSTOPped member) */
+	int accepted;
+	int held[16];
 };
 
 /* Read one request (headers, then Content-Length bytes), answer 200 with the body, close. */
-static void *serve_one(void *userdata)
+static void serve_conn(struct fake *f, int c)
 {
-	struct fake *f = userdata;
-	int c = accept(f->fd, NULL, NULL);
-	if (c < 0)
-		return NULL;
 	char buf[8192];
 	size_t n = 0;
 	char *end = NULL;
@@ -41,6 +43,7 @@ static void *serve_one(void *userdata)
 		buf[n] = 0;
 		end = strstr(buf, "\r\n\r\n");
 	}
+	const char *body = f->watch_body && strstr(buf, "/v3/watch") ? f->watch_body : f->body;
 	const char *cl = end ? strcasestr(buf, "content-length:") : NULL;
 	size_t want = cl ? strtoul(cl + 15, NULL, 10) : 0,
 	       have = end ? n - (size_t)(end + 4 - buf) : 0;
@@ -54,10 +57,25 @@ static void *serve_one(void *userdata)
 	int hn = snprintf(head, sizeof(head),
 			  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 			  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-			  strlen(f->body));
+			  strlen(body));
 	(void)!write(c, head, (size_t)hn);
-	(void)!write(c, f->body, strlen(f->body));
+	(void)!write(c, body, strlen(body));
 	close(c);
+}
+
+static void *serve(void *userdata)
+{
+	struct fake *f = userdata;
+	for (int i = 0; i < f->serve; i++) {
+		int c = accept(f->fd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		__atomic_add_fetch(&f->accepted, 1, __ATOMIC_SEQ_CST);
+		if (f->hang && i < 16)
+			f->held[i] = c; /* open and silent until the test ends */
+		else
+			serve_conn(f, c);
+	}
 	return NULL;
 }
 
@@ -104,8 +122,9 @@ static void test_watch_skips_an_unparsable_event(void **state)
 		    "\"mod_revision\":\"7\"}}]}}\n"};
 	int port;
 	f.fd = listen_loopback(&port);
+	f.serve = 1;
 	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, serve_one, &f), 0);
+	assert_int_equal(pthread_create(&t, NULL, serve, &f), 0);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	struct etcd *e;
@@ -126,10 +145,59 @@ static void test_watch_skips_an_unparsable_event(void **state)
 	assert_int_equal(s.revisions[2], 7);
 }
 
+/*
+ * A member that accepts connections and never answers costs one timeout: after it, calls go
+ * to the member that answered, also after a watch there ended (which used to move them back
+ * to the next member in the list, the hung one).
+ */
+static void test_a_hung_member_costs_one_timeout(void **state)
+{
+	(void)state;
+	struct fake hung = {.hang = true, .serve = 16};
+	struct fake good = {.body = "{\"header\":{\"revision\":\"3\"},\"count\":\"0\"}",
+			    .watch_body = "{\"result\":{\"header\":{\"revision\":\"3\"},"
+					  "\"created\":true}}\n",
+			    .serve = 5};
+	int hp, gp;
+	hung.fd = listen_loopback(&hp);
+	good.fd = listen_loopback(&gp);
+	pthread_t th, tg;
+	assert_int_equal(pthread_create(&th, NULL, serve, &hung), 0);
+	assert_int_equal(pthread_create(&tg, NULL, serve, &good), 0);
+	char urls[128];
+	snprintf(urls, sizeof(urls), "http://127.0.0.1:%d,http://127.0.0.1:%d", hp, gp);
+	struct etcd *e;
+	assert_int_equal(etcd_new(urls, 1, &e), 0);
+	struct etcd_kvs kvs;
+	/* the first call waits for the hung member once, then gets its answer elsewhere */
+	assert_int_equal(etcd_range(e, "k", NULL, 0, 0, false, false, &kvs), 0);
+	etcd_kvs_release(&kvs);
+	assert_int_equal(__atomic_load_n(&hung.accepted, __ATOMIC_SEQ_CST), 1);
+	/* a watch on the member that answers, which then ends */
+	struct seen s = {0};
+	assert_int_equal(etcd_watch(e, "k", NULL, 0, on_event, &s, NULL), -ECONNRESET);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(etcd_range(e, "k", NULL, 0, 0, false, false, &kvs), 0);
+		etcd_kvs_release(&kvs);
+	}
+	pthread_join(tg, NULL);
+	/* every later call and the watch went to the member that answers */
+	assert_int_equal(__atomic_load_n(&hung.accepted, __ATOMIC_SEQ_CST), 1);
+	assert_int_equal(good.accepted, 5);
+	etcd_free(e);
+	shutdown(hung.fd, SHUT_RDWR);
+	close(hung.fd);
+	pthread_join(th, NULL);
+	for (int i = 0; i < hung.accepted && i < 16; i++)
+		close(hung.held[i]);
+	close(good.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_watch_skips_an_unparsable_event),
+	    cmocka_unit_test(test_a_hung_member_costs_one_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
