@@ -121,12 +121,13 @@ struct transfer {
 	bool status_known;
 	bool stream;
 	/* stall_timeout_s */
-	bool headers_done;	/* the final (non-1xx) header block has ended */
-	bool informational;	/* the header block being read is a 1xx one */
-	uint64_t sent_ms;	/* when the request was seen fully sent; 0: not yet */
-	uint64_t moved_ms;	/* when a byte last moved either way */
-	curl_off_t moved;	/* bytes moved so far, both ways */
+	bool headers_done;   /* the final (non-1xx) header block has ended */
+	bool informational;  /* the header block being read is a 1xx one */
+	uint64_t sent_ms;    /* when the request was seen fully sent; 0: not yet */
+	uint64_t moved_ms;   /* when a byte last moved either way */
+	curl_off_t moved;    /* bytes moved so far, both ways */
 	const char *stalled; /* why the transfer was aborted, NULL when it was not */
+	bool cancelled;	     /* progress_fn asked for the end */
 };
 
 static uint64_t now_ms(void)
@@ -142,6 +143,12 @@ static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 {
 	(void)dltotal;
 	struct transfer *t = userdata;
+	if (t->req->progress_fn && t->req->progress_fn(t->req->progress_userdata)) {
+		t->cancelled = true;
+		return 1;
+	}
+	if (t->opts->stall_timeout_s <= 0)
+		return 0;
 	uint64_t now = now_ms(), limit = (uint64_t)t->opts->stall_timeout_s * 1000;
 	if (!t->moved_ms || dlnow + ulnow != t->moved) {
 		t->moved = dlnow + ulnow;
@@ -370,7 +377,7 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 	curl_easy_setopt(h, CURLOPT_READDATA, &t);
 	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
 	curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
-	if (c->opts.stall_timeout_s > 0) {
+	if (c->opts.stall_timeout_s > 0 || q->progress_fn) {
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -386,6 +393,9 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 		r = 0;
+	} else if (t.cancelled) {
+		r = -ECANCELED;
+		resp->error = xstrdup("cancelled by its owner");
 	} else if (t.stalled) {
 		r = -ETIMEDOUT;
 		resp->error = xasprintf("%s (%ld s)", t.stalled, c->opts.stall_timeout_s);

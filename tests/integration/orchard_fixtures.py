@@ -84,6 +84,13 @@ class EtcdCluster:
             p.wait(timeout=10)
         self.procs[i] = None
 
+    def pause(self, i):
+        """SIGSTOP: a member that hangs instead of dying (connections open, no answers)."""
+        self.procs[i].send_signal(signal.SIGSTOP)
+
+    def resume(self, i):
+        self.procs[i].send_signal(signal.SIGCONT)
+
     def healthy(self, i):
         try:
             r = requests.get(self.url(i) + "/health", timeout=1)

@@ -105,8 +105,7 @@ bool api_authorize(const struct api_req *q, struct api_resp *r, bool any, const 
 
 #define ROLES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-int api_authenticate(struct controller *c, const char *authorization,
-		     struct orchard_service_account *ret)
+int api_basic_credentials(const char *authorization, char **ret_name, char **ret_token)
 {
 	if (strncasecmp(authorization, "Basic ", 6) != 0)
 		return -EACCES;
@@ -121,8 +120,26 @@ int api_authenticate(struct controller *c, const char *authorization,
 	if (!colon)
 		return -EACCES;
 	*colon = 0;
-	const char *name = dec, *token = colon + 1;
-	if (orchard_name_validate(name, "service account", NULL) < 0)
+	if (orchard_name_validate(dec, "service account", NULL) < 0)
+		return -EACCES;
+	*ret_name = xstrdup(dec);
+	*ret_token = xstrdup(colon + 1);
+	return 0;
+}
+
+bool api_token_matches(const struct orchard_service_account *sa, const char *token)
+{
+	const char *want = sa->token ? sa->token : "";
+	size_t wl = strlen(want), tl = strlen(token);
+	/* constant time in the token's content; an empty stored token never matches */
+	return wl == tl && wl > 0 && CRYPTO_memcmp(want, token, wl) == 0;
+}
+
+int api_authenticate(struct controller *c, const char *authorization,
+		     struct orchard_service_account *ret)
+{
+	_cleanup_free_ char *name = NULL, *token = NULL;
+	if (api_basic_credentials(authorization, &name, &token) < 0)
 		return -EACCES;
 	struct orchard_service_account sa = {0};
 	int r = store_sa_get(c->store, name, &sa);
@@ -130,11 +147,7 @@ int api_authenticate(struct controller *c, const char *authorization,
 		return -EACCES;
 	if (r < 0)
 		return r;
-	const char *want = sa.token ? sa.token : "";
-	size_t wl = strlen(want), tl = strlen(token);
-	/* constant time in the token's content; an empty stored token never matches */
-	bool ok = wl == tl && wl > 0 && CRYPTO_memcmp(want, token, wl) == 0;
-	if (!ok) {
+	if (!api_token_matches(&sa, token)) {
 		orchard_service_account_release(&sa);
 		return -EACCES;
 	}
@@ -268,10 +281,12 @@ static void sa_create(struct api_req *q, struct api_resp *r)
 		sa.meta.created_at = orchard_now();
 		sa.meta.version = 0;
 		int e = store_sa_put(q->c->store, &sa, false);
-		if (e < 0)
+		if (e < 0) {
 			api_store_error(r, e, "service account");
-		else
+		} else {
+			accounts_wait(q->c, sa.meta.name, &sa);
 			api_json(r, 200, orchard_service_account_to_json(&sa));
+		}
 	}
 	orchard_service_account_release(&sa);
 }
@@ -294,6 +309,7 @@ static void sa_update(struct api_req *q, struct api_resp *r, const char *name)
 			if (e < 0) {
 				api_store_error(r, e, "service account");
 			} else {
+				accounts_wait(q->c, name, &out);
 				api_json(r, 200, orchard_service_account_to_json(&out));
 				orchard_service_account_release(&out);
 			}
@@ -337,6 +353,7 @@ static void sa_delete(struct api_req *q, struct api_resp *r, const char *name)
 	int e = store_sa_delete(q->c->store, name);
 	if (e < 0)
 		return api_store_error(r, e, "service account");
+	accounts_wait(q->c, name, NULL);
 	r->status = 200;
 }
 
@@ -723,6 +740,15 @@ static void resolve_ip(struct api_req *q, struct api_resp *r)
 
 /* ---- routing ---- */
 
+/* A WebSocket route asked without an upgrade: Orchard checks the credentials first (401). */
+static void websocket_only(struct api_req *q, struct api_resp *r, bool any,
+			   const char *const *roles)
+{
+	if (!api_authorize(q, r, any, roles))
+		return;
+	api_error(r, 400, "this endpoint needs a WebSocket upgrade");
+}
+
 static bool is(const struct api_req *q, int method, size_t nseg, const char *s0, const char *s2)
 {
 	return q->method == method && q->nseg == nseg && streq(q->seg[0], s0) &&
@@ -789,11 +815,17 @@ void api_handle(struct api_req *q, struct api_resp *r)
 		return vm_ip(q, r, name);
 	if (is(q, LWSHUMETH_POST, 2, "rpc", NULL) && streq(q->seg[1], "resolve-ip"))
 		return resolve_ip(q, r);
-	if (q->method == LWSHUMETH_GET &&
-	    (is(q, LWSHUMETH_GET, 3, "vms", "port-forward") ||
-	     is(q, LWSHUMETH_GET, 3, "workers", "port-forward") ||
-	     is(q, LWSHUMETH_GET, 3, "vms", "exec") || (q->nseg == 2 && streq(q->seg[0], "rpc"))))
-		return api_error(r, 400, "this endpoint needs a WebSocket upgrade");
+	if (is(q, LWSHUMETH_GET, 3, "vms", "port-forward") ||
+	    is(q, LWSHUMETH_GET, 3, "vms", "exec"))
+		return websocket_only(
+		    q, r, true, ROLES(ORCHARD_ROLE_COMPUTE_WRITE, ORCHARD_ROLE_COMPUTE_CONNECT));
+	if (is(q, LWSHUMETH_GET, 3, "workers", "port-forward"))
+		return websocket_only(q, r, false, ROLES(ORCHARD_ROLE_ADMIN_WRITE));
+	if (is(q, LWSHUMETH_GET, 2, "rpc", NULL))
+		return websocket_only(q, r, false,
+				      ROLES(streq(q->seg[1], "watch")
+						? ORCHARD_ROLE_COMPUTE_READ
+						: ORCHARD_ROLE_COMPUTE_WRITE));
 	api_error(r, 404, "not found");
 }
 

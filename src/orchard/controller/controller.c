@@ -143,7 +143,12 @@ int controller_run(const struct controller_options *opts)
 
 	if (c->fingerprint && c->o.quiet_bootstrap == false)
 		log_info("certificate SHA-256 fingerprint: %s", c->fingerprint);
+	r = accounts_start(c);
+	if (r < 0)
+		return log_error_errno(r, "cannot read the service accounts from etcd");
 	r = jobs_start(c, 8);
+	if (r == 0)
+		r = errands_start(c);
 	if (r == 0)
 		r = lease_keeper_start(c);
 	if (r == 0)

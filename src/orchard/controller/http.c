@@ -6,6 +6,11 @@
  * dial-backs to the controller whose client waits for them (docs/orchard.md).
  *
  * Every connection has a `struct conn` (lws opaque user data), freed at WSI_DESTROY.
+ *
+ * The loop itself never calls etcd: what it needs from there (a waiting request's checks,
+ * a watch channel's claim, a relay's lookup) goes to the errand thread, whose answers come
+ * back through lws_cancel_service (errands_finish). Upgrades authenticate against the
+ * service accounts mirrored in memory (accounts.c).
  */
 #include <errno.h>
 #include <libwebsockets.h>
@@ -80,7 +85,10 @@ struct conn {
 	uint16_t port;
 	int64_t watch_from;
 	usec_t deadline, answer_deadline;
-	bool notified, session_registered;
+	bool notified;	     /* the worker was asked (the cleanup takes it back) */
+	bool held;	     /* K_WATCH: our claim on the worker's channel was submitted */
+	uint64_t wait_gen;   /* this wait's number (a keep-alive connection waits again) */
+	uint64_t errand_gen; /* the wait whose check is under way on the errand thread, 0 */
 
 	/* WebSockets */
 	struct conn *peer;
@@ -182,14 +190,20 @@ static char *hdr(struct lws *wsi, enum lws_token_indexes h)
 	return s;
 }
 
+/*
+ * Every URL argument, whatever its length: the request's header space (max_http_header_data)
+ * bounds them all, and lws answers a request that does not fit with an error of its own.
+ */
 static void read_args(struct conn *x)
 {
-	char buf[4096];
-	for (int i = 0; i < 64; i++) {
-		int n = lws_hdr_copy_fragment(x->wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i);
-		if (n < 0)
+	for (int i = 0;; i++) {
+		int len = lws_hdr_fragment_length(x->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (len <= 0)
 			break;
-		orchard_strv_push(&x->args, buf);
+		char *buf = xmalloc((size_t)len + 1);
+		if (lws_hdr_copy_fragment(x->wsi, buf, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0)
+			orchard_strv_push(&x->args, buf);
+		free(buf);
 	}
 }
 
@@ -389,17 +403,195 @@ static void pair(struct conn *a, struct conn *b)
 
 /* ---- waits: VM running, worker reachable, answers ---- */
 
+/* ---- etcd errands of the waits, the watch channels and the relays ---- */
+
+enum conn_errand_kind { CE_CHECK, CE_CLEANUP, CE_HOLD, CE_RELEASE, CE_OWNER };
+
+enum check_outcome {
+	CO_WAITING, /* the VM does not run yet (or etcd did not answer): again later */
+	CO_VM_NOT_FOUND,
+	CO_WORKER_NOT_FOUND,
+	CO_VM_FAILED,
+	CO_UNREACHABLE, /* the worker holds no channel to any controller (yet) */
+	CO_SEND_FAILED,
+	CO_SENT,
+};
+
+struct conn_errand {
+	struct errand base;
+	enum conn_errand_kind kind;
+	uint64_t conn_id, gen;
+	/* what the loop knew */
+	enum conn_kind conn_kind;
+	enum phase phase;
+	char *vm_name, *worker, *vm_uid;
+	char session[37];
+	uint16_t port;
+	/* what etcd said */
+	enum check_outcome outcome;
+	int r;
+	char *status, *url, *cert;
+};
+
+static void errand_release(struct errand *base)
+{
+	struct conn_errand *e = (struct conn_errand *)base;
+	free(e->vm_name);
+	free(e->worker);
+	free(e->vm_uid);
+	free(e->status);
+	free(e->url);
+	free(e->cert);
+	free(e);
+}
+
+/* Ask the worker (the notify key that the holder of its channel delivers). */
+static int send_instruction(struct controller *c, struct conn_errand *e)
+{
+	int r = rpc_session_register(c, e->session);
+	if (r < 0)
+		return r;
+	struct orchard_watch_instruction wi = {0};
+	struct orchard_port_forward_action pf = {e->session, e->vm_uid ? e->vm_uid : (char *)"",
+						 e->port};
+	struct orchard_resolve_ip_action ip = {e->session, e->vm_uid ? e->vm_uid : (char *)""};
+	if (e->conn_kind == K_HTTP)
+		wi.resolve_ip = &ip;
+	else
+		wi.port_forward = &pf;
+	return rpc_notify(c, e->worker, e->session, &wi);
+}
+
+/* One look at a waiting request's VM and worker; asks the worker once both are ready. */
+static void check_run(struct controller *c, struct conn_errand *e)
+{
+	if (e->phase == P_WAIT_VM) {
+		struct orchard_vm vm = {0};
+		e->r = store_vm_get(c->store, e->vm_name, &vm, NULL);
+		if (e->r == -ENOENT) {
+			e->outcome = CO_VM_NOT_FOUND;
+			return;
+		}
+		if (e->r < 0) {
+			e->outcome = CO_WAITING;
+			return;
+		}
+		free(e->worker);
+		e->worker = xstrdup(vm.worker ? vm.worker : "");
+		e->outcome = CO_WAITING;
+		if (orchard_vm_is_failed(&vm)) {
+			e->outcome = CO_VM_FAILED;
+			e->status = xstrdup(vm.status ? vm.status : "");
+		} else if (vm.status && streq(vm.status, ORCHARD_STATUS_RUNNING)) {
+			free(e->vm_uid);
+			e->vm_uid = xstrdup(vm.uid ? vm.uid : "");
+			e->phase = P_WAIT_WORKER;
+		}
+		orchard_vm_release(&vm);
+		if (e->phase == P_WAIT_VM)
+			return;
+	}
+	if (!e->vm_name) {
+		/* a port-forward to the worker itself: it must exist */
+		struct orchard_worker w = {0};
+		e->r = store_worker_get(c->store, e->worker, &w, NULL);
+		if (e->r == 0)
+			orchard_worker_release(&w);
+		if (e->r < 0) {
+			e->outcome = e->r == -ENOENT ? CO_WORKER_NOT_FOUND : CO_UNREACHABLE;
+			return;
+		}
+	}
+	bool reachable = false;
+	e->r = rpc_worker_reachable(c, e->worker, &reachable);
+	if (e->r < 0 || !reachable) {
+		e->outcome = CO_UNREACHABLE;
+		return;
+	}
+	e->r = send_instruction(c, e);
+	e->outcome = e->r < 0 ? CO_SEND_FAILED : CO_SENT;
+}
+
+static void errand_run(struct controller *c, struct errand *base)
+{
+	struct conn_errand *e = (struct conn_errand *)base;
+	switch (e->kind) {
+	case CE_CHECK:
+		check_run(c, e);
+		break;
+	case CE_CLEANUP:
+		if (e->worker)
+			(void)rpc_unnotify(c, e->worker, e->session);
+		rpc_session_unregister(c, e->session);
+		break;
+	case CE_HOLD:
+		if (rpc_hold_worker(c, e->worker) < 0)
+			log_warning("cannot record in etcd that worker '%s' is connected here",
+				    e->worker);
+		break;
+	case CE_RELEASE:
+		rpc_release_worker(c, e->worker);
+		break;
+	case CE_OWNER:
+		e->r = rpc_session_owner(c, e->session, &e->url, &e->cert);
+		break;
+	}
+}
+
+static struct conn_errand *errand_new(struct conn *x, enum conn_errand_kind kind,
+				      void (*done)(struct controller *, struct errand *))
+{
+	struct conn_errand *e = xcalloc(1, sizeof(*e));
+	e->base.run = errand_run;
+	e->base.done = done;
+	e->base.release = errand_release;
+	e->kind = kind;
+	e->conn_id = x->id;
+	e->gen = x->wait_gen;
+	e->conn_kind = x->kind;
+	e->phase = x->phase;
+	e->vm_name = x->vm_name ? xstrdup(x->vm_name) : NULL;
+	e->worker = x->worker ? xstrdup(x->worker) : NULL;
+	e->vm_uid = x->vm_uid ? xstrdup(x->vm_uid) : NULL;
+	snprintf(e->session, sizeof(e->session), "%s", x->session);
+	e->port = x->port;
+	return e;
+}
+
+static struct conn *conn_by_id(struct controller *c, uint64_t id)
+{
+	for (struct conn *x = c->conns; x; x = x->next)
+		if (x->id == id)
+			return x;
+	return NULL;
+}
+
+/* Take back a request to a worker: its notify key, our session and any answer. */
+static void submit_cleanup(struct controller *c, const char *worker, const char *session)
+{
+	struct conn_errand *e = xcalloc(1, sizeof(*e));
+	e->base.run = errand_run;
+	e->base.release = errand_release;
+	e->kind = CE_CLEANUP;
+	e->worker = worker ? xstrdup(worker) : NULL;
+	snprintf(e->session, sizeof(e->session), "%s", session);
+	errand_submit(c, &e->base);
+}
+
 static void conn_cleanup_waits(struct conn *x)
 {
 	struct controller *c = x->c;
-	if (x->notified && x->worker)
-		(void)rpc_unnotify(c, x->worker, x->session);
+	if (x->notified)
+		submit_cleanup(c, x->worker, x->session);
 	x->notified = false;
-	if (x->session_registered)
-		rpc_session_unregister(c, x->session);
-	x->session_registered = false;
-	if (x->kind == K_WATCH && x->worker)
-		rpc_release_worker(c, x->worker);
+	if (x->kind == K_WATCH && x->held)
+		errand_submit(c, &errand_new(x, CE_RELEASE, NULL)->base);
+	x->held = false;
+}
+
+static bool waiting(const struct conn *x)
+{
+	return x->phase == P_WAIT_VM || x->phase == P_WAIT_WORKER || x->phase == P_WAIT_ANSWER;
 }
 
 /* The end of a wait: an HTTP answer, or a WebSocket close. */
@@ -423,85 +615,88 @@ static void wait_fail(struct conn *x, int status, const char *fmt, ...)
 	free(msg);
 }
 
-static void step(struct conn *x);
-
 static void arm(struct conn *x, usec_t usec)
 {
 	lws_set_timer_usecs(x->wsi, (lws_usec_t)usec);
 }
 
-/* The instruction for the worker, once the VM runs and the worker is reachable. */
-static int send_instruction(struct conn *x)
+/* A check's answer, back in the loop. */
+static void check_done(struct controller *c, struct errand *base)
 {
-	struct controller *c = x->c;
-	orchard_uuid(x->session);
-	int r = rpc_session_register(c, x->session);
-	if (r < 0)
-		return r;
-	x->session_registered = true;
-	struct orchard_watch_instruction wi = {0};
-	struct orchard_port_forward_action pf = {x->session, x->vm_uid ? x->vm_uid : (char *)"",
-						 x->port};
-	struct orchard_resolve_ip_action ip = {x->session, x->vm_uid ? x->vm_uid : (char *)""};
-	if (x->kind == K_HTTP)
-		wi.resolve_ip = &ip;
-	else
-		wi.port_forward = &pf;
-	r = rpc_notify(c, x->worker, x->session, &wi);
-	if (r < 0)
-		return r;
-	x->notified = true;
-	return 0;
+	struct conn_errand *e = (struct conn_errand *)base;
+	struct conn *x = conn_by_id(c, e->conn_id);
+	if (x && x->errand_gen == e->gen)
+		x->errand_gen = 0;
+	bool asked = e->outcome == CO_SENT || e->outcome == CO_SEND_FAILED;
+	if (!x || x->wait_gen != e->gen || (x->phase != P_WAIT_VM && x->phase != P_WAIT_WORKER)) {
+		/* the client went, or the wait ended meanwhile (the worker's answer came before
+		 * this did): take back what was asked */
+		if (asked)
+			submit_cleanup(c, e->worker, e->session);
+		return;
+	}
+	if (e->worker && (!x->worker || !streq(x->worker, e->worker))) {
+		free(x->worker);
+		x->worker = xstrdup(e->worker);
+	}
+	if (e->vm_uid && (!x->vm_uid || !streq(x->vm_uid, e->vm_uid))) {
+		free(x->vm_uid);
+		x->vm_uid = xstrdup(e->vm_uid);
+	}
+	usec_t now = now_monotonic_usec();
+	switch (e->outcome) {
+	case CO_VM_NOT_FOUND:
+		return wait_fail(x, 404, "VM not found");
+	case CO_WORKER_NOT_FOUND:
+		return wait_fail(x, 404, "worker not found");
+	case CO_VM_FAILED:
+		return wait_fail(x, 417, "VM is in a terminal state '%s'", e->status);
+	case CO_WAITING:
+		if (now >= x->deadline)
+			return wait_fail(x, e->r < 0 ? 503 : 408,
+					 "VM is not running on '%s' worker",
+					 x->worker ? x->worker : "");
+		return arm(x, 1000000);
+	case CO_UNREACHABLE:
+		x->phase = P_WAIT_WORKER;
+		if (now >= x->deadline)
+			return wait_fail(x, 503, "worker %s is not connected to any controller",
+					 x->worker ? x->worker : "");
+		return arm(x, 1000000);
+	case CO_SEND_FAILED:
+		x->notified = true; /* whatever got written is taken back */
+		return wait_fail(x, 503, "failed to request %s from the worker %s",
+				 x->kind == K_HTTP ? "VM's IP" : "port forwarding", x->worker);
+	case CO_SENT:
+		x->notified = true;
+		x->phase = P_WAIT_ANSWER;
+		x->answer_deadline = MAX(x->deadline, now + MIN_ANSWER_WAIT_S * 1000000ULL);
+		return arm(x, MIN(x->answer_deadline - now, 1000000ULL));
+	}
 }
+
+/* How long past its deadline a wait may hang on an errand etcd does not answer. */
+#define ERRAND_GRACE_USEC (10 * 1000000ULL)
 
 static void step(struct conn *x)
 {
-	struct controller *c = x->c;
 	usec_t now = now_monotonic_usec();
-	if (x->phase == P_WAIT_VM) {
-		struct orchard_vm vm = {0};
-		int r = store_vm_get(c->store, x->vm_name, &vm, NULL);
-		if (r == -ENOENT)
-			return wait_fail(x, 404, "VM not found");
-		if (r == 0 && orchard_vm_is_failed(&vm)) {
-			wait_fail(x, 417, "VM is in a terminal state '%s'", vm.status);
-		} else if (r == 0 && vm.status && streq(vm.status, ORCHARD_STATUS_RUNNING)) {
-			free(x->worker);
-			free(x->vm_uid);
-			x->worker = xstrdup(vm.worker ? vm.worker : "");
-			x->vm_uid = xstrdup(vm.uid ? vm.uid : "");
-			x->phase = P_WAIT_WORKER;
-		} else if (now >= x->deadline) {
-			wait_fail(x, r < 0 ? 503 : 408, "VM is not running on '%s' worker",
-				  vm.worker ? vm.worker : "");
-		}
-		orchard_vm_release(&vm);
-		if (x->phase == P_WAIT_VM)
-			return arm(x, 1000000);
-	}
-	if (x->phase == P_WAIT_WORKER) {
-		bool reachable = false;
-		int r = rpc_worker_reachable(c, x->worker, &reachable);
-		if (r == 0 && reachable) {
-			r = send_instruction(x);
-			if (r < 0)
-				return wait_fail(x, 503, "failed to request %s from the worker %s",
-						 x->kind == K_HTTP ? "VM's IP" : "port forwarding",
-						 x->worker);
-			x->phase = P_WAIT_ANSWER;
-			x->answer_deadline = MAX(x->deadline, now + MIN_ANSWER_WAIT_S * 1000000ULL);
-		} else if (now >= x->deadline) {
-			return wait_fail(x, 503, "worker %s is not connected to any controller",
-					 x->worker);
-		} else {
-			return arm(x, 1000000);
-		}
-	}
 	if (x->phase == P_WAIT_ANSWER) {
 		if (now >= x->answer_deadline)
 			return wait_fail(x, 503, "the worker %s did not answer in time", x->worker);
-		arm(x, MIN(x->answer_deadline - now, 1000000ULL));
+		return arm(x, MIN(x->answer_deadline - now, 1000000ULL));
 	}
+	if (x->errand_gen == x->wait_gen) {
+		/* its check is under way: etcd is slow, the loop does not wait for it */
+		if (now >= x->deadline + ERRAND_GRACE_USEC)
+			return wait_fail(x, 503, "%s",
+					 "the controller's store (etcd) is unavailable, try again "
+					 "later");
+		return arm(x, 1000000);
+	}
+	x->errand_gen = x->wait_gen;
+	errand_submit(x->c, &errand_new(x, CE_CHECK, check_done)->base);
+	arm(x, 1000000);
 }
 
 static void start_wait(struct conn *x, const char *vm_name, const char *worker, uint64_t wait_s)
@@ -512,7 +707,11 @@ static void start_wait(struct conn *x, const char *vm_name, const char *worker, 
 	free(x->worker);
 	free(x->vm_uid);
 	x->vm_name = x->worker = x->vm_uid = NULL;
-	x->notified = x->session_registered = false;
+	x->notified = false;
+	x->wait_gen++;
+	/* the session the worker will name in its answer or dial-back; nobody knows it before
+	 * the worker is asked */
+	orchard_uuid(x->session);
 	if (vm_name) {
 		x->vm_name = xstrdup(vm_name);
 		x->phase = P_WAIT_VM;
@@ -530,8 +729,9 @@ static void start_wait(struct conn *x, const char *vm_name, const char *worker, 
 
 static struct conn *find_session(struct controller *c, const char *session, enum conn_kind kind)
 {
+	/* any waiting phase: the answer may overtake the errand that asked for it */
 	for (struct conn *x = c->conns; x; x = x->next)
-		if (x->kind == kind && x->phase == P_WAIT_ANSWER && streq(x->session, session))
+		if (x->kind == kind && waiting(x) && streq(x->session, session))
 			return x;
 	return NULL;
 }
@@ -625,6 +825,7 @@ static void process_jobs(struct controller *c);
 
 static void process_events(struct controller *c)
 {
+	errands_finish(c);
 	process_jobs(c);
 	struct ctl_event *e = controller_take_events(c);
 	while (e) {
@@ -665,13 +866,16 @@ static void start_watch(struct conn *x)
 	lws_callback_on_writable(x->wsi);
 }
 
-/* Authenticate from the Authorization header; < 0: answered already (401/503). */
+/*
+ * Authenticate an upgrade from the Authorization header, against the mirrored accounts (the
+ * loop does not wait for etcd); < 0: answered already (401/503).
+ */
 static int authenticate(struct conn *x, struct orchard_service_account *sa, bool *has)
 {
 	*has = false;
 	if (!x->authorization)
 		return 0;
-	int r = api_authenticate(x->c, x->authorization, sa);
+	int r = accounts_authenticate(x->c, x->authorization, sa);
 	if (r == 0) {
 		*has = true;
 		return 0;
@@ -868,26 +1072,10 @@ static int confirm_upgrade(struct conn *x)
 			REJECT(x, 400, "invalid port");
 		if (!parse_u16_arg(x, "wait", "10", 0, &wait))
 			REJECT(x, 400, "invalid wait");
-		if (vm_pf) {
-			struct orchard_vm vm = {0};
-			int r = store_vm_get(c->store, seg.v[1], &vm, NULL);
-			if (r < 0) {
-				api_store_error(&x->resp, r, "VM");
-				goto reject;
-			}
-			bool failed = orchard_vm_is_failed(&vm);
-			orchard_vm_release(&vm);
-			if (failed)
-				REJECT(x, 417, "VM is in a terminal state 'failed'");
-		} else {
-			struct orchard_worker w = {0};
-			int r = store_worker_get(c->store, seg.v[1], &w, NULL);
-			if (r < 0) {
-				api_store_error(&x->resp, r, "worker");
-				goto reject;
-			}
-			orchard_worker_release(&w);
-		}
+		if (orchard_name_validate(seg.v[1], vm_pf ? "VM" : "worker", NULL) < 0)
+			REJECT(x, 404, "%s not found", vm_pf ? "VM" : "worker");
+		/* whether the VM or worker exists, and the VM's state, come after the upgrade
+		 * (closes with 4404/4417): the loop does not wait for etcd */
 		x->kind = K_PF_CLIENT;
 		x->port = (uint16_t)port;
 		x->deadline = wait; /* seconds until ESTABLISHED turns it into a deadline */
@@ -933,16 +1121,15 @@ finish:
 	return ret;
 }
 
-static void relay_to_owner(struct conn *x);
+static void owner_done(struct controller *c, struct errand *base);
 
 static void on_established(struct conn *x)
 {
 	struct controller *c = x->c;
 	switch (x->kind) {
 	case K_WATCH:
-		if (rpc_hold_worker(c, x->worker) < 0)
-			log_warning("cannot record in etcd that worker '%s' is connected here",
-				    x->worker);
+		x->held = true;
+		errand_submit(c, &errand_new(x, CE_HOLD, NULL)->base);
 		/* what may have been asked while it was away */
 		{
 			struct orchard_watch_instruction wi = {.sync_vms = true};
@@ -990,7 +1177,7 @@ static void on_established(struct conn *x)
 			return;
 		}
 		set_rx(x, false);
-		relay_to_owner(x);
+		errand_submit(c, &errand_new(x, CE_OWNER, owner_done)->base);
 		break;
 	}
 	default:
@@ -1000,16 +1187,9 @@ static void on_established(struct conn *x)
 
 /* ---- relays of dial-backs to the controller that waits for them ---- */
 
-static void relay_to_owner(struct conn *x)
+static void relay_to_owner(struct conn *x, const char *url, const char *cert)
 {
 	struct controller *c = x->c;
-	_cleanup_free_ char *url = NULL, *cert = NULL;
-	int r = rpc_session_owner(c, x->session, &url, &cert);
-	if (r < 0) {
-		ws_close(x, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-			 "unknown port-forwarding session");
-		return;
-	}
 	const char *prot = NULL, *address = NULL, *path = NULL;
 	int port = 0;
 	char *u = xstrdup(url);
@@ -1060,6 +1240,20 @@ static void relay_to_owner(struct conn *x)
 		lws_set_opaque_user_data(w, relay);
 	}
 	free(u);
+}
+
+/* Where the dial-back's session waits, back from etcd. */
+static void owner_done(struct controller *c, struct errand *base)
+{
+	struct conn_errand *e = (struct conn_errand *)base;
+	struct conn *x = conn_by_id(c, e->conn_id);
+	if (!x || x->kind != K_PF_DIALBACK || x->close_pending || x->peer)
+		return;
+	if (e->r < 0)
+		ws_close(x, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+			 "unknown port-forwarding session");
+	else
+		relay_to_owner(x, e->url, e->cert);
 }
 
 /* ---- the callback ---- */
@@ -1121,8 +1315,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 
 	case LWS_CALLBACK_TIMER:
-		if (x && (x->phase == P_WAIT_VM || x->phase == P_WAIT_WORKER ||
-			  x->phase == P_WAIT_ANSWER))
+		if (x && waiting(x))
 			step(x);
 		return 0;
 

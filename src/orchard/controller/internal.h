@@ -22,6 +22,7 @@
 
 struct lws_context;
 struct conn;
+struct accounts;
 
 /* An etcd change handed from a watcher thread to the event loop. */
 enum ctl_event_source { CTL_EVENT_VMS, CTL_EVENT_LIVE };
@@ -38,6 +39,7 @@ struct ctl_event {
 struct controller {
 	struct controller_options o;
 	struct store *store;
+	struct accounts *accounts; /* service accounts mirrored for upgrades (accounts.c) */
 	struct lws_context *lws;
 	char id[37];	   /* this controller process, in live/controllers/<id> */
 	char *url;	   /* advertised base URL, for relays from other controllers */
@@ -57,6 +59,11 @@ struct controller {
 	pthread_cond_t jobs_cond;
 	struct api_job *jobs, **jobs_tail;
 	struct api_job *done, **done_tail;
+
+	/* the event loop's etcd errands, one thread in order, and the finished ones (jobs.c) */
+	pthread_cond_t errands_cond;
+	struct errand *errands, **errands_tail;
+	struct errand *errands_done, **errands_done_tail;
 
 	/* lws_cancel_service from other threads, until the context goes away */
 	pthread_mutex_t lws_lock;
@@ -137,6 +144,37 @@ char *api_query(const struct orchard_strv *args, const char *name);
  */
 int api_authenticate(struct controller *c, const char *authorization,
 		     struct orchard_service_account *ret);
+/* The name and token of HTTP Basic credentials (allocated); -EACCES when malformed. */
+int api_basic_credentials(const char *authorization, char **ret_name, char **ret_token);
+/* Whether a token is the account's (constant time in its content; empty never matches). */
+bool api_token_matches(const struct orchard_service_account *sa, const char *token);
+
+/* ---- the service accounts mirrored for WebSocket upgrades (accounts.c) ---- */
+/* Read them (etcd must answer) and follow them in a thread. */
+int accounts_start(struct controller *c);
+/* api_authenticate against the mirror, for the event loop: never waits for etcd.
+ * -ENOTCONN while etcd is unreachable (the mirror may be stale). */
+int accounts_authenticate(struct controller *c, const char *authorization,
+			  struct orchard_service_account *ret);
+/* Wait (2 s at most) until the mirror shows the account as written here (sa NULL: gone). */
+void accounts_wait(struct controller *c, const char *name,
+		   const struct orchard_service_account *sa);
+
+/*
+ * An etcd round trip the event loop needs (a waiting request's checks, a watch channel's
+ * claim, a relay's lookup): run on the errand thread, in submission order, so the loop never
+ * waits for etcd; `done` then runs in the event loop (when set), and `release` frees it.
+ */
+struct errand {
+	struct errand *next;
+	void (*run)(struct controller *c, struct errand *e);
+	void (*done)(struct controller *c, struct errand *e);
+	void (*release)(struct errand *e);
+};
+int errands_start(struct controller *c);
+void errand_submit(struct controller *c, struct errand *e);
+/* Run `done` of every finished errand and release them (the event loop). */
+void errands_finish(struct controller *c);
 
 /* ---- rendezvous and the workers' channels (rpc.c helpers used by http.c) ---- */
 /* Ask the worker for something (a notify key in etcd the holder of its channel delivers). */

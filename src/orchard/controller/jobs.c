@@ -69,3 +69,70 @@ struct api_job *jobs_take_done(struct controller *c)
 	pthread_mutex_unlock(&c->lock);
 	return j;
 }
+
+/* ---- errands of the event loop ---- */
+
+static void *errand_thread(void *userdata)
+{
+	struct controller *c = userdata;
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		while (!c->errands)
+			pthread_cond_wait(&c->errands_cond, &c->lock);
+		struct errand *e = c->errands;
+		c->errands = e->next;
+		if (!c->errands)
+			c->errands_tail = &c->errands;
+		pthread_mutex_unlock(&c->lock);
+
+		e->next = NULL;
+		e->run(c, e);
+		if (!e->done) {
+			e->release(e);
+			continue;
+		}
+		pthread_mutex_lock(&c->lock);
+		*c->errands_done_tail = e;
+		c->errands_done_tail = &e->next;
+		pthread_mutex_unlock(&c->lock);
+		controller_wake(c);
+	}
+	return NULL;
+}
+
+int errands_start(struct controller *c)
+{
+	c->errands_tail = &c->errands;
+	c->errands_done_tail = &c->errands_done;
+	pthread_cond_init(&c->errands_cond, NULL);
+	pthread_t t;
+	int r = -pthread_create(&t, NULL, errand_thread, c);
+	if (r == 0)
+		pthread_detach(t);
+	return r;
+}
+
+void errand_submit(struct controller *c, struct errand *e)
+{
+	e->next = NULL;
+	pthread_mutex_lock(&c->lock);
+	*c->errands_tail = e;
+	c->errands_tail = &e->next;
+	pthread_cond_signal(&c->errands_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void errands_finish(struct controller *c)
+{
+	pthread_mutex_lock(&c->lock);
+	struct errand *e = c->errands_done;
+	c->errands_done = NULL;
+	c->errands_done_tail = &c->errands_done;
+	pthread_mutex_unlock(&c->lock);
+	while (e) {
+		struct errand *next = e->next;
+		e->done(c, e);
+		e->release(e);
+		e = next;
+	}
+}

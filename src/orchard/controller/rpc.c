@@ -303,6 +303,7 @@ struct watcher {
 	enum ctl_event_source source;
 	const char *sub; /* "vms/" or "live/" */
 	int64_t next;
+	bool warned_unparsable;
 };
 
 /*
@@ -325,8 +326,18 @@ static int on_event(void *userdata, const struct etcd_event *ev)
 	struct watcher *w = userdata;
 	struct controller *c = w->c;
 	size_t pl = strlen(store_prefix(c->store));
-	w->next = ev->kv.mod_revision + 1;
-	if (strlen(ev->kv.key) < pl)
+	if (ev->kv.mod_revision >= w->next)
+		w->next = ev->kv.mod_revision + 1;
+	if (ev->type == ETCD_EVENT_UNPARSABLE) {
+		/* skipped: waiting for it again would stop this watch for good */
+		if (!w->warned_unparsable)
+			log_warning("the %s watch skips an etcd event it cannot decode (revision "
+				    "%lld); later ones like it are skipped silently",
+				    w->sub, (long long)ev->kv.mod_revision);
+		w->warned_unparsable = true;
+		return 0;
+	}
+	if (!ev->kv.key || strlen(ev->kv.key) < pl)
 		return 0;
 	struct ctl_event *e = xcalloc(1, sizeof(*e));
 	e->source = w->source;

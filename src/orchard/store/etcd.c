@@ -14,14 +14,18 @@
 #include "util/macro.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
+#include "util/time.h"
 
 /* A range answer holding every VM of a big fleet must fit; 256 MiB is far beyond that. */
 #define RESPONSE_CAP (256u << 20)
 #define WATCH_LINE_CAP (64u << 20)
+/* A member that failed a call is tried last for this long (unless it is the only hope). */
+#define FAILED_FOR_USEC (30 * 1000000ULL)
 
 struct etcd {
 	struct strvec endpoints;
-	atomic_size_t current;
+	atomic_size_t current;		/* the member that answered last */
+	_Atomic uint64_t *failed_until; /* per member: when it failed a call, + FAILED_FOR_USEC */
 	long timeout_s;
 	struct http_client *http;	/* unary calls */
 	struct http_client *http_watch; /* long-lived streams: no stall limit to speak of */
@@ -55,6 +59,7 @@ int etcd_new(const char *endpoints, long timeout_s, struct etcd **ret)
 		return -EINVAL;
 	}
 	e->timeout_s = timeout_s > 0 ? timeout_s : 5;
+	e->failed_until = xcalloc(e->endpoints.nr, sizeof(*e->failed_until));
 	struct http_client_options o = {.connect_timeout_s = 2, .user_agent = "orchard-etcd"};
 	int r = http_client_new(&o, &e->http);
 	if (r < 0) {
@@ -76,6 +81,7 @@ void etcd_free(struct etcd *e)
 	if (!e)
 		return;
 	strvec_clear(&e->endpoints);
+	free(e->failed_until);
 	http_client_free(e->http);
 	http_client_free(e->http_watch);
 	free(e);
@@ -185,6 +191,44 @@ static int parse_kv(const json_t *j, struct etcd_kv *ret)
 
 /* ---- transport ---- */
 
+/*
+ * Which member to ask. A hung member (SIGSTOPped, partitioned) costs one timeout, once: the
+ * call then goes on to the next member, which answers and becomes `current`, and the hung
+ * one is marked failed, so that no later call starts there (nor passes by it first) for
+ * FAILED_FOR_USEC. The order: from the member that answered last, those not marked failed,
+ * then the failed ones (all failed: every member is tried anyway).
+ */
+static bool endpoint_failed(struct etcd *e, size_t i, usec_t now)
+{
+	return atomic_load(&e->failed_until[i]) > now;
+}
+
+static void endpoint_mark_failed(struct etcd *e, size_t i)
+{
+	atomic_store(&e->failed_until[i], now_monotonic_usec() + FAILED_FOR_USEC);
+}
+
+static void endpoint_answered(struct etcd *e, size_t i)
+{
+	atomic_store(&e->failed_until[i], 0);
+	atomic_store(&e->current, i);
+}
+
+/* order[0..n) gets the members in the order to try them. Allocated. */
+static size_t *endpoint_order(struct etcd *e)
+{
+	size_t n = e->endpoints.nr, start = atomic_load(&e->current) % n, k = 0;
+	size_t *order = xcalloc(n, sizeof(*order));
+	usec_t now = now_monotonic_usec();
+	for (int failed = 0; failed <= 1; failed++)
+		for (size_t a = 0; a < n; a++) {
+			size_t idx = (start + a) % n;
+			if (endpoint_failed(e, idx, now) == (bool)failed)
+				order[k++] = idx;
+		}
+	return order;
+}
+
 static bool is_failover_status(long status, const json_t *body)
 {
 	if (status == 503 || status == 502 || status == 504)
@@ -218,9 +262,9 @@ static int call(struct etcd *e, const char *path, json_t *req, json_t **ret)
 	_cleanup_free_ char *body = json_dumps(req, JSON_COMPACT);
 	if (!body)
 		return -ENOMEM;
-	size_t n = e->endpoints.nr, start = atomic_load(&e->current) % n;
-	for (size_t attempt = 0; attempt < n; attempt++) {
-		size_t idx = (start + attempt) % n;
+	_cleanup_free_ size_t *order = endpoint_order(e);
+	for (size_t attempt = 0; attempt < e->endpoints.nr; attempt++) {
+		size_t idx = order[attempt];
 		_cleanup_free_ char *url = xasprintf("%s%s", e->endpoints.v[idx], path);
 		struct strvec headers = STRVEC_INIT;
 		strvec_push(&headers, "Content-Type: application/json");
@@ -239,23 +283,25 @@ static int call(struct etcd *e, const char *path, json_t *req, json_t **ret)
 			http_response_release(&resp);
 			if (r == -EFBIG)
 				return r;
+			endpoint_mark_failed(e, idx);
 			continue;
 		}
 		json_t *j = json_loadb(resp.body.buf, resp.body.len, 0, NULL);
 		long status = resp.status;
 		http_response_release(&resp);
 		if (status == 200 && j) {
-			atomic_store(&e->current, idx);
+			endpoint_answered(e, idx);
 			*ret = j;
 			return 0;
 		}
 		if (!j || is_failover_status(status, j)) {
 			json_decref(j);
+			endpoint_mark_failed(e, idx);
 			continue;
 		}
 		r = map_grpc_error(j);
 		json_decref(j);
-		atomic_store(&e->current, idx);
+		endpoint_answered(e, idx);
 		return r;
 	}
 	return -ENOTCONN;
@@ -392,24 +438,32 @@ void etcd_txn_release(struct etcd_txn *t)
 	t->compare = t->success = NULL;
 }
 
-void etcd_txn_cmp_mod(struct etcd_txn *t, const char *key, int64_t rev)
+/* A comparison of a key's revision: target "MOD" or "CREATE", result "EQUAL" or "NOT_EQUAL". */
+static void txn_cmp(struct etcd_txn *t, const char *key, const char *target, const char *result,
+		    int64_t rev)
 {
 	json_t *c = json_object();
 	json_object_set_new(c, "key", json_b64(key, strlen(key)));
-	json_object_set_new(c, "target", json_string("MOD"));
-	json_object_set_new(c, "result", json_string("EQUAL"));
-	json_object_set_new(c, "mod_revision", json_rev(rev));
+	json_object_set_new(c, "target", json_string(target));
+	json_object_set_new(c, "result", json_string(result));
+	json_object_set_new(c, streq(target, "MOD") ? "mod_revision" : "create_revision",
+			    json_rev(rev));
 	json_array_append_new(t->compare, c);
+}
+
+void etcd_txn_cmp_mod(struct etcd_txn *t, const char *key, int64_t rev)
+{
+	txn_cmp(t, key, "MOD", "EQUAL", rev);
+}
+
+void etcd_txn_cmp_create(struct etcd_txn *t, const char *key, int64_t rev)
+{
+	txn_cmp(t, key, "CREATE", "EQUAL", rev);
 }
 
 void etcd_txn_cmp_exists(struct etcd_txn *t, const char *key)
 {
-	json_t *c = json_object();
-	json_object_set_new(c, "key", json_b64(key, strlen(key)));
-	json_object_set_new(c, "target", json_string("CREATE"));
-	json_object_set_new(c, "result", json_string("NOT_EQUAL"));
-	json_object_set_new(c, "create_revision", json_rev(0));
-	json_array_append_new(t->compare, c);
+	txn_cmp(t, key, "CREATE", "NOT_EQUAL", 0);
 }
 
 void etcd_txn_put(struct etcd_txn *t, const char *key, const char *value, size_t len, int64_t lease)
@@ -509,7 +563,28 @@ struct watch_state {
 	int64_t last_revision;
 	bool created;
 	int error;
+	struct etcd *e;
+	size_t idx; /* the member watched */
+	usec_t started;
 };
+
+/*
+ * A watch stream is idle while nothing changes, so a member that hangs (not dies) would hold
+ * it forever, silently. It ends when the member has not even confirmed the watch within the
+ * call timeout (marked failed: the next member is tried), or when a unary call has found
+ * this member failing and moved on (the caller resumes on the member that answers).
+ */
+static int watch_progress(void *userdata)
+{
+	struct watch_state *w = userdata;
+	struct etcd *e = w->e;
+	usec_t now = now_monotonic_usec();
+	if (!w->created && now - w->started > (usec_t)e->timeout_s * 1000000) {
+		endpoint_mark_failed(e, w->idx);
+		return 1;
+	}
+	return atomic_load(&e->current) != w->idx && endpoint_failed(e, w->idx, now);
+}
 
 static int watch_message(struct watch_state *w, const json_t *msg)
 {
@@ -537,12 +612,13 @@ static int watch_message(struct watch_state *w, const json_t *msg)
 		struct etcd_event e = {0};
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		e.type = type && streq(type, "DELETE") ? ETCD_EVENT_DELETE : ETCD_EVENT_PUT;
-		if (parse_kv(json_object_get(ev, "kv"), &e.kv) < 0) {
-			w->error = -EBADMSG;
-			return w->error;
+		json_t *kvj = json_object_get(ev, "kv");
+		if (parse_kv(kvj, &e.kv) < 0) {
+			e = (struct etcd_event){.type = ETCD_EVENT_UNPARSABLE};
+			e.kv.mod_revision = get_i64(kvj, "mod_revision");
 		}
 		json_t *prev = json_object_get(ev, "prev_kv");
-		if (prev && parse_kv(prev, &e.prev_kv) == 0)
+		if (prev && e.type != ETCD_EVENT_UNPARSABLE && parse_kv(prev, &e.prev_kv) == 0)
 			e.has_prev = true;
 		w->last_revision = e.kv.mod_revision;
 		int r = w->fn(w->userdata, &e);
@@ -597,13 +673,17 @@ int etcd_watch(struct etcd *e, const char *key, const char *range_end, int64_t s
 	_cleanup_free_ char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 
-	size_t n = e->endpoints.nr, start = atomic_load(&e->current) % n;
-	for (size_t attempt = 0; attempt < n; attempt++) {
-		size_t idx = (start + attempt) % n;
+	_cleanup_free_ size_t *order = endpoint_order(e);
+	for (size_t attempt = 0; attempt < e->endpoints.nr; attempt++) {
+		size_t idx = order[attempt];
 		_cleanup_free_ char *url = xasprintf("%s/v3/watch", e->endpoints.v[idx]);
 		struct strvec headers = STRVEC_INIT;
 		strvec_push(&headers, "Content-Type: application/json");
-		struct watch_state w = {.fn = fn, .userdata = userdata};
+		struct watch_state w = {.fn = fn,
+					.userdata = userdata,
+					.e = e,
+					.idx = idx,
+					.started = now_monotonic_usec()};
 		strbuf_init(&w.line, WATCH_LINE_CAP);
 		struct http_request q = {.method = "POST",
 					 .url = url,
@@ -611,7 +691,9 @@ int etcd_watch(struct etcd *e, const char *key, const char *range_end, int64_t s
 					 .body = body,
 					 .body_len = strlen(body),
 					 .write_fn = watch_write,
-					 .write_userdata = &w};
+					 .write_userdata = &w,
+					 .progress_fn = watch_progress,
+					 .progress_userdata = &w};
 		struct http_response resp = HTTP_RESPONSE_INIT;
 		int r = http_perform(e->http_watch, &q, &resp);
 		long status = resp.status;
@@ -625,12 +707,10 @@ int etcd_watch(struct etcd *e, const char *key, const char *range_end, int64_t s
 		}
 		if (w.error < 0 && w.error != -ECONNRESET)
 			return w.error;
-		if (w.created || w.last_revision) {
-			/* it ran, then ended: the caller resumes after what it saw */
-			atomic_store(&e->current, (idx + 1) % n);
-			return -ECONNRESET;
-		}
-		(void)r;
+		if (r < 0 && r != -ECANCELED)
+			endpoint_mark_failed(e, idx); /* refused, reset, or not even created */
+		if (w.created || w.last_revision)
+			return -ECONNRESET; /* it ran, then ended: the caller resumes after it */
 		(void)status;
 	}
 	return -ENOTCONN;

@@ -10,10 +10,12 @@
  * Failover: the client holds a list of member endpoints. A call goes to the member that last
  * answered; when it cannot be reached (refused, reset, timed out) or answers that it has no
  * leader or is unavailable (HTTP 503, gRPC codes 14 and 4), the next member is tried, until
- * every member has been tried once. Then the call fails with -ENOTCONN, which the API turns
- * into 503. A call that may have been applied by a member that then stopped answering can be
- * retried on another: writes that matter are compare-and-swap transactions, whose retry fails
- * its comparison instead of applying twice.
+ * every member has been tried once. A member that failed so is tried last for 30 s, so a hung
+ * one costs one timeout, not one per call; a watch on it ends once a call has found it
+ * failing (or when it does not confirm the watch within the call timeout). Then the call fails with
+ * -ENOTCONN, which the API turns into 503. A call that may have been applied by a member that then
+ * stopped answering can be retried on another: writes that matter are compare-and-swap
+ * transactions, whose retry fails its comparison instead of applying twice.
  *
  * Never logs; a failure's description goes to the optional *ret_error of the calls that take
  * one, or is dropped.
@@ -86,6 +88,9 @@ void etcd_txn_init(struct etcd_txn *t);
 void etcd_txn_release(struct etcd_txn *t);
 /* The key's mod_revision equals rev (0: the key does not exist). */
 void etcd_txn_cmp_mod(struct etcd_txn *t, const char *key, int64_t rev);
+/* The key's create_revision equals rev: it is still the object created then, modified or
+ * not (0: the key does not exist). */
+void etcd_txn_cmp_create(struct etcd_txn *t, const char *key, int64_t rev);
 /* The key exists (create_revision != 0). */
 void etcd_txn_cmp_exists(struct etcd_txn *t, const char *key);
 void etcd_txn_put(struct etcd_txn *t, const char *key, const char *value, size_t len,
@@ -100,7 +105,11 @@ int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *ret_id);
 int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ret_ttl);
 int etcd_lease_revoke(struct etcd *e, int64_t id);
 
-enum etcd_event_type { ETCD_EVENT_PUT, ETCD_EVENT_DELETE };
+/*
+ * ETCD_EVENT_UNPARSABLE: an event whose key or value does not decode; only kv.mod_revision is
+ * set (the caller skips it, and the watch goes on past it instead of stopping there forever).
+ */
+enum etcd_event_type { ETCD_EVENT_PUT, ETCD_EVENT_DELETE, ETCD_EVENT_UNPARSABLE };
 struct etcd_event {
 	enum etcd_event_type type;
 	struct etcd_kv kv;	/* for a delete: key and mod_revision only */

@@ -92,7 +92,8 @@ static int txn_finish(struct store *s, struct etcd_txn *t)
 }
 
 /* Get one object and parse it; *ret_mod its mod_revision. */
-static int get_parsed(struct store *s, const char *key, parse_fn fn, void *ret, int64_t *ret_mod)
+static int get_parsed_kv(struct store *s, const char *key, parse_fn fn, void *ret, int64_t *ret_mod,
+			 int64_t *ret_create)
 {
 	struct etcd_kv kv;
 	int r = etcd_get(s->etcd, key, &kv, NULL);
@@ -101,8 +102,15 @@ static int get_parsed(struct store *s, const char *key, parse_fn fn, void *ret, 
 	r = parse_value(&kv, fn, ret);
 	if (r == 0 && ret_mod)
 		*ret_mod = kv.mod_revision;
+	if (r == 0 && ret_create)
+		*ret_create = kv.create_revision;
 	etcd_kv_release(&kv);
 	return r;
+}
+
+static int get_parsed(struct store *s, const char *key, parse_fn fn, void *ret, int64_t *ret_mod)
+{
+	return get_parsed_kv(s, key, fn, ret, ret_mod, NULL);
 }
 
 /* Range a prefix at a revision. */
@@ -368,19 +376,27 @@ int store_worker_list(struct store *s, int64_t revision, struct orchard_worker *
 	return 0;
 }
 
-/* Add the puts that mark a worker alive (a fresh lease) and record last_seen. */
+/*
+ * Add the puts that record last_seen and mark a worker alive (a fresh lease). A heartbeat
+ * whose last_seen is older than the offline timeout already (a late or replayed one) is
+ * recorded but marks nothing alive: Orchard would count that worker offline too.
+ */
 static int add_alive(struct store *s, struct etcd_txn *t, const char *name, int64_t last_seen,
 		     int64_t ttl_s)
 {
-	int64_t lease;
-	int r = etcd_lease_grant(s->etcd, ttl_s > 0 ? ttl_s : 1, &lease);
-	if (r < 0)
-		return r;
 	char ts[ORCHARD_TIME_MAX];
 	orchard_time_format(last_seen, ts);
 	_cleanup_free_ char *ks = store_key(s, "live/seen/%s", name);
 	_cleanup_free_ char *ka = store_key(s, "live/alive/%s", name);
 	etcd_txn_put(t, ks, ts, strlen(ts), 0);
+	if (ttl_s <= 0)
+		ttl_s = 1;
+	if (last_seen < orchard_now() - ttl_s * 1000000000)
+		return 0;
+	int64_t lease;
+	int r = etcd_lease_grant(s->etcd, ttl_s, &lease);
+	if (r < 0)
+		return r;
 	/* the key moves to the new lease; the old one expires with nothing attached */
 	etcd_txn_put(t, ka, ts, strlen(ts), lease);
 	return 0;
@@ -626,16 +642,21 @@ int store_events_append(struct store *s, const char *vm_name, const struct orcha
 {
 	for (int attempt = 0; attempt < STORE_RETRIES; attempt++) {
 		struct orchard_vm vm = {0};
-		int64_t mod;
-		int r = store_vm_get(s, vm_name, &vm, &mod);
+		int64_t created;
+		_cleanup_free_ char *k = store_key(s, "vms/%s", vm_name);
+		int r = get_parsed_kv(s, k, (parse_fn)orchard_vm_from_json, &vm, NULL, &created);
 		if (r < 0)
 			return r;
-		_cleanup_free_ char *k = store_key(s, "vms/%s", vm_name);
 		int64_t injected = orchard_now();
 		struct etcd_txn t;
 		etcd_txn_init(&t);
-		/* the VM is still the one we read (a recreated VM has another uid) */
-		etcd_txn_cmp_mod(&t, k, mod);
+		/*
+		 * The VM still exists and is the one we read (deleted and recreated, it has another
+		 * uid and another create_revision). Its state may have changed meanwhile: workers
+		 * report it often, and comparing the mod_revision made appends lose to those
+		 * reports.
+		 */
+		etcd_txn_cmp_create(&t, k, created);
 		for (size_t i = 0; i < n; i++) {
 			int64_t ts = ev[i].timestamp < 0 ? 0 : ev[i].timestamp;
 			_cleanup_free_ char *ek =

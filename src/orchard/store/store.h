@@ -88,13 +88,14 @@ int store_worker_list(struct store *s, int64_t revision, struct orchard_worker *
 /*
  * POST /workers: create, or update an existing one from the same machine_id (keeping
  * scheduling_paused and createdAt; arch, runtime, resources, labels, defaults, last_seen
- * overwritten). -EEXIST for a different machine_id. Marks the worker alive for ttl_s.
+ * overwritten). -EEXIST for a different machine_id. Marks the worker alive for ttl_s, unless
+ * its last_seen is older than ttl_s already (see add_alive).
  */
 int store_worker_register(struct store *s, const struct orchard_worker *w, int64_t ttl_s,
 			  struct orchard_worker *ret);
 /*
- * PUT /workers/:name: last_seen (when non-zero; marks the worker alive for ttl_s) and
- * scheduling_paused. -ENOENT when absent.
+ * PUT /workers/:name: last_seen (when non-zero; marks the worker alive for ttl_s unless it
+ * is older than ttl_s already) and scheduling_paused. -ENOENT when absent.
  */
 int store_worker_update(struct store *s, const struct orchard_worker *w, int64_t ttl_s,
 			struct orchard_worker *ret);
