@@ -12,6 +12,7 @@
 
 #define WINDOW (64u << 10)
 #define ENC_BLOCK (64u << 10)
+#define FRAME_OUT (4u << 20)
 
 static const char MAGIC_LZ4[4] = {'b', 'v', '4', '1'};
 static const char MAGIC_RAW[4] = {'b', 'v', '4', '-'};
@@ -19,10 +20,22 @@ static const char MAGIC_END[4] = {'b', 'v', '4', '$'};
 
 enum dec_state { ST_MAGIC, ST_HDR_LZ4, ST_HDR_RAW, ST_PAYLOAD, ST_END };
 
+/*
+ * Decoded output collects in one buffer and goes to the sink in pieces of about EMIT_BYTES:
+ * few, large writes. Each block decodes in place right after the previous one (its 64 KiB
+ * dictionary is simply the bytes before it), and the buffer keeps output byte n at an address
+ * congruent to n modulo OCI_LZ4_OUT_ALIGN, so a sink writing at page-aligned file offsets can
+ * use O_DIRECT straight from it.
+ */
+#define EMIT_BYTES (1u << 20)
+
 struct oci_lz4_dec {
 	enum oci_lz4_format fmt;
 	uint64_t max_output;
-	uint64_t produced;
+	uint64_t produced; /* handed to the sink */
+	uint64_t decoded;  /* produced + what waits in out[emit_from, pos) */
+	uint64_t consumed; /* compressed bytes taken in */
+	uint64_t boundary; /* compressed bytes up to the end of the last whole block */
 	oci_lz4_write_fn write;
 	void *userdata;
 	/* Apple */
@@ -31,15 +44,14 @@ struct oci_lz4_dec {
 	size_t hdr_len, hdr_need;
 	bool compressed;
 	uint32_t dec_size, enc_size;
-	unsigned char *payload; /* enc_size bytes being collected */
+	unsigned char *payload; /* a block's encoded bytes when they arrive in several pieces */
 	size_t payload_len, payload_alloc;
-	unsigned char *out; /* WINDOW history followed by the block being decoded */
-	size_t out_alloc;
-	size_t hist_len;
-	bool seen_block;
+	unsigned char *out; /* OCI_LZ4_OUT_ALIGN-aligned */
+	size_t out_alloc, pos, emit_from;
+	size_t hist_len; /* dictionary bytes before out[pos] (0 at the start of a stream) */
 	/* frame */
 	LZ4F_dctx *fctx;
-	unsigned char *fbuf;
+	bool seen_block;
 	bool frame_done;
 };
 
@@ -61,9 +73,9 @@ struct oci_lz4_dec *oci_lz4_dec_new(enum oci_lz4_format fmt, uint64_t max_output
 	if (fmt == OCI_LZ4_FRAME) {
 		if (LZ4F_isError(LZ4F_createDecompressionContext(&d->fctx, LZ4F_VERSION)))
 			abort();
-		d->fbuf = xmalloc(4u << 20);
+		d->out_alloc = OCI_LZ4_OUT_ALIGN + FRAME_OUT;
+		d->out = xmalloc_aligned(OCI_LZ4_OUT_ALIGN, d->out_alloc);
 		d->frame_done = true; /* an empty stream is no frame at all: finish() rejects it */
-		d->seen_block = false;
 	}
 	return d;
 }
@@ -74,7 +86,6 @@ void oci_lz4_dec_free(struct oci_lz4_dec *d)
 		return;
 	if (d->fctx)
 		LZ4F_freeDecompressionContext(d->fctx);
-	free(d->fbuf);
 	free(d->payload);
 	free(d->out);
 	free(d);
@@ -93,36 +104,65 @@ static int emit(struct oci_lz4_dec *d, const void *p, size_t n)
 	return d->write(d->userdata, p, n);
 }
 
-/* Keep the last WINDOW bytes of decoded output at the start of d->out. */
-static void keep_window(struct oci_lz4_dec *d, size_t total)
+static int emit_pending(struct oci_lz4_dec *d)
 {
-	size_t keep = MIN(total, (size_t)WINDOW);
-	memmove(d->out, d->out + total - keep, keep);
-	d->hist_len = keep;
+	size_t n = d->pos - d->emit_from;
+	d->emit_from = d->pos;
+	return n ? emit(d, d->out + d->pos - n, n) : 0;
 }
 
-static int finish_block(struct oci_lz4_dec *d)
+/*
+ * Room for n more decoded bytes at out[pos]: when the buffer is full, hand what waits to the
+ * sink and move the dictionary to the front, keeping the address congruence.
+ */
+static int make_room(struct oci_lz4_dec *d, size_t n)
 {
-	size_t need = (size_t)WINDOW + d->dec_size;
-	if (d->out_alloc < need) {
-		d->out = xrealloc(d->out, need);
-		d->out_alloc = need;
-	}
-	unsigned char *dst = d->out + d->hist_len;
-	if (d->compressed) {
-		int n = LZ4_decompress_safe_usingDict((const char *)d->payload, (char *)dst,
-						      (int)d->enc_size, (int)d->dec_size,
-						      (const char *)d->out, (int)d->hist_len);
-		if (n < 0 || (uint32_t)n != d->dec_size)
-			return -EBADMSG;
-	} else {
-		memcpy(dst, d->payload, d->dec_size);
-	}
-	int r = emit(d, dst, d->dec_size);
+	if (d->out && d->pos + n <= d->out_alloc)
+		return 0;
+	int r = emit_pending(d);
 	if (r < 0)
 		return r;
-	keep_window(d, d->hist_len + d->dec_size);
-	d->seen_block = true;
+	size_t pos = WINDOW + (size_t)(d->decoded % OCI_LZ4_OUT_ALIGN);
+	size_t need = MAX(pos + n, (size_t)WINDOW + OCI_LZ4_OUT_ALIGN + EMIT_BYTES);
+	unsigned char *out = d->out;
+	if (d->out_alloc < need) {
+		d->out_alloc = (need + OCI_LZ4_OUT_ALIGN - 1) & ~((size_t)OCI_LZ4_OUT_ALIGN - 1);
+		out = xmalloc_aligned(OCI_LZ4_OUT_ALIGN, d->out_alloc);
+	}
+	if (d->hist_len)
+		memmove(out + pos - d->hist_len, d->out + d->pos - d->hist_len, d->hist_len);
+	if (out != d->out) {
+		free(d->out);
+		d->out = out;
+	}
+	d->pos = d->emit_from = pos;
+	return 0;
+}
+
+/* Decode the block whose encoded bytes are at src (enc_size of them). */
+static int finish_block(struct oci_lz4_dec *d, const unsigned char *src)
+{
+	int r = make_room(d, d->dec_size);
+	if (r < 0)
+		return r;
+	unsigned char *dst = d->out + d->pos;
+	if (d->compressed) {
+		int n = LZ4_decompress_safe_usingDict(
+		    (const char *)src, (char *)dst, (int)d->enc_size, (int)d->dec_size,
+		    (const char *)dst - d->hist_len, (int)d->hist_len);
+		if (n < 0 || (uint32_t)n != d->dec_size)
+			return -EBADMSG;
+	} else if (d->dec_size > 0) {
+		memcpy(dst, src, d->dec_size);
+	}
+	d->pos += d->dec_size;
+	d->decoded += d->dec_size;
+	d->hist_len = MIN(d->hist_len + d->dec_size, (size_t)WINDOW);
+	d->boundary = d->consumed;
+	/* full for a usual block: hand it over now, at a block boundary (see
+	 * oci_lz4_dec_at_boundary) */
+	if (d->out_alloc - d->pos < ENC_BLOCK)
+		return emit_pending(d);
 	return 0;
 }
 
@@ -147,6 +187,8 @@ static int apple_header_done(struct oci_lz4_dec *d)
 			d->st = ST_END;
 			d->hdr_len = 0;
 			d->hdr_need = 4;
+			d->boundary = d->consumed;
+			return emit_pending(d);
 		} else {
 			return -EBADMSG;
 		}
@@ -161,18 +203,13 @@ static int apple_header_done(struct oci_lz4_dec *d)
 		if (d->compressed && (d->enc_size == 0 ||
 				      d->enc_size > (uint32_t)LZ4_compressBound((int)d->dec_size)))
 			return -EBADMSG;
-		if (d->payload_alloc < d->enc_size) {
-			free(d->payload);
-			d->payload = xmalloc(d->enc_size);
-			d->payload_alloc = d->enc_size;
-		}
+		if (d->dec_size > d->max_output - d->decoded)
+			return -EFBIG; /* before decoding anything of it */
 		d->payload_len = 0;
 		d->st = ST_PAYLOAD;
 		if (d->enc_size == 0) {
-			int r = finish_block(d);
-			if (r < 0)
-				return r;
 			expect_magic(d);
+			return finish_block(d, NULL);
 		}
 		return 0;
 	default:
@@ -184,16 +221,28 @@ static int apple_update(struct oci_lz4_dec *d, const unsigned char *p, size_t le
 {
 	while (len > 0) {
 		if (d->st == ST_PAYLOAD) {
-			size_t n = MIN(len, (size_t)d->enc_size - d->payload_len);
-			memcpy(d->payload + d->payload_len, p, n);
-			d->payload_len += n;
+			const unsigned char *src = p;
+			size_t n = (size_t)d->enc_size - d->payload_len;
+			if (d->payload_len > 0 || len < n) {
+				/* the block spans pieces: collect it */
+				if (d->payload_alloc < d->enc_size) {
+					free(d->payload);
+					d->payload = xmalloc(d->enc_size);
+					d->payload_alloc = d->enc_size;
+				}
+				n = MIN(len, n);
+				memcpy(d->payload + d->payload_len, p, n);
+				d->payload_len += n;
+				src = d->payload;
+			}
 			p += n;
 			len -= n;
-			if (d->payload_len == d->enc_size) {
-				int r = finish_block(d);
+			d->consumed += n;
+			if (src != d->payload || d->payload_len == d->enc_size) {
+				expect_magic(d); /* before the sink sees the block: a boundary */
+				int r = finish_block(d, src);
 				if (r < 0)
 					return r;
-				expect_magic(d);
 			}
 			continue;
 		}
@@ -205,6 +254,7 @@ static int apple_update(struct oci_lz4_dec *d, const unsigned char *p, size_t le
 		size_t n = MIN(len, d->hdr_need - d->hdr_len);
 		memcpy(d->hdr + d->hdr_len, p, n);
 		d->hdr_len += n;
+		d->consumed += n;
 		p += n;
 		len -= n;
 		if (d->hdr_len == d->hdr_need) {
@@ -219,16 +269,20 @@ static int apple_update(struct oci_lz4_dec *d, const unsigned char *p, size_t le
 static int frame_update(struct oci_lz4_dec *d, const unsigned char *p, size_t len)
 {
 	while (len > 0) {
-		size_t in = len, out = 4u << 20;
-		size_t hint = LZ4F_decompress(d->fctx, d->fbuf, &out, p, &in, NULL);
+		/* keep the congruence of output offsets and addresses (see EMIT_BYTES) */
+		unsigned char *dst = d->out + d->produced % OCI_LZ4_OUT_ALIGN;
+		size_t in = len, out = FRAME_OUT;
+		size_t hint = LZ4F_decompress(d->fctx, dst, &out, p, &in, NULL);
 		if (LZ4F_isError(hint))
 			return -EBADMSG;
 		d->seen_block = true;
 		d->frame_done = hint == 0;
 		p += in;
 		len -= in;
+		d->consumed += in;
 		if (out > 0) {
-			int r = emit(d, d->fbuf, out);
+			d->decoded += out;
+			int r = emit(d, dst, out);
 			if (r < 0)
 				return r;
 		}
@@ -249,7 +303,38 @@ int oci_lz4_dec_finish(struct oci_lz4_dec *d)
 {
 	if (d->fmt == OCI_LZ4_FRAME)
 		return d->seen_block && d->frame_done ? 0 : -EBADMSG;
+	int r = emit_pending(d);
+	if (r < 0)
+		return r;
 	return d->st == ST_END ? 0 : -EBADMSG;
+}
+
+bool oci_lz4_dec_at_boundary(const struct oci_lz4_dec *d, uint64_t *ret_consumed,
+			     uint64_t *ret_decoded)
+{
+	if (d->fmt != OCI_LZ4_APPLE || d->st != ST_MAGIC || d->hdr_len != 0 ||
+	    d->produced != d->decoded)
+		return false;
+	*ret_consumed = d->boundary;
+	*ret_decoded = d->decoded;
+	return true;
+}
+
+int oci_lz4_dec_resume(struct oci_lz4_dec *d, const void *window, size_t wlen, uint64_t consumed,
+		       uint64_t decoded)
+{
+	if (d->fmt != OCI_LZ4_APPLE || d->consumed != 0 || wlen > WINDOW || wlen > decoded ||
+	    decoded > d->max_output)
+		return -EINVAL;
+	d->decoded = d->produced = decoded;
+	d->consumed = d->boundary = consumed;
+	d->hist_len = 0;
+	int r = make_room(d, 0);
+	if (r < 0)
+		return r;
+	memcpy(d->out + d->pos - wlen, window, wlen);
+	d->hist_len = wlen;
+	return 0;
 }
 
 struct oci_lz4_enc {

@@ -2,11 +2,17 @@
 #include "oci/io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "util/alloc.h"
+#include "util/fs.h"
 #include "util/macro.h"
 #include "util/strbuf.h"
 
@@ -59,4 +65,112 @@ void oci_run_workers(void *(*fn)(void *), void *arg, unsigned n)
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	free(th);
+}
+
+static bool direct_disabled(void)
+{
+	const char *v = getenv("TART_NO_DIRECT_IO");
+	return v && *v && strcmp(v, "0") != 0;
+}
+
+void oci_direct_init(struct oci_direct *d, int fd, bool write)
+{
+	d->fd = fd;
+	atomic_init(&d->dfd, -1);
+	if (direct_disabled())
+		return;
+	/* a second open file description: O_DIRECT must not change the ordinary descriptor */
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	atomic_store(&d->dfd, open(p, (write ? O_RDWR : O_RDONLY) | O_DIRECT | O_CLOEXEC));
+}
+
+void oci_direct_release(struct oci_direct *d)
+{
+	int dfd = atomic_exchange(&d->dfd, -1);
+	if (dfd >= 0)
+		close(dfd);
+}
+
+/* The filesystem refused O_DIRECT (EINVAL): every later transfer takes the ordinary path. */
+static void direct_refused(struct oci_direct *d, int dfd)
+{
+	if (atomic_compare_exchange_strong(&d->dfd, &dfd, -1))
+		close(dfd);
+}
+
+/* The page-aligned middle of [offset, offset+len) when memory and file line up there. */
+static bool direct_span(const struct oci_direct *d, const void *data, size_t len, uint64_t offset,
+			size_t *ret_head, size_t *ret_body)
+{
+	if (atomic_load(&d->dfd) < 0 || ((uintptr_t)data - offset) % OCI_IO_ALIGN != 0)
+		return false;
+	size_t head = (size_t)((OCI_IO_ALIGN - offset % OCI_IO_ALIGN) % OCI_IO_ALIGN);
+	if (head >= len)
+		return false;
+	*ret_head = head;
+	*ret_body = (len - head) & ~((size_t)OCI_IO_ALIGN - 1);
+	return *ret_body > 0;
+}
+
+int oci_direct_pwrite(struct oci_direct *d, const void *data, size_t len, uint64_t offset)
+{
+	const char *p = data;
+	size_t head, body;
+	if (direct_span(d, data, len, offset, &head, &body)) {
+		int dfd = atomic_load(&d->dfd);
+		int r = fs_pwrite_all(d->fd, p, head, offset);
+		if (r < 0)
+			return r;
+		r = dfd >= 0 ? fs_pwrite_all(dfd, p + head, body, offset + head) : -EINVAL;
+		if (r == -EINVAL)
+			direct_refused(d, dfd);
+		else if (r < 0)
+			return r;
+		else
+			head += body;
+		p += head;
+		len -= head;
+		offset += head;
+	}
+	return fs_pwrite_all(d->fd, p, len, offset);
+}
+
+int64_t oci_direct_source(void *userdata, uint64_t offset, void *buf, size_t len)
+{
+	struct oci_direct_reader *r = userdata;
+	int dfd = atomic_load(&r->d->dfd);
+	if (dfd >= 0 && len > 0) {
+		uint64_t start = offset & ~(uint64_t)(OCI_IO_ALIGN - 1);
+		size_t span = (size_t)(offset - start) + len;
+		span = (span + OCI_IO_ALIGN - 1) & ~((size_t)OCI_IO_ALIGN - 1);
+		if (r->cap < span) {
+			free(r->bounce);
+			r->bounce = xmalloc_aligned(OCI_IO_ALIGN, span);
+			r->cap = span;
+		}
+		ssize_t n;
+		do
+			n = pread(dfd, r->bounce, span, (off_t)start);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0) {
+			if ((uint64_t)n <= offset - start)
+				return 0; /* at or past the end */
+			size_t got = MIN(len, (size_t)n - (size_t)(offset - start));
+			memcpy(buf, r->bounce + (offset - start), got);
+			return (int64_t)got;
+		}
+		if (errno != EINVAL)
+			return -errno;
+		direct_refused(r->d, dfd);
+	}
+	ssize_t n = pread(r->d->fd, buf, len, (off_t)offset);
+	return n < 0 ? -errno : n;
+}
+
+void oci_direct_reader_release(struct oci_direct_reader *r)
+{
+	free(r->bounce);
+	r->bounce = NULL;
+	r->cap = 0;
 }

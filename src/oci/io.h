@@ -3,6 +3,7 @@
 
 /* Small I/O and threading helpers shared by push, pull and the archive code. Non-logging. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,3 +17,37 @@ int oci_stream_fd(int fd, int (*sink)(void *userdata, const void *data, size_t l
 
 /* Run fn(arg) on n threads (at least one) and wait for them; runs inline if none can start. */
 void oci_run_workers(void *(*fn)(void *), void *arg, unsigned n);
+
+/*
+ * Bulk writes and reads that bypass the page cache. Copying into and out of the page cache is
+ * most of the CPU cost of buffered I/O for multi-GB blobs and disks, and the data goes to the
+ * disk anyway (pull syncs the disk; push reads its temporary file back once). The whole pages of
+ * a transfer whose memory address and file offset agree modulo OCI_IO_ALIGN go through an
+ * O_DIRECT descriptor of the same file; the rest, and everything where the filesystem refuses
+ * O_DIRECT (or TART_NO_DIRECT_IO is set), through the ordinary descriptor. Thread-safe.
+ */
+#define OCI_IO_ALIGN 4096u
+
+struct oci_direct {
+	int fd;		 /* the ordinary descriptor (not owned) */
+	_Atomic int dfd; /* an O_DIRECT descriptor of the same file (owned), -1 when none */
+};
+
+/* Set up d for fd (read-write when write is set). Never fails: without O_DIRECT, d->dfd is -1. */
+void oci_direct_init(struct oci_direct *d, int fd, bool write);
+void oci_direct_release(struct oci_direct *d);
+/* Like fs_pwrite_all(); 0 or -errno. */
+int oci_direct_pwrite(struct oci_direct *d, const void *data, size_t len, uint64_t offset);
+
+/*
+ * An oci_blob_source over a file written through an oci_direct: reads go through an aligned
+ * bounce buffer with O_DIRECT. Set d, then read with oci_direct_source(); release frees the
+ * buffer.
+ */
+struct oci_direct_reader {
+	struct oci_direct *d;
+	unsigned char *bounce;
+	size_t cap;
+};
+int64_t oci_direct_source(void *userdata, uint64_t offset, void *buf, size_t len);
+void oci_direct_reader_release(struct oci_direct_reader *r);
