@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/cpustat.h"
 #include "util/macro.h"
 
 #define WINDOW (64u << 10)
@@ -101,7 +102,10 @@ static int emit(struct oci_lz4_dec *d, const void *p, size_t n)
 	if (n > d->max_output - d->produced)
 		return -EFBIG;
 	d->produced += n;
-	return d->write(d->userdata, p, n);
+	cpustat_push(CPUSTAT_OTHER); /* the sink's time is its own */
+	int r = d->write(d->userdata, p, n);
+	cpustat_pop();
+	return r;
 }
 
 static int emit_pending(struct oci_lz4_dec *d)
@@ -294,9 +298,10 @@ static int frame_update(struct oci_lz4_dec *d, const unsigned char *p, size_t le
 
 int oci_lz4_dec_update(struct oci_lz4_dec *d, const void *data, size_t len)
 {
-	if (d->fmt == OCI_LZ4_FRAME)
-		return frame_update(d, data, len);
-	return apple_update(d, data, len);
+	cpustat_push(CPUSTAT_DECOMPRESS);
+	int r = d->fmt == OCI_LZ4_FRAME ? frame_update(d, data, len) : apple_update(d, data, len);
+	cpustat_pop();
+	return r;
 }
 
 int oci_lz4_dec_finish(struct oci_lz4_dec *d)
@@ -379,35 +384,50 @@ static void put32(unsigned char *p, uint32_t v)
 	p[3] = (unsigned char)(v >> 24);
 }
 
+static int enc_out(struct oci_lz4_enc *e, const void *p, size_t n)
+{
+	cpustat_push(CPUSTAT_OTHER); /* the sink's time is its own */
+	int r = e->write(e->userdata, p, n);
+	cpustat_pop();
+	return r;
+}
+
+/* Compress one block of n bytes at src (its dictionary: the block before, wherever it is). */
+static int enc_block(struct oci_lz4_enc *e, const unsigned char *src, size_t n)
+{
+	int c = LZ4_compress_fast_continue(e->stream, (const char *)src, (char *)e->cbuf + 12,
+					   (int)n, LZ4_compressBound(ENC_BLOCK), 1);
+	if (c > 0 && (size_t)c < n) {
+		memcpy(e->cbuf, MAGIC_LZ4, 4);
+		put32(e->cbuf + 4, (uint32_t)n);
+		put32(e->cbuf + 8, (uint32_t)c);
+		return enc_out(e, e->cbuf, 12 + (size_t)c);
+	}
+	unsigned char hdr[8];
+	memcpy(hdr, MAGIC_RAW, 4);
+	put32(hdr + 4, (uint32_t)n);
+	int r = enc_out(e, hdr, 8);
+	return r < 0 ? r : enc_out(e, src, n);
+}
+
+/* Compress what the ring holds. */
 static int enc_flush(struct oci_lz4_enc *e)
 {
 	if (e->fill == 0)
 		return 0;
-	const unsigned char *src = e->ring + (size_t)e->half * ENC_BLOCK;
-	int n = LZ4_compress_fast_continue(e->stream, (const char *)src, (char *)e->cbuf + 12,
-					   (int)e->fill, LZ4_compressBound(ENC_BLOCK), 1);
-	int r;
-	if (n > 0 && (size_t)n < e->fill) {
-		memcpy(e->cbuf, MAGIC_LZ4, 4);
-		put32(e->cbuf + 4, (uint32_t)e->fill);
-		put32(e->cbuf + 8, (uint32_t)n);
-		r = e->write(e->userdata, e->cbuf, 12 + (size_t)n);
-	} else {
-		unsigned char hdr[8];
-		memcpy(hdr, MAGIC_RAW, 4);
-		put32(hdr + 4, (uint32_t)e->fill);
-		r = e->write(e->userdata, hdr, 8);
-		if (r >= 0)
-			r = e->write(e->userdata, src, e->fill);
-	}
+	int r = enc_block(e, e->ring + (size_t)e->half * ENC_BLOCK, e->fill);
 	e->half ^= 1;
 	e->fill = 0;
 	return r < 0 ? r : 0;
 }
 
-int oci_lz4_enc_update(struct oci_lz4_enc *e, const void *data, size_t len)
+/*
+ * Every block goes through the ring, even when the caller has it whole: compressing in place
+ * would save a copy but change the blocks' dictionary mode, and with it the bytes (and digests)
+ * of every pushed layer.
+ */
+static int enc_update(struct oci_lz4_enc *e, const unsigned char *p, size_t len)
 {
-	const unsigned char *p = data;
 	while (len > 0) {
 		size_t n = MIN(len, (size_t)ENC_BLOCK - e->fill);
 		memcpy(e->ring + (size_t)e->half * ENC_BLOCK + e->fill, p, n);
@@ -423,11 +443,21 @@ int oci_lz4_enc_update(struct oci_lz4_enc *e, const void *data, size_t len)
 	return 0;
 }
 
+int oci_lz4_enc_update(struct oci_lz4_enc *e, const void *data, size_t len)
+{
+	cpustat_push(CPUSTAT_COMPRESS);
+	int r = enc_update(e, data, len);
+	cpustat_pop();
+	return r;
+}
+
 int oci_lz4_enc_finish(struct oci_lz4_enc *e)
 {
+	cpustat_push(CPUSTAT_COMPRESS);
 	int r = enc_flush(e);
+	cpustat_pop();
 	if (r < 0)
 		return r;
 	e->finished = true;
-	return e->write(e->userdata, MAGIC_END, 4);
+	return enc_out(e, MAGIC_END, 4);
 }

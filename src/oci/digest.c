@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/alloc.h"
+#include "util/cpustat.h"
 #include "util/macro.h"
 
 _Static_assert(sizeof(SHA256_CTX) * 2 + 1 == OCI_DIGEST_STATE_STRLEN, "SHA256_CTX size");
@@ -30,8 +31,12 @@ void oci_digest_init(struct oci_digest *d)
 
 void oci_digest_update(struct oci_digest *d, const void *data, size_t len)
 {
-	if (len > 0 && SHA256_Update(d->ctx, data, len) != 1)
+	if (len == 0)
+		return;
+	cpustat_push(CPUSTAT_HASH);
+	if (SHA256_Update(d->ctx, data, len) != 1)
 		abort();
+	cpustat_pop();
 }
 
 void oci_digest_final(struct oci_digest *d, char ret[OCI_DIGEST_STRLEN])

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/alloc.h"
+#include "util/cpustat.h"
 #include "util/fs.h"
 #include "util/macro.h"
 #include "util/strbuf.h"
@@ -113,7 +114,7 @@ static bool direct_span(const struct oci_direct *d, const void *data, size_t len
 	return *ret_body > 0;
 }
 
-int oci_direct_pwrite(struct oci_direct *d, const void *data, size_t len, uint64_t offset)
+static int direct_pwrite(struct oci_direct *d, const void *data, size_t len, uint64_t offset)
 {
 	const char *p = data;
 	size_t head, body;
@@ -136,7 +137,65 @@ int oci_direct_pwrite(struct oci_direct *d, const void *data, size_t len, uint64
 	return fs_pwrite_all(d->fd, p, len, offset);
 }
 
-int64_t oci_direct_source(void *userdata, uint64_t offset, void *buf, size_t len)
+/* pread until len bytes or the end of the file */
+static int64_t pread_full(int fd, char *buf, size_t len, uint64_t offset)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, buf + got, len - got, (off_t)(offset + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (int64_t)got;
+}
+
+int oci_direct_pwrite(struct oci_direct *d, const void *data, size_t len, uint64_t offset)
+{
+	cpustat_push(CPUSTAT_WRITE);
+	int r = direct_pwrite(d, data, len, offset);
+	cpustat_pop();
+	return r;
+}
+
+static int64_t direct_pread(struct oci_direct *d, void *buf, size_t len, uint64_t offset)
+{
+	char *p = buf;
+	size_t head, body;
+	int64_t done = 0;
+	if (direct_span(d, buf, len, offset, &head, &body)) {
+		int dfd = atomic_load(&d->dfd);
+		int64_t n = pread_full(d->fd, p, head, offset);
+		if (n < (int64_t)head)
+			return n;
+		n = dfd >= 0 ? pread_full(dfd, p + head, body, offset + head) : -EINVAL;
+		if (n == -EINVAL) {
+			direct_refused(d, dfd);
+			n = 0;
+		} else if (n < 0) {
+			return n;
+		} else if (n < (int64_t)body) {
+			return (int64_t)head + n; /* the end of the file */
+		}
+		done = (int64_t)head + n;
+	}
+	int64_t n = pread_full(d->fd, p + done, len - (size_t)done, offset + (uint64_t)done);
+	return n < 0 ? n : done + n;
+}
+
+int64_t oci_direct_pread(struct oci_direct *d, void *buf, size_t len, uint64_t offset)
+{
+	cpustat_push(CPUSTAT_READ);
+	int64_t r = direct_pread(d, buf, len, offset);
+	cpustat_pop();
+	return r;
+}
+
+static int64_t direct_source(void *userdata, uint64_t offset, void *buf, size_t len)
 {
 	struct oci_direct_reader *r = userdata;
 	int dfd = atomic_load(&r->d->dfd);
@@ -166,6 +225,14 @@ int64_t oci_direct_source(void *userdata, uint64_t offset, void *buf, size_t len
 	}
 	ssize_t n = pread(r->d->fd, buf, len, (off_t)offset);
 	return n < 0 ? -errno : n;
+}
+
+int64_t oci_direct_source(void *userdata, uint64_t offset, void *buf, size_t len)
+{
+	cpustat_push(CPUSTAT_READ);
+	int64_t r = direct_source(userdata, offset, buf, len);
+	cpustat_pop();
+	return r;
 }
 
 void oci_direct_reader_release(struct oci_direct_reader *r)

@@ -38,6 +38,8 @@ void oci_direct_init(struct oci_direct *d, int fd, bool write);
 void oci_direct_release(struct oci_direct *d);
 /* Like fs_pwrite_all(); 0 or -errno. */
 int oci_direct_pwrite(struct oci_direct *d, const void *data, size_t len, uint64_t offset);
+/* Read up to len bytes at offset, fewer only at the end of the file: the count or -errno. */
+int64_t oci_direct_pread(struct oci_direct *d, void *buf, size_t len, uint64_t offset);
 
 /*
  * An oci_blob_source over a file written through an oci_direct: reads go through an aligned

@@ -18,6 +18,7 @@
 #include "oci/io.h"
 #include "oci/progress.h"
 #include "util/alloc.h"
+#include "util/cpustat.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -213,7 +214,9 @@ static int copy_local(struct disk_writer *w, const char *path, uint64_t src_off,
 			data_end = end;
 		while (src_off < data_end) {
 			size_t n = (size_t)MIN((uint64_t)PIECE, data_end - src_off);
+			cpustat_push(CPUSTAT_READ);
 			ssize_t got = pread(fd, buf, n, (off_t)src_off);
+			cpustat_pop();
 			if (got != (ssize_t)n)
 				return got < 0 ? -errno : -EIO;
 			int r = writer_write(w, buf, n);
@@ -225,6 +228,46 @@ static int copy_local(struct disk_writer *w, const char *path, uint64_t src_off,
 	return 0;
 }
 
+static bool same_disk_layers(const struct oci_manifest *a, const struct oci_manifest *b)
+{
+	size_t i = 0, k = 0;
+	for (;;) {
+		while (i < a->nlayers && a->layers[i].kind != OCI_LAYER_DISK)
+			i++;
+		while (k < b->nlayers && b->layers[k].kind != OCI_LAYER_DISK)
+			k++;
+		if (i == a->nlayers || k == b->nlayers)
+			return i == a->nlayers && k == b->nlayers;
+		const struct oci_layer *x = &a->layers[i++], *y = &b->layers[k++];
+		if (!streq(x->digest, y->digest) || x->uncompressed_size != y->uncompressed_size ||
+		    !streq(x->uncompressed_digest, y->uncompressed_digest))
+			return false;
+	}
+}
+
+/*
+ * A disk made of exactly the layers of a cached image (the same VM pushed again, under another
+ * tag or with another config) is that image's disk: share it instead of copying and hashing
+ * gigabytes. A reflink where the filesystem has them, else a hard link: nothing writes a cached
+ * disk in place (clone and run copy it) and pull_disk never writes a staging disk.img that has
+ * another link. Its content was verified when that image was pulled.
+ */
+static bool share_local_disk(const struct pull_job *j, const char *disk, uint64_t total)
+{
+	for (size_t c = 0; c < j->o->nlocals; c++) {
+		const char *src = j->o->locals[c].disk_path;
+		struct stat st;
+		if (!same_disk_layers(j->m, j->o->locals[c].manifest) || lstat(src, &st) < 0 ||
+		    !S_ISREG(st.st_mode) || (uint64_t)st.st_size != total)
+			continue;
+		if (fs_reflink_file(src, disk) == 0 || link(src, disk) == 0) {
+			log_info("the disk is the one of a cached image, sharing it: %s", src);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* What identifies a verified layer in .progress: its content digest (or blob digest). */
 static const char *layer_key(const struct oci_layer *l)
 {
@@ -233,14 +276,17 @@ static const char *layer_key(const struct oci_layer *l)
 
 static int record_done(struct pull_job *j, size_t k)
 {
-	if (fdatasync(j->disk_fd) < 0)
-		return -errno;
+	cpustat_push(CPUSTAT_WRITE);
+	int r = fdatasync(j->disk_fd) < 0 ? -errno : 0;
+	cpustat_pop();
+	if (r < 0)
+		return r;
 	char line[128];
 	int n =
 	    snprintf(line, sizeof(line), "%zu %s\n", k, layer_key(&j->m->layers[j->disk_idx[k]]));
 	pthread_mutex_lock(&j->lock);
 	ssize_t w = write(j->progress_fd, line, (size_t)n);
-	int r = w == n ? 0 : -EIO;
+	r = w == n ? 0 : -EIO;
 	if (r == 0 && fdatasync(j->progress_fd) < 0)
 		r = -errno;
 	pthread_mutex_unlock(&j->lock);
@@ -501,7 +547,14 @@ static void load_progress(struct pull_job *j, const char *staging)
 static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
 		     const char *staging, const struct oci_pull_options *o)
 {
-	struct pull_job j = {.f = f, .staging = staging, .m = m, .o = o, .punch_ok = true};
+	struct pull_job j = {.f = f,
+			     .staging = staging,
+			     .m = m,
+			     .o = o,
+			     .punch_ok = true,
+			     .disk_fd = -1,
+			     .progress_fd = -1,
+			     .disk = {.fd = -1, .dfd = -1}};
 	j.disk_idx = xcalloc(m->nlayers, sizeof(*j.disk_idx));
 	j.offsets = xcalloc(m->nlayers, sizeof(*j.offsets));
 	j.done = xcalloc(m->nlayers, sizeof(*j.done));
@@ -516,12 +569,16 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 	}
 	_cleanup_free_ char *disk = path_join(staging, "disk.img");
 	_cleanup_free_ char *prog = path_join(staging, PROGRESS_FILE);
+	struct stat st;
+	if (lstat(disk, &st) == 0 && st.st_nlink > 1)
+		(void)unlink(disk); /* shared with a cached image: never written, start over */
 	bool resume = fs_exists(disk);
 	int rc = 0;
+	if (!resume && share_local_disk(&j, disk, total))
+		goto out;
 	j.disk_fd = open(disk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	j.progress_fd = open(prog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	oci_direct_init(&j.disk, j.disk_fd, true);
-	struct stat st;
 	if (j.disk_fd < 0 || j.progress_fd < 0 || fstat(j.disk_fd, &st) < 0) {
 		rc = log_error_errno(negerrno(), "cannot create '%s'", disk);
 		goto out;
@@ -553,8 +610,10 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 		oci_progress_finish(&j.progress);
 	oci_progress_release(&j.progress);
 	pthread_mutex_destroy(&j.lock);
+	cpustat_push(CPUSTAT_WRITE);
 	if (rc == 0 && fsync(j.disk_fd) < 0)
 		rc = log_error_errno(negerrno(), "cannot sync '%s'", disk);
+	cpustat_pop();
 out:
 	oci_direct_release(&j.disk);
 	if (j.disk_fd >= 0)
@@ -652,6 +711,7 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 	int rc = pull_disk(f, m, staging, o);
 	if (rc < 0)
 		return rc;
+	oci_progress_cpu_summary();
 	const struct oci_layer *nv = oci_manifest_find(m, OCI_LAYER_NVRAM);
 	if (nv) {
 		if (!o->quiet)

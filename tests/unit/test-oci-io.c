@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "oci/io.h"
+#include "util/alloc.h"
+
+#define A OCI_IO_ALIGN
+
+/* A scratch file on a real filesystem (O_DIRECT: tmpfs may refuse it), unlinked. */
+static int scratch(void)
+{
+	char path[] = "/var/tmp/test-oci-io-XXXXXX";
+	int fd = mkostemp(path, O_CLOEXEC);
+	assert_true(fd >= 0);
+	unlink(path);
+	return fd;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(seed + i * 31 + (i >> 9));
+}
+
+/*
+ * Writes whose address and offset line up (whole pages direct, ragged ends buffered), whose
+ * do not (all buffered), shorter than a page, and reads back through both read paths: the
+ * file always holds what was written.
+ */
+static void check_roundtrip(void)
+{
+	int fd = scratch();
+	struct oci_direct d;
+	oci_direct_init(&d, fd, true);
+	size_t n = 3 * 1024 * 1024;
+	unsigned char *src = xmalloc_aligned(A, n + 2 * A);
+	unsigned char *want = calloc(1, n + 2 * A);
+	fill(src, n + 2 * A, 7);
+	struct {
+		size_t mem, len;
+		uint64_t off;
+	} w[] = {
+	    {0, 1024 * 1024, 0},	     /* aligned */
+	    {100, 5000, 1024 * 1024 + 100},  /* congruent, ragged head and tail */
+	    {7, 300000, 1200000 + 3},	     /* not congruent: buffered */
+	    {0, 100, 2 * 1024 * 1024},	     /* under a page */
+	    {A - 1, 2 * A + 2, 2500000 - 1}, /* congruent, one page in the middle */
+	};
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		assert_int_equal(oci_direct_pwrite(&d, src + w[i].mem, w[i].len, w[i].off), 0);
+		memcpy(want + w[i].off, src + w[i].mem, w[i].len);
+	}
+	uint64_t size = 2500000 - 1 + 2 * A + 2;
+	assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)size);
+
+	unsigned char *got = xmalloc_aligned(A, size + A);
+	/* aligned buffer and offset: the direct path; the length runs past the end */
+	assert_int_equal(oci_direct_pread(&d, got, size + A, 0), (int64_t)size);
+	assert_memory_equal(got, want, size);
+	/* unaligned: buffered */
+	assert_int_equal(oci_direct_pread(&d, got + 1, 1000, 4097), 1000);
+	assert_memory_equal(got + 1, want + 4097, 1000);
+	/* the upload source, at odd offsets and lengths, up to and past the end */
+	struct oci_direct_reader rd = {.d = &d};
+	uint64_t offs[] = {0, 1, 4095, 1024 * 1024 + 77, size - 10, size};
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		size_t len = 700001;
+		int64_t r = oci_direct_source(&rd, offs[i], got, len);
+		int64_t expect = (int64_t)(size - offs[i] < len ? size - offs[i] : len);
+		assert_int_equal(r, expect);
+		assert_memory_equal(got, want + offs[i], (size_t)r);
+	}
+	oci_direct_reader_release(&rd);
+	oci_direct_release(&d);
+	close(fd);
+	free(got);
+	free(src);
+	free(want);
+}
+
+static void test_direct(void **state)
+{
+	(void)state;
+	unsetenv("TART_NO_DIRECT_IO");
+	int fd = scratch();
+	struct oci_direct d;
+	oci_direct_init(&d, fd, true);
+	bool direct = d.dfd >= 0;
+	oci_direct_release(&d);
+	close(fd);
+	if (!direct) {
+		print_message(
+		    "SKIP: /var/tmp refuses O_DIRECT, the direct path is not tested here\n");
+		skip();
+	}
+	check_roundtrip();
+}
+
+static void test_buffered(void **state)
+{
+	(void)state;
+	setenv("TART_NO_DIRECT_IO", "1", 1);
+	int fd = scratch();
+	struct oci_direct d;
+	oci_direct_init(&d, fd, true);
+	assert_int_equal(d.dfd, -1);
+	oci_direct_release(&d);
+	close(fd);
+	check_roundtrip();
+	unsetenv("TART_NO_DIRECT_IO");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_direct),
+	    cmocka_unit_test(test_buffered),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
