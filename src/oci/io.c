@@ -241,3 +241,156 @@ void oci_direct_reader_release(struct oci_direct_reader *r)
 	r->bounce = NULL;
 	r->cap = 0;
 }
+
+struct writer_slot {
+	unsigned char *buf; /* OCI_IO_ALIGN + OCI_WRITER_SLOT bytes */
+	size_t skew;	    /* data starts at buf + skew, congruent with off */
+	size_t len;
+	uint64_t off;
+	int note_fd;
+	char *note;
+};
+
+struct oci_writer {
+	struct oci_direct *d;
+	pthread_t thread;
+	bool threaded;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct writer_slot slot[2];
+	unsigned filling; /* the slot the caller fills */
+	bool queued;	  /* the other slot waits for, or is being written by, the thread */
+	bool stop;
+	int err;
+};
+
+static int slot_write(struct oci_direct *d, struct writer_slot *s)
+{
+	int r = s->len ? oci_direct_pwrite(d, s->buf + s->skew, s->len, s->off) : 0;
+	if (r >= 0 && s->note) {
+		size_t n = strlen(s->note);
+		if (pwrite(s->note_fd, s->note, n, 0) != (ssize_t)n)
+			r = 0; /* a resume point is an optimisation: the transfer goes on without it
+				*/
+	}
+	s->len = 0;
+	free(s->note);
+	s->note = NULL;
+	return r;
+}
+
+static void *writer_thread(void *arg)
+{
+	struct oci_writer *w = arg;
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->queued && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (!w->queued)
+			break;
+		struct writer_slot *s = &w->slot[w->filling ^ 1];
+		pthread_mutex_unlock(&w->lock);
+		int r = slot_write(w->d, s);
+		pthread_mutex_lock(&w->lock);
+		if (r < 0 && w->err == 0)
+			w->err = r;
+		w->queued = false;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+struct oci_writer *oci_writer_new(struct oci_direct *d)
+{
+	struct oci_writer *w = xcalloc(1, sizeof(*w));
+	w->d = d;
+	for (int i = 0; i < 2; i++)
+		w->slot[i].buf = xmalloc_aligned(OCI_IO_ALIGN, OCI_IO_ALIGN + OCI_WRITER_SLOT);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->threaded = pthread_create(&w->thread, NULL, writer_thread, w) == 0;
+	return w;
+}
+
+/* Hand the filling slot to the thread (after the previous one is written); 0 or the error. */
+static int writer_submit(struct oci_writer *w)
+{
+	struct writer_slot *s = &w->slot[w->filling];
+	if (s->len == 0 && !s->note)
+		return w->err;
+	if (!w->threaded) {
+		int r = slot_write(w->d, s);
+		if (r < 0 && w->err == 0)
+			w->err = r;
+		return w->err;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (w->queued)
+		pthread_cond_wait(&w->cond, &w->lock);
+	w->queued = true;
+	w->filling ^= 1;
+	pthread_cond_broadcast(&w->cond);
+	int r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+int oci_writer_write(struct oci_writer *w, const void *data, size_t len, uint64_t offset)
+{
+	const unsigned char *p = data;
+	while (len > 0) {
+		struct writer_slot *s = &w->slot[w->filling];
+		if (s->len && (offset != s->off + s->len || s->skew + s->len == OCI_WRITER_SLOT)) {
+			int r = writer_submit(w);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (s->len == 0) {
+			s->off = offset;
+			s->skew = (size_t)(offset % OCI_IO_ALIGN);
+		}
+		size_t n = MIN(len, OCI_WRITER_SLOT - s->skew - s->len);
+		memcpy(s->buf + s->skew + s->len, p, n);
+		s->len += n;
+		p += n;
+		len -= n;
+		offset += n;
+	}
+	pthread_mutex_lock(&w->lock);
+	int r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+void oci_writer_note(struct oci_writer *w, int fd, const char *text)
+{
+	struct writer_slot *s = &w->slot[w->filling];
+	free(s->note);
+	s->note = xstrdup(text);
+	s->note_fd = fd;
+}
+
+int oci_writer_finish(struct oci_writer *w)
+{
+	int r = writer_submit(w);
+	if (w->threaded) {
+		pthread_mutex_lock(&w->lock);
+		while (w->queued)
+			pthread_cond_wait(&w->cond, &w->lock);
+		w->stop = true;
+		pthread_cond_broadcast(&w->cond);
+		r = w->err;
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+	}
+	for (int i = 0; i < 2; i++) {
+		free(w->slot[i].buf);
+		free(w->slot[i].note);
+	}
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	free(w);
+	return r;
+}

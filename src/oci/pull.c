@@ -46,11 +46,15 @@ struct pull_job {
 	struct oci_progress progress;
 };
 
-/* Decoded bytes land here: hashed, zero pages skipped, the rest written at off. */
+/*
+ * Decoded bytes land here: hashed, zero pages skipped, the rest queued for the background
+ * writer (oci/io.h) to write at off.
+ */
 struct disk_writer {
 	struct pull_job *j;
 	uint64_t start, off, end;
 	struct oci_digest digest;
+	struct oci_writer *out;
 	bool nonzero; /* data seen: before that, zeros are neither written nor hashed */
 };
 
@@ -58,6 +62,7 @@ static void writer_init(struct disk_writer *w, struct pull_job *j, uint64_t off,
 {
 	*w = (struct disk_writer){.j = j, .start = off, .off = off, .end = off + len};
 	oci_digest_init(&w->digest);
+	w->out = oci_writer_new(&j->disk);
 	w->nonzero = !j->punch_ok; /* zeros must be written: take the plain path */
 }
 
@@ -72,14 +77,18 @@ static void hash_zeros(struct oci_digest *d, uint64_t n)
 	}
 }
 
-static void writer_final(struct disk_writer *w, char ret[OCI_DIGEST_STRLEN])
+/* Wait for the writes, then the content digest; 0 or the first write error. */
+static int writer_final(struct disk_writer *w, char ret[OCI_DIGEST_STRLEN])
 {
+	int r = oci_writer_finish(w->out);
+	w->out = NULL;
 	if (w->nonzero) {
 		oci_digest_final(&w->digest, ret);
 	} else {
 		oci_digest_release(&w->digest);
 		oci_digest_zeros(w->off - w->start, ret);
 	}
+	return r;
 }
 
 static bool page_is_zero(const unsigned char *p, size_t n)
@@ -121,7 +130,7 @@ static int writer_write(void *userdata, const void *data, size_t len)
 				break;
 			run += s;
 		}
-		int r = oci_direct_pwrite(&w->j->disk, p + i, run, w->off + i);
+		int r = oci_writer_write(w->out, p + i, run, w->off + i);
 		if (r < 0)
 			return r;
 		i += run;
@@ -351,7 +360,7 @@ static void save_part(struct layer_pull *lp)
 	_cleanup_free_ char *line =
 	    xasprintf("%s %s %020" PRIu64 " %020" PRIu64 " %s %*s\n", PART_VERSION, lp->l->digest,
 		      consumed, decoded, c, OCI_DIGEST_STATE_STRLEN - 1, u);
-	(void)!pwrite(lp->part_fd, line, strlen(line), 0);
+	oci_writer_note(lp->w.out, lp->part_fd, line); /* once the data before it is written */
 }
 
 /* Decoded bytes: to the disk, then a resume point when the decoder stands between blocks. */
@@ -448,11 +457,13 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	if (r >= 0)
 		r = oci_lz4_dec_finish(lp.dec);
 	oci_lz4_dec_free(lp.dec);
-	if (lp.part_fd >= 0)
-		close(lp.part_fd);
 	char cdg[OCI_DIGEST_STRLEN], udg[OCI_DIGEST_STRLEN];
 	oci_digest_final(&lp.digest, cdg);
-	writer_final(&lp.w, udg);
+	int wr = writer_final(&lp.w, udg);
+	if (r >= 0 && wr < 0)
+		r = wr;
+	if (lp.part_fd >= 0)
+		close(lp.part_fd); /* after the writer: it writes the resume points */
 	if (r == -ECANCELED)
 		return r; /* the layer that failed has said why */
 	if (r == -EBADMSG || r == -EFBIG)
@@ -486,7 +497,8 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 		if (r >= 0)
 			r = copy_local(&w, lpath, loff, l->uncompressed_size);
 		char got[OCI_DIGEST_STRLEN];
-		writer_final(&w, got);
+		int wr = writer_final(&w, got);
+		r = r < 0 ? r : wr;
 		if (r >= 0 && (!l->uncompressed_digest[0] || streq(got, l->uncompressed_digest))) {
 			oci_progress_add(&j->progress, l->size);
 			return record_done(j, k);

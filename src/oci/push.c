@@ -46,46 +46,23 @@ struct push_job {
 };
 
 /*
- * Compressed bytes collect in an aligned buffer and go to the temporary file in whole
- * OUT_PIECEs with O_DIRECT (oci/io.h): no copy into the page cache and none back out of it
- * when the blob is uploaded.
+ * Compressed bytes go to the temporary file through the background writer (oci/io.h): O_DIRECT
+ * (no copy into the page cache, and none back out of it when the blob is uploaded) while the
+ * compression goes on.
  */
-#define OUT_PIECE (1u << 20)
-
 struct enc_sink {
-	struct oci_direct *out;
-	unsigned char *buf; /* OCI_IO_ALIGN-aligned, OUT_PIECE bytes */
-	size_t fill;
-	uint64_t flushed; /* bytes in the file before buf */
+	struct oci_writer *out;
+	uint64_t written;
 	struct oci_digest digest;
 };
-
-static int enc_flush(struct enc_sink *s)
-{
-	int r = oci_direct_pwrite(s->out, s->buf, s->fill, s->flushed);
-	s->flushed += s->fill;
-	s->fill = 0;
-	return r;
-}
 
 static int enc_write(void *userdata, const void *data, size_t len)
 {
 	struct enc_sink *s = userdata;
-	const char *p = data;
 	oci_digest_update(&s->digest, data, len);
-	while (len > 0) {
-		size_t n = MIN(len, OUT_PIECE - s->fill);
-		memcpy(s->buf + s->fill, p, n);
-		s->fill += n;
-		p += n;
-		len -= n;
-		if (s->fill == OUT_PIECE) {
-			int r = enc_flush(s);
-			if (r < 0)
-				return r;
-		}
-	}
-	return 0;
+	int r = oci_writer_write(s->out, data, len, s->written);
+	s->written += len;
+	return r;
 }
 
 static int open_tmp(const char *dir)
@@ -119,8 +96,7 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool h
 {
 	static const char zeros[READ_PIECE];
 	_cleanup_free_ char *buf = xmalloc_aligned(OCI_IO_ALIGN, READ_PIECE);
-	_cleanup_free_ unsigned char *obuf = xmalloc_aligned(OCI_IO_ALIGN, OUT_PIECE);
-	struct enc_sink sink = {.out = out, .buf = obuf};
+	struct enc_sink sink = {.out = oci_writer_new(out)};
 	oci_digest_init(&sink.digest);
 	struct oci_digest ud;
 	oci_digest_init(&ud);
@@ -135,7 +111,7 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool h
 		} else {
 			int64_t got = oci_direct_pread(&j->disk, buf, n, pos);
 			if (got != (int64_t)n) {
-				r = got < 0 ? -errno : -EIO;
+				r = got < 0 ? (int)got : -EIO;
 				log_error_errno(r, "cannot read the disk at offset %" PRIu64, pos);
 				break;
 			}
@@ -148,8 +124,9 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool h
 	}
 	if (r >= 0)
 		r = oci_lz4_enc_finish(enc);
+	int wr = oci_writer_finish(sink.out);
 	if (r >= 0)
-		r = enc_flush(&sink);
+		r = wr;
 	oci_lz4_enc_free(enc);
 	if (r < 0 || atomic_load(&j->err) != 0) {
 		if (r < 0 && r != -EIO)
@@ -159,7 +136,7 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool h
 		return r < 0 ? r : -ECANCELED;
 	}
 	l->kind = OCI_LAYER_DISK;
-	l->size = sink.flushed;
+	l->size = sink.written;
 	l->has_uncompressed = true;
 	l->uncompressed_size = len;
 	oci_digest_final(&sink.digest, l->digest);

@@ -5,8 +5,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -88,6 +90,62 @@ static void check_roundtrip(void)
 	free(want);
 }
 
+/*
+ * The background writer: runs with gaps, ragged and slot-sized pieces all land where they
+ * belong; a note is written after what was queued before it; an error is sticky.
+ */
+static void check_writer(void)
+{
+	int fd = scratch(), nfd = scratch();
+	struct oci_direct d;
+	oci_direct_init(&d, fd, true);
+	size_t n = 5 * OCI_WRITER_SLOT;
+	unsigned char *src = malloc(n), *want = calloc(1, n), *got = malloc(n);
+	fill(src, n, 3);
+	struct oci_writer *w = oci_writer_new(&d);
+	struct {
+		uint64_t off;
+		size_t len;
+	} runs[] = {
+	    {0, 3 * A},
+	    {3 * A, 5},
+	    {3 * A + 5, OCI_WRITER_SLOT + 17}, /* contiguous, across a slot */
+	    {2 * OCI_WRITER_SLOT + 100, 4000}, /* after a gap */
+	    {3 * OCI_WRITER_SLOT, 2 * OCI_WRITER_SLOT},
+	};
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		assert_int_equal(oci_writer_write(w, src + runs[i].off, runs[i].len, runs[i].off),
+				 0);
+		memcpy(want + runs[i].off, src + runs[i].off, runs[i].len);
+		char note[32];
+		snprintf(note, sizeof(note), "note %zu", i);
+		oci_writer_note(w, nfd, note);
+	}
+	assert_int_equal(oci_writer_finish(w), 0);
+	assert_int_equal(pread(fd, got, n, 0), (ssize_t)n);
+	assert_memory_equal(got, want, n);
+	char note[32] = "";
+	assert_true(pread(nfd, note, sizeof(note) - 1, 0) > 0);
+	assert_string_equal(note, "note 4");
+	oci_direct_release(&d);
+	close(fd);
+
+	/* a descriptor that cannot be written: the error comes back and stays */
+	int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	oci_direct_init(&d, ro, false);
+	w = oci_writer_new(&d);
+	int r = 0;
+	for (int i = 0; i < 8 && r == 0; i++)
+		r = oci_writer_write(w, src, OCI_WRITER_SLOT, (uint64_t)i * OCI_WRITER_SLOT);
+	assert_int_equal(oci_writer_finish(w), -EBADF);
+	oci_direct_release(&d);
+	close(ro);
+	close(nfd);
+	free(src);
+	free(want);
+	free(got);
+}
+
 static void test_direct(void **state)
 {
 	(void)state;
@@ -104,6 +162,7 @@ static void test_direct(void **state)
 		skip();
 	}
 	check_roundtrip();
+	check_writer();
 }
 
 static void test_buffered(void **state)
@@ -117,6 +176,7 @@ static void test_buffered(void **state)
 	oci_direct_release(&d);
 	close(fd);
 	check_roundtrip();
+	check_writer();
 	unsetenv("TART_NO_DIRECT_IO");
 }
 
