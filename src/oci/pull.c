@@ -353,7 +353,7 @@ static void save_part(struct layer_pull *lp)
 	if (lp->w.nonzero)
 		oci_digest_save(&lp->w.digest, u);
 	if (lp->part_fd < 0)
-		lp->part_fd = open(lp->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		lp->part_fd = open(lp->part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (lp->part_fd < 0)
 		return; /* resuming is an optimisation: the pull goes on without it */
 	/* fixed width: each line overwrites the previous one entirely */
@@ -447,6 +447,8 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 		load_part(&lp);
 	uint64_t start = lp.received;
 	*ret_resumed = start > 0;
+	if (start == 0)
+		(void)unlink(part); /* stale or foreign: the new resume points replace it */
 	if (start > 0) {
 		log_info("resuming disk layer %zu at byte %" PRIu64, k, start);
 		oci_progress_add(&j->progress, start);
