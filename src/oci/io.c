@@ -195,53 +195,6 @@ int64_t oci_direct_pread(struct oci_direct *d, void *buf, size_t len, uint64_t o
 	return r;
 }
 
-static int64_t direct_source(void *userdata, uint64_t offset, void *buf, size_t len)
-{
-	struct oci_direct_reader *r = userdata;
-	int dfd = atomic_load(&r->d->dfd);
-	if (dfd >= 0 && len > 0) {
-		uint64_t start = offset & ~(uint64_t)(OCI_IO_ALIGN - 1);
-		size_t span = (size_t)(offset - start) + len;
-		span = (span + OCI_IO_ALIGN - 1) & ~((size_t)OCI_IO_ALIGN - 1);
-		if (r->cap < span) {
-			free(r->bounce);
-			r->bounce = xmalloc_aligned(OCI_IO_ALIGN, span);
-			r->cap = span;
-		}
-		ssize_t n;
-		do
-			n = pread(dfd, r->bounce, span, (off_t)start);
-		while (n < 0 && errno == EINTR);
-		if (n >= 0) {
-			if ((uint64_t)n <= offset - start)
-				return 0; /* at or past the end */
-			size_t got = MIN(len, (size_t)n - (size_t)(offset - start));
-			memcpy(buf, r->bounce + (offset - start), got);
-			return (int64_t)got;
-		}
-		if (errno != EINVAL)
-			return -errno;
-		direct_refused(r->d, dfd);
-	}
-	ssize_t n = pread(r->d->fd, buf, len, (off_t)offset);
-	return n < 0 ? -errno : n;
-}
-
-int64_t oci_direct_source(void *userdata, uint64_t offset, void *buf, size_t len)
-{
-	cpustat_push(CPUSTAT_READ);
-	int64_t r = direct_source(userdata, offset, buf, len);
-	cpustat_pop();
-	return r;
-}
-
-void oci_direct_reader_release(struct oci_direct_reader *r)
-{
-	free(r->bounce);
-	r->bounce = NULL;
-	r->cap = 0;
-}
-
 struct writer_slot {
 	unsigned char *buf; /* OCI_IO_ALIGN + OCI_WRITER_SLOT bytes */
 	size_t skew;	    /* data starts at buf + skew, congruent with off */
@@ -393,4 +346,183 @@ int oci_writer_finish(struct oci_writer *w)
 	pthread_cond_destroy(&w->cond);
 	free(w);
 	return r;
+}
+
+struct prefetch_buf {
+	unsigned char *data; /* piece bytes, OCI_IO_ALIGN-aligned */
+	size_t len;
+	uint64_t offset;
+	bool hole, ready;
+	int err;
+};
+
+struct oci_prefetch {
+	struct oci_direct *d;
+	uint64_t next_read; /* the thread's position */
+	uint64_t next_take; /* the caller's */
+	uint64_t end;
+	size_t piece;
+	bool skip_holes;
+	pthread_t thread;
+	bool threaded, stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct prefetch_buf buf[2];
+	unsigned consume; /* the buffer the caller takes next */
+	bool handed;	  /* buf[consume ^ 1] is the caller's until the next call */
+};
+
+bool oci_range_is_hole(int fd, uint64_t off, uint64_t len)
+{
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO;
+	return (uint64_t)d >= off + len;
+}
+
+/* Fill b with the piece at offset (never past end). */
+static void prefetch_read(struct oci_prefetch *p, struct prefetch_buf *b, uint64_t offset)
+{
+	b->offset = offset;
+	b->len = (size_t)MIN((uint64_t)p->piece, p->end - offset);
+	b->err = 0;
+	b->hole = p->skip_holes && oci_range_is_hole(p->d->fd, offset, b->len);
+	if (b->hole)
+		return;
+	int64_t n = oci_direct_pread(p->d, b->data, b->len, offset);
+	if (n != (int64_t)b->len)
+		b->err = n < 0 ? (int)n : -EIO;
+}
+
+static void *prefetch_thread(void *arg)
+{
+	struct oci_prefetch *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0;; i ^= 1) {
+		/* buffers are filled in turn: wait until buffer i is free again */
+		while (!p->stop && (p->buf[i].ready || (p->handed && p->consume == (i ^ 1))))
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop || p->next_read >= p->end)
+			break;
+		uint64_t offset = p->next_read;
+		p->next_read = MIN(p->end, offset + p->piece);
+		pthread_mutex_unlock(&p->lock);
+		prefetch_read(p, &p->buf[i], offset);
+		pthread_mutex_lock(&p->lock);
+		p->buf[i].ready = true;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+struct oci_prefetch *oci_prefetch_new(struct oci_direct *d, uint64_t offset, uint64_t end,
+				      size_t piece, bool skip_holes)
+{
+	struct oci_prefetch *p = xcalloc(1, sizeof(*p));
+	p->d = d;
+	p->next_read = p->next_take = offset;
+	p->end = MAX(offset, end);
+	p->piece = piece;
+	p->skip_holes = skip_holes;
+	for (int i = 0; i < 2; i++)
+		p->buf[i].data = xmalloc_aligned(OCI_IO_ALIGN, piece);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->threaded = pthread_create(&p->thread, NULL, prefetch_thread, p) == 0;
+	return p;
+}
+
+int oci_prefetch_next(struct oci_prefetch *p, const void **ret_data, size_t *ret_len,
+		      uint64_t *ret_offset)
+{
+	struct prefetch_buf *b = &p->buf[p->consume];
+	if (!p->threaded) {
+		if (p->next_read >= p->end)
+			return 0;
+		prefetch_read(p, b, p->next_read);
+		p->next_read = MIN(p->end, p->next_read + p->piece);
+	} else {
+		pthread_mutex_lock(&p->lock);
+		if (p->handed) {
+			p->buf[p->consume ^ 1].ready = false; /* the caller is done with it */
+			p->handed = false;
+			pthread_cond_broadcast(&p->cond);
+		}
+		while (!b->ready && p->next_take < p->end)
+			pthread_cond_wait(&p->cond, &p->lock);
+		bool have = b->ready;
+		if (have) {
+			p->handed = true;
+			p->consume ^= 1;
+			p->next_take += b->len;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (!have)
+			return 0;
+	}
+	*ret_offset = b->offset;
+	if (b->err < 0)
+		return b->err;
+	*ret_data = b->hole ? NULL : b->data;
+	*ret_len = b->len;
+	return 1;
+}
+
+void oci_prefetch_free(struct oci_prefetch *p)
+{
+	if (!p)
+		return;
+	if (p->threaded) {
+		pthread_mutex_lock(&p->lock);
+		p->stop = true;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->thread, NULL);
+	}
+	for (int i = 0; i < 2; i++)
+		free(p->buf[i].data);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+}
+
+#define SOURCE_PIECE (1u << 20)
+
+static int64_t direct_source(struct oci_direct_reader *r, uint64_t offset, void *buf, size_t len)
+{
+	if (offset >= r->size || len == 0)
+		return 0;
+	if (!r->ahead || offset < r->at) {
+		oci_prefetch_free(r->ahead);
+		r->at = offset & ~(uint64_t)(OCI_IO_ALIGN - 1);
+		r->len = 0;
+		r->ahead = oci_prefetch_new(r->d, r->at, r->size, SOURCE_PIECE, false);
+	}
+	while (offset >= r->at + r->len) {
+		const void *data;
+		int k = oci_prefetch_next(r->ahead, &data, &r->len, &r->at);
+		if (k <= 0)
+			return k < 0 ? k : -EIO; /* shorter than size */
+		r->data = data;
+	}
+	size_t n = (size_t)MIN((uint64_t)len, r->at + r->len - offset);
+	memcpy(buf, r->data + (offset - r->at), n);
+	return (int64_t)n;
+}
+
+int64_t oci_direct_source(void *userdata, uint64_t offset, void *buf, size_t len)
+{
+	cpustat_push(CPUSTAT_READ);
+	int64_t r = direct_source(userdata, offset, buf, len);
+	cpustat_pop();
+	return r;
+}
+
+void oci_direct_reader_release(struct oci_direct_reader *r)
+{
+	oci_prefetch_free(r->ahead);
+	r->ahead = NULL;
+	r->data = NULL;
+	r->len = 0;
 }

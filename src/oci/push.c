@@ -20,7 +20,7 @@
 #include "util/log.h"
 #include "util/macro.h"
 
-#define READ_PIECE (4u << 20)
+#define READ_PIECE (2u << 20) /* two in memory per chunk: one read ahead */
 
 struct chunk_result {
 	struct oci_layer layer;
@@ -78,15 +78,6 @@ static int open_tmp(const char *dir)
 	return fd;
 }
 
-/* True when [off, off+len) of fd holds no data (one big hole). */
-static bool range_is_hole(int fd, uint64_t off, uint64_t len)
-{
-	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
-	if (d < 0)
-		return errno == ENXIO;
-	return (uint64_t)d >= off + len;
-}
-
 /*
  * Compress one chunk into the temporary file behind out; fills l (digests, sizes). A chunk that
  * is one hole (zeros) takes the known digest of zeros instead of hashing them.
@@ -95,33 +86,31 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool h
 			  struct oci_direct *out, struct oci_layer *l)
 {
 	static const char zeros[READ_PIECE];
-	_cleanup_free_ char *buf = xmalloc_aligned(OCI_IO_ALIGN, READ_PIECE);
+	struct oci_prefetch *in = oci_prefetch_new(&j->disk, off, off + len, READ_PIECE, true);
 	struct enc_sink sink = {.out = oci_writer_new(out)};
 	oci_digest_init(&sink.digest);
 	struct oci_digest ud;
 	oci_digest_init(&ud);
 	struct oci_lz4_enc *enc = oci_lz4_enc_new(enc_write, &sink);
 	int r = 0;
-	uint64_t pos = off, end = off + len;
-	while (pos < end && r >= 0 && atomic_load(&j->err) == 0) {
-		size_t n = (size_t)MIN((uint64_t)READ_PIECE, end - pos);
-		const char *data = buf;
-		if (hole || range_is_hole(j->disk_fd, pos, n)) {
-			data = zeros;
-		} else {
-			int64_t got = oci_direct_pread(&j->disk, buf, n, pos);
-			if (got != (int64_t)n) {
-				r = got < 0 ? (int)got : -EIO;
+	while (r >= 0 && atomic_load(&j->err) == 0) {
+		const void *data;
+		size_t n;
+		uint64_t pos = off;
+		r = oci_prefetch_next(in, &data, &n, &pos);
+		if (r <= 0) {
+			if (r < 0)
 				log_error_errno(r, "cannot read the disk at offset %" PRIu64, pos);
-				break;
-			}
+			break;
 		}
+		if (!data)
+			data = zeros; /* a hole: not read */
 		if (!hole)
 			oci_digest_update(&ud, data, n);
 		r = oci_lz4_enc_update(enc, data, n);
-		pos += n;
 		oci_progress_add(&j->progress, n);
 	}
+	oci_prefetch_free(in);
 	if (r >= 0)
 		r = oci_lz4_enc_finish(enc);
 	int wr = oci_writer_finish(sink.out);
@@ -158,7 +147,7 @@ static int upload_file(struct push_job *j, struct oci_direct *out, const struct 
 		log_debug("blob %s already exists, skipping", l->digest);
 		return 0;
 	}
-	struct oci_direct_reader rd = {.d = out};
+	struct oci_direct_reader rd = {.d = out, .size = l->size};
 	r = j->t->put(j->t->userdata, l->digest, l->size, oci_direct_source, &rd);
 	oci_direct_reader_release(&rd);
 	return r;
@@ -185,7 +174,7 @@ static int push_chunk(struct push_job *j, size_t i)
 	uint64_t off = (uint64_t)i * j->chunk;
 	uint64_t len = MIN(j->chunk, j->disk_size - off);
 	struct oci_layer *l = &j->results[i].layer;
-	if (!range_is_hole(j->disk_fd, off, len))
+	if (!oci_range_is_hole(j->disk_fd, off, len))
 		return compress_upload(j, off, len, false, l);
 	/* the first hole chunk of a size is compressed and uploaded while the others wait */
 	pthread_mutex_lock(&j->memo_lock);

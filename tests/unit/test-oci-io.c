@@ -73,8 +73,9 @@ static void check_roundtrip(void)
 	assert_int_equal(oci_direct_pread(&d, got + 1, 1000, 4097), 1000);
 	assert_memory_equal(got + 1, want + 4097, 1000);
 	/* the upload source, at odd offsets and lengths, up to and past the end */
-	struct oci_direct_reader rd = {.d = &d};
-	uint64_t offs[] = {0, 1, 4095, 1024 * 1024 + 77, size - 10, size};
+	struct oci_direct_reader rd = {.d = &d, .size = size};
+	/* forwards, then back to the start (an upload tried again) */
+	uint64_t offs[] = {0, 1, 4095, 1024 * 1024 + 77, size - 10, size, 5};
 	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		size_t len = 700001;
 		int64_t r = oci_direct_source(&rd, offs[i], got, len);
@@ -146,6 +147,56 @@ static void check_writer(void)
 	free(got);
 }
 
+/* Read-ahead in pieces: holes come back unread (NULL), a short file is -EIO at its end. */
+static void check_prefetch(void)
+{
+	int fd = scratch();
+	struct oci_direct d;
+	oci_direct_init(&d, fd, true);
+	size_t piece = 256 * 1024, n = 8 * piece;
+	unsigned char *src = malloc(n), *got = calloc(1, n);
+	fill(src, n, 9);
+	/* data in pieces 0, 1 and 5 (partly); pieces 2-4 and 6-7 are holes */
+	assert_int_equal(oci_direct_pwrite(&d, src, 2 * piece, 0), 0);
+	assert_int_equal(oci_direct_pwrite(&d, src + 5 * piece + 100, 1000, 5 * piece + 100), 0);
+	assert_int_equal(ftruncate(fd, (off_t)n), 0);
+	struct oci_prefetch *p = oci_prefetch_new(&d, 0, n, piece, true);
+	const void *data;
+	size_t len;
+	uint64_t at, expect = 0;
+	int holes = 0, k;
+	while ((k = oci_prefetch_next(p, &data, &len, &at)) == 1) {
+		assert_int_equal(at, expect);
+		assert_int_equal(len, piece);
+		if (data)
+			memcpy(got + at, data, len);
+		else
+			holes++;
+		expect += len;
+	}
+	assert_int_equal(k, 0);
+	assert_int_equal(expect, n);
+	assert_int_equal(holes, 5);
+	assert_memory_equal(got, src, 2 * piece);
+	assert_memory_equal(got + 5 * piece + 100, src + 5 * piece + 100, 1000);
+	oci_prefetch_free(p);
+	/* past the end of the file */
+	p = oci_prefetch_new(&d, 0, n + piece, piece, false);
+	while ((k = oci_prefetch_next(p, &data, &len, &at)) == 1)
+		;
+	assert_int_equal(k, -EIO);
+	assert_int_equal(at, n);
+	oci_prefetch_free(p);
+	/* freed half-way, with a piece still being read ahead */
+	p = oci_prefetch_new(&d, 0, n, piece, false);
+	assert_int_equal(oci_prefetch_next(p, &data, &len, &at), 1);
+	oci_prefetch_free(p);
+	oci_direct_release(&d);
+	close(fd);
+	free(src);
+	free(got);
+}
+
 static void test_direct(void **state)
 {
 	(void)state;
@@ -163,6 +214,7 @@ static void test_direct(void **state)
 	}
 	check_roundtrip();
 	check_writer();
+	check_prefetch();
 }
 
 static void test_buffered(void **state)
@@ -177,6 +229,7 @@ static void test_buffered(void **state)
 	close(fd);
 	check_roundtrip();
 	check_writer();
+	check_prefetch();
 	unsetenv("TART_NO_DIRECT_IO");
 }
 
