@@ -220,12 +220,9 @@ struct oci_writer {
 static int slot_write(struct oci_direct *d, struct writer_slot *s)
 {
 	int r = s->len ? oci_direct_pwrite(d, s->buf + s->skew, s->len, s->off) : 0;
-	if (r >= 0 && s->note) {
-		size_t n = strlen(s->note);
-		if (pwrite(s->note_fd, s->note, n, 0) != (ssize_t)n)
-			r = 0; /* a resume point is an optimisation: the transfer goes on without it
-				*/
-	}
+	/* a resume point is an optimisation: the transfer goes on without it */
+	if (r >= 0 && s->note)
+		(void)!pwrite(s->note_fd, s->note, strlen(s->note), 0);
 	s->len = 0;
 	free(s->note);
 	s->note = NULL;
