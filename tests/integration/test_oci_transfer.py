@@ -11,7 +11,8 @@ import urllib.request
 from conftest import Tart
 from oci_fixtures import MiB, Proxy, allocated, cache_dir, get_manifest, make_vm, sha256_file
 
-PIECES = ((8192, 3 * MiB), (600 * MiB + 5, 2 * MiB))  # two layers of a 1 GB disk
+# data in the first of the two layers of a 1 GB disk (the second, a hole, costs little to move)
+PIECES = ((8192, 3 * MiB), (300 * MiB + 5, 2 * MiB))
 
 
 def other_home(tmp_path, name):
@@ -101,20 +102,19 @@ def test_buffered_io_gives_the_same_image(tart, registry, tmp_path):
     """TART_NO_DIRECT_IO=1 (what a filesystem without O_DIRECT gets): the same blobs on push,
     the same disk with the same holes on pull."""
     host = registry.host
+    # a piece in each layer, the last one up to the disk's ragged end (1 GB is not whole pages)
     src = make_vm(tart, "vm", disk_gb=1, pieces=PIECES + ((1_000_000_000 - 4095, 4095),),
                   seed=51)
     buffered = {"TART_NO_DIRECT_IO": "1"}
     tart.run("push", "--insecure", "vm", f"{host}/buf/vm:direct")
     tart.run("push", "--insecure", "vm", f"{host}/buf/vm:buffered", env=buffered)
     assert disk_layers(host, "buf/vm", "direct")[0] == disk_layers(host, "buf/vm", "buffered")[0]
-    want = sha256_file(src / "disk.img")
-    for tag, env in (("direct", None), ("buffered", buffered)):
-        t = other_home(tmp_path, f"home-{tag}")
-        t.run("pull", "--insecure", f"{host}/buf/vm:{tag}", env=env)
-        _, dg = get_manifest(host, "buf/vm", tag)
-        pulled = cache_dir(t, host, "buf/vm") / dg / "disk.img"
-        assert sha256_file(pulled) == want
-        assert allocated(pulled) < 16 * MiB
+    t = other_home(tmp_path, "home2")
+    t.run("pull", "--insecure", f"{host}/buf/vm:buffered", env=buffered)
+    _, dg = get_manifest(host, "buf/vm", "buffered")
+    pulled = cache_dir(t, host, "buf/vm") / dg / "disk.img"
+    assert sha256_file(pulled) == sha256_file(src / "disk.img")
+    assert allocated(pulled) < 16 * MiB
 
 
 def test_transfer_stats_say_where_the_cpu_went(tart, registry, tmp_path):
