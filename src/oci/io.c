@@ -196,7 +196,7 @@ int64_t oci_direct_pread(struct oci_direct *d, void *buf, size_t len, uint64_t o
 }
 
 struct writer_slot {
-	unsigned char *buf; /* OCI_IO_ALIGN + OCI_WRITER_SLOT bytes */
+	unsigned char *buf; /* OCI_IO_ALIGN + slot bytes */
 	size_t skew;	    /* data starts at buf + skew, congruent with off */
 	size_t len;
 	uint64_t off;
@@ -206,6 +206,7 @@ struct writer_slot {
 
 struct oci_writer {
 	struct oci_direct *d;
+	size_t slot_size;
 	pthread_t thread;
 	bool threaded;
 	pthread_mutex_t lock;
@@ -251,12 +252,13 @@ static void *writer_thread(void *arg)
 	return NULL;
 }
 
-struct oci_writer *oci_writer_new(struct oci_direct *d)
+struct oci_writer *oci_writer_new(struct oci_direct *d, size_t slot)
 {
 	struct oci_writer *w = xcalloc(1, sizeof(*w));
 	w->d = d;
+	w->slot_size = slot;
 	for (int i = 0; i < 2; i++)
-		w->slot[i].buf = xmalloc_aligned(OCI_IO_ALIGN, OCI_IO_ALIGN + OCI_WRITER_SLOT);
+		w->slot[i].buf = xmalloc_aligned(OCI_IO_ALIGN, OCI_IO_ALIGN + slot);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	w->threaded = pthread_create(&w->thread, NULL, writer_thread, w) == 0;
@@ -291,7 +293,7 @@ int oci_writer_write(struct oci_writer *w, const void *data, size_t len, uint64_
 	const unsigned char *p = data;
 	while (len > 0) {
 		struct writer_slot *s = &w->slot[w->filling];
-		if (s->len && (offset != s->off + s->len || s->skew + s->len == OCI_WRITER_SLOT)) {
+		if (s->len && (offset != s->off + s->len || s->skew + s->len == w->slot_size)) {
 			int r = writer_submit(w);
 			if (r < 0)
 				return r;
@@ -301,7 +303,7 @@ int oci_writer_write(struct oci_writer *w, const void *data, size_t len, uint64_
 			s->off = offset;
 			s->skew = (size_t)(offset % OCI_IO_ALIGN);
 		}
-		size_t n = MIN(len, OCI_WRITER_SLOT - s->skew - s->len);
+		size_t n = MIN(len, w->slot_size - s->skew - s->len);
 		memcpy(s->buf + s->skew + s->len, p, n);
 		s->len += n;
 		p += n;

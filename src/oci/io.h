@@ -46,18 +46,16 @@ int64_t oci_direct_pread(struct oci_direct *d, void *buf, size_t len, uint64_t o
 
 /*
  * An ordered background writer over an oci_direct: oci_writer_write() copies the data into one
- * of two aligned OCI_WRITER_SLOT buffers and returns, and a thread writes each filled buffer
- * while the caller goes on decoding, compressing or hashing: the disk's latency (O_DIRECT
- * writes wait for the device) is not on the caller's path. A note (a small record for another
- * file: a resume point) is written once everything queued before it is written. Without a
- * thread (pthread_create failed) everything is written in the calling thread. Errors are
- * sticky: the first one is returned by every later write and by finish.
+ * of two aligned buffers of `slot` bytes (a multiple of OCI_IO_ALIGN) and returns, and a thread
+ * writes each filled buffer while the caller goes on decoding, compressing or hashing: the disk's
+ * latency (O_DIRECT writes wait for the device) is not on the caller's path. A note (a small record
+ * for another file: a resume point) is written once everything queued before it is written. Without
+ * a thread (pthread_create failed) everything is written in the calling thread. Errors are sticky:
+ * the first one is returned by every later write and by finish.
  */
-#define OCI_WRITER_SLOT (1u << 20)
-
 struct oci_writer;
 
-struct oci_writer *oci_writer_new(struct oci_direct *d);
+struct oci_writer *oci_writer_new(struct oci_direct *d, size_t slot);
 int oci_writer_write(struct oci_writer *w, const void *data, size_t len, uint64_t offset);
 /* Write text at offset 0 of fd (replacing a record of the same length) after what is queued. */
 void oci_writer_note(struct oci_writer *w, int fd, const char *text);

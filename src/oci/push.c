@@ -21,6 +21,7 @@
 #include "util/macro.h"
 
 #define READ_PIECE (2u << 20) /* two in memory per chunk: one read ahead */
+#define WRITE_SLOT (1u << 20)
 
 struct chunk_result {
 	struct oci_layer layer;
@@ -87,7 +88,7 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool h
 {
 	static const char zeros[READ_PIECE];
 	struct oci_prefetch *in = oci_prefetch_new(&j->disk, off, off + len, READ_PIECE, true);
-	struct enc_sink sink = {.out = oci_writer_new(out)};
+	struct enc_sink sink = {.out = oci_writer_new(out, WRITE_SLOT)};
 	oci_digest_init(&sink.digest);
 	struct oci_digest ud;
 	oci_digest_init(&ud);

@@ -17,6 +17,7 @@
 #include "util/alloc.h"
 
 #define A OCI_IO_ALIGN
+#define SLOT (256u * 1024)
 
 /* A scratch file on a real filesystem (O_DIRECT: tmpfs may refuse it), unlinked. */
 static int scratch(void)
@@ -100,19 +101,19 @@ static void check_writer(void)
 	int fd = scratch(), nfd = scratch();
 	struct oci_direct d;
 	oci_direct_init(&d, fd, true);
-	size_t n = 5 * OCI_WRITER_SLOT;
+	size_t n = 5 * SLOT;
 	unsigned char *src = malloc(n), *want = calloc(1, n), *got = malloc(n);
 	fill(src, n, 3);
-	struct oci_writer *w = oci_writer_new(&d);
+	struct oci_writer *w = oci_writer_new(&d, SLOT);
 	struct {
 		uint64_t off;
 		size_t len;
 	} runs[] = {
 	    {0, 3 * A},
 	    {3 * A, 5},
-	    {3 * A + 5, OCI_WRITER_SLOT + 17}, /* contiguous, across a slot */
-	    {2 * OCI_WRITER_SLOT + 100, 4000}, /* after a gap */
-	    {3 * OCI_WRITER_SLOT, 2 * OCI_WRITER_SLOT},
+	    {3 * A + 5, SLOT + 17}, /* contiguous, across a slot */
+	    {2 * SLOT + 100, 4000}, /* after a gap */
+	    {3 * SLOT, 2 * SLOT},
 	};
 	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
 		assert_int_equal(oci_writer_write(w, src + runs[i].off, runs[i].len, runs[i].off),
@@ -134,10 +135,10 @@ static void check_writer(void)
 	/* a descriptor that cannot be written: the error comes back and stays */
 	int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	oci_direct_init(&d, ro, false);
-	w = oci_writer_new(&d);
+	w = oci_writer_new(&d, SLOT);
 	int r = 0;
 	for (int i = 0; i < 8 && r == 0; i++)
-		r = oci_writer_write(w, src, OCI_WRITER_SLOT, (uint64_t)i * OCI_WRITER_SLOT);
+		r = oci_writer_write(w, src, SLOT, (uint64_t)i * SLOT);
 	assert_int_equal(oci_writer_finish(w), -EBADF);
 	oci_direct_release(&d);
 	close(ro);
