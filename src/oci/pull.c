@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,18 @@ static void writer_init(struct disk_writer *w, struct pull_job *j, uint64_t off,
 }
 
 static const unsigned char zero_buf[1u << 20];
+
+/* What the registry sent is not what its manifest promised: one "Error:" line, -EBADMSG. */
+_printf_(1, 2) static int bad_data(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_error("Error: %s", buf);
+	return -EBADMSG;
+}
 
 static void hash_zeros(struct oci_digest *d, uint64_t n)
 {
@@ -331,6 +344,7 @@ struct layer_pull {
 	uint64_t piece_at;
 	const char *part;
 	int part_fd;
+	int error; /* what blob_write returned to stop the transfer */
 };
 
 /* Hash the compressed bytes of the current piece up to blob offset end. */
@@ -375,9 +389,8 @@ static int layer_out(void *userdata, const void *data, size_t len)
 	return r;
 }
 
-static int blob_write(void *userdata, const void *data, size_t len)
+static int blob_write_unchecked(struct layer_pull *lp, const void *data, size_t len)
 {
-	struct layer_pull *lp = userdata;
 	if (atomic_load(&lp->j->err) != 0)
 		return -ECANCELED; /* another layer failed: stop this one too */
 	if (len > lp->l->size - lp->received)
@@ -388,6 +401,15 @@ static int blob_write(void *userdata, const void *data, size_t len)
 	oci_progress_add(&lp->j->progress, len);
 	int r = oci_lz4_dec_update(lp->dec, data, len);
 	hash_upto(lp, lp->received);
+	return r;
+}
+
+static int blob_write(void *userdata, const void *data, size_t len)
+{
+	struct layer_pull *lp = userdata;
+	int r = blob_write_unchecked(lp, data, len);
+	if (r < 0)
+		lp->error = r;
 	return r;
 }
 
@@ -456,8 +478,12 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 		oci_progress_add(&j->progress, start);
 	}
 	int r = clear_range(j, lp.w.off, lp.w.end - lp.w.off);
-	if (r >= 0)
+	bool reported = false;
+	if (r >= 0) {
 		r = j->f->get(j->f->userdata, l->digest, start, blob_write, &lp);
+		/* the registry client reports its own failures; the sink's are ours to say */
+		reported = r < 0 && r != lp.error && j->f->reports_errors;
+	}
 	if (r >= 0)
 		r = oci_lz4_dec_finish(lp.dec);
 	oci_lz4_dec_free(lp.dec);
@@ -470,20 +496,20 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 		close(lp.part_fd); /* after the writer: it writes the resume points */
 	if (r == -ECANCELED)
 		return r; /* the layer that failed has said why */
+	if (reported)
+		return r;
 	if (r == -EBADMSG || r == -EFBIG)
-		return log_error_errno(
-		    -EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt", k, l->digest);
+		return bad_data("failed to decompress disk: layer %zu (%s) is corrupt%s", k,
+				l->digest, r == -EFBIG ? " (larger than its descriptor says)" : "");
 	if (r < 0)
-		return log_error_errno(r, "cannot pull disk layer %zu (%s)", k, l->digest);
+		return log_error_errno(r, "Error: cannot pull disk layer %zu (%s)", k, l->digest);
 	if (lp.received != l->size || !streq(cdg, l->digest))
-		return log_error_errno(-EBADMSG,
-				       "disk layer %zu: digest mismatch (expected %s, got %s)", k,
-				       l->digest, cdg);
+		return bad_data("disk layer %zu: digest mismatch (expected %s, got %s)", k,
+				l->digest, cdg);
 	if (lp.w.off != lp.w.end ||
 	    (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
-		return log_error_errno(-EBADMSG,
-				       "disk layer %zu: uncompressed content does not match %s", k,
-				       l->uncompressed_digest);
+		return bad_data("disk layer %zu: uncompressed content does not match %s", k,
+				l->uncompressed_digest);
 	return 0;
 }
 
@@ -511,8 +537,12 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 	}
 	bool resumed;
 	r = download_layer(j, k, l, off, true, &resumed);
-	if (r < 0 && r != -ECANCELED && resumed) {
-		/* the resume point may be stale (a crash of the machine): once more from scratch */
+	if (r == -EBADMSG && resumed) {
+		/*
+		 * The resume point may be stale (a crash of the machine): once more from scratch.
+		 * Only for bad data: a network failure has spent the operation's retry budget
+		 * already.
+		 */
 		log_warning("retrying disk layer %zu from its first byte", k);
 		r = download_layer(j, k, l, off, false, &resumed);
 	}
@@ -676,11 +706,9 @@ static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l
 	char dg[OCI_DIGEST_STRLEN];
 	oci_digest_final(&s.digest, dg);
 	if (rc == -EFBIG)
-		rc = log_error_errno(-EBADMSG, "blob %s is larger than its descriptor says",
-				     l->digest);
+		rc = bad_data("blob %s is larger than its descriptor says", l->digest);
 	else if (rc >= 0 && (s.received != l->size || !streq(dg, l->digest)))
-		rc = log_error_errno(-EBADMSG, "%s: digest mismatch (expected %s, got %s)", file,
-				     l->digest, dg);
+		rc = bad_data("%s: digest mismatch (expected %s, got %s)", file, l->digest, dg);
 	if (rc >= 0 && fsync(s.fd) < 0)
 		rc = log_error_errno(negerrno(), "cannot write '%s'", tmp);
 	close(s.fd);
@@ -701,7 +729,7 @@ static int registry_get(void *userdata, const char *digest, uint64_t offset, oci
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
 		    const struct oci_pull_options *o)
 {
-	struct oci_blob_fetcher f = {.get = registry_get, .userdata = r};
+	struct oci_blob_fetcher f = {.get = registry_get, .userdata = r, .reports_errors = true};
 	return oci_pull_layers_from(&f, m, staging, o);
 }
 
@@ -721,6 +749,10 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 		if (!l)
 			continue;
 		int r2 = pull_file(f, l, staging, small[i].file);
+		if (r2 >= 0 && small[i].kind == OCI_LAYER_CONFIG && o->check_config) {
+			_cleanup_free_ char *p = path_join(staging, small[i].file);
+			r2 = o->check_config(p, o->check_userdata);
+		}
 		if (r2 < 0)
 			return r2;
 	}

@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/host.h"
 #include "qemu/accel.h"
+#include "qemu/bootwatch.h"
 #include "qemu/firmware.h"
 #include "qemu/img.h"
 #include "qemu/process.h"
@@ -64,16 +66,23 @@ struct run {
 	uint64_t serial_log_size;
 	int vnc_display;
 	char vnc_password[9];
+	struct vm_window win;
 	struct qemu_process qemu;
 	bool qemu_started;
 	struct qemu_qmp qmp;
 	bool qmp_open;
 	struct vm_run_state state;
 	bool state_written;
+	uint64_t boot_watchdog_s; /* the boot watchdog (qemu/bootwatch.h); 0: off */
+	usec_t boot_deadline;	  /* 0 when not watching (any more) */
+	usec_t boot_next_check;
+	struct agent_host *agent; /* control.sock and the guest agent channels */
 };
 
 static void run_release(struct run *r)
 {
+	agent_host_free(r->agent);
+	r->qmp.on_event = NULL;
 	if (r->qmp_open)
 		qemu_qmp_release(&r->qmp);
 	if (r->qemu_started) {
@@ -236,19 +245,30 @@ static int choose_accel(struct run *r, const struct vm_run_options *o)
 		r->accel = "tcg";
 	} else {
 		_cleanup_free_ char *why = NULL;
+		usec_t t0 = now_monotonic_usec();
 		int k = qemu_accel_probe_kvm(r->qemu_bin, r->cfg.arch, &why);
+		log_debug("KVM probe: %s after %llu ms", k < 0 ? why : "works",
+			  (unsigned long long)((now_monotonic_usec() - t0) / 1000));
 		if (k < 0 && streq(want, "kvm")) {
 			log_error("KVM does not work on this host: %s", why);
 			return -ENODEV;
 		}
 		if (k < 0)
-			log_notice("KVM is not usable (%s): using TCG software emulation", why);
+			log_notice("KVM is not usable: %s; using TCG software emulation", why);
 		r->accel = k < 0 ? "tcg" : "kvm";
 	}
 	if (o->nested && !streq(r->accel, "kvm")) {
 		log_error("--nested needs KVM, but this VM would run with TCG");
 		return -ENOTSUP;
 	}
+	uint64_t watchdog;
+	if (qemu_boot_watchdog_seconds(streq(r->accel, "kvm"), &watchdog) < 0) {
+		log_error("TART_BOOT_WATCHDOG must be a number of seconds (0 turns it off)");
+		return -EINVAL;
+	}
+	/* x86 guests only: arm64 ones start in 64-bit mode. Armed once QEMU runs. */
+	if (!streq(r->cfg.arch, "arm64"))
+		r->boot_watchdog_s = watchdog;
 	return 0;
 }
 
@@ -361,6 +381,8 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	s.nested = o->nested;
 	s.cpus = r->cfg.cpu_count ? r->cfg.cpu_count : 1;
 	s.memory_mib = r->cfg.memory_size / (1024 * 1024);
+	s.window = r->win.open;
+	s.name = r->dir.name;
 	s.display_width = r->cfg.display_width;
 	s.display_height = r->cfg.display_height;
 
@@ -437,6 +459,9 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qmp_fds) < 0)
 		return log_error_errno(negerrno(), "cannot create the QMP socket");
 	s.qmp_fd = r->qmp_fds[1];
+	k = agent_host_prepare(r->dir.path, &s, &r->agent);
+	if (k < 0)
+		return k;
 
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
 	k = qemu_argv_build(&s, &argv);
@@ -454,6 +479,7 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		keep[n++] = r->incoming_fd;
 	for (size_t i = 0; i < r->net.n_pass_fds && n < ARRAY_SIZE(keep); i++)
 		keep[n++] = r->net.pass_fds[i];
+	n += agent_host_qemu_fds(r->agent, keep + n, ARRAY_SIZE(keep) - n);
 	/* Wall clock of the spawn, for bench/boot.sh (tart's own cost before QEMU runs). */
 	log_debug("spawning QEMU at realtime %llu us", (unsigned long long)now_realtime_usec());
 	k = qemu_process_spawn(&argv, keep, n, &r->qemu);
@@ -482,6 +508,7 @@ static int qemu_failed(struct run *r, const char *what)
 			  *tail ? "\n" : "", tail);
 	if (strstr(tail, "Failed to get \"write\" lock"))
 		log_error("a disk image of VM \"%s\" is in use by another process", r->dir.name);
+	vm_window_explain_failure(&r->win, tail);
 	return 1;
 }
 
@@ -502,6 +529,8 @@ static int connect_qmp(struct run *r)
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
 	r->qmp_open = true;
+	r->qmp.on_event = agent_host_qmp_event; /* the guest opening/closing the agent ports */
+	r->qmp.userdata = r->agent;
 	/* Saving state at full speed: the VM is paused anyway. */
 	(void)qemu_qmp_call(&r->qmp, "migrate-set-parameters",
 			    json_pack("{s:I}", "max-bandwidth", (json_int_t)(16LL << 30)),
@@ -668,6 +697,40 @@ static void hard_quit(struct run *r)
 		qemu_process_wait_or_kill(&r->qemu, 0);
 }
 
+#define BOOT_CHECK_USEC 250000ULL
+
+/*
+ * One tick of the boot watchdog: until vCPU 0 is seen in long mode, ask QEMU every
+ * BOOT_CHECK_USEC; past the deadline the accelerator cannot run this guest, and the run ends
+ * with exit 1 rather than a guest that spins forever. Returns 1 when it ended the run.
+ */
+static int watch_boot(struct run *r)
+{
+	usec_t now = now_monotonic_usec();
+	if (!r->boot_deadline || !r->qmp_open || now < r->boot_next_check)
+		return 0;
+	r->boot_next_check = now + BOOT_CHECK_USEC;
+	int k = qemu_boot_long_mode(&r->qmp, QMP_TIMEOUT_MS);
+	/* In long mode, or a QEMU whose registers we cannot read: nothing to watch. */
+	if (k == 1 || k == -EBADMSG || k == -EREMOTEIO) {
+		r->boot_deadline = 0;
+		return 0;
+	}
+	if (now < r->boot_deadline)
+		return 0;
+	if (streq(r->accel, "kvm"))
+		log_error(
+		    "the guest of VM \"%s\" did not reach 64-bit mode within %llu s under KVM: "
+		    "this host's KVM cannot run it (run it with --accel tcg)",
+		    r->dir.name, (unsigned long long)r->boot_watchdog_s);
+	else
+		log_error("the guest of VM \"%s\" did not reach 64-bit mode within %llu s: its "
+			  "kernel or firmware is stuck (TART_BOOT_WATCHDOG sets this limit)",
+			  r->dir.name, (unsigned long long)r->boot_watchdog_s);
+	hard_quit(r);
+	return 1;
+}
+
 static int supervise(struct run *r, int sigfd)
 {
 	usec_t deadline = 0; /* when a requested stop turns into a hard quit */
@@ -686,6 +749,13 @@ static int supervise(struct run *r, int sigfd)
 			timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000) + 1;
 		} else if (r->qemu.pidfd < 0) {
 			timeout = 200;
+		}
+		if (r->boot_deadline) {
+			usec_t now = now_monotonic_usec();
+			int t = now >= r->boot_next_check
+				    ? 0
+				    : (int)((r->boot_next_check - now) / 1000) + 1;
+			timeout = timeout < 0 ? t : MIN(timeout, t);
 		}
 		int n = poll(p, ARRAY_SIZE(p), timeout);
 		if (n < 0 && errno != EINTR)
@@ -707,6 +777,8 @@ static int supervise(struct run *r, int sigfd)
 			}
 			return qemu_failed(r, "the VM stopped unexpectedly");
 		}
+		if (!stopping && watch_boot(r))
+			return 1;
 		if (deadline && now_monotonic_usec() >= deadline) {
 			fprintf(stderr, "the guest did not power off in time: stopping the VM\n");
 			hard_quit(r);
@@ -779,6 +851,10 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = check_platform(&r);
 	if (k < 0)
 		goto out;
+	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.win.open);
+	if (k < 0)
+		goto out;
+	vm_window_watch(&r.win, &r.qmp);
 	k = choose_accel(&r, o);
 	if (k < 0)
 		goto out;
@@ -788,14 +864,22 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = connect_qmp(&r);
 	if (k != 0)
 		goto out;
+	bool restored = r.incoming_fd >= 0;
 	k = finish_restore(&r);
 	if (k != 0)
 		goto out;
+	k = agent_host_start(r.agent, restored);
+	if (k < 0) {
+		hard_quit(&r);
+		goto out;
+	}
 	k = announce(&r, o);
 	if (k < 0) {
 		hard_quit(&r);
 		goto out;
 	}
+	if (r.boot_watchdog_s)
+		r.boot_deadline = now_monotonic_usec() + r.boot_watchdog_s * 1000000ULL;
 	k = supervise(&r, sigfd);
 out:
 	run_release(&r);
