@@ -29,6 +29,35 @@ static int scratch(void)
 	return fd;
 }
 
+/*
+ * A filesystem that accepts an O_DIRECT open and then refuses the transfers (EINVAL): pwrite and
+ * pread on this descriptor fail as such a filesystem's do (linked with --wrap, meson.build).
+ */
+static int refused_fd = -2;
+
+ssize_t __real_pwrite64(int fd, const void *buf, size_t n, off_t offset);
+ssize_t __real_pread64(int fd, void *buf, size_t n, off_t offset);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t offset);
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t offset);
+
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t offset)
+{
+	if (fd == refused_fd) {
+		errno = EINVAL;
+		return -1;
+	}
+	return __real_pwrite64(fd, buf, n, offset);
+}
+
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t offset)
+{
+	if (fd == refused_fd) {
+		errno = EINVAL;
+		return -1;
+	}
+	return __real_pread64(fd, buf, n, offset);
+}
+
 static void fill(unsigned char *p, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)
@@ -234,11 +263,71 @@ static void test_buffered(void **state)
 	unsetenv("TART_NO_DIRECT_IO");
 }
 
+/* Give d a direct descriptor whose transfers fail with EINVAL. */
+static void refuse_transfers(struct oci_direct *d)
+{
+	oci_direct_release(d);
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", d->fd);
+	refused_fd = open(p, O_RDWR | O_CLOEXEC);
+	assert_true(refused_fd >= 0);
+	d->dfd = refused_fd;
+}
+
+/*
+ * The O_DIRECT descriptor opened, but the filesystem refuses its first write (or read) with
+ * EINVAL: that transfer and every later one take the ordinary descriptor, nothing is lost.
+ */
+static void test_refused_at_first_transfer(void **state)
+{
+	(void)state;
+	unsetenv("TART_NO_DIRECT_IO");
+	int fd = scratch();
+	struct oci_direct d;
+	oci_direct_init(&d, fd, true);
+	refuse_transfers(&d);
+	size_t n = 3 * SLOT;
+	unsigned char *src = xmalloc_aligned(A, n), *got = xmalloc_aligned(A, n);
+	fill(src, n, 5);
+	/* the pull's path: the writer's slots are aligned, so its first write is direct */
+	struct oci_writer *w = oci_writer_new(&d, SLOT);
+	assert_int_equal(oci_writer_write(w, src, n, 0), 0);
+	assert_int_equal(oci_writer_finish(w), 0);
+	assert_int_equal(d.dfd, -1);
+	assert_int_equal(pread(fd, got, n, 0), (ssize_t)n);
+	assert_memory_equal(got, src, n);
+	/* a plain aligned write, then reads: the push's paths */
+	refuse_transfers(&d);
+	assert_int_equal(oci_direct_pwrite(&d, src, SLOT, n), 0);
+	assert_int_equal(d.dfd, -1);
+	refuse_transfers(&d);
+	memset(got, 0, n);
+	assert_int_equal(oci_direct_pread(&d, got, n, 0), (int64_t)n);
+	assert_int_equal(d.dfd, -1);
+	assert_memory_equal(got, src, n);
+	refuse_transfers(&d);
+	struct oci_prefetch *p = oci_prefetch_new(&d, 0, n + SLOT, SLOT, false);
+	const void *data;
+	size_t len;
+	uint64_t at;
+	memset(got, 0, n);
+	while (oci_prefetch_next(p, &data, &len, &at) == 1 && at < n)
+		memcpy(got + at, data, len);
+	oci_prefetch_free(p);
+	assert_int_equal(d.dfd, -1);
+	assert_memory_equal(got, src, n);
+	refused_fd = -2;
+	close(fd);
+	free(src);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_direct),
 	    cmocka_unit_test(test_buffered),
+	    cmocka_unit_test(test_refused_at_first_transfer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
