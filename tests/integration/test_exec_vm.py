@@ -232,17 +232,23 @@ def test_agent_killed_mid_exec(deb):
     assert long.returncode == 1, err
     assert b"the connection to the guest agent was lost" in err, err
     assert deb.proc.poll() is None
-    # systemd restarts the agent (Restart=always): the next exec works.
-    assert deb.wait_exec(NAME, "echo", "again", timeout=120).stdout == b"again\n"
+    # systemd restarts the agent (Restart=always): the next exec works. QEMU's guest agent
+    # answers while ours restarts; wait for ours (admin), so its restart is over.
+    p = deb.wait_exec(NAME, "sh", "-c", "echo again $(whoami)", want=b"admin", timeout=120)
+    assert p.stdout == b"again admin\n"
 
 
 def test_qemu_guest_agent_when_ours_is_stopped(deb):
+    # Ours answers and is not restarting (a stop that crossed a pending restart would not hold).
+    deb.wait_exec(NAME, "whoami", want=b"admin", timeout=120)
     # Stop ours a second after the call that asks for it has ended.
     p = deb.exec(NAME, "sudo", "systemd-run", "--on-active=1", "systemctl", "stop",
                  "tart-guest-agent")
     assert p.returncode == 0, p.stderr
     # qga runs commands as root: that tells which agent answered.
     deb.wait_exec(NAME, "whoami", want=b"root", timeout=120)
+    p = deb.exec(NAME, "systemctl", "is-active", "tart-guest-agent")
+    assert p.stdout.strip() == b"inactive", (p.stdout, p.stderr)
     p = deb.exec(NAME, "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (p.returncode, p.stdout, p.stderr) == (3, b"out\n", b"err\n")
     assert deb.exec(NAME, "sh", "-c", "exit 255").returncode == 255
