@@ -21,7 +21,7 @@ cleanup() { for m in proc sys dev/pts dev; do umount -l "$W/rootfs/$m" 2>/dev/nu
 trap cleanup EXIT
 ROOT=$W/rootfs; MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 debootstrap --variant=minbase \
-  --include=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,iproute2,systemd-boot,systemd-boot-efi,sudo,netbase \
+  --include=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,iproute2,systemd-boot,systemd-boot-efi,sudo,netbase,qemu-guest-agent \
   bookworm "$ROOT" "$MIRROR" >"$W/debootstrap.log" 2>&1 || { tail -20 "$W/debootstrap.log" >&2; exit 1; }
 echo tart-debian > $ROOT/etc/hostname
 printf '127.0.0.1 localhost\n127.0.1.1 tart-debian\n' > $ROOT/etc/hosts

@@ -25,12 +25,17 @@
 #define PAGE 4096u
 #define PIECE (4u << 20)
 #define PROGRESS_FILE ".progress"
+#define STATE_PROGRESS_FILE ".progress-state"
 
 struct pull_job {
 	const struct oci_blob_fetcher *f;
 	const char *staging;
 	const struct oci_manifest *m;
 	const struct oci_pull_options *o;
+	/* what is pulled: the disk (errors are errors), or the saved state (the caller decides) */
+	enum oci_layer_kind kind;
+	const char *what;
+	enum log_level err_level;
 	int disk_fd;
 	int progress_fd;
 	bool punch_ok;
@@ -193,6 +198,8 @@ static const struct oci_layer *find_local(const struct pull_job *j, const struct
 	for (size_t c = 0; c < j->o->nlocals; c++) {
 		const struct oci_manifest *lm = j->o->locals[c].manifest;
 		uint64_t off = 0;
+		if (j->kind != OCI_LAYER_DISK)
+			break;
 		for (size_t i = 0; i < lm->nlayers; i++) {
 			const struct oci_layer *x = &lm->layers[i];
 			if (x->kind != OCI_LAYER_DISK)
@@ -297,7 +304,8 @@ static int record_done(struct pull_job *j, size_t k)
 
 static char *part_path(const struct pull_job *j, size_t k)
 {
-	return xasprintf("%s/.layer-%zu.part", j->staging, k);
+	return xasprintf("%s/.%slayer-%zu.part", j->staging,
+			 j->kind == OCI_LAYER_DISK ? "" : "state-", k);
 }
 
 /* Feed the compressed bytes a previous process saved for this layer. */
@@ -334,7 +342,7 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 			r = log_error_errno(negerrno(), "cannot create '%s'", part);
 	}
 	if (r >= 0 && start > 0)
-		log_info("resuming disk layer %zu at byte %" PRIu64, k, start);
+		log_info("resuming %s layer %zu at byte %" PRIu64, j->what, k, start);
 	if (r >= 0 && start < l->size)
 		r = j->f->get(j->f->userdata, l->digest, start, blob_write, &s);
 	if (r >= 0)
@@ -348,18 +356,20 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	if (r == -ECANCELED)
 		return r; /* the layer that failed has said why */
 	if (r == -EBADMSG || r == -EFBIG)
-		return log_error_errno(
-		    -EBADMSG, "failed to decompress disk: layer %zu (%s) is corrupt", k, l->digest);
+		return log_msg_errno(j->err_level, -EBADMSG,
+				     "failed to decompress %s: layer %zu (%s) is corrupt", j->what,
+				     k, l->digest);
 	if (r < 0)
-		return log_error_errno(r, "cannot pull disk layer %zu (%s)", k, l->digest);
+		return log_msg_errno(j->err_level, r, "cannot pull %s layer %zu (%s)", j->what, k,
+				     l->digest);
 	if (s.received != l->size || !streq(cdg, l->digest))
-		return log_error_errno(-EBADMSG,
-				       "disk layer %zu: digest mismatch (expected %s, got %s)", k,
-				       l->digest, cdg);
+		return log_msg_errno(j->err_level, -EBADMSG,
+				     "%s layer %zu: digest mismatch (expected %s, got %s)", j->what,
+				     k, l->digest, cdg);
 	if (w.off != w.end || (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
-		return log_error_errno(-EBADMSG,
-				       "disk layer %zu: uncompressed content does not match %s", k,
-				       l->uncompressed_digest);
+		return log_msg_errno(j->err_level, -EBADMSG,
+				     "%s layer %zu: uncompressed content does not match %s",
+				     j->what, k, l->uncompressed_digest);
 	return 0;
 }
 
@@ -391,7 +401,7 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 	r = download_layer(j, k, l, off, true, &resumed);
 	if (r < 0 && r != -ECANCELED && resumed) {
 		/* the saved part may be damaged (crash, truncation): once more from scratch */
-		log_warning("retrying disk layer %zu from its first byte", k);
+		log_warning("retrying %s layer %zu from its first byte", j->what, k);
 		r = clear_range(j, off, l->uncompressed_size);
 		if (r >= 0)
 			r = download_layer(j, k, l, off, false, &resumed);
@@ -423,9 +433,9 @@ static void *pull_worker(void *arg)
 }
 
 /* Read <staging>/.progress: "<disk layer index> <uncompressed digest>" per verified layer. */
-static void load_progress(struct pull_job *j, const char *staging)
+static void load_progress(struct pull_job *j, const char *staging, const char *file)
 {
-	_cleanup_free_ char *p = path_join(staging, PROGRESS_FILE);
+	_cleanup_free_ char *p = path_join(staging, file);
 	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 	if (fs_read_full(p, 1u << 20, &sb) < 0)
 		return;
@@ -440,24 +450,34 @@ static void load_progress(struct pull_job *j, const char *staging)
 	}
 }
 
-static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
-		     const char *staging, const struct oci_pull_options *o)
+/* The chunked layers of one kind (disk.img, or the saved state) into staging/file. */
+static int pull_chunks(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+		       const char *staging, const struct oci_pull_options *o,
+		       enum oci_layer_kind kind, const char *file, const char *progress)
 {
-	struct pull_job j = {.f = f, .staging = staging, .m = m, .o = o, .punch_ok = true};
+	bool is_disk = kind == OCI_LAYER_DISK;
+	struct pull_job j = {.f = f,
+			     .staging = staging,
+			     .m = m,
+			     .o = o,
+			     .punch_ok = true,
+			     .kind = kind,
+			     .what = is_disk ? "disk" : "state",
+			     .err_level = is_disk ? LOG_ERR : LOG_DEBUG};
 	j.disk_idx = xcalloc(m->nlayers, sizeof(*j.disk_idx));
 	j.offsets = xcalloc(m->nlayers, sizeof(*j.offsets));
 	j.done = xcalloc(m->nlayers, sizeof(*j.done));
 	uint64_t total = 0, compressed = 0, todo = 0;
 	for (size_t i = 0; i < m->nlayers; i++) {
-		if (m->layers[i].kind != OCI_LAYER_DISK)
+		if (m->layers[i].kind != kind)
 			continue;
 		j.offsets[j.ndisk] = total;
 		j.disk_idx[j.ndisk++] = i;
 		total += m->layers[i].uncompressed_size;
 		compressed += m->layers[i].size;
 	}
-	_cleanup_free_ char *disk = path_join(staging, "disk.img");
-	_cleanup_free_ char *prog = path_join(staging, PROGRESS_FILE);
+	_cleanup_free_ char *disk = path_join(staging, file);
+	_cleanup_free_ char *prog = path_join(staging, progress);
 	bool resume = fs_exists(disk);
 	int rc = 0;
 	j.disk_fd = open(disk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -468,7 +488,7 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 		goto out;
 	}
 	if (resume && (uint64_t)st.st_size == total)
-		load_progress(&j, staging);
+		load_progress(&j, staging, progress);
 	if ((uint64_t)st.st_size != total && ftruncate(j.disk_fd, (off_t)total) < 0) {
 		rc = log_error_errno(negerrno(), "cannot size '%s'", disk);
 		goto out;
@@ -483,9 +503,10 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 		if (!j.done[k])
 			todo += m->layers[j.disk_idx[k]].size;
 	if (ndone)
-		log_info("resuming: %zu of %zu disk layers already verified", ndone, j.ndisk);
+		log_info("resuming: %zu of %zu %s layers already verified", ndone, j.ndisk, j.what);
 	if (!o->quiet)
-		log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
+		log_info("pulling %s (%.1f GB compressed)...", is_disk ? "disk" : "saved state",
+			 (double)compressed / 1e9);
 	pthread_mutex_init(&j.lock, NULL);
 	oci_progress_init(&j.progress, todo);
 	oci_run_workers(pull_worker, &j, (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.ndisk));
@@ -556,6 +577,25 @@ static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l
 	return rc;
 }
 
+/*
+ * The saved state: asked first whether it can apply here at all, downloaded like the disk,
+ * then checked and accepted (or dropped) by the caller. A state that does not verify is left
+ * out with the caller's notice; the image itself is fine without it.
+ */
+static int pull_state(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+		      const char *staging, const struct oci_pull_options *o)
+{
+	if (o->state->check(o->state->userdata, m, NULL, 0) <= 0)
+		return 0;
+	int r = pull_chunks(f, m, staging, o, OCI_LAYER_STATE, OCI_STATE_FILE, STATE_PROGRESS_FILE);
+	if (r < 0 && r != -EBADMSG && r != -EFBIG)
+		return r; /* the network: retried like any other layer */
+	_cleanup_free_ char *prog = path_join(staging, STATE_PROGRESS_FILE);
+	(void)unlink(prog);
+	r = o->state->check(o->state->userdata, m, staging, r);
+	return r < 0 ? r : 0;
+}
+
 static int registry_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
 			void *sink_ud)
 {
@@ -589,16 +629,20 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 		if (r2 < 0)
 			return r2;
 	}
-	int rc = pull_disk(f, m, staging, o);
+	int rc = pull_chunks(f, m, staging, o, OCI_LAYER_DISK, "disk.img", PROGRESS_FILE);
 	if (rc < 0)
 		return rc;
 	const struct oci_layer *nv = oci_manifest_find(m, OCI_LAYER_NVRAM);
 	if (nv) {
 		if (!o->quiet)
 			log_info("pulling NVRAM...");
-		return pull_file(f, nv, staging, "nvram.bin");
+		rc = pull_file(f, nv, staging, "nvram.bin");
+	} else {
+		/* Vetu images boot without an EFI variable store: leave an empty one. */
+		_cleanup_free_ char *p = path_join(staging, "nvram.bin");
+		rc = fs_write_atomic(p, "", 0, 0644);
 	}
-	/* Vetu images boot without an EFI variable store: leave an empty one. */
-	_cleanup_free_ char *p = path_join(staging, "nvram.bin");
-	return fs_write_atomic(p, "", 0, 0644);
+	if (rc >= 0 && o->state && oci_manifest_find(m, OCI_LAYER_STATE))
+		rc = pull_state(f, m, staging, o);
+	return rc;
 }

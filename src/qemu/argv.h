@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/strbuf.h"
 #include "util/strvec.h"
 
 /* Tart's DiskOptions: caching automatic|cached|uncached, sync none|fsync|full. */
@@ -74,13 +75,28 @@ struct qemu_spec {
 	int vnc_display;
 	uint64_t display_width, display_height;
 
-	int incoming_fd;	       /* >= 0: restore the saved state read from this fd */
+	/*
+	 * Restore a saved state: QEMU starts paused and waits (`-S -incoming defer`) until QMP's
+	 * migrate-incoming hands it the stream, so tart can check the state against this QEMU
+	 * first and verify the stream's digest before the guest runs (vm/resume.c).
+	 */
+	bool incoming;
+	/* Connected socket for QEMU's guest agent channel (org.qemu.guest_agent.0), or -1. */
+	int qga_fd;
 	const struct strvec *net_args; /* from net_attach(), appended verbatim */
 };
 
 void qemu_spec_init(struct qemu_spec *s);
 /* Build the argv (argv[0] = s->binary). -EINVAL when the spec is inconsistent. */
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret);
+
+/*
+ * The part of an argv that a saved state depends on (machine, CPU, memory, every device and
+ * its options), one argument per line, without what differs between runs and clones of one VM
+ * (file paths, fds, MAC, VM generation ID, ports, passwords, the kernel command line, host-side
+ * cache modes). Two runs whose canonical forms are equal can load each other's state.
+ */
+void qemu_argv_canonical(const struct strvec *argv, struct strbuf *out);
 
 /* The QEMU binary name for a Tart arch and the Debian package that ships it. */
 const char *qemu_binary_name(const char *arch);

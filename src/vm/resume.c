@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "vm/resume.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu/argv.h"
+#include "util/alloc.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#define QMP_TIMEOUT_MS 10000
+#define FEED_PIECE (1u << 20)
+#define FEED_STALL_MS 30000    /* QEMU took nothing for this long: it is wedged */
+#define LOAD_TIMEOUT_MS 120000 /* after the last byte, QEMU has this long to finish loading */
+#define AGENT_WAIT_MS 10000    /* the state says an agent answered at suspend */
+#define AGENT_PROBE_MS 1500    /* before a suspend: is there an agent at all? */
+#define LINK_DOWN_MS 1000      /* long enough for the guest to see the carrier go */
+
+void vm_resume_release(struct vm_resume *rs)
+{
+	vm_state_info_release(&rs->info);
+	*rs = (struct vm_resume){0};
+}
+
+void vm_resume_discard(const struct vm_dir *d, const char *why)
+{
+	log_notice("the saved state of VM \"%s\" cannot be used: %s; booting it from its disk "
+		   "instead",
+		   d->name, why);
+	_cleanup_free_ char *p = vm_dir_file(d, VM_STATE_FILE);
+	if (unlink(p) < 0 && errno != ENOENT)
+		log_warning_errno(negerrno(), "cannot delete '%s'", p);
+	else
+		(void)fs_fsync_parent(p);
+}
+
+static uint64_t cpus_of(const struct vm_config *c)
+{
+	return c->cpu_count ? c->cpu_count : 1;
+}
+
+int vm_resume_prepare(struct vm_resume *rs, const struct vm_dir *d, const struct vm_config *c)
+{
+	*rs = (struct vm_resume){0};
+	_cleanup_free_ char *path = vm_dir_file(d, VM_STATE_FILE);
+	if (!fs_exists(path))
+		return 0;
+	_cleanup_free_ char *why = NULL, *disk = vm_dir_file(d, VM_DISK_FILE);
+	struct vm_state_info i;
+	int r = vm_state_read(path, &i, &why);
+	if (r == -EBADMSG) {
+		vm_resume_discard(d, why);
+		return 0;
+	}
+	if (r < 0)
+		return log_error_errno(r, "cannot read '%s'", path);
+	uint64_t dsize = 0;
+	int64_t dmtime = 0;
+	r = vm_state_disk_fingerprint(disk, &dsize, &dmtime);
+	if (r < 0) {
+		vm_state_info_release(&i);
+		return log_error_errno(r, "cannot stat '%s'", disk);
+	}
+	if (!streq(i.arch, c->arch))
+		why = xasprintf("it was saved on %s, the VM is %s", i.arch, c->arch);
+	else if (i.memory_size / (1024 * 1024) != c->memory_size / (1024 * 1024))
+		why = xasprintf("it holds %" PRIu64 " MiB of memory, the VM now has %" PRIu64
+				" MiB ('tart set --memory %" PRIu64 "' would match it)",
+				i.memory_size >> 20, c->memory_size >> 20, i.memory_size >> 20);
+	else if (i.cpu_count != cpus_of(c))
+		why = xasprintf("it has %" PRIu64 " CPUs, the VM now has %" PRIu64, i.cpu_count,
+				cpus_of(c));
+	else if (i.disk_size != dsize || i.disk_mtime_ns != dmtime)
+		why = xstrdup("the disk has changed since the state was saved");
+	else if (!streq(i.mac, c->mac) && !i.agent)
+		why = xasprintf("the VM's MAC address is now %s, and the saved guest (MAC %s) has "
+				"no guest agent to take it",
+				c->mac, i.mac);
+	if (why) {
+		vm_state_info_release(&i);
+		vm_resume_discard(d, why);
+		return 0;
+	}
+	rs->info = i;
+	rs->active = true;
+	return 0;
+}
+
+/* The first line where two canonical device lists differ, for the notice. */
+static char *first_difference(const char *a, const char *b)
+{
+	for (;;) {
+		size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+		if (la != lb || strncmp(a, b, la) != 0) {
+			if (!la)
+				return xasprintf("this run adds `%.*s`", (int)lb, b);
+			if (!lb)
+				return xasprintf("this run lacks `%.*s`", (int)la, a);
+			return xasprintf("the saved guest has `%.*s`, this run `%.*s`", (int)la, a,
+					 (int)lb, b);
+		}
+		if (!a[la])
+			return xstrdup("they differ");
+		a += la + 1;
+		b += lb + 1;
+	}
+}
+
+bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const struct strvec *argv)
+{
+	if (!rs->active)
+		return false;
+	_cleanup_strbuf_ struct strbuf now = STRBUF_INIT;
+	qemu_argv_canonical(argv, &now);
+	if (streq(now.buf ? now.buf : "", rs->info.devices))
+		return true;
+	_cleanup_free_ char *diff = first_difference(rs->info.devices, now.buf ? now.buf : "");
+	_cleanup_free_ char *why =
+	    xasprintf("its machine or devices differ from this run's (%s)", diff);
+	vm_resume_discard(d, why);
+	vm_resume_release(rs);
+	return false;
+}
+
+static int qemu_version(struct qemu_qmp *qmp, char *ver, size_t vsize, char *pkg, size_t psize)
+{
+	_cleanup_json_ json_t *ret = NULL;
+	int r = qemu_qmp_call(qmp, "query-version", NULL, QMP_TIMEOUT_MS, &ret, NULL);
+	if (r < 0)
+		return r;
+	json_t *q = json_object_get(ret, "qemu");
+	snprintf(ver, vsize,
+		 "%" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT,
+		 json_integer_value(json_object_get(q, "major")),
+		 json_integer_value(json_object_get(q, "minor")),
+		 json_integer_value(json_object_get(q, "micro")));
+	const char *p = json_string_value(json_object_get(ret, "package"));
+	while (p && *p == ' ')
+		p++;
+	snprintf(pkg, psize, "%s", p ? p : "");
+	return 0;
+}
+
+/* Write all of buf to a socket, waiting at most FEED_STALL_MS for QEMU to take each piece. */
+static int feed(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int n = poll(&p, 1, FEED_STALL_MS);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? negerrno() : -ETIMEDOUT;
+		ssize_t k = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return negerrno();
+		}
+		buf += k;
+		len -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Stream the state after its header into QEMU, hashing it on the way. */
+static int stream_state(const struct vm_dir *d, int sock, char ret_digest[OCI_DIGEST_STRLEN])
+{
+	_cleanup_free_ char *path = vm_dir_file(d, VM_STATE_FILE);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return log_error_errno(negerrno(), "cannot open '%s'", path);
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	_cleanup_free_ char *buf = xmalloc(FEED_PIECE);
+	struct oci_digest dg;
+	oci_digest_init(&dg);
+	uint64_t off = VM_STATE_HEADER_SIZE;
+	int r = 0;
+	for (;;) {
+		ssize_t n = pread(fd, buf, FEED_PIECE, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? negerrno() : 0;
+			break;
+		}
+		oci_digest_update(&dg, buf, (size_t)n);
+		r = feed(sock, buf, (size_t)n);
+		if (r < 0)
+			break;
+		off += (uint64_t)n;
+	}
+	oci_digest_final(&dg, ret_digest);
+	return r;
+}
+
+int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp *qmp)
+{
+	char ver[64], pkg[96];
+	int r = qemu_version(qmp, ver, sizeof(ver), pkg, sizeof(pkg));
+	if (r < 0)
+		return -EIO;
+	if (!streq(ver, rs->info.qemu_version)) {
+		_cleanup_free_ char *why = xasprintf("it was saved by QEMU %s, this is QEMU %s",
+						     rs->info.qemu_version, ver);
+		vm_resume_discard(d, why);
+		return -ESTALE;
+	}
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		return log_error_errno(negerrno(), "cannot create a socket for the saved state");
+	int sndbuf = 4 << 20;
+	(void)setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	_cleanup_free_ char *err = NULL;
+	r = qemu_qmp_send_fd(qmp, "tart-incoming", sp[1], QMP_TIMEOUT_MS, &err);
+	close(sp[1]);
+	if (r >= 0)
+		r = qemu_qmp_call(qmp, "migrate-incoming",
+				  json_pack("{s:s}", "uri", "fd:tart-incoming"), QMP_TIMEOUT_MS,
+				  NULL, &err);
+	char got[OCI_DIGEST_STRLEN] = "";
+	if (r >= 0)
+		r = stream_state(d, sp[0], got);
+	close(sp[0]);
+	if (r < 0) {
+		log_debug("streaming the state failed: %s", err ? err : strerror(-r));
+		return -EIO;
+	}
+	usec_t deadline = now_monotonic_usec() + (usec_t)LOAD_TIMEOUT_MS * 1000;
+	for (;;) {
+		_cleanup_json_ json_t *ret = NULL;
+		r = qemu_qmp_call(qmp, "query-status", NULL, QMP_TIMEOUT_MS, &ret, NULL);
+		if (r < 0)
+			return -EIO;
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		if (st && !streq(st, "inmigrate"))
+			break;
+		if (now_monotonic_usec() > deadline) {
+			log_error("QEMU did not finish loading the saved state in %d s",
+				  LOAD_TIMEOUT_MS / 1000);
+			return -ETIMEDOUT;
+		}
+		sleep_usec(2000);
+	}
+	if (!streq(got, rs->info.stream_digest)) {
+		vm_resume_discard(d, "it is corrupt (its content does not match its digest)");
+		return -ESTALE;
+	}
+	r = qemu_qmp_call(qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err);
+	if (r < 0) {
+		log_error("cannot resume the VM: %s", err ? err : strerror(-r));
+		return -EIO;
+	}
+	rs->resumed = true;
+	/* It is used up: the guest's disk moves on from here. */
+	_cleanup_free_ char *p = vm_dir_file(d, VM_STATE_FILE);
+	(void)unlink(p);
+	fprintf(stderr, "resuming VM...\n");
+	return 0;
+}
+
+/*
+ * Runs in the guest as root (through the agent): mix host randomness into the kernel's pool and
+ * force a reseed of its generator (RNDRESEEDCRNG, by perl, which every Debian has), then give
+ * the NIC that has MAC $2 the MAC $3 and, with $4 = renew, take its link down and up so that
+ * the DHCP client starts over.
+ */
+static const char individualize_script[] =
+    "if command -v perl >/dev/null 2>&1; then\n"
+    "  perl -e 'open(my $f, \"+<\", \"/dev/urandom\") or exit 1; syswrite($f, pack(\"H*\", "
+    "$ARGV[0])); ioctl($f, 0x5207, 0) or exit 1' \"$1\" || echo 'no reseed of the RNG'\n"
+    "else\n"
+    "  printf '%s' \"$1\" > /dev/urandom; echo 'no perl: RNG mixed, not reseeded'\n"
+    "fi\n"
+    "for d in /sys/class/net/*; do\n"
+    "  [ \"$(cat \"$d/address\" 2>/dev/null)\" = \"$2\" ] || continue\n"
+    "  i=${d##*/}\n"
+    "  [ \"$4\" = renew ] && ip link set dev \"$i\" down\n"
+    "  if [ \"$2\" != \"$3\" ]; then ip link set dev \"$i\" address \"$3\" || exit 3; fi\n"
+    "  [ \"$4\" = renew ] && ip link set dev \"$i\" up\n"
+    "  exit 0\n"
+    "done\n"
+    "echo \"no network interface has MAC $2\"; exit 4\n";
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* The guest's own view: lower-case MACs as /sys/class/net/.../address has them. */
+static void lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'F')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+static bool agent_individualize(const struct vm_resume *rs, const struct vm_config *c,
+				struct qemu_qmp *qga, bool renew_lease)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_int_t ns = (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	_cleanup_free_ char *err = NULL;
+	int r = qemu_qmp_call(qga, "guest-set-time", json_pack("{s:I}", "time", ns), QMP_TIMEOUT_MS,
+			      NULL, &err);
+	/* Debian's agent sets the clock, then fails on a missing hwclock: the clock is set. */
+	if (r < 0 && (!err || !strstr(err, "hwclock")))
+		log_warning("cannot set the clock of the resumed guest: %s",
+			    err ? err : strerror(-r));
+	unsigned char seed[64];
+	char seed_hex[2 * sizeof(seed) + 1];
+	(void)fs_random_bytes(seed, sizeof(seed));
+	hex(seed, sizeof(seed), seed_hex);
+	char old_mac[18], new_mac[18];
+	snprintf(old_mac, sizeof(old_mac), "%s", rs->info.mac);
+	snprintf(new_mac, sizeof(new_mac), "%s", c->mac);
+	lower(old_mac);
+	lower(new_mac);
+	const char *argv[] = {"/bin/sh", "-c",	  individualize_script,		  "tart", seed_hex,
+			      old_mac,	 new_mac, renew_lease ? "renew" : "keep", NULL};
+	_cleanup_free_ char *out = NULL, *err2 = NULL;
+	r = qemu_qga_exec(qga, argv, NULL, QMP_TIMEOUT_MS, &out, &err2);
+	if (r != 0) {
+		log_warning("the guest agent could not individualize the resumed VM (exit %d): %s",
+			    r, r < 0 ? (err2 ? err2 : strerror(-r)) : (out ? out : ""));
+		return false;
+	}
+	if (out && *out)
+		log_debug("guest agent: %s", out);
+	return true;
+}
+
+void vm_resume_individualize(struct vm_resume *rs, const struct vm_dir *d,
+			     const struct vm_config *c, struct qemu_qmp *qmp, int qga_fd,
+			     const char *renew_netdev)
+{
+	bool renew_lease = renew_netdev != NULL;
+	if (!rs->resumed)
+		return;
+	bool done = false;
+	if (rs->info.agent && qga_fd >= 0) {
+		struct qemu_qmp qga;
+		usec_t t0 = now_monotonic_usec();
+		int r = qemu_qga_open(&qga, qga_fd, AGENT_WAIT_MS);
+		if (r < 0)
+			log_warning("the guest agent of VM \"%s\" does not answer (%s): its clock "
+				    "and random generator are as they were saved",
+				    d->name, strerror(-r));
+		else
+			done = agent_individualize(rs, c, &qga, renew_lease);
+		log_debug("guest agent done in %llu ms",
+			  (unsigned long long)((now_monotonic_usec() - t0) / 1000));
+		qemu_qmp_release(&qga);
+	}
+	if (!done && !streq(rs->info.mac, c->mac))
+		log_warning("VM \"%s\" still uses the MAC address %s of its saved state", d->name,
+			    rs->info.mac);
+	if (!done && renew_lease) {
+		/* No agent: a link that goes down and up makes any DHCP client start over. */
+		_cleanup_free_ char *err = NULL;
+		int r = qemu_qmp_call(qmp, "set_link",
+				      json_pack("{s:s,s:b}", "name", renew_netdev, "up", 0),
+				      QMP_TIMEOUT_MS, NULL, &err);
+		if (r >= 0) {
+			sleep_usec((usec_t)LINK_DOWN_MS * 1000);
+			r = qemu_qmp_call(qmp, "set_link",
+					  json_pack("{s:s,s:b}", "name", renew_netdev, "up", 1),
+					  QMP_TIMEOUT_MS, NULL, &err);
+		}
+		if (r < 0)
+			log_warning("cannot renew the network link of VM \"%s\": %s", d->name,
+				    err ? err : strerror(-r));
+	}
+}
+
+bool vm_resume_agent_present(int qga_fd)
+{
+	if (qga_fd < 0)
+		return false;
+	struct qemu_qmp qga;
+	int r = qemu_qga_open(&qga, qga_fd, AGENT_PROBE_MS);
+	qemu_qmp_release(&qga);
+	return r == 0;
+}
+
+int vm_resume_seal(int fd, const struct vm_dir *d, const struct vm_config *c, const char *devices,
+		   bool agent, struct qemu_qmp *qmp, char **ret_err)
+{
+	struct vm_state_info i = {0};
+	struct stat st;
+	int r = qemu_version(qmp, i.qemu_version, sizeof(i.qemu_version), i.qemu_package,
+			     sizeof(i.qemu_package));
+	if (r < 0) {
+		*ret_err = xstrdup("cannot ask QEMU for its version");
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= VM_STATE_HEADER_SIZE) {
+		*ret_err = xstrdup("QEMU wrote no state");
+		return -EIO;
+	}
+	r = vm_state_stream_machine(fd, VM_STATE_HEADER_SIZE, i.machine, sizeof(i.machine));
+	if (r < 0) {
+		*ret_err = xstrdup("the state QEMU wrote does not start like a migration stream");
+		return r;
+	}
+	snprintf(i.arch, sizeof(i.arch), "%s", c->arch);
+	i.devices = (char *)devices;
+	oci_digest_buf(devices, strlen(devices), i.devices_digest);
+	i.memory_size = c->memory_size;
+	i.cpu_count = cpus_of(c);
+	snprintf(i.mac, sizeof(i.mac), "%s", c->mac);
+	i.agent = agent;
+	i.stream_size = (uint64_t)st.st_size - VM_STATE_HEADER_SIZE;
+	r = oci_digest_fd_range(fd, VM_STATE_HEADER_SIZE, i.stream_size, i.stream_digest);
+	_cleanup_free_ char *disk = vm_dir_file(d, VM_DISK_FILE);
+	if (r >= 0)
+		r = vm_state_disk_fingerprint(disk, &i.disk_size, &i.disk_mtime_ns);
+	if (r >= 0) {
+		time_t t = time(NULL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(i.created, sizeof(i.created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		r = vm_state_write_header(fd, &i);
+	}
+	if (r < 0)
+		*ret_err = xasprintf("cannot write the state's header: %s", strerror(-r));
+	return r;
+}
