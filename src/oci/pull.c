@@ -592,6 +592,11 @@ static int pull_state(const struct oci_blob_fetcher *f, const struct oci_manifes
 		return r; /* the network: retried like any other layer */
 	_cleanup_free_ char *prog = path_join(staging, STATE_PROGRESS_FILE);
 	(void)unlink(prog);
+	struct pull_job j = {.staging = staging, .kind = OCI_LAYER_STATE};
+	for (size_t k = 0; k < m->nlayers; k++) {
+		_cleanup_free_ char *part = part_path(&j, k);
+		(void)unlink(part);
+	}
 	r = o->state->check(o->state->userdata, m, staging, r);
 	return r < 0 ? r : 0;
 }

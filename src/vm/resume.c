@@ -208,6 +208,7 @@ static int stream_state(const struct vm_dir *d, int sock, char ret_digest[OCI_DI
 
 int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp *qmp)
 {
+	usec_t t0 = now_monotonic_usec();
 	char ver[64], pkg[96];
 	int r = qemu_version(qmp, ver, sizeof(ver), pkg, sizeof(pkg));
 	if (r < 0)
@@ -238,7 +239,8 @@ int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp
 		log_debug("streaming the state failed: %s", err ? err : strerror(-r));
 		return -EIO;
 	}
-	usec_t deadline = now_monotonic_usec() + (usec_t)LOAD_TIMEOUT_MS * 1000;
+	usec_t t1 = now_monotonic_usec();
+	usec_t deadline = t1 + (usec_t)LOAD_TIMEOUT_MS * 1000;
 	for (;;) {
 		_cleanup_json_ json_t *ret = NULL;
 		r = qemu_qmp_call(qmp, "query-status", NULL, QMP_TIMEOUT_MS, &ret, NULL);
@@ -264,6 +266,9 @@ int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp
 		return -EIO;
 	}
 	rs->resumed = true;
+	log_debug("state streamed in %llu ms, loaded %llu ms later",
+		  (unsigned long long)(t1 - t0) / 1000,
+		  (unsigned long long)(now_monotonic_usec() - t1) / 1000);
 	/* It is used up: the guest's disk moves on from here. */
 	_cleanup_free_ char *p = vm_dir_file(d, VM_STATE_FILE);
 	(void)unlink(p);

@@ -538,6 +538,8 @@ static int start_and_restore(struct run *r, const struct vm_run_options *o)
 		if (k < 0)
 			return k;
 		k = connect_qmp(r);
+		log_debug("QMP connected at realtime %llu us",
+			  (unsigned long long)now_realtime_usec());
 		if (k != 0 || !r->resume.active)
 			return k;
 		k = vm_resume_load(&r->resume, &r->dir, &r->qmp);
