@@ -150,7 +150,7 @@ def test_local_damage_is_refused_at_run_and_the_vm_boots_cold(tart, pushed):
     host, _ = pushed
     tart.run("clone", "--insecure", f"{host}/instant/tiny:good", "src")
     cases = {}
-    for n in ("memory", "disk", "corrupt", "qemu", "lying", "devices"):
+    for n in ("memory", "disk", "corrupt", "qemu", "arch", "lying", "devices"):
         tart.run("clone", "src", n)
         cases[n] = tart.vm_dir(n) / "state.vzvmsave"
     tart.run("set", "memory", "--memory", "768")
@@ -169,11 +169,13 @@ def test_local_damage_is_refused_at_run_and_the_vm_boots_cold(tart, pushed):
             f.write(text.ljust(4096, b"\0"))
 
     rewrite_header(cases["qemu"], qemuVersion="6.2.0")
+    rewrite_header(cases["arch"], arch="arm64")
     rewrite_header(cases["lying"], devicesDigest="sha256:" + "0" * 64)
     boots_cold(tart, "memory", "it holds 512 MiB of memory, the VM now has 768 MiB")
     boots_cold(tart, "disk", "the disk has changed since the state was saved")
     boots_cold(tart, "corrupt", "it is corrupt (its content does not match its digest)")
     boots_cold(tart, "qemu", "it was saved by QEMU 6.2.0")
+    boots_cold(tart, "arch", "it was saved on arm64, the VM is amd64")
     boots_cold(tart, "lying", "its header is damaged")
     # the same VM with an extra disk this time: other devices than the state was saved with
     extra = tart.home / "extra.img"
