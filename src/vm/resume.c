@@ -4,11 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,8 +20,6 @@
 #include "util/time.h"
 
 #define QMP_TIMEOUT_MS 10000
-#define FEED_PIECE (1u << 20)
-#define FEED_STALL_MS 30000    /* QEMU took nothing for this long: it is wedged */
 #define LOAD_TIMEOUT_MS 120000 /* after the last byte, QEMU has this long to finish loading */
 #define AGENT_WAIT_MS 10000    /* the state says an agent answered at suspend */
 #define AGENT_PROBE_MS 1500    /* before a suspend: is there an agent at all? */
@@ -153,57 +150,40 @@ static int qemu_version(struct qemu_qmp *qmp, char *ver, size_t vsize, char *pkg
 	return 0;
 }
 
-/* Write all of buf to a socket, waiting at most FEED_STALL_MS for QEMU to take each piece. */
-static int feed(int fd, const char *buf, size_t len)
+/* The digest of the stream, computed beside QEMU reading the same file. */
+struct hasher {
+	int fd;
+	uint64_t len;
+	char digest[OCI_DIGEST_STRLEN];
+	int r;
+};
+
+static void *hash_stream(void *arg)
 {
-	while (len > 0) {
-		struct pollfd p = {.fd = fd, .events = POLLOUT};
-		int n = poll(&p, 1, FEED_STALL_MS);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? negerrno() : -ETIMEDOUT;
-		ssize_t k = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (k < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return negerrno();
-		}
-		buf += k;
-		len -= (size_t)k;
-	}
-	return 0;
+	struct hasher *h = arg;
+	h->r = oci_digest_fd_range(h->fd, VM_STATE_HEADER_SIZE, h->len, h->digest);
+	return NULL;
 }
 
-/* Stream the state after its header into QEMU, hashing it on the way. */
-static int stream_state(const struct vm_dir *d, int sock, char ret_digest[OCI_DIGEST_STRLEN])
+/* Wait until QEMU has loaded the whole state (it stays paused: -S). */
+static int wait_loaded(struct qemu_qmp *qmp)
 {
-	_cleanup_free_ char *path = vm_dir_file(d, VM_STATE_FILE);
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(negerrno(), "cannot open '%s'", path);
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	_cleanup_free_ char *buf = xmalloc(FEED_PIECE);
-	struct oci_digest dg;
-	oci_digest_init(&dg);
-	uint64_t off = VM_STATE_HEADER_SIZE;
-	int r = 0;
+	usec_t deadline = now_monotonic_usec() + (usec_t)LOAD_TIMEOUT_MS * 1000;
 	for (;;) {
-		ssize_t n = pread(fd, buf, FEED_PIECE, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? negerrno() : 0;
-			break;
-		}
-		oci_digest_update(&dg, buf, (size_t)n);
-		r = feed(sock, buf, (size_t)n);
+		_cleanup_json_ json_t *ret = NULL;
+		int r = qemu_qmp_call(qmp, "query-status", NULL, QMP_TIMEOUT_MS, &ret, NULL);
 		if (r < 0)
-			break;
-		off += (uint64_t)n;
+			return -EIO;
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		if (st && !streq(st, "inmigrate"))
+			return 0;
+		if (now_monotonic_usec() > deadline) {
+			log_error("QEMU did not finish loading the saved state in %d s",
+				  LOAD_TIMEOUT_MS / 1000);
+			return -ETIMEDOUT;
+		}
+		sleep_usec(2000);
 	}
-	oci_digest_final(&dg, ret_digest);
-	return r;
 }
 
 int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp *qmp)
@@ -219,43 +199,46 @@ int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp
 		vm_resume_discard(d, why);
 		return -ESTALE;
 	}
-	int sp[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
-		return log_error_errno(negerrno(), "cannot create a socket for the saved state");
-	int sndbuf = 4 << 20;
-	(void)setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	/*
+	 * QEMU reads the state file itself while a thread of ours hashes it: the guest runs only
+	 * if what QEMU loaded is what was saved (or verified at pull), and neither waits for the
+	 * other's copy.
+	 */
+	_cleanup_free_ char *path = vm_dir_file(d, VM_STATE_FILE);
+	_cleanup_close_ int qfd = open(path, O_RDONLY | O_CLOEXEC);
+	struct hasher h = {.fd = open(path, O_RDONLY | O_CLOEXEC), .len = rs->info.stream_size};
+	if (qfd < 0 || h.fd < 0 || lseek(qfd, VM_STATE_HEADER_SIZE, SEEK_SET) < 0) {
+		r = log_error_errno(negerrno(), "cannot open '%s'", path);
+		if (h.fd >= 0)
+			close(h.fd);
+		return r;
+	}
+	(void)posix_fadvise(qfd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	pthread_t tid;
+	bool hashing = pthread_create(&tid, NULL, hash_stream, &h) == 0;
+	if (!hashing)
+		h.r = -EAGAIN;
 	_cleanup_free_ char *err = NULL;
-	r = qemu_qmp_send_fd(qmp, "tart-incoming", sp[1], QMP_TIMEOUT_MS, &err);
-	close(sp[1]);
+	r = qemu_qmp_send_fd(qmp, "tart-incoming", qfd, QMP_TIMEOUT_MS, &err);
 	if (r >= 0)
 		r = qemu_qmp_call(qmp, "migrate-incoming",
 				  json_pack("{s:s}", "uri", "fd:tart-incoming"), QMP_TIMEOUT_MS,
 				  NULL, &err);
-	char got[OCI_DIGEST_STRLEN] = "";
-	if (r >= 0)
-		r = stream_state(d, sp[0], got);
-	close(sp[0]);
-	if (r < 0) {
-		log_debug("streaming the state failed: %s", err ? err : strerror(-r));
-		return -EIO;
-	}
 	usec_t t1 = now_monotonic_usec();
-	usec_t deadline = t1 + (usec_t)LOAD_TIMEOUT_MS * 1000;
-	for (;;) {
-		_cleanup_json_ json_t *ret = NULL;
-		r = qemu_qmp_call(qmp, "query-status", NULL, QMP_TIMEOUT_MS, &ret, NULL);
-		if (r < 0)
-			return -EIO;
-		const char *st = json_string_value(json_object_get(ret, "status"));
-		if (st && !streq(st, "inmigrate"))
-			break;
-		if (now_monotonic_usec() > deadline) {
-			log_error("QEMU did not finish loading the saved state in %d s",
-				  LOAD_TIMEOUT_MS / 1000);
-			return -ETIMEDOUT;
-		}
-		sleep_usec(2000);
-	}
+	if (r < 0)
+		log_debug("QEMU does not take the saved state: %s", err ? err : strerror(-r));
+	else
+		r = wait_loaded(qmp);
+	usec_t t2 = now_monotonic_usec();
+	if (hashing)
+		pthread_join(tid, NULL);
+	close(h.fd);
+	if (r < 0)
+		return r == -ETIMEDOUT ? r : -EIO;
+	const char *got = h.r < 0 ? "" : h.digest;
+	log_debug("state loaded in %llu ms, hashed %llu ms later",
+		  (unsigned long long)(t2 - t1) / 1000,
+		  (unsigned long long)(now_monotonic_usec() - t2) / 1000);
 	if (!streq(got, rs->info.stream_digest)) {
 		vm_resume_discard(d, "it is corrupt (its content does not match its digest)");
 		return -ESTALE;
@@ -266,9 +249,8 @@ int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp
 		return -EIO;
 	}
 	rs->resumed = true;
-	log_debug("state streamed in %llu ms, loaded %llu ms later",
-		  (unsigned long long)(t1 - t0) / 1000,
-		  (unsigned long long)(now_monotonic_usec() - t1) / 1000);
+	log_debug("resumed %llu ms after QMP was up",
+		  (unsigned long long)(now_monotonic_usec() - t0) / 1000);
 	/* It is used up: the guest's disk moves on from here. */
 	_cleanup_free_ char *p = vm_dir_file(d, VM_STATE_FILE);
 	(void)unlink(p);
