@@ -391,13 +391,13 @@ static void split_opts(const char *s, struct strvec *ret)
 			strbuf_putc(&cur, ',');
 			s++;
 		} else if (*s == ',') {
-			strvec_push(ret, cur.buf ? cur.buf : "");
+			strvec_push(ret, cur.buf);
 			strbuf_reset(&cur);
 		} else {
 			strbuf_putc(&cur, *s);
 		}
 	}
-	strvec_push(ret, cur.buf ? cur.buf : "");
+	strvec_push(ret, cur.buf);
 	strbuf_release(&cur);
 }
 

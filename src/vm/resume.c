@@ -115,15 +115,43 @@ static char *first_difference(const char *a, const char *b)
 	}
 }
 
-bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const struct strvec *argv)
+/* The first processor's identity and features in /proc/cpuinfo, as one digest. */
+static void host_cpu(struct strbuf *out)
+{
+	static const char *const keys[] = {"vendor_id",	      "cpu family", "model\t",	"flags",
+					   "CPU implementer", "CPU part",   "Features", NULL};
+	_cleanup_strbuf_ struct strbuf info = STRBUF_INIT, picked = STRBUF_INIT;
+	if (fs_read_full("/proc/cpuinfo", 0, &info) < 0)
+		return;
+	char *end = strstr(info.buf, "\n\n");
+	if (end)
+		*end = '\0';
+	for (char *save = NULL, *l = strtok_r(info.buf, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save))
+		for (size_t k = 0; keys[k]; k++)
+			if (strneq(l, keys[k], strlen(keys[k])))
+				strbuf_putf(&picked, "%s\n", l);
+	char dg[OCI_DIGEST_STRLEN];
+	oci_digest_buf(picked.buf, picked.len, dg);
+	strbuf_putf(out, "host CPU %s\n", dg);
+}
+
+char *vm_resume_describe(const struct strvec *argv, const char *accel)
+{
+	struct strbuf sb = STRBUF_INIT;
+	qemu_argv_canonical(argv, &sb);
+	if (streq(accel, "kvm"))
+		host_cpu(&sb);
+	return strbuf_detach(&sb, NULL);
+}
+
+bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const char *devices)
 {
 	if (!rs->active)
 		return false;
-	_cleanup_strbuf_ struct strbuf now = STRBUF_INIT;
-	qemu_argv_canonical(argv, &now);
-	if (streq(now.buf ? now.buf : "", rs->info.devices))
+	if (streq(devices, rs->info.devices))
 		return true;
-	_cleanup_free_ char *diff = first_difference(rs->info.devices, now.buf ? now.buf : "");
+	_cleanup_free_ char *diff = first_difference(rs->info.devices, devices);
 	_cleanup_free_ char *why =
 	    xasprintf("its machine or devices differ from this run's (%s)", diff);
 	vm_resume_discard(d, why);

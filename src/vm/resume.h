@@ -43,8 +43,15 @@ void vm_resume_discard(const struct vm_dir *d, const char *why);
 /* Returns 0 with rs->active telling whether to restore. */
 int vm_resume_prepare(struct vm_resume *rs, const struct vm_dir *d, const struct vm_config *c);
 
-/* False (state refused and discarded) when the canonical argv differs from the saved one. */
-bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const struct strvec *argv);
+/*
+ * What a saved state depends on for this QEMU argv (allocated): its canonical form
+ * (qemu_argv_canonical) and, under KVM, the host CPU's identity and features (`-cpu host`
+ * hands them to the guest, which would crash on a host that lacks one).
+ */
+char *vm_resume_describe(const struct strvec *argv, const char *accel);
+
+/* False (state refused and discarded) when devices differ from those the state was saved with. */
+bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const char *devices);
 
 /*
  * 0: the guest runs from the state. -ESTALE: refused (notice printed, state discarded, QEMU

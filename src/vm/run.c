@@ -458,7 +458,9 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
 	k = qemu_argv_build(&s, &argv);
-	if (k >= 0 && s.incoming && !vm_resume_devices(&r->resume, &r->dir, &argv)) {
+	if (k >= 0)
+		r->devices = vm_resume_describe(&argv, r->accel);
+	if (k >= 0 && s.incoming && !vm_resume_devices(&r->resume, &r->dir, r->devices)) {
 		strvec_clear(&argv);
 		s.incoming = false;
 		k = qemu_argv_build(&s, &argv);
@@ -467,9 +469,6 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		return log_error_errno(k, "inconsistent QEMU configuration");
 	if (s.incoming)
 		fprintf(stderr, "restoring VM state from a snapshot...\n");
-	struct strbuf dev = STRBUF_INIT;
-	qemu_argv_canonical(&argv, &dev);
-	r->devices = strbuf_detach(&dev, NULL);
 	_cleanup_free_ char *line = strvec_join(&argv, " ");
 	log_debug("starting %s", line);
 

@@ -225,7 +225,7 @@ int vm_state_qemu_version(const char *qemu_bin, char *ret, size_t size)
 		return r;
 	if (status != 0)
 		return -EIO;
-	const char *p = strstr(out.buf ? out.buf : "", "version ");
+	const char *p = strstr(out.buf, "version ");
 	if (!p)
 		return -EBADMSG;
 	p += strlen("version ");
