@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,10 +82,6 @@ int vm_resume_prepare(struct vm_resume *rs, const struct vm_dir *d, const struct
 				cpus_of(c));
 	else if (i.disk_size != dsize || i.disk_mtime_ns != dmtime)
 		why = xstrdup("the disk has changed since the state was saved");
-	else if (!streq(i.mac, c->mac) && !i.agent)
-		why = xasprintf("the VM's MAC address is now %s, and the saved guest (MAC %s) has "
-				"no guest agent to take it",
-				c->mac, i.mac);
 	if (why) {
 		vm_state_info_release(&i);
 		vm_resume_discard(d, why);
@@ -93,6 +90,22 @@ int vm_resume_prepare(struct vm_resume *rs, const struct vm_dir *d, const struct
 	rs->info = i;
 	rs->active = true;
 	return 0;
+}
+
+bool vm_resume_mac(struct vm_resume *rs, const struct vm_dir *d, const struct vm_config *c,
+		   bool private_net)
+{
+	if (!rs->active)
+		return false;
+	rs->keep_mac = private_net;
+	if (private_net || rs->info.agent || strcasecmp(rs->info.mac, c->mac) == 0)
+		return true;
+	_cleanup_free_ char *why = xasprintf("the VM's MAC address is now %s, and the saved guest "
+					     "(MAC %s) has no guest agent to take it",
+					     c->mac, rs->info.mac);
+	vm_resume_discard(d, why);
+	vm_resume_release(rs);
+	return false;
 }
 
 /* The first line where two canonical device lists differ, for the notice. */
@@ -342,7 +355,8 @@ static bool agent_individualize(const struct vm_resume *rs, const struct vm_conf
 	hex(seed, sizeof(seed), seed_hex);
 	char old_mac[18], new_mac[18];
 	snprintf(old_mac, sizeof(old_mac), "%s", rs->info.mac);
-	snprintf(new_mac, sizeof(new_mac), "%s", c->mac);
+	/* user networking: a private network each, where the saved MAC keeps its lease */
+	snprintf(new_mac, sizeof(new_mac), "%s", rs->keep_mac ? rs->info.mac : c->mac);
 	lower(old_mac);
 	lower(new_mac);
 	const char *argv[] = {"/bin/sh", "-c",	  individualize_script,		  "tart", seed_hex,
@@ -381,7 +395,7 @@ void vm_resume_individualize(struct vm_resume *rs, const struct vm_dir *d,
 			  (unsigned long long)((now_monotonic_usec() - t0) / 1000));
 		qemu_qmp_release(&qga);
 	}
-	if (!done && !streq(rs->info.mac, c->mac))
+	if (!done && !rs->keep_mac && strcasecmp(rs->info.mac, c->mac) != 0)
 		log_warning("VM \"%s\" still uses the MAC address %s of its saved state", d->name,
 			    rs->info.mac);
 	if (!done && renew_lease) {

@@ -9,7 +9,8 @@
  *
  * Resume, in the order `run` calls it:
  *   vm_resume_prepare   before QEMU starts: is there a state, and can it apply to this VM as
- *                       it is now (architecture, memory, CPUs, disk unchanged, MAC)?
+ *                       it is now (architecture, memory, CPUs, disk unchanged)?
+ *   vm_resume_mac       with the network attached: can the guest take config.json's MAC?
  *   vm_resume_devices   with the QEMU argv built: the same machine and devices?
  *   vm_resume_load      QEMU is up, paused, waiting (-incoming defer): the same QEMU version?
  *                       Then stream the state into it while hashing, and let the guest run
@@ -32,7 +33,8 @@
 struct vm_resume {
 	bool active; /* a state is to be restored in this run */
 	struct vm_state_info info;
-	bool resumed; /* the guest runs from it */
+	bool resumed;  /* the guest runs from it */
+	bool keep_mac; /* user networking: the guest keeps the saved MAC (vm_resume_mac) */
 };
 
 void vm_resume_release(struct vm_resume *rs);
@@ -49,6 +51,15 @@ int vm_resume_prepare(struct vm_resume *rs, const struct vm_dir *d, const struct
  * hands them to the guest, which would crash on a host that lacks one).
  */
 char *vm_resume_describe(const struct strvec *argv, const char *accel);
+
+/*
+ * With the network attached: can the guest have config.json's MAC? Always on a private network
+ * (user networking: private_net, where it keeps the saved MAC and its lease), else when the MAC
+ * is the saved one or the saved guest has an agent to take the new one. False: refused and
+ * discarded (rs inactive).
+ */
+bool vm_resume_mac(struct vm_resume *rs, const struct vm_dir *d, const struct vm_config *c,
+		   bool private_net);
 
 /* False (state refused and discarded) when devices differ from those the state was saved with. */
 bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const char *devices);

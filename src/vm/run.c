@@ -439,7 +439,6 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qga_fds) < 0)
 		return log_error_errno(negerrno(), "cannot create the guest agent socket");
 	s.qga_fd = r->qga_fds[1];
-	s.incoming = r->resume.active;
 
 	struct net_options no = o->net;
 	no.vm_name = r->dir.name;
@@ -451,6 +450,7 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		return k;
 	r->net_attached = true;
 	s.net_args = &r->net.qemu_args;
+	s.incoming = vm_resume_mac(&r->resume, &r->dir, &r->cfg, r->net.mode == NET_MODE_USER);
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qmp_fds) < 0)
 		return log_error_errno(negerrno(), "cannot create the QMP socket");
