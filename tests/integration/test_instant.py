@@ -6,11 +6,12 @@ push -> delete -> clone and export -> import (issue 14, part 5). The Debian gues
 side by side are in test_instant_debian.py."""
 import hashlib
 import json
+import os
 import urllib.request
 
 import pytest
 
-from oci_fixtures import blob_path, cache_dir, get_manifest, upload_blob
+from oci_fixtures import apple_lz4_stored, blob_path, cache_dir, get_manifest, upload_blob
 from run_fixtures import (TINY_CMDLINE, finish, make_tiny_vm, serial_log, set_config,
                           start_run, wait_serial)
 from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
@@ -217,11 +218,24 @@ def test_damaged_state_layers_are_left_out_at_pull(tart, pushed, registry):
     for l in layer_of(m, STATE_MT):
         l["digest"], l["size"] = upload_blob(host, ns, cut), len(cut)
     put_manifest(host, ns, "truncated", m)
+    # foreign content, every digest right: not a state saved by tart
+    foreign = os.urandom(64 * 1024)
+    blob = apple_lz4_stored(foreign)
+    m = json.loads(json.dumps(good))
+    layers = layer_of(m, STATE_MT)
+    m["layers"] = [l for l in m["layers"] if l not in layers[1:]]
+    layers[0].update(digest=upload_blob(host, ns, blob), size=len(blob))
+    layers[0]["annotations"].update({
+        "org.cirruslabs.tart.uncompressed-size": str(len(foreign)),
+        "org.cirruslabs.tart.uncompressed-content-digest":
+            "sha256:" + hashlib.sha256(foreign).hexdigest()})
+    put_manifest(host, ns, "foreign", m)
     expect = {"arch": "it was saved on arm64", "qemu": "it was saved by QEMU 6.2.0",
               "disk": "it belongs to another disk than the image's",
               "lies": "its layers do not match their digests",
               "memory": "its annotations do not describe its content",
-              "truncated": "its layers do not match their digests"}
+              "truncated": "its layers do not match their digests",
+              "foreign": "it is not a state saved by this tart"}
     for tag, why in expect.items():
         p = tart.run("clone", "--insecure", f"{host}/{ns}:{tag}", tag, check=False)
         assert p.returncode == 0, p.stderr
