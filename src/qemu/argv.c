@@ -212,7 +212,8 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 		strvec_push(&v, "-chardev");
 		strvec_pushf(&v, "socket,id=qga0,fd=%d", s->qga_fd);
 		strvec_pushl(&v, "-device", "virtio-serial-pci,id=qgaser", "-device",
-			     "virtserialport,bus=qgaser.0,chardev=qga0,name=org.qemu.guest_agent.0",
+			     "virtserialport,bus=qgaser.0,chardev=qga0,id=" QEMU_QGA_PORT_ID
+			     ",name=org.qemu.guest_agent.0",
 			     NULL);
 	}
 	/*

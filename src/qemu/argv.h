@@ -44,6 +44,8 @@ enum qemu_serial {
 	QEMU_SERIAL_FILE, /* output appended to a file (--serial-path to a file) */
 };
 
+#define QEMU_QGA_PORT_ID "tart-qga"
+
 struct qemu_spec {
 	const char *binary; /* qemu-system-x86_64 / qemu-system-aarch64 (full path) */
 	const char *arch;   /* Tart's "amd64" | "arm64" */
@@ -81,7 +83,11 @@ struct qemu_spec {
 	 * first and verify the stream's digest before the guest runs (vm/resume.c).
 	 */
 	bool incoming;
-	/* Connected socket for QEMU's guest agent channel (org.qemu.guest_agent.0), or -1. */
+	/*
+	 * Connected socket for QEMU's guest agent channel (org.qemu.guest_agent.0), or -1. Its
+	 * port's device id is QEMU_QGA_PORT_ID (QMP's VSERPORT_CHANGE tells when the agent opens
+	 * it).
+	 */
 	int qga_fd;
 	const struct strvec *net_args; /* from net_attach(), appended verbatim */
 };

@@ -72,7 +72,8 @@ struct run {
 	struct vm_run_state state;
 	bool state_written;
 	struct vm_resume resume;
-	char *devices; /* the canonical QEMU argv: what a saved state depends on */
+	char *devices;	 /* the canonical QEMU argv: what a saved state depends on */
+	bool agent_open; /* the guest agent has its port open (QMP events) */
 };
 
 static void close_pair(int fds[2])
@@ -515,6 +516,10 @@ static int qemu_failed(struct run *r, const char *what)
 
 static int connect_qmp(struct run *r)
 {
+	/* A resumed guest's agent port is open in the saved state: no event says so again. */
+	r->agent_open = r->resume.active && r->resume.info.agent;
+	r->qmp.on_event = vm_resume_on_qmp_event;
+	r->qmp.userdata = &r->agent_open;
 	int k = qemu_qmp_open(&r->qmp, r->qmp_fds[0], QMP_TIMEOUT_MS);
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
@@ -637,7 +642,7 @@ static int suspend_vm(struct run *r)
 	_cleanup_free_ char *err = NULL;
 	_cleanup_close_ int fd = -1;
 	/* Before the pause: with an agent, a resumed clone can take a new MAC (resume.h). */
-	bool agent = vm_resume_agent_present(r->qga_fds[0]);
+	bool agent = vm_resume_agent_present(r->qga_fds[0], r->agent_open);
 	fprintf(stderr, "pausing VM to take a snapshot...\n");
 	int k = qemu_qmp_call(&r->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, &err);
 	if (k < 0)
