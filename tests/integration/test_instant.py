@@ -142,9 +142,14 @@ def test_export_import_and_local_clone_carry_the_state(tart, pushed, tmp_path):
     tart.run("clone", "src", "local")
     tart.run("delete", "src")
     tart.run("import", str(out), "imported")
+    # pruning the cache takes the cached image with its state, and leaves local VMs alone
+    tart.run("prune", "--entries", "caches", "--space-budget", "0")
+    assert not list((tart.home / "cache" / "OCIs").rglob("state.vzvmsave"))
     for n in ("imported", "local"):
         assert tart.json("get", n, "--format", "json")["State"] == "suspended"
         resumes(tart, n)
+    tart.run("prune", "--entries", "vms", "--space-budget", "0")
+    assert tart.json("list", "--format", "json", "--source", "local") == []
 
 
 def test_local_damage_is_refused_at_run_and_the_vm_boots_cold(tart, pushed):
