@@ -582,14 +582,9 @@ static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l
  * then checked and accepted (or dropped) by the caller. A state that does not verify is left
  * out with the caller's notice; the image itself is fine without it.
  */
-static int pull_state(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
-		      const char *staging, const struct oci_pull_options *o)
+/* What a state download leaves in staging besides the state file: progress, partial layers. */
+static void state_leftovers(const struct oci_manifest *m, const char *staging, bool with_state)
 {
-	if (o->state->check(o->state->userdata, m, NULL, 0) <= 0)
-		return 0;
-	int r = pull_chunks(f, m, staging, o, OCI_LAYER_STATE, OCI_STATE_FILE, STATE_PROGRESS_FILE);
-	if (r < 0 && r != -EBADMSG && r != -EFBIG)
-		return r; /* the network: retried like any other layer */
 	_cleanup_free_ char *prog = path_join(staging, STATE_PROGRESS_FILE);
 	(void)unlink(prog);
 	struct pull_job j = {.staging = staging, .kind = OCI_LAYER_STATE};
@@ -597,6 +592,24 @@ static int pull_state(const struct oci_blob_fetcher *f, const struct oci_manifes
 		_cleanup_free_ char *part = part_path(&j, k);
 		(void)unlink(part);
 	}
+	if (with_state) {
+		_cleanup_free_ char *st = path_join(staging, OCI_STATE_FILE);
+		(void)unlink(st);
+	}
+}
+
+static int pull_state(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+		      const char *staging, const struct oci_pull_options *o)
+{
+	if (o->state->check(o->state->userdata, m, NULL, 0) <= 0) {
+		/* also what an interrupted earlier attempt may have left */
+		state_leftovers(m, staging, true);
+		return 0;
+	}
+	int r = pull_chunks(f, m, staging, o, OCI_LAYER_STATE, OCI_STATE_FILE, STATE_PROGRESS_FILE);
+	if (r < 0 && r != -EBADMSG && r != -EFBIG)
+		return r; /* the network: retried like any other layer */
+	state_leftovers(m, staging, false);
 	r = o->state->check(o->state->userdata, m, staging, r);
 	return r < 0 ? r : 0;
 }
