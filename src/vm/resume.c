@@ -290,8 +290,9 @@ int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp
 		return -EIO;
 	}
 	rs->resumed = true;
-	log_debug("resumed %llu ms after QMP was up",
-		  (unsigned long long)(now_monotonic_usec() - t0) / 1000);
+	log_debug("resumed %llu ms after QMP was up, at realtime %llu us",
+		  (unsigned long long)(now_monotonic_usec() - t0) / 1000,
+		  (unsigned long long)now_realtime_usec());
 	/* It is used up: the guest's disk moves on from here. */
 	_cleanup_free_ char *p = vm_dir_file(d, VM_STATE_FILE);
 	(void)unlink(p);
