@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/macro.h"
 #include "util/time.h"
 
 #define QMP_TIMEOUT_MS 10000
@@ -26,8 +28,79 @@
 #define AGENT_PROBE_MS 5000    /* before a suspend: its port is open, does the agent answer? */
 #define LINK_DOWN_MS 1000      /* long enough for the guest to see the carrier go */
 
+/*
+ * The digest of the stream, computed from the moment the state is accepted, beside QEMU
+ * starting and then reading the same file (which this also brings into the page cache).
+ */
+struct vm_resume_hasher {
+	int fd;
+	uint64_t len;
+	atomic_bool cancel;
+	char digest[OCI_DIGEST_STRLEN];
+	int r;
+	pthread_t tid;
+};
+
+static void *hash_stream(void *arg)
+{
+	struct vm_resume_hasher *h = arg;
+	enum { PIECE = 4 << 20 };
+	_cleanup_free_ char *buf = xmalloc(PIECE);
+	struct oci_digest d;
+	oci_digest_init(&d);
+	uint64_t off = VM_STATE_HEADER_SIZE, end = off + h->len;
+	h->r = 0;
+	while (off < end && !atomic_load(&h->cancel)) {
+		ssize_t n = pread(h->fd, buf, (size_t)MIN((uint64_t)PIECE, end - off), (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			h->r = n < 0 ? negerrno() : -EIO;
+			break;
+		}
+		oci_digest_update(&d, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	if (off < end && h->r == 0)
+		h->r = -ECANCELED;
+	oci_digest_final(&d, h->digest);
+	return NULL;
+}
+
+static void hasher_start(struct vm_resume *rs, const char *path)
+{
+	struct vm_resume_hasher *h = xcalloc(1, sizeof(*h));
+	h->len = rs->info.stream_size;
+	h->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (h->fd < 0 || pthread_create(&h->tid, NULL, hash_stream, h) != 0) {
+		if (h->fd >= 0)
+			close(h->fd);
+		free(h);
+		return; /* no digest: vm_resume_load refuses the state */
+	}
+	rs->hasher = h;
+}
+
+/* Wait for the digest (or stop computing it); "" when there is none. */
+static void hasher_finish(struct vm_resume *rs, bool cancel, char ret[OCI_DIGEST_STRLEN])
+{
+	struct vm_resume_hasher *h = rs->hasher;
+	ret[0] = '\0';
+	if (!h)
+		return;
+	atomic_store(&h->cancel, cancel);
+	pthread_join(h->tid, NULL);
+	close(h->fd);
+	if (h->r == 0)
+		memcpy(ret, h->digest, OCI_DIGEST_STRLEN);
+	free(h);
+	rs->hasher = NULL;
+}
+
 void vm_resume_release(struct vm_resume *rs)
 {
+	char ignored[OCI_DIGEST_STRLEN];
+	hasher_finish(rs, true, ignored);
 	vm_state_info_release(&rs->info);
 	*rs = (struct vm_resume){0};
 }
@@ -89,6 +162,7 @@ int vm_resume_prepare(struct vm_resume *rs, const struct vm_dir *d, const struct
 	}
 	rs->info = i;
 	rs->active = true;
+	hasher_start(rs, path);
 	return 0;
 }
 
@@ -191,21 +265,6 @@ static int qemu_version(struct qemu_qmp *qmp, char *ver, size_t vsize, char *pkg
 	return 0;
 }
 
-/* The digest of the stream, computed beside QEMU reading the same file. */
-struct hasher {
-	int fd;
-	uint64_t len;
-	char digest[OCI_DIGEST_STRLEN];
-	int r;
-};
-
-static void *hash_stream(void *arg)
-{
-	struct hasher *h = arg;
-	h->r = oci_digest_fd_range(h->fd, VM_STATE_HEADER_SIZE, h->len, h->digest);
-	return NULL;
-}
-
 /* Wait until QEMU has loaded the whole state (it stays paused: -S). */
 static int wait_loaded(struct qemu_qmp *qmp)
 {
@@ -240,25 +299,12 @@ int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp
 		vm_resume_discard(d, why);
 		return -ESTALE;
 	}
-	/*
-	 * QEMU reads the state file itself while a thread of ours hashes it: the guest runs only
-	 * if what QEMU loaded is what was saved (or verified at pull), and neither waits for the
-	 * other's copy.
-	 */
+	/* QEMU reads the state file itself, while the thread started by prepare hashes it. */
 	_cleanup_free_ char *path = vm_dir_file(d, VM_STATE_FILE);
 	_cleanup_close_ int qfd = open(path, O_RDONLY | O_CLOEXEC);
-	struct hasher h = {.fd = open(path, O_RDONLY | O_CLOEXEC), .len = rs->info.stream_size};
-	if (qfd < 0 || h.fd < 0 || lseek(qfd, VM_STATE_HEADER_SIZE, SEEK_SET) < 0) {
-		r = log_error_errno(negerrno(), "cannot open '%s'", path);
-		if (h.fd >= 0)
-			close(h.fd);
-		return r;
-	}
+	if (qfd < 0 || lseek(qfd, VM_STATE_HEADER_SIZE, SEEK_SET) < 0)
+		return log_error_errno(negerrno(), "cannot open '%s'", path);
 	(void)posix_fadvise(qfd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	pthread_t tid;
-	bool hashing = pthread_create(&tid, NULL, hash_stream, &h) == 0;
-	if (!hashing)
-		h.r = -EAGAIN;
 	_cleanup_free_ char *err = NULL;
 	r = qemu_qmp_send_fd(qmp, "tart-incoming", qfd, QMP_TIMEOUT_MS, &err);
 	if (r >= 0)
@@ -271,12 +317,10 @@ int vm_resume_load(struct vm_resume *rs, const struct vm_dir *d, struct qemu_qmp
 	else
 		r = wait_loaded(qmp);
 	usec_t t2 = now_monotonic_usec();
-	if (hashing)
-		pthread_join(tid, NULL);
-	close(h.fd);
+	char got[OCI_DIGEST_STRLEN];
+	hasher_finish(rs, r < 0, got);
 	if (r < 0)
 		return r == -ETIMEDOUT ? r : -EIO;
-	const char *got = h.r < 0 ? "" : h.digest;
 	log_debug("state loaded in %llu ms, hashed %llu ms later",
 		  (unsigned long long)(t2 - t1) / 1000,
 		  (unsigned long long)(now_monotonic_usec() - t2) / 1000);

@@ -30,8 +30,11 @@
 #include "vm/dir.h"
 #include "vm/state.h"
 
+struct vm_resume_hasher;
+
 struct vm_resume {
-	bool active; /* a state is to be restored in this run */
+	bool active;			 /* a state is to be restored in this run */
+	struct vm_resume_hasher *hasher; /* the stream's digest, computed from prepare on */
 	struct vm_state_info info;
 	bool resumed;  /* the guest runs from it */
 	bool keep_mac; /* user networking: the guest keeps the saved MAC (vm_resume_mac) */
