@@ -46,12 +46,18 @@ def ssh_port(name, proc, t0):
     path = os.path.join(home, "vms", name, "run.json")
     while True:
         try:
-            return json.load(open(path))["net"].split("ssh-port=")[1]
+            st = json.load(open(path))
+            return st["net"].split("ssh-port=")[1], st["qemuPid"]
         except (OSError, ValueError, KeyError, IndexError):
             pass
         if proc.poll() is not None or time.time() - t0 > 300:
             sys.exit(f"instant.sh: tart run {name} did not start: {proc.stderr.read()[-1500:]}")
         time.sleep(0.005)
+
+def qemu_cpu(pid):
+    """CPU seconds QEMU has used so far: what the work costs, whatever the machine's load."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 def first_ssh(name, extra_env=None):
     """Seconds from `tart run` to the first successful `ssh ... true`; the run's stderr."""
@@ -59,7 +65,7 @@ def first_ssh(name, extra_env=None):
     t0 = time.time()
     proc = subprocess.Popen([tart, "run", name], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
-    p = ssh_port(name, proc, t0)
+    p, qpid = ssh_port(name, proc, t0)
     cmd = ["sshpass", "-p", "admin", "ssh", "-p", p, "-o", "StrictHostKeyChecking=no",
            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=2", "-o",
            "LogLevel=ERROR", "-o", "PreferredAuthentications=password", "-o",
@@ -69,6 +75,7 @@ def first_ssh(name, extra_env=None):
             sys.exit(f"instant.sh: no SSH into {name}: {proc.stderr.read()[-1500:]}")
         time.sleep(0.01)
     took = time.time() - t0
+    cpu.append(qemu_cpu(qpid))
     # The same command once more: what one SSH login costs the guest, the floor of both.
     t1 = time.time()
     subprocess.run(cmd, capture_output=True, timeout=120)
@@ -84,7 +91,7 @@ subprocess.run(["cp", "--sparse=always", f"{guest}/disk.img", f"{home}/vms/src/d
 env = dict(os.environ)
 t0 = time.time()
 proc = subprocess.Popen([tart, "run", "src"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-sp = ssh_port("src", proc, t0)
+sp, _ = ssh_port("src", proc, t0)
 while subprocess.run(["sshpass", "-p", "admin", "ssh", "-p", sp, "-o", "StrictHostKeyChecking=no",
                       "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o",
                       "LogLevel=ERROR", "admin@127.0.0.1", "true"], capture_output=True).returncode:
@@ -104,12 +111,13 @@ comp = sum(l["size"] for l in st)
 raw = sum(int(l["annotations"]["org.cirruslabs.tart.uncompressed-size"]) for l in st)
 mem = int(st[0]["annotations"]["tart-for-linux.state.memory-size"])
 
-cold, warm, parts, running, again = [], [], [], [], []
+cold, warm, parts, running, again, cpu = [], [], [], [], [], []
 for i in range(runs):
     t("clone", "--insecure", image, "cold")
     t("stop", "cold")  # discards the saved state: a plain cold boot of the same image
     took, _, _ = first_ssh("cold")
     cold.append(took)
+    cold_cpu = cpu[-1]
     t("delete", "cold")
     t("clone", "--insecure", image, "warm")
     took, t0, err = first_ssh("warm")
@@ -126,11 +134,15 @@ for i in range(runs):
         parts.append((int(spawn[1]) / 1e6 - t0, (int(qmp[1]) - int(spawn[1])) / 1e6,
                       int(load[1]) / 1e3, int(load[2]) / 1e3))
     t("delete", "warm")
-    print(f"run {i + 1}: cold boot {cold[-1]:.2f} s, resume {warm[-1]:.2f} s", flush=True)
+    print(f"run {i + 1}: cold boot {cold[-1]:.2f} s ({cold_cpu:.1f} s of QEMU CPU), resume "
+          f"{warm[-1]:.2f} s ({cpu[-1]:.1f} s of QEMU CPU)", flush=True)
 
 print(f"time from `tart run` to the first SSH command, median of {runs}: "
       f"cold boot {statistics.median(cold):.2f} s, resumed {statistics.median(warm):.2f} s "
       f"(best {min(cold):.2f} / {min(warm):.2f} s)")
+print(f"QEMU CPU time until that SSH command, median: cold boot "
+      f"{statistics.median(cpu[0::2]):.1f} s, resumed {statistics.median(cpu[1::2]):.1f} s "
+      f"(independent of the machine's load)")
 print(f"state layer: {comp / 2**20:.1f} MiB compressed ({len(st)} layer(s)), "
       f"{raw / 2**20:.1f} MiB uncompressed, for {mem / 2**20:.0f} MiB of guest memory")
 if running:
