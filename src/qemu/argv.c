@@ -112,6 +112,23 @@ static void push_serial(struct strvec *v, const struct qemu_spec *s)
 	strvec_pushl(v, "-serial", "chardev:ser0", NULL);
 }
 
+/*
+ * The channel of QEMU's guest agent: a virtio-serial port whose chardev is a socket QEMU
+ * received from us (no path on the host). The port id names it in QMP's VSERPORT_CHANGE
+ * events (the guest opened or closed it).
+ */
+static void push_agent_channels(struct strvec *v, const struct qemu_spec *s)
+{
+	if (s->qga_fd < 0)
+		return;
+	strvec_pushl(v, "-device", "virtio-serial-pci,id=vser0", NULL);
+	strvec_push(v, "-chardev");
+	strvec_pushf(v, "socket,id=%s-chr,fd=%d", QEMU_QGA_PORT_ID, s->qga_fd);
+	strvec_push(v, "-device");
+	strvec_pushf(v, "virtserialport,bus=vser0.0,chardev=%s-chr,id=%s,name=%s", QEMU_QGA_PORT_ID,
+		     QEMU_QGA_PORT_ID, QEMU_QGA_PORT_NAME);
+}
+
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 {
 	bool arm = streq(s->arch, "arm64");
@@ -203,19 +220,12 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 		strvec_pushf(&v, "vhost-user-fs-pci,chardev=vfs%zu,tag=%s", i, t);
 	}
 
+	push_agent_channels(&v, s);
 	strvec_pushl(&v, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device",
 		     "virtio-rng-pci,rng=rng0", NULL);
 	if (s->net_args)
 		for (size_t i = 0; i < s->net_args->nr; i++)
 			strvec_push(&v, s->net_args->v[i]);
-	if (s->qga_fd >= 0) {
-		strvec_push(&v, "-chardev");
-		strvec_pushf(&v, "socket,id=qga0,fd=%d", s->qga_fd);
-		strvec_pushl(&v, "-device", "virtio-serial-pci,id=qgaser", "-device",
-			     "virtserialport,bus=qgaser.0,chardev=qga0,id=" QEMU_QGA_PORT_ID
-			     ",name=org.qemu.guest_agent.0",
-			     NULL);
-	}
 	/*
 	 * A new VM generation ID at every start: a guest resumed from a saved state (or a clone of
 	 * it) learns that it was copied and reseeds its random generator. x86 only (ACPI device).

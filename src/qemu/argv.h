@@ -44,7 +44,8 @@ enum qemu_serial {
 	QEMU_SERIAL_FILE, /* output appended to a file (--serial-path to a file) */
 };
 
-#define QEMU_QGA_PORT_ID "tart-qga"
+#define QEMU_QGA_PORT_NAME "org.qemu.guest_agent.0"
+#define QEMU_QGA_PORT_ID "qga0"
 
 struct qemu_spec {
 	const char *binary; /* qemu-system-x86_64 / qemu-system-aarch64 (full path) */

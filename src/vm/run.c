@@ -836,14 +836,15 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = start_and_restore(&r, o);
 	if (k != 0)
 		goto out;
+	/* Before anyone else talks to the guest agent: a resumed clone is made its own first. */
+	if (r.resume.resumed) {
+		_cleanup_free_ char *netdev = tap_netdev(&r);
+		vm_resume_individualize(&r.resume, &r.dir, &r.cfg, &r.qmp, r.qga_fds[0], netdev);
+	}
 	k = announce(&r, o);
 	if (k < 0) {
 		hard_quit(&r);
 		goto out;
-	}
-	if (r.resume.resumed) {
-		_cleanup_free_ char *netdev = tap_netdev(&r);
-		vm_resume_individualize(&r.resume, &r.dir, &r.cfg, &r.qmp, r.qga_fds[0], netdev);
 	}
 	k = supervise(&r, sigfd);
 out:

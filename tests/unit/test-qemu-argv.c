@@ -129,9 +129,10 @@ static void test_direct_kvm_and_devices(void **state)
 	assert_true(has(&v, "-netdev", "user,id=n0"));
 	assert_true(has(&v, "-incoming", "defer"));
 	assert_true(find_value(&v, "-S", "") >= 0 || strcmp(v.v[v.nr - 3], "-S") == 0);
-	assert_true(has(&v, "-chardev", "socket,id=qga0,fd=11"));
+	assert_true(has(&v, "-device", "virtio-serial-pci,id=vser0"));
+	assert_true(has(&v, "-chardev", "socket,id=qga0-chr,fd=11"));
 	assert_true(has(&v, "-device",
-			"virtserialport,bus=qgaser.0,chardev=qga0,id=tart-qga,"
+			"virtserialport,bus=vser0.0,chardev=qga0-chr,id=qga0,"
 			"name=org.qemu.guest_agent.0"));
 	assert_true(has(&v, "-device", "vmgenid,guid=auto"));
 	strvec_clear(&v);
