@@ -55,7 +55,7 @@ def ssh_port(name, proc, t0):
         time.sleep(0.005)
 
 def qemu_cpu(pid):
-    """CPU seconds QEMU has used so far: what the work costs, whatever the machine's load."""
+    """CPU seconds QEMU has used so far: what the work costs (contention inflates it less)."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -142,7 +142,7 @@ print(f"time from `tart run` to the first SSH command, median of {runs}: "
       f"(best {min(cold):.2f} / {min(warm):.2f} s)")
 print(f"QEMU CPU time until that SSH command, median: cold boot "
       f"{statistics.median(cpu[0::2]):.1f} s, resumed {statistics.median(cpu[1::2]):.1f} s "
-      f"(independent of the machine's load)")
+      f"(less sensitive to the machine's load than wall time)")
 print(f"state layer: {comp / 2**20:.1f} MiB compressed ({len(st)} layer(s)), "
       f"{raw / 2**20:.1f} MiB uncompressed, for {mem / 2**20:.0f} MiB of guest memory")
 if running:
