@@ -347,7 +347,7 @@ int vm_state_push_hook(void *userdata, const struct oci_layer *disk, size_t ndis
 	_cleanup_free_ char *why = NULL;
 	int r = read_current(dir, &i, &why);
 	if (r == -EBADMSG || r == -ESTALE) {
-		log_notice("not pushing the saved state: %s", why);
+		log_notice("the saved state is left out of the image: %s", why);
 		return 0;
 	}
 	if (r < 0)

@@ -174,6 +174,11 @@ def test_local_damage_is_refused_at_run_and_the_vm_boots_cold(tart, pushed):
         with open(path, "r+b") as f:
             f.write(text.ljust(4096, b"\0"))
 
+    # a state that no longer belongs to its disk does not travel either
+    p = tart.run("push", "--insecure", "disk", f"{host}/instant/changed:1")
+    assert "the saved state is left out of the image: the disk has changed" in p.stderr
+    body, _ = get_manifest(host, "instant/changed", "1")
+    assert STATE_MT not in [l["mediaType"] for l in json.loads(body)["layers"]]
     rewrite_header(cases["qemu"], qemuVersion="6.2.0")
     rewrite_header(cases["arch"], arch="arm64")
     rewrite_header(cases["lying"], devicesDigest="sha256:" + "0" * 64)
