@@ -5,23 +5,25 @@
 # GPT raw disk whose ESP holds systemd-boot, the cloud kernel and its initrd: it boots through
 # OVMF. SSH host keys are generated at first boot, so clones don't share them. The disk is made
 # without mounting it (sgdisk + mkfs.vfat/mtools + mkfs.ext4 -d). Cached under
-# guests/cache/debian-<hash of this script>/ (disk.img, cmdline); prints that directory.
+# guests/cache/debian-<hash of this script>/ (disk.img, cmdline). The guest has Tart's guest
+# agent units enabled (guest/install.sh) and Debian's qemu-guest-agent; the directory printed
+# is that build plus the current tart-guest-agent binary (guests/inject-agent.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-HASH=$(sha256sum "$0" | cut -c1-12)
+HASH=$(cat "$0" "$HERE"/../guest/install.sh "$HERE"/../guest/*.service | sha256sum | cut -c1-12)
 OUT=$HERE/cache/debian-$HASH
-if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
+if [ -f "$OUT/.done" ]; then exec "$HERE/inject-agent.sh" debian "$OUT"; fi
 "$HERE/../scripts/install-deps.sh"
 mkdir -p "$HERE/cache"
 exec 9>"$HERE/cache/.debian.lock"; flock 9
-if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
+if [ -f "$OUT/.done" ]; then exec "$HERE/inject-agent.sh" debian "$OUT"; fi
 W=$(mktemp -d "$HERE/cache/.debian-build.XXXXXX")
 # debootstrap mounts proc/sys in the target; a build killed midway must not leave them behind.
 cleanup() { for m in proc sys dev/pts dev; do umount -l "$W/rootfs/$m" 2>/dev/null || true; done; rm -rf "$W"; }
 trap cleanup EXIT
 ROOT=$W/rootfs; MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 debootstrap --variant=minbase \
-  --include=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,iproute2,systemd-boot,systemd-boot-efi,sudo,netbase,qemu-guest-agent \
+  --include=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,iproute2,systemd-boot,systemd-boot-efi,sudo,netbase,fdisk,qemu-guest-agent \
   bookworm "$ROOT" "$MIRROR" >"$W/debootstrap.log" 2>&1 || { tail -20 "$W/debootstrap.log" >&2; exit 1; }
 echo tart-debian > $ROOT/etc/hostname
 printf '127.0.0.1 localhost\n127.0.1.1 tart-debian\n' > $ROOT/etc/hosts
@@ -30,6 +32,8 @@ chroot $ROOT systemctl enable systemd-networkd >/dev/null 2>&1
 chroot $ROOT useradd -m -s /bin/bash -G sudo admin
 echo 'admin:admin' | chroot $ROOT chpasswd
 echo 'admin ALL=(ALL) NOPASSWD:ALL' > $ROOT/etc/sudoers.d/admin; chmod 440 $ROOT/etc/sudoers.d/admin
+# Tart's guest agent, run as admin as in Tart's images; its binary comes in inject-agent.sh.
+"$HERE/../guest/install.sh" --root "$ROOT" --user admin --binary none >/dev/null
 # Host keys: none in the image, generated at first boot before sshd starts.
 rm -f $ROOT/etc/ssh/ssh_host_*
 cat > $ROOT/etc/systemd/system/tart-ssh-host-keys.service <<'U'
@@ -66,7 +70,8 @@ mmd -i $W/esp ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
 mcopy -i $W/esp $ROOT/usr/lib/systemd/boot/efi/systemd-bootx64.efi ::/EFI/BOOT/BOOTX64.EFI
 mcopy -i $W/esp $ROOT/boot/vmlinuz-$KVER ::/vmlinuz
 mcopy -i $W/esp $ROOT/boot/initrd.img-$KVER ::/initrd.img
-CMDLINE="root=PARTUUID=$PARTUUID rw console=ttyS0,115200 quiet no_timer_check"
+# console=tty0 too: the screen shows the login prompt of tty1 (the serial console stays ttyS0)
+CMDLINE="root=PARTUUID=$PARTUUID rw console=tty0 console=ttyS0,115200 quiet no_timer_check"
 printf 'default debian.conf\ntimeout 0\nconsole-mode keep\n' > $W/loader.conf
 printf 'title Debian\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' "$CMDLINE" > $W/debian.conf
 mcopy -i $W/esp $W/loader.conf ::/loader/loader.conf
@@ -77,4 +82,4 @@ dd if=$W/root.ext4 of=$IMG bs=512 seek=$P2_START conv=notrunc,sparse status=none
 echo "$CMDLINE" > $OUTD/cmdline
 touch $OUTD/.done
 rm -rf "$OUT"; mv $OUTD "$OUT"
-echo "$OUT"
+exec "$HERE/inject-agent.sh" debian "$OUT"

@@ -4,17 +4,18 @@
 # initramfs (udhcpc, dropbear with a test key), and a UEFI disk (GPT + ESP with systemd-boot)
 # that boots the same kernel and initramfs behind the firmware. Cached under
 # guests/cache/tiny-<hash of this script>/; prints that directory on stdout.
-# See guests/README.md for the guest's interface (markers, cmdline switches).
+# See guests/README.md for the guest's interface (markers, cmdline switches). The directory
+# printed is that build plus the current tart-guest-agent (guests/inject-agent.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 HASH=$(sha256sum "$0" | cut -c1-12)
 OUT=$HERE/cache/tiny-$HASH
-if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
+if [ -f "$OUT/.done" ]; then exec "$HERE/inject-agent.sh" tiny "$OUT"; fi
 "$HERE/../scripts/install-deps.sh"
 mkdir -p "$HERE/cache"
 # One builder at a time (tests may call this in parallel).
 exec 9>"$HERE/cache/.tiny.lock"; flock 9
-if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
+if [ -f "$OUT/.done" ]; then exec "$HERE/inject-agent.sh" tiny "$OUT"; fi
 W=$(mktemp -d "$HERE/cache/.tiny-build.XXXXXX"); trap 'rm -rf "$W"' EXIT
 cd "$W"
 KV=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: linux-image-\(.*\)$/\1/p' | head -1)
@@ -65,6 +66,11 @@ arg() { for w in $(cat /proc/cmdline); do case $w in "$1="*) echo "${w#*=}";; es
 T=$(arg tart.test); T=${T:-wait}
 up() { cut -d' ' -f1 /proc/uptime; }
 echo "TART-TEST-BOOTED test=$T uptime=$(up)"
+# The guest agent, when the initramfs has it (guests/inject-agent.sh), unless tart.agent=off.
+if [ -x /usr/local/bin/tart-guest-agent ] && [ "$(arg tart.agent)" != off ]; then
+  /usr/local/bin/tart-guest-agent --run-rpc >/tmp/tart-guest-agent.log 2>&1 &
+  echo "TART-TEST-AGENT-STARTED uptime=$(up)"
+fi
 # Power button -> poweroff (ACPI shutdown request), unless the test ignores ACPI.
 power_button() {
   for d in /sys/class/input/event*; do
@@ -146,4 +152,4 @@ dd if="$W/esp" of="$IMG" bs=1M seek=1 conv=notrunc,sparse status=none
 echo "$KV" > "$W/out/kernel-version"
 touch "$W/out/.done"
 rm -rf "$OUT"; mv "$W/out" "$OUT"
-echo "$OUT"
+exec "$HERE/inject-agent.sh" tiny "$OUT"

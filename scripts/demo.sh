@@ -10,7 +10,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TART=${TART_BIN:-$ROOT/build/tart}
 export TART_BIN=$TART
 export TART_HOME=$(mktemp -d /tmp/tart-demo.XXXXXX)
-export TART_ACCEL=${TART_ACCEL:-tcg}
 # QEMU user networking with restrict=on: the demo VMs cannot reach any other address.
 export TART_NET_MODE=${TART_NET_MODE:-user}
 REG_DIR=$TART_HOME/.registry
@@ -25,7 +24,9 @@ cleanup() {
 trap cleanup EXIT
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-echo "demo TART_HOME=$TART_HOME (accelerator: $TART_ACCEL)"
+# The accelerator is what a new user gets: TART_ACCEL if set, else auto (KVM where it can boot
+# a guest kernel, TCG with one notice elsewhere).
+echo "demo TART_HOME=$TART_HOME (accelerator: ${TART_ACCEL:-auto})"
 
 # 1. A local registry on a free loopback port.
 PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

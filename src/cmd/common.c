@@ -83,6 +83,17 @@ int cmd_getopt(const struct cmd_help *h, int argc, char **argv, const char *shor
 	const char *abbrev = longidx >= 0 ? long_name_abbreviated(&longopts[longidx], argv) : NULL;
 	if (abbrev)
 		return cmd_usage_error(h, "Unknown option '%s'", abbrev);
+	/*
+	 * A value given as the next argument that looks like an option ("--net-bridged --accel=x")
+	 * means the option's own value is missing: swift-argument-parser refuses it, and taking
+	 * it would turn a typo into a bridge named "--accel=x". "--opt=-x" stays possible.
+	 */
+	if (optarg && optarg == argv[optind - 1] && optarg[0] == '-' && optarg[1]) {
+		if (longidx >= 0)
+			return cmd_usage_error(h, "Missing value for '--%s <%s>'",
+					       longopts[longidx].name, longopts[longidx].name);
+		return cmd_usage_error(h, "Missing value for '-%c'", c);
+	}
 	return c;
 }
 

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/client.h"
 #include "cmd/cmd.h"
 #include "net/resolve.h"
 #include "util/fs.h"
@@ -29,7 +30,14 @@ static const struct cmd_help help = {
 	"                          dhcp reads tart's own DHCP leases (NAT, Softnet and host "
 	"modes); arp\n"
 	"                          reads the host's neighbour table (needed for --net-bridged "
-	"VMs)\n"
+	"VMs);\n"
+	"                          agent asks the guest agent through the VM's control.sock (the "
+	"Tart\n"
+	"                          Guest Agent, or else QEMU's guest agent): works in every "
+	"network mode\n"
+	"                          but reports the guest's own address (under user-mode "
+	"networking a\n"
+	"                          private one)\n"
 	"  -h, --help              Show help information.\n",
 };
 
@@ -117,33 +125,39 @@ int cmd_ip(int argc, char **argv)
 	/* Tart: at least one attempt, then once a second until the deadline. */
 	time_t deadline = time(NULL) + (time_t)o.wait;
 	char ip[16], explain[512];
+	int ret = 1;
 	for (;;) {
-		r = net_resolve_ip(name, d.path, cfg.mac, resolver, ip, explain, sizeof(explain));
+		if (resolver == NET_RESOLVER_AGENT)
+			r = agent_resolve_ip(d.path, AGENT_RESOLVE_TIMEOUT_MS, ip) == 0 ? 0
+											: -EAGAIN;
+		else
+			r = net_resolve_ip(name, d.path, cfg.mac, resolver, ip, explain,
+					   sizeof(explain));
 		if (r == 0) {
 			printf("%s\n", ip);
-			return 0;
+			ret = 0;
+			break;
 		}
 		if (r == -ENOENT && user_mode_from_run_state(&d, name, explain, sizeof(explain)))
 			r = -EREMOTE;
 		if (r == -EREMOTE) {
 			log_error("%s", explain);
-			return 1;
-		}
-		if (r == -EOPNOTSUPP) {
-			log_error(
-			    "no IP address found: the guest agent resolver is not available yet "
-			    "in tart for Linux (no guest agent channel); use --resolver dhcp, or "
-			    "--resolver arp for bridged VMs");
-			return 1;
-		}
-		if (time(NULL) >= deadline)
 			break;
+		}
+		if (time(NULL) >= deadline) {
+			bool running = vm_dir_state(&d) == VM_STATE_RUNNING;
+			log_error("no IP address found%s%s", running ? "" : ", is your VM running?",
+				  resolver == NET_RESOLVER_AGENT
+				      ? " (also make sure that Guest agent for Tart is running "
+					"inside of a VM)"
+				  : resolver == NET_RESOLVER_ARP && streq(cfg.os, "linux")
+				      ? " (not all Linux distributions are compatible with the ARP "
+					"resolver)"
+				      : "");
+			break;
+		}
 		sleep_until_next_second(deadline);
 	}
-	bool running = vm_dir_state(&d) == VM_STATE_RUNNING;
-	log_error("no IP address found%s%s", running ? "" : ", is your VM running?",
-		  resolver == NET_RESOLVER_ARP && streq(cfg.os, "linux")
-		      ? " (not all Linux distributions are compatible with the ARP resolver)"
-		      : "");
-	return 1;
+	vm_config_release(&cfg);
+	return ret;
 }

@@ -6,13 +6,16 @@
 
 #include "cmd/cmd.h"
 #include "util/alloc.h"
+#include "net/net.h"
 #include "util/log.h"
+#include "util/strvec.h"
 #include "vm/run.h"
 
 static const struct cmd_help help = {
     .name = "run",
     .overview = "Run a VM",
-    .usage = "run <name> [--no-graphics] [--serial] [--serial-path <serial-path>] "
+    .usage = "run <name> [--no-graphics] [--graphics] [--serial] "
+	     "[--serial-path <serial-path>] "
 	     "[--vnc] [--disk <disk> ...] [--dir <dir> ...] [--nested] "
 	     "[--root-disk-opts <opts>] [--accel <accel>] [--net-bridged <interface> ...] "
 	     "[--net-softnet] [--net-softnet-allow <cidrs>] [--net-softnet-block <cidrs>] "
@@ -21,10 +24,15 @@ static const struct cmd_help help = {
 	"ARGUMENTS:\n"
 	"  <name>                  VM name\n\n"
 	"OPTIONS:\n"
-	"  --no-graphics           Don't open a display (the default: this tart has no UI)\n"
+	"  --no-graphics           Don't open the window with the VM's screen (it opens by\n"
+	"                          default when DISPLAY or WAYLAND_DISPLAY names a display\n"
+	"                          and QEMU's GTK display, package qemu-system-gui, exists)\n"
+	"  --graphics              Open the window even with --vnc; without a display it is\n"
+	"                          an error\n"
 	"  --serial                Attach the serial console to a new PTY and print its path\n"
 	"  --serial-path <path>    Attach the serial console to an existing PTY or file\n"
 	"  --vnc                   Start a VNC server on 127.0.0.1 (random port and password)\n"
+	"                          and print its URL; it replaces the window unless --graphics\n"
 	"  --disk <path[:options]> Additional disk: raw or qcow2 image, or an .iso attached\n"
 	"                          as a CD-ROM. Options: ro, sync=none|fsync|full,\n"
 	"                          caching=automatic|cached|uncached (repeatable)\n"
@@ -38,7 +46,14 @@ static const struct cmd_help help = {
 	"                          KVM when a test guest proves it works, else TCG)\n"
 	"  --net-bridged <interface>, --net-softnet, --net-softnet-allow <cidrs>,\n"
 	"  --net-softnet-block <cidrs>, --net-softnet-expose <specs>, --net-host\n"
-	"                          Networking modes (see docs/networking.md)\n"
+	"                          Networking modes (see docs/network.md);\n"
+	"                          --net-bridged=list lists the bridges and the interfaces\n"
+	"                          that could join one\n"
+	"  --suspendable           Accepted for Tart compatibility and ignored: 'tart suspend'\n"
+	"                          works for every Linux VM without it\n"
+	"  --no-audio, --no-clipboard, --recovery, --capture-system-keys, --no-trackpad,\n"
+	"  --no-pointer, --no-keyboard, --rosetta <tag>\n"
+	"                          macOS-only: accepted and ignored with a notice\n"
 	"  -h, --help              Show help information.\n",
 };
 
@@ -60,8 +75,18 @@ enum {
 	ARG_NET_SOFTNET_BLOCK,
 	ARG_NET_SOFTNET_EXPOSE,
 	ARG_NET_HOST,
-	ARG_MACOS_ONLY,
-	ARG_MACOS_ONLY_VALUE,
+	ARG_SUSPENDABLE,
+	/* macOS-only flags: one value each, so that the notice names the flag given */
+	ARG_MACOS_FIRST,
+	ARG_NO_AUDIO = ARG_MACOS_FIRST,
+	ARG_NO_CLIPBOARD,
+	ARG_RECOVERY,
+	ARG_CAPTURE_SYSTEM_KEYS,
+	ARG_NO_TRACKPAD,
+	ARG_NO_POINTER,
+	ARG_NO_KEYBOARD,
+	ARG_ROSETTA,
+	ARG_MACOS_LAST = ARG_ROSETTA,
 };
 
 static const struct option opts[] = {
@@ -82,16 +107,17 @@ static const struct option opts[] = {
     {"net-softnet-block", required_argument, NULL, ARG_NET_SOFTNET_BLOCK},
     {"net-softnet-expose", required_argument, NULL, ARG_NET_SOFTNET_EXPOSE},
     {"net-host", no_argument, NULL, ARG_NET_HOST},
-    /* macOS-only flags: accepted, ignored with a notice. */
-    {"no-audio", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-clipboard", no_argument, NULL, ARG_MACOS_ONLY},
-    {"recovery", no_argument, NULL, ARG_MACOS_ONLY},
-    {"suspendable", no_argument, NULL, ARG_MACOS_ONLY},
-    {"capture-system-keys", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-trackpad", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-pointer", no_argument, NULL, ARG_MACOS_ONLY},
-    {"no-keyboard", no_argument, NULL, ARG_MACOS_ONLY},
-    {"rosetta", required_argument, NULL, ARG_MACOS_ONLY_VALUE},
+    /* suspend works without it here: accepted silently (Orchard passes it) */
+    {"suspendable", no_argument, NULL, ARG_SUSPENDABLE},
+    /* macOS-only flags: accepted, ignored with a notice naming them. */
+    {"no-audio", no_argument, NULL, ARG_NO_AUDIO},
+    {"no-clipboard", no_argument, NULL, ARG_NO_CLIPBOARD},
+    {"recovery", no_argument, NULL, ARG_RECOVERY},
+    {"capture-system-keys", no_argument, NULL, ARG_CAPTURE_SYSTEM_KEYS},
+    {"no-trackpad", no_argument, NULL, ARG_NO_TRACKPAD},
+    {"no-pointer", no_argument, NULL, ARG_NO_POINTER},
+    {"no-keyboard", no_argument, NULL, ARG_NO_KEYBOARD},
+    {"rosetta", required_argument, NULL, ARG_ROSETTA},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -174,13 +200,34 @@ static int on_opt(int c, const char *arg, void *userdata)
 	case ARG_NET_HOST:
 		o->host = true;
 		return 0;
-	case ARG_MACOS_ONLY:
-	case ARG_MACOS_ONLY_VALUE:
-		log_notice("ignoring --%s: it only applies to macOS hosts or guests", opt_name(c));
+	case ARG_SUSPENDABLE:
 		return 0;
 	default:
+		if (c >= ARG_MACOS_FIRST && c <= ARG_MACOS_LAST) {
+			log_notice("ignoring --%s: it only applies to macOS hosts or guests",
+				   opt_name(c));
+			return 0;
+		}
 		return CMD_EUSAGE;
 	}
+}
+
+/* --net-bridged=list: what Tart lists (its error lists them), one a line on stdout. */
+static int list_bridgeable(void)
+{
+	_cleanup_strvec_ struct strvec bridges = STRVEC_INIT, ethernet = STRVEC_INIT;
+	int r = net_bridgeable_list(&bridges, &ethernet);
+	if (r < 0)
+		return log_error_errno(r, "cannot list the network interfaces");
+	for (size_t i = 0; i < bridges.nr; i++)
+		printf("%s\n", bridges.v[i]);
+	for (size_t i = 0; i < ethernet.nr; i++)
+		printf("%s (not a bridge yet: 'ip link add br0 type bridge' and 'ip link set %s "
+		       "master br0' put it in one)\n",
+		       ethernet.v[i], ethernet.v[i]);
+	if (!bridges.nr && !ethernet.nr)
+		log_notice("no bridges and no Ethernet interfaces that could join one");
+	return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -189,7 +236,7 @@ int cmd_run(int argc, char **argv)
 	static const struct cmd_spec spec = {.help = &help,
 					     .longopts = opts,
 					     .on_opt = on_opt,
-					     .min_args = 1,
+					     .min_args = 0, /* --net-bridged=list needs no VM */
 					     .max_args = 1,
 					     .arg_names = names};
 	struct run_opts ro = {0};
@@ -200,11 +247,17 @@ int cmd_run(int argc, char **argv)
 	if (a <= 0)
 		return a;
 	struct vm_run_options *o = &ro.o;
+	if (o->net.mode == NET_MODE_BRIDGED && streq(o->net.bridge, "list"))
+		return list_bridgeable();
+	int k = cmd_need_args(&help, argc - a, 1, 1, argv + a, names);
+	if (k < 0)
+		return k;
 	if (ro.graphics && ro.no_graphics)
 		return cmd_usage_error(&help,
 				       "--graphics and --no-graphics are mutually exclusive");
-	if (ro.graphics && !o->vnc)
-		log_notice("this tart has no window: use --vnc to see the display");
+	o->graphics = ro.graphics      ? VM_GRAPHICS_ON
+		      : ro.no_graphics ? VM_GRAPHICS_OFF
+				       : VM_GRAPHICS_AUTO;
 	if ((o->net.mode == NET_MODE_BRIDGED) + ro.softnet + ro.host > 1)
 		return cmd_usage_error(&help, "--net-bridged, --net-softnet and --net-host are "
 					      "mutually exclusive");

@@ -19,6 +19,8 @@ struct http_client {
 	struct http_client_options opts;
 	char *user_agent;
 	char *ca_file, *ca_path;
+	struct curl_blob ca_blob;
+	struct curl_slist *connect_to;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -57,6 +59,15 @@ int http_client_new(const struct http_client_options *opts, struct http_client *
 	c->opts.user_agent = c->user_agent;
 	c->ca_file = c->opts.ca_file ? xstrdup(c->opts.ca_file) : NULL;
 	c->ca_path = c->opts.ca_path ? xstrdup(c->opts.ca_path) : NULL;
+	if (c->opts.ca_blob && c->opts.ca_blob_len) {
+		void *copy = xmalloc(c->opts.ca_blob_len);
+		memcpy(copy, c->opts.ca_blob, c->opts.ca_blob_len);
+		c->ca_blob = (struct curl_blob){copy, c->opts.ca_blob_len, CURL_BLOB_NOCOPY};
+	}
+	c->opts.ca_blob = NULL;
+	if (c->opts.connect_to)
+		c->connect_to = curl_slist_append(NULL, c->opts.connect_to);
+	c->opts.connect_to = NULL;
 	if (c->opts.connect_timeout_s <= 0)
 		c->opts.connect_timeout_s = 30;
 	if (c->opts.low_speed_limit <= 0)
@@ -91,11 +102,14 @@ struct http_client *http_client_free(struct http_client *c)
 	free(c->user_agent);
 	free(c->ca_file);
 	free(c->ca_path);
+	free(c->ca_blob.data);
+	curl_slist_free_all(c->connect_to);
 	free(c);
 	return NULL;
 }
 
 struct transfer {
+	const struct http_client_options *opts;
 	const struct http_request *req;
 	struct http_response *resp;
 	CURL *h;
@@ -106,7 +120,56 @@ struct transfer {
 	long status;
 	bool status_known;
 	bool stream;
+	/* stall_timeout_s */
+	bool headers_done;   /* the final (non-1xx) header block has ended */
+	bool informational;  /* the header block being read is a 1xx one */
+	uint64_t sent_ms;    /* when the request was seen fully sent; 0: not yet */
+	uint64_t moved_ms;   /* when a byte last moved either way */
+	curl_off_t moved;    /* bytes moved so far, both ways */
+	const char *stalled; /* why the transfer was aborted, NULL when it was not */
+	bool cancelled;	     /* progress_fn asked for the end */
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Enforces stall_timeout_s: curl calls this about once a second even when nothing moves. */
+static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal;
+	struct transfer *t = userdata;
+	if (t->req->progress_fn && t->req->progress_fn(t->req->progress_userdata)) {
+		t->cancelled = true;
+		return 1;
+	}
+	if (t->opts->stall_timeout_s <= 0)
+		return 0;
+	uint64_t now = now_ms(), limit = (uint64_t)t->opts->stall_timeout_s * 1000;
+	if (!t->moved_ms || dlnow + ulnow != t->moved) {
+		t->moved = dlnow + ulnow;
+		t->moved_ms = now;
+	} else if (now - t->moved_ms > limit) {
+		t->stalled = HTTP_STALL_TEXT;
+		return 1;
+	}
+	if (t->headers_done)
+		return 0;
+	if (ultotal > 0 && ulnow < ultotal) {
+		t->sent_ms = 0; /* still sending: the server's turn has not come */
+		return 0;
+	}
+	if (!t->sent_ms)
+		t->sent_ms = now;
+	if (now - t->sent_ms <= limit)
+		return 0;
+	t->stalled = HTTP_HEADER_TIMEOUT_TEXT;
+	return 1;
+}
 
 static size_t header_cb(char *data, size_t size, size_t n, void *userdata)
 {
@@ -115,13 +178,18 @@ static size_t header_cb(char *data, size_t size, size_t n, void *userdata)
 	/* A new status line (after 100 Continue, say) starts a new header set. */
 	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		strvec_clear(&t->resp->headers);
+		const char *sp = memchr(data, ' ', len);
+		t->informational = sp && (size_t)(sp - data) + 1 < len && sp[1] == '1';
+		t->headers_done = false;
 		return len;
 	}
 	size_t l = len;
 	while (l > 0 && (data[l - 1] == '\r' || data[l - 1] == '\n'))
 		l--;
-	if (l == 0)
+	if (l == 0) {
+		t->headers_done = !t->informational;
 		return len;
+	}
 	if (t->resp->headers.nr >= 200) /* a cap on what a server may make us keep */
 		return len;
 	char *line = xstrndup(data, l);
@@ -262,7 +330,7 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 	CURL *h = curl_easy_init();
 	if (!h)
 		return -ENOMEM;
-	struct transfer t = {.req = q, .resp = resp, .h = h};
+	struct transfer t = {.opts = &c->opts, .req = q, .resp = resp, .h = h};
 
 	curl_easy_setopt(h, CURLOPT_URL, q->url);
 	curl_easy_setopt(h, CURLOPT_SHARE, c->share);
@@ -291,6 +359,16 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
 	if (c->ca_path)
 		curl_easy_setopt(h, CURLOPT_CAPATH, c->ca_path);
+	if (c->ca_blob.data) {
+		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &c->ca_blob);
+		/* instead of the system CAs, not besides them: the blob replaces the CA bundle, but
+		 * the CA directory built into libcurl (Debian: /etc/ssl/certs) would still be
+		 * searched, and any CA there could vouch for an impostor */
+		if (!c->ca_path)
+			curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	}
+	if (c->connect_to)
+		curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->connect_to);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
@@ -299,6 +377,11 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 	curl_easy_setopt(h, CURLOPT_READDATA, &t);
 	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
 	curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
+	if (c->opts.stall_timeout_s > 0 || q->progress_fn) {
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
 	set_method(h, q);
 
 	hl = curl_slist_append(hl, "Expect:");
@@ -310,6 +393,12 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 		r = 0;
+	} else if (t.cancelled) {
+		r = -ECANCELED;
+		resp->error = xstrdup("cancelled by its owner");
+	} else if (t.stalled) {
+		r = -ETIMEDOUT;
+		resp->error = xasprintf("%s (%ld s)", t.stalled, c->opts.stall_timeout_s);
 	} else {
 		r = t.cb_error < 0 ? t.cb_error : map_curl_error(rc);
 		resp->error = xstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));

@@ -27,13 +27,30 @@
 
 struct http_client;
 
+#define HTTP_HEADER_TIMEOUT_TEXT "response headers did not arrive in time"
+#define HTTP_STALL_TEXT "no data moved"
+
 struct http_client_options {
-	long connect_timeout_s;  /* 0: 30 s */
-	long low_speed_limit;    /* bytes/s; 0: 1 */
-	long low_speed_time_s;   /* 0: 60 s */
-	const char *user_agent;  /* NULL: none */
-	const char *ca_file;     /* NULL: the system CA bundle */
-	const char *ca_path;     /* NULL: the system CA directory */
+	long connect_timeout_s; /* 0: 30 s */
+	long low_speed_limit;	/* bytes/s; 0: 1 */
+	long low_speed_time_s;	/* 0: 60 s */
+	/*
+	 * 0: none. Otherwise a transfer fails with -ETIMEDOUT when no byte has moved for this
+	 * long (error text with HTTP_STALL_TEXT; sooner and more exact than curl's low-speed
+	 * average), or when the response headers are not complete this long after the request
+	 * was sent (HTTP_HEADER_TIMEOUT_TEXT: a server trickling its headers stays above any
+	 * low-speed limit).
+	 */
+	long stall_timeout_s;
+	const char *user_agent; /* NULL: none */
+	const char *ca_file;	/* NULL: the system CA bundle */
+	const char *ca_path;	/* NULL: the system CA directory */
+	/* PEM certificates trusted instead of the system CAs (pinning); copied */
+	const void *ca_blob;
+	size_t ca_blob_len;
+	/* curl's CONNECT_TO entry "HOST:PORT:CONNECT-HOST:CONNECT-PORT" (a TLS name that is not
+	 * the address); copied */
+	const char *connect_to;
 };
 
 int http_client_new(const struct http_client_options *opts, struct http_client **ret);
@@ -49,7 +66,7 @@ typedef int (*http_write_fn)(void *userdata, long status, const void *data, size
 typedef int64_t (*http_read_fn)(void *userdata, void *buf, size_t len);
 
 struct http_request {
-	const char *method;           /* "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE" */
+	const char *method; /* "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE" */
 	const char *url;
 	const struct strvec *headers; /* "Name: value" lines, may be NULL */
 	/* Request body: either in memory, or streamed from read_fn (body_len bytes exactly). */
@@ -69,16 +86,25 @@ struct http_request {
 	size_t body_cap;
 	bool body_cap_strict;
 	long timeout_s; /* whole request; 0 = none (the low-speed limit still applies) */
+	/*
+	 * Called about once a second while the transfer runs (NULL: never); a non-zero return
+	 * aborts it with -ECANCELED. For long-lived streams whose owner may want them gone.
+	 */
+	int (*progress_fn)(void *userdata);
+	void *progress_userdata;
 };
 
 struct http_response {
 	long status;
 	struct strbuf body;    /* non-streamed body (see above) */
 	struct strvec headers; /* "Name: value" lines of the final response, CR/LF stripped */
-	char *error;           /* transport error text, NULL when none */
+	char *error;	       /* transport error text, NULL when none */
 };
 
-#define HTTP_RESPONSE_INIT {.body = STRBUF_INIT, .headers = STRVEC_INIT}
+#define HTTP_RESPONSE_INIT                                                                         \
+	{                                                                                          \
+		.body = STRBUF_INIT, .headers = STRVEC_INIT                                        \
+	}
 
 /*
  * Perform the request. Returns 0 when an HTTP response was received (any status; see

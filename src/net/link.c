@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -23,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/net.h"
 #include "util/alloc.h"
 #include "util/fs.h"
 #include "util/macro.h"
@@ -202,6 +204,47 @@ char *link_list_bridges(void)
 	if (d)
 		closedir(d);
 	return strbuf_detach(&sb, NULL);
+}
+
+static bool sys_net_exists(const char *dev, const char *what)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "/sys/class/net/%s/%s", dev, what);
+	return access(p, F_OK) == 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int net_bridgeable_list(struct strvec *ret_bridges, struct strvec *ret_ethernet)
+{
+	DIR *d = opendir("/sys/class/net");
+	if (!d)
+		return negerrno();
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (n[0] == '.' || strlen(n) >= IFNAMSIZ)
+			continue;
+		if (link_is_bridge(n)) {
+			strvec_push(ret_bridges, n);
+			continue;
+		}
+		/* ARPHRD_ETHER with a device behind it (not veth, tap, ifb...), in no bridge yet */
+		char p[128];
+		_cleanup_strbuf_ struct strbuf type = STRBUF_INIT;
+		snprintf(p, sizeof(p), "/sys/class/net/%s/type", n);
+		if (fs_read_full(p, 64, &type) < 0 || strtol(type.buf, NULL, 10) != 1)
+			continue;
+		if (sys_net_exists(n, "device") && !sys_net_exists(n, "master"))
+			strvec_push(ret_ethernet, n);
+	}
+	closedir(d);
+	qsort(ret_bridges->v, ret_bridges->nr, sizeof(char *), cmp_names);
+	qsort(ret_ethernet->v, ret_ethernet->nr, sizeof(char *), cmp_names);
+	return 0;
 }
 
 int link_set_ipv4(const char *name, uint32_t ip, unsigned prefix_len)

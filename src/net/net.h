@@ -56,5 +56,11 @@ void net_options_init(struct net_options *o);
 int net_attach(const struct net_options *opts, struct net_attachment *ret);
 void net_detach(struct net_attachment *a);
 void net_cleanup_stale(const struct net_options *opts);
+/*
+ * What `--net-bridged=list` shows: the bridges of this namespace (usable as they are) and the
+ * Ethernet interfaces that could be added to one (a device behind them, no bridge yet). Both
+ * sorted; appended to the given vectors. Non-logging.
+ */
+int net_bridgeable_list(struct strvec *ret_bridges, struct strvec *ret_ethernet);
 /* Parse "--net-*" mode names for messages; returns NULL for unknown. */
 const char *net_mode_to_string(enum net_mode m);

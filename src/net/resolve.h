@@ -7,7 +7,8 @@
  *           DUID, the guest sends): bound, unexpired leases only;
  *   arp   - the kernel's neighbour table (/proc/net/arp) by MAC, for bridged VMs, whose
  *           address some other DHCP server handed out; complete entries only;
- *   agent - no guest agent channel exists yet: always "not found".
+ *   agent - not here: `tart ip` asks the guest agent itself (agent/client.h), whatever the
+ *           network mode; net_resolve_ip() answers -EOPNOTSUPP.
  * A VM running in user-mode networking has no address the host can use: resolution then
  * returns -EREMOTE with a sentence explaining how to reach it (through the forwarded port).
  * Pure parts (ARP table, explanation) are unit-tested; nothing here logs.

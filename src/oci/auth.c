@@ -2,17 +2,17 @@
 #include "oci/auth.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "util/alloc.h"
+#include "util/base64.h"
 #include "util/json.h"
 #include "util/time.h"
 
 #define TOKEN_BODY_CAP (1024 * 1024)
-#define ERROR_BODY_SHOWN 1000
+#define ERROR_TEXT_MAX 300
 #define TOKEN_LIFETIME_MAX (24 * 3600) /* a token is fetched again after a day at most */
 
 void oci_www_auth_release(struct oci_www_auth *a)
@@ -164,32 +164,22 @@ char *oci_token_url(const struct oci_www_auth *a)
 
 char *oci_base64_encode(const void *data, size_t len)
 {
-	char *out = xmalloc(4 * ((len + 2) / 3) + 1);
-	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
+	return base64_encode(data, len);
 }
 
 int oci_base64_decode(const char *s, char **ret, size_t *ret_len)
 {
+	return oci_base64_decode_max(s, 1024 * 1024, ret, ret_len);
+}
+
+int oci_base64_decode_max(const char *s, size_t max, char **ret, size_t *ret_len)
+{
 	size_t n = strlen(s);
-	if (n % 4 != 0 || n > 1024 * 1024)
+	if (n > max)
 		return -EBADMSG;
-	char *out = xmalloc(n / 4 * 3 + 1);
-	int m = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-	if (m < 0) {
-		free(out);
-		return -EBADMSG;
-	}
-	/* EVP_DecodeBlock counts the padding as zero bytes */
-	if (n >= 1 && s[n - 1] == '=')
-		m--;
-	if (n >= 2 && s[n - 2] == '=')
-		m--;
-	out[m] = 0;
-	*ret = out;
-	if (ret_len)
-		*ret_len = (size_t)m;
-	return 0;
+	/* the input's length bounds the output; only malformed input fails */
+	int r = base64_decode(s, n, n / 4 * 3 + 3, ret, ret_len);
+	return r == -EFBIG ? -EBADMSG : r;
 }
 
 char *oci_basic_credentials(const char *user, const char *pass)
@@ -198,6 +188,50 @@ char *oci_basic_credentials(const char *user, const char *pass)
 	_cleanup_free_ char *enc = oci_base64_encode(plain, strlen(plain));
 	explicit_bzero(plain, strlen(plain));
 	return xasprintf("Basic %s", enc);
+}
+
+static bool printable_text(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
+			return false;
+	}
+	return n > 0;
+}
+
+char *oci_error_text(const char *body, size_t len)
+{
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	strbuf_init(&sb, ERROR_TEXT_MAX);
+	_cleanup_json_ json_t *j = NULL;
+	if (len > 0 && json_parse_buf(body, len, &j) >= 0) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(json_object_get(j, "errors"), i, e)
+		{
+			const char *code = json_string_value(json_object_get(e, "code"));
+			const char *msg = json_string_value(json_object_get(e, "message"));
+			if (code || msg)
+				strbuf_putf(&sb, "%s%s%s%s", sb.len ? "; " : "", code ? code : "",
+					    code && msg ? ": " : "", msg ? msg : "");
+		}
+		/* token services: {"details": ...} (Docker Hub), OAuth's error fields */
+		static const char *const keys[] = {"details", "message", "error",
+						   "error_description"};
+		for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+			const char *v = json_string_value(json_object_get(j, keys[k]));
+			if (v)
+				strbuf_putf(&sb, "%s%s", sb.len ? "; " : "", v);
+		}
+		return sb.len && printable_text(sb.buf, sb.len) ? strbuf_detach(&sb, NULL) : NULL;
+	}
+	size_t n = 0;
+	while (n < len && n < ERROR_TEXT_MAX && body[n] != '\r' && body[n] != '\n')
+		n++;
+	if (!printable_text(body, n) || body[0] == '<')
+		return NULL;
+	return xstrndup(body, n);
 }
 
 int oci_auth_fetch_token(struct http_client *c, const struct oci_www_auth *challenge,
@@ -232,9 +266,9 @@ int oci_auth_fetch_token(struct http_client *c, const struct oci_www_auth *chall
 		return r;
 	}
 	if (resp.status != 200) {
-		int len = (int)MIN(resp.body.len, (size_t)ERROR_BODY_SHOWN);
-		*ret_err = xasprintf("token service '%s' answered HTTP %ld: %.*s", url, resp.status,
-				     len, resp.body.buf);
+		_cleanup_free_ char *said = oci_error_text(resp.body.buf, resp.body.len);
+		*ret_err = xasprintf("token service '%s' answered HTTP %ld%s%s", url, resp.status,
+				     said ? ": " : "", said ? said : "");
 		return resp.status == 401 || resp.status == 403 ? -EACCES : -EPROTO;
 	}
 	r = oci_token_parse(resp.body.buf, resp.body.len, time(NULL), ret);

@@ -55,6 +55,8 @@ char *oci_token_url(const struct oci_www_auth *a);
 /* Base64 (standard alphabet, padded). decode returns -EBADMSG on malformed input. */
 char *oci_base64_encode(const void *data, size_t len);
 int oci_base64_decode(const char *s, char **ret, size_t *ret_len);
+/* The same for input of up to max characters (oci_base64_decode: 1 MiB, for headers). */
+int oci_base64_decode_max(const char *s, size_t max, char **ret, size_t *ret_len);
 /* "Basic <base64(user:pass)>" (allocated). */
 char *oci_basic_credentials(const char *user, const char *pass);
 
@@ -65,6 +67,15 @@ char *oci_basic_credentials(const char *user, const char *pass);
  */
 int oci_auth_fetch_token(struct http_client *c, const struct oci_www_auth *challenge,
 			 const char *user, const char *pass, struct oci_token *ret, char **ret_err);
+
+/*
+ * What a registry or token service said, for a person (allocated, capped at 300 bytes, NULL
+ * when there is nothing readable): the code and message of each entry of a distribution-spec
+ * error body ({"errors":[{"code":..,"message":..}]}), token services' "details", "message",
+ * "error", "error_description", else the first line of a plain-text body. HTML, binary (a
+ * gzip bomb) and empty bodies give NULL.
+ */
+char *oci_error_text(const char *body, size_t len);
 
 /* "https://host/v2/x" style absolutization of a Location against a base (allocated). */
 char *oci_url_absolutize(const char *base, const char *location);

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,33 @@ static void writer_init(struct disk_writer *w, struct pull_job *j, uint64_t off,
 }
 
 static const unsigned char zero_buf[1u << 20];
+
+/* What the registry sent is not what its manifest promised: one "Error:" line, -EBADMSG. */
+_printf_(1, 2) static int bad_data(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_error("Error: %s", buf);
+	return -EBADMSG;
+}
+
+/*
+ * A layer that cannot be used: one "Error:" line for the disk, a debug line for the saved state
+ * (its caller says in one notice that it is left out).
+ */
+_printf_(3, 4) static int layer_failed(const struct pull_job *j, int r, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_msg(j->err_level, "%s%s", j->err_level == LOG_ERR ? "Error: " : "", buf);
+	return r;
+}
 
 static void hash_zeros(struct oci_digest *d, uint64_t n)
 {
@@ -161,11 +189,11 @@ struct blob_sink {
 	struct oci_progress *progress;
 	int part_fd; /* compressed bytes are kept here so a later process can resume the blob */
 	atomic_int *abort; /* another layer failed: stop this one too */
+	int error;	   /* what this sink returned to stop the transfer */
 };
 
-static int blob_write(void *userdata, const void *data, size_t len)
+static int blob_write_unchecked(struct blob_sink *s, const void *data, size_t len)
 {
-	struct blob_sink *s = userdata;
 	if (s->abort && atomic_load(s->abort) != 0)
 		return -ECANCELED;
 	if (len > s->limit - s->received)
@@ -180,6 +208,15 @@ static int blob_write(void *userdata, const void *data, size_t len)
 	if (s->progress)
 		oci_progress_add(s->progress, len);
 	return oci_lz4_dec_update(s->dec, data, len);
+}
+
+static int blob_write(void *userdata, const void *data, size_t len)
+{
+	struct blob_sink *s = userdata;
+	int r = blob_write_unchecked(s, data, len);
+	if (r < 0)
+		s->error = r;
+	return r;
 }
 
 /* Make [off, off+len) read as zeros before a layer is (re)written over stale data. */
@@ -343,8 +380,12 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	}
 	if (r >= 0 && start > 0)
 		log_info("resuming %s layer %zu at byte %" PRIu64, j->what, k, start);
-	if (r >= 0 && start < l->size)
+	bool reported = r < 0; /* by log_error_errno above */
+	if (r >= 0 && start < l->size) {
 		r = j->f->get(j->f->userdata, l->digest, start, blob_write, &s);
+		/* the registry client reports its own failures; the sink's are ours to say */
+		reported = r < 0 && r != s.error && j->f->reports_errors;
+	}
 	if (r >= 0)
 		r = oci_lz4_dec_finish(s.dec);
 	oci_lz4_dec_free(s.dec);
@@ -355,21 +396,23 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	writer_final(&w, udg);
 	if (r == -ECANCELED)
 		return r; /* the layer that failed has said why */
+	if (reported)
+		return r;
 	if (r == -EBADMSG || r == -EFBIG)
-		return log_msg_errno(j->err_level, -EBADMSG,
-				     "failed to decompress %s: layer %zu (%s) is corrupt", j->what,
-				     k, l->digest);
+		return layer_failed(
+		    j, -EBADMSG, "failed to decompress %s: layer %zu (%s) is corrupt%s", j->what, k,
+		    l->digest, r == -EFBIG ? " (larger than its descriptor says)" : "");
 	if (r < 0)
-		return log_msg_errno(j->err_level, r, "cannot pull %s layer %zu (%s)", j->what, k,
-				     l->digest);
+		return layer_failed(j, r, "cannot pull %s layer %zu (%s): %s", j->what, k,
+				    l->digest, strerror(-r));
 	if (s.received != l->size || !streq(cdg, l->digest))
-		return log_msg_errno(j->err_level, -EBADMSG,
-				     "%s layer %zu: digest mismatch (expected %s, got %s)", j->what,
-				     k, l->digest, cdg);
+		return layer_failed(j, -EBADMSG,
+				    "%s layer %zu: digest mismatch (expected %s, got %s)", j->what,
+				    k, l->digest, cdg);
 	if (w.off != w.end || (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
-		return log_msg_errno(j->err_level, -EBADMSG,
-				     "%s layer %zu: uncompressed content does not match %s",
-				     j->what, k, l->uncompressed_digest);
+		return layer_failed(j, -EBADMSG,
+				    "%s layer %zu: uncompressed content does not match %s", j->what,
+				    k, l->uncompressed_digest);
 	return 0;
 }
 
@@ -399,8 +442,11 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 	}
 	bool resumed;
 	r = download_layer(j, k, l, off, true, &resumed);
-	if (r < 0 && r != -ECANCELED && resumed) {
-		/* the saved part may be damaged (crash, truncation): once more from scratch */
+	if (r == -EBADMSG && resumed) {
+		/*
+		 * The saved part may be damaged (crash, truncation): once more from scratch. Only
+		 * for bad data: a network failure has spent the operation's retry budget already.
+		 */
 		log_warning("retrying %s layer %zu from its first byte", j->what, k);
 		r = clear_range(j, off, l->uncompressed_size);
 		if (r >= 0)
@@ -562,11 +608,9 @@ static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l
 	char dg[OCI_DIGEST_STRLEN];
 	oci_digest_final(&s.digest, dg);
 	if (rc == -EFBIG)
-		rc = log_error_errno(-EBADMSG, "blob %s is larger than its descriptor says",
-				     l->digest);
+		rc = bad_data("blob %s is larger than its descriptor says", l->digest);
 	else if (rc >= 0 && (s.received != l->size || !streq(dg, l->digest)))
-		rc = log_error_errno(-EBADMSG, "%s: digest mismatch (expected %s, got %s)", file,
-				     l->digest, dg);
+		rc = bad_data("%s: digest mismatch (expected %s, got %s)", file, l->digest, dg);
 	if (rc >= 0 && fsync(s.fd) < 0)
 		rc = log_error_errno(negerrno(), "cannot write '%s'", tmp);
 	close(s.fd);
@@ -624,7 +668,7 @@ static int registry_get(void *userdata, const char *digest, uint64_t offset, oci
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
 		    const struct oci_pull_options *o)
 {
-	struct oci_blob_fetcher f = {.get = registry_get, .userdata = r};
+	struct oci_blob_fetcher f = {.get = registry_get, .userdata = r, .reports_errors = true};
 	return oci_pull_layers_from(&f, m, staging, o);
 }
 
@@ -644,6 +688,10 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 		if (!l)
 			continue;
 		int r2 = pull_file(f, l, staging, small[i].file);
+		if (r2 >= 0 && small[i].kind == OCI_LAYER_CONFIG && o->check_config) {
+			_cleanup_free_ char *p = path_join(staging, small[i].file);
+			r2 = o->check_config(p, o->check_userdata);
+		}
 		if (r2 < 0)
 			return r2;
 	}

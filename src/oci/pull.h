@@ -44,6 +44,12 @@ struct oci_pull_options {
 	bool quiet;    /* no "pulling disk/NVRAM..." lines (import); progress is still shown */
 	bool no_parts; /* do not keep partial layers for a later process (local sources) */
 	const struct oci_state_check *state; /* NULL: a saved state in the image is ignored */
+	/*
+	 * Called with the path of the verified config.json before any disk layer is fetched
+	 * (NULL: none); a negative return (logged by it) ends the pull with that code.
+	 */
+	int (*check_config)(const char *path, void *userdata);
+	void *check_userdata;
 };
 
 int oci_pull_layers(struct oci_registry *r, const struct oci_manifest *m, const char *staging,
@@ -55,6 +61,7 @@ struct oci_blob_fetcher {
 	int (*get)(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
 		   void *sink_userdata);
 	void *userdata;
+	bool reports_errors; /* get() has printed its own failures (the registry client does) */
 };
 int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
 			 const char *staging, const struct oci_pull_options *o);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qemu/accel.h"
 #include "util/alloc.h"
 #include "util/strbuf.h"
 
@@ -19,7 +20,9 @@ void qemu_spec_init(struct qemu_spec *s)
 	    .serial = QEMU_SERIAL_FD,
 	    .serial_fd = -1,
 	    .vnc_display = -1,
+	    .agent_fd = -1,
 	    .qga_fd = -1,
+	    .vsock_fd = -1,
 	};
 }
 
@@ -88,6 +91,66 @@ static void push_drive(struct strvec *v, const struct qemu_drive *d, const char 
 		strvec_pushf(v, "virtio-blk-pci,drive=%s%s", id, bootindex ? ",bootindex=1" : "");
 }
 
+/* Video memory (MiB, a power of two, QEMU's default 16) for a 32-bit framebuffer of w x h. */
+static unsigned vga_mem_mib(uint64_t w, uint64_t h)
+{
+	unsigned mib = 16;
+	while ((uint64_t)mib << 20 < w * h * 4 && mib < 256)
+		mib *= 2;
+	return mib;
+}
+
+static void push_display(struct strvec *v, const struct qemu_spec *s)
+{
+	if (!s->window && s->vnc_display < 0) {
+		strvec_pushl(v, "-display", "none", NULL);
+		return;
+	}
+	if (s->name) {
+		/* guest=: a name holding '=' would otherwise be read as an option */
+		_cleanup_free_ char *e = esc(s->name);
+		strvec_push(v, "-name");
+		strvec_pushf(v, "guest=%s", e);
+	}
+	/*
+	 * zoom-to-fit=off: the window takes the size of the guest's screen instead of scaling
+	 * it into QEMU's initial 640x480 (the default for cards that can follow the window).
+	 * Closing the window quits QEMU (QEMU 7.2 offers no way to intercept it).
+	 */
+	strvec_pushl(v, "-display", s->window ? "gtk,zoom-to-fit=off" : "none", NULL);
+	if (s->vnc_display >= 0) {
+		/* to=: if that display is taken, QEMU tries the next ones (query-vnc tells which)
+		 */
+		strvec_push(v, "-vnc");
+		strvec_pushf(v, "127.0.0.1:%d,to=%d,password=on", s->vnc_display,
+			     s->vnc_display + 100);
+	}
+	unsigned long long w = s->display_width ? s->display_width : 1024;
+	unsigned long long h = s->display_height ? s->display_height : 768;
+	bool arm = streq(s->arch, "arm64");
+	strvec_push(v, "-device");
+	if (arm)
+		strvec_pushf(v, "virtio-gpu-pci,xres=%llu,yres=%llu", w, h);
+	else
+		/*
+		 * The standard VGA, not virtio-vga: OVMF takes its screen mode from this card's
+		 * EDID (virtio-vga has none, so OVMF stays at 1280x800) and guests without a DRM
+		 * driver keep the firmware's framebuffer; with one (bochs-drm) the EDID's
+		 * preferred mode is the same size.
+		 */
+		strvec_pushf(v, "VGA,xres=%llu,yres=%llu,edid=on,vgamem_mb=%u", w, h,
+			     vga_mem_mib(w, h));
+	/* Absolute pointing: the pointer follows the host's, never grabbed. */
+	strvec_pushl(v, "-device", "qemu-xhci,id=usb", "-device", "usb-tablet", NULL);
+	/*
+	 * The keyboard: q35 has a PS/2 one that every x86 guest drives. A USB keyboard would
+	 * take all keys from it (QEMU routes them to the newest keyboard), and guests without
+	 * USB drivers, like Debian's cloud kernel, would get none. virt has no PS/2.
+	 */
+	if (arm)
+		strvec_pushl(v, "-device", "usb-kbd", NULL);
+}
+
 static void push_serial(struct strvec *v, const struct qemu_spec *s)
 {
 	strvec_push(v, "-chardev");
@@ -113,20 +176,36 @@ static void push_serial(struct strvec *v, const struct qemu_spec *s)
 }
 
 /*
- * The channel of QEMU's guest agent: a virtio-serial port whose chardev is a socket QEMU
- * received from us (no path on the host). The port id names it in QMP's VSERPORT_CHANGE
- * events (the guest opened or closed it).
+ * One virtio-serial controller carries both agent ports; each port's chardev is a socket QEMU
+ * received from us, so the host end never has a path. The port id names it in QMP's
+ * VSERPORT_CHANGE events (the guest opened or closed it).
  */
 static void push_agent_channels(struct strvec *v, const struct qemu_spec *s)
 {
-	if (s->qga_fd < 0)
-		return;
-	strvec_pushl(v, "-device", "virtio-serial-pci,id=vser0", NULL);
-	strvec_push(v, "-chardev");
-	strvec_pushf(v, "socket,id=%s-chr,fd=%d", QEMU_QGA_PORT_ID, s->qga_fd);
-	strvec_push(v, "-device");
-	strvec_pushf(v, "virtserialport,bus=vser0.0,chardev=%s-chr,id=%s,name=%s", QEMU_QGA_PORT_ID,
-		     QEMU_QGA_PORT_ID, QEMU_QGA_PORT_NAME);
+	if (s->agent_fd >= 0 || s->qga_fd >= 0)
+		strvec_pushl(v, "-device", "virtio-serial-pci,id=vser0", NULL);
+	const struct {
+		int fd;
+		const char *id, *name, *server;
+	} ports[] = {
+	    {s->agent_fd, QEMU_AGENT_PORT_ID, QEMU_AGENT_PORT_NAME, ",server=on,wait=off"},
+	    {s->qga_fd, QEMU_QGA_PORT_ID, QEMU_QGA_PORT_NAME, ""},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ports); i++) {
+		if (ports[i].fd < 0)
+			continue;
+		strvec_push(v, "-chardev");
+		strvec_pushf(v, "socket,id=%s-chr,fd=%d%s", ports[i].id, ports[i].fd,
+			     ports[i].server);
+		strvec_push(v, "-device");
+		strvec_pushf(v, "virtserialport,bus=vser0.0,chardev=%s-chr,id=%s,name=%s",
+			     ports[i].id, ports[i].id, ports[i].name);
+	}
+	if (s->vsock_fd >= 0) {
+		strvec_push(v, "-device");
+		strvec_pushf(v, "vhost-vsock-pci,id=vsock0,guest-cid=%u,vhostfd=%d",
+			     (unsigned)s->vsock_cid, s->vsock_fd);
+	}
 }
 
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
@@ -138,6 +217,9 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 	if (!s->kernel && (!s->firmware_code || !s->firmware_vars))
 		return -EINVAL;
 	if (s->nested && !kvm)
+		return -EINVAL;
+	/* CIDs 0-2 are the hypervisor, local and host; 0xffffffff is VMADDR_CID_ANY. */
+	if (s->vsock_fd >= 0 && (s->vsock_cid < 3 || s->vsock_cid == UINT32_MAX))
 		return -EINVAL;
 	if (s->serial == QEMU_SERIAL_FD ? s->serial_fd < 0
 					: (s->serial != QEMU_SERIAL_PTY && !s->serial_path))
@@ -155,7 +237,7 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 	else if (s->nested || arm)
 		strvec_push(&v, "host");
 	else
-		strvec_push(&v, "host,-vmx,-svm");
+		strvec_push(&v, QEMU_ACCEL_KVM_CPU);
 	strvec_push(&v, "-smp");
 	strvec_pushf(&v, "%llu", (unsigned long long)s->cpus);
 	strvec_push(&v, "-m");
@@ -184,21 +266,7 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 	strvec_pushl(&v, "-mon", "chardev=qmp,mode=control", NULL);
 	push_serial(&v, s);
 
-	if (s->vnc_display < 0) {
-		strvec_pushl(&v, "-display", "none", NULL);
-	} else {
-		strvec_pushl(&v, "-display", "none", "-vnc", NULL);
-		/* to=: if that display is taken, QEMU tries the next ones (query-vnc tells which).
-		 */
-		strvec_pushf(&v, "127.0.0.1:%d,to=%d,password=on", s->vnc_display,
-			     s->vnc_display + 100);
-		strvec_push(&v, "-device");
-		strvec_pushf(&v, "%s,xres=%llu,yres=%llu", arm ? "virtio-gpu-pci" : "virtio-vga",
-			     (unsigned long long)(s->display_width ? s->display_width : 1024),
-			     (unsigned long long)(s->display_height ? s->display_height : 768));
-		strvec_pushl(&v, "-device", "qemu-xhci,id=usb", "-device", "usb-kbd", "-device",
-			     "usb-tablet", NULL);
-	}
+	push_display(&v, s);
 
 	push_drive(&v, &s->root, "root", true);
 	bool scsi = false;

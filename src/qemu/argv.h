@@ -44,9 +44,6 @@ enum qemu_serial {
 	QEMU_SERIAL_FILE, /* output appended to a file (--serial-path to a file) */
 };
 
-#define QEMU_QGA_PORT_NAME "org.qemu.guest_agent.0"
-#define QEMU_QGA_PORT_ID "qga0"
-
 struct qemu_spec {
 	const char *binary; /* qemu-system-x86_64 / qemu-system-aarch64 (full path) */
 	const char *arch;   /* Tart's "amd64" | "arm64" */
@@ -74,7 +71,15 @@ struct qemu_spec {
 	int serial_fd;
 	const char *serial_path;
 
-	/* VNC on 127.0.0.1: display number (port - 5900); -1 = no display at all. */
+	/*
+	 * The screen: a window on the user's desktop (QEMU's GTK display, Debian's
+	 * qemu-system-gui), VNC on 127.0.0.1 (display number = port - 5900; -1 = no VNC), both or
+	 * neither. Either one brings the graphics card (display_width x display_height, 0 =
+	 * 1024x768), a USB keyboard and a USB tablet; name (the VM's) titles the window "QEMU
+	 * (NAME)" and the VNC desktop.
+	 */
+	bool window;
+	const char *name;
 	int vnc_display;
 	uint64_t display_width, display_height;
 
@@ -85,13 +90,25 @@ struct qemu_spec {
 	 */
 	bool incoming;
 	/*
-	 * Connected socket for QEMU's guest agent channel (org.qemu.guest_agent.0), or -1. Its
-	 * port's device id is QEMU_QGA_PORT_ID (QMP's VSERPORT_CHANGE tells when the agent opens
-	 * it).
+	 * Guest agent channels (docs/agent.md), virtio-serial ports: QEMU_AGENT_PORT_NAME (Tart's
+	 * agent, gRPC) on a LISTENING socket that QEMU accepts tart's connections on (tart resets
+	 * the agent's session by reconnecting), QEMU_QGA_PORT_NAME (QEMU's guest agent) on a
+	 * connected socket; -1 = no such port. vsock_fd >= 0: an open /dev/vhost-vsock whose guest
+	 * CID vsock_cid the caller has already claimed (VHOST_VSOCK_SET_GUEST_CID), handed to
+	 * vhost-vsock-pci.
 	 */
+	int agent_fd;
 	int qga_fd;
+	int vsock_fd;
+	uint32_t vsock_cid;
 	const struct strvec *net_args; /* from net_attach(), appended verbatim */
 };
+
+/* Port names inside the guest (/dev/virtio-ports/<name>) and their QEMU device ids. */
+#define QEMU_AGENT_PORT_NAME "org.tart.agent.0"
+#define QEMU_AGENT_PORT_ID "tartagent"
+#define QEMU_QGA_PORT_NAME "org.qemu.guest_agent.0"
+#define QEMU_QGA_PORT_ID "qga0"
 
 void qemu_spec_init(struct qemu_spec *s);
 /* Build the argv (argv[0] = s->binary). -EINVAL when the spec is inconsistent. */

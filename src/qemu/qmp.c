@@ -66,8 +66,23 @@ static int next_message(struct qemu_qmp *q, json_t **ret)
 static void dispatch_event(struct qemu_qmp *q, json_t *msg)
 {
 	const char *name = json_string_value(json_object_get(msg, "event"));
-	if (name && q->on_event)
-		q->on_event(name, json_object_get(msg, "data"), q->userdata);
+	if (!name)
+		return;
+	json_t *data = json_object_get(msg, "data");
+	if (q->on_event)
+		q->on_event(name, data, q->userdata);
+	for (size_t i = 0; i < q->n_watchers; i++)
+		q->watchers[i].fn(name, data, q->watchers[i].userdata);
+}
+
+int qemu_qmp_watch(struct qemu_qmp *q, qemu_qmp_event_fn fn, void *userdata)
+{
+	if (q->n_watchers >= QEMU_QMP_MAX_WATCHERS)
+		return -ENOSPC;
+	q->watchers[q->n_watchers].fn = fn;
+	q->watchers[q->n_watchers].userdata = userdata;
+	q->n_watchers++;
+	return 0;
 }
 
 /* Wait for a message that is not an event, dispatching events on the way. */

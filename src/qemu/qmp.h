@@ -14,13 +14,30 @@
 
 #include "util/strbuf.h"
 
+typedef void (*qemu_qmp_event_fn)(const char *name, json_t *data, void *userdata);
+
+#define QEMU_QMP_MAX_WATCHERS 4
+
 struct qemu_qmp {
 	int fd;
 	struct strbuf in; /* bytes received but not yet parsed */
 	/* Events seen while waiting for replies, or read by qemu_qmp_poll_events(). */
 	void (*on_event)(const char *name, json_t *data, void *userdata);
 	void *userdata;
+	/* More listeners, each with its own userdata: see qemu_qmp_watch(). */
+	struct {
+		qemu_qmp_event_fn fn;
+		void *userdata;
+	} watchers[QEMU_QMP_MAX_WATCHERS];
+	size_t n_watchers;
 };
+
+/*
+ * Add an event listener beside on_event, so that several modules follow one QEMU's events
+ * (each gets every event, after on_event, in the order added). May be called before
+ * qemu_qmp_open(); qemu_qmp_release() keeps the listeners. -ENOSPC when all slots are taken.
+ */
+int qemu_qmp_watch(struct qemu_qmp *q, qemu_qmp_event_fn fn, void *userdata);
 
 /* Read the greeting and negotiate capabilities. Takes no ownership of fd. */
 int qemu_qmp_open(struct qemu_qmp *q, int fd, int timeout_ms);

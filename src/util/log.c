@@ -5,8 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static enum log_level log_level = LOG_INFO;
+static bool log_timestamps;
+
+void log_set_timestamps(bool on)
+{
+	log_timestamps = on;
+}
 
 void log_set_level(enum log_level level)
 {
@@ -42,10 +49,19 @@ static void log_vmsg(enum log_level level, int r, const char *fmt, va_list ap)
 	for (char *p = buf; *p; p++)
 		if ((*p > 0 && *p < 0x20 && *p != '\n' && *p != '\t' && *p != '\r') || *p == 0x7f)
 			*p = '?';
+	char ts[40] = "";
+	if (log_timestamps) {
+		struct timespec now;
+		struct tm tm;
+		clock_gettime(CLOCK_REALTIME, &now);
+		gmtime_r(&now.tv_sec, &tm);
+		size_t k = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(ts + k, sizeof(ts) - k, ".%03ldZ ", now.tv_nsec / 1000000);
+	}
 	if (r < 0)
-		fprintf(stderr, "%s: %s\n", buf, strerror(-r));
+		fprintf(stderr, "%s%s: %s\n", ts, buf, strerror(-r));
 	else
-		fprintf(stderr, "%s\n", buf);
+		fprintf(stderr, "%s%s\n", ts, buf);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

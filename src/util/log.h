@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
+#include <stdbool.h>
+
 #include "util/macro.h"
 
 /*
@@ -13,6 +15,8 @@
  */
 enum log_level { LOG_ERR = 0, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
 
+/* Prefix every message with the UTC time (daemons: the worker). */
+void log_set_timestamps(bool on);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Read TART_LOG_LEVEL (error|warning|notice|info|debug) once at start. */

@@ -170,6 +170,13 @@ static void pump(int out_fd, int err_fd, int *in_fd, const void *input, size_t i
 int run_argv_input(const struct strvec *argv, const void *input, size_t input_len,
 		   struct strbuf *out, struct strbuf *err, int *ret_status)
 {
+	return run_argv_hooked(argv, input, input_len, out, err, NULL, NULL, ret_status);
+}
+
+int run_argv_hooked(const struct strvec *argv, const void *input, size_t input_len,
+		    struct strbuf *out, struct strbuf *err, void (*on_pid)(pid_t pid, void *ud),
+		    void *ud, int *ret_status)
+{
 	int po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
 	_cleanup_free_ char *prog = NULL;
 	int r = find_program(argv->v[0], &prog);
@@ -179,10 +186,18 @@ int run_argv_input(const struct strvec *argv, const void *input, size_t input_le
 	r = spawn_piped(prog, argv, input != NULL, out != NULL, err != NULL, pi, po, pe, &pid);
 	if (r < 0)
 		return r;
+	if (on_pid)
+		on_pid(pid, ud);
 	pump(po[0], pe[0], &pi[1], input, input_len, out, err);
 	close_pair(po);
 	close_pair(pe);
 	close_pair(pi);
+	if (on_pid) {
+		siginfo_t si;
+		while (waitid(P_PID, pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+			;
+		on_pid(0, ud);
+	}
 	int st;
 	while (waitpid(pid, &st, 0) < 0) {
 		if (errno != EINTR)

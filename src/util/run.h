@@ -22,5 +22,14 @@ int run_argv(const struct strvec *argv, struct strbuf *out, struct strbuf *err, 
 int run_argv_input(const struct strvec *argv, const void *input, size_t input_len,
 		   struct strbuf *out, struct strbuf *err, int *ret_status);
 
+/*
+ * Same again, telling on_pid (when set) the child's pid once it is spawned and 0 once it has
+ * exited but before it is reaped, so another thread may kill() the pid in between without
+ * ever hitting a recycled one. For commands that must be cancellable.
+ */
+int run_argv_hooked(const struct strvec *argv, const void *input, size_t input_len,
+		    struct strbuf *out, struct strbuf *err, void (*on_pid)(pid_t pid, void *ud),
+		    void *ud, int *ret_status);
+
 /* Find an executable in PATH (or take it as is when it contains '/'). Allocates. */
 int find_program(const char *name, char **ret_path);

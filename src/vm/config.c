@@ -109,6 +109,9 @@ static int parse_enum(json_t *j, const char *key, const char *a, const char *b, 
 	return 0;
 }
 
+#define VM_VETU_DEFAULT_CPU_COUNT 1
+#define VM_VETU_DEFAULT_MEMORY_SIZE (UINT64_C(512) * 1024 * 1024)
+
 /* Vetu's config.json (kernel-booted Linux VMs) has no "os" and no minimums; Tart's always has. */
 static bool is_vetu_config(json_t *j)
 {
@@ -120,8 +123,15 @@ static int parse_resources(json_t *j, struct vm_config *c, char **ret_err)
 {
 	int r;
 	bool vetu = is_vetu_config(j);
-	if ((r = need_u64(j, "cpuCount", &c->cpu_count, ret_err)) < 0 ||
-	    (r = need_u64(j, "memorySize", &c->memory_size, ret_err)) < 0)
+	/* Vetu omits both when empty; Cloud Hypervisor then boots 1 vCPU with 512 MiB. */
+	if (vetu) {
+		c->cpu_count = VM_VETU_DEFAULT_CPU_COUNT;
+		c->memory_size = VM_VETU_DEFAULT_MEMORY_SIZE;
+	}
+	if ((!(vetu && !json_object_get(j, "cpuCount")) &&
+	     (r = need_u64(j, "cpuCount", &c->cpu_count, ret_err)) < 0) ||
+	    (!(vetu && !json_object_get(j, "memorySize")) &&
+	     (r = need_u64(j, "memorySize", &c->memory_size, ret_err)) < 0))
 		return r;
 	c->cpu_count_min = c->cpu_count;
 	c->memory_size_min = c->memory_size;
@@ -198,9 +208,12 @@ int vm_config_parse(const char *buf, size_t len, struct vm_config *ret, char **r
 		return r;
 	c.version = (int64_t)version;
 	r = json_get_string(j, "macAddress", &s);
-	if (r == -ENOENT)
+	/* Vetu omits an empty MAC too (Cloud Hypervisor then makes one up): so do we */
+	if (r == -ENOENT && is_vetu_config(j))
+		vm_mac_random(c.mac);
+	else if (r == -ENOENT)
 		return bad(ret_err, "macAddress", "is missing");
-	if (r < 0 || vm_mac_normalize(s, c.mac) < 0)
+	else if (r < 0 || vm_mac_normalize(s, c.mac) < 0)
 		return bad(ret_err, "macAddress", "is not a MAC address");
 	if ((r = parse_optional(j, &c, ret_err)) < 0) {
 		free(c.cmdline);

@@ -19,6 +19,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "vm/config.h"
 #include "vm/dir.h"
 #include "vm/home.h"
 #include "vm/ops.h"
@@ -29,7 +30,6 @@
 #define MANIFEST_FILE "manifest.json"
 #define STAGED_DIGEST_FILE ".manifest-digest"
 #define EXPLICIT_FILE ".explicitly-pulled"
-#define PULL_ATTEMPTS 3
 
 static char *staging_path(const struct oci_ref *ref)
 {
@@ -249,6 +249,22 @@ static void mark_old_target(const struct oci_ref *ref, const char *new_dir)
 	}
 }
 
+/* The image's config.json must load as `get` and `clone` load it, or nothing is cached. */
+static int check_config(const char *path, void *userdata)
+{
+	const char *name = userdata;
+	struct vm_config c;
+	_cleanup_free_ char *err = NULL;
+	int r = vm_config_load(path, &c, &err);
+	if (r < 0) {
+		log_error("Error: image %s has an invalid config.json: %s", name,
+			  err ? err : strerror(-r));
+		return -EBADMSG;
+	}
+	vm_config_release(&c);
+	return 0;
+}
+
 static int fetch(struct oci_registry *reg, const struct oci_ref *ref, const char *name,
 		 const char *digest, const struct strbuf *body, const struct oci_manifest *m,
 		 const struct vm_pull_options *o, const char *ddir)
@@ -274,20 +290,24 @@ static int fetch(struct oci_registry *reg, const struct oci_ref *ref, const char
 	struct locals loc = {0};
 	locals_collect(&loc, digest);
 	struct oci_state_check sc = {.check = vm_state_pull_check, .userdata = (void *)name};
-	struct oci_pull_options po = {
-	    .concurrency = o->concurrency, .locals = loc.v, .nlocals = loc.n, .state = &sc};
+	struct oci_pull_options po = {.concurrency = o->concurrency,
+				      .locals = loc.v,
+				      .nlocals = loc.n,
+				      .state = &sc,
+				      .check_config = check_config,
+				      .check_userdata = (void *)name};
 	/*
-	 * As Tart, the whole pull is tried again when the network gave up (after the client's own
-	 * retries); each attempt resumes from the verified layers and the saved partial ones.
+	 * Unlike Tart, the pull is not tried again as a whole when the network gave up: every
+	 * request of this pull draws on one retry budget (oci/retry.h), so retries never nest.
+	 * The next pull resumes from the verified layers and the saved partial ones.
 	 */
-	for (int attempt = 1;; attempt++) {
-		r = oci_pull_layers(reg, m, staging, &po);
-		if (r >= 0 || attempt == PULL_ATTEMPTS ||
-		    (r != -EAGAIN && r != -ECONNRESET && r != -ETIMEDOUT))
-			break;
-		log_info("Error pulling image: \"%s\", attempting to re-try...", strerror(-r));
-	}
+	r = oci_pull_layers(reg, m, staging, &po);
 	locals_release(&loc);
+	if (r == -EBADMSG) {
+		/* bad data, not a network failure: nothing of it is worth resuming */
+		(void)empty_dir(staging);
+		(void)rmdir(staging);
+	}
 	if (r < 0)
 		return r; /* staging stays: the next pull resumes from its verified layers */
 	note_nvram(staging);
@@ -323,7 +343,8 @@ int vm_pull(const char *name, const struct vm_pull_options *o)
 		goto out;
 	r = oci_manifest_parse(body.buf, body.len, &m, &perr2);
 	if (r < 0) {
-		log_error("%s: %s", r == -EPROTONOSUPPORT ? "cannot pull" : "invalid manifest",
+		log_error("Error: %s: %s",
+			  r == -EPROTONOSUPPORT ? "cannot pull" : "invalid manifest",
 			  perr2 ? perr2 : "malformed");
 		goto out;
 	}

@@ -25,7 +25,6 @@
 #define QMP_TIMEOUT_MS 10000
 #define LOAD_TIMEOUT_MS 120000 /* after the last byte, QEMU has this long to finish loading */
 #define AGENT_WAIT_MS 10000    /* the state says an agent answered at suspend */
-#define AGENT_PROBE_MS 5000    /* before a suspend: its port is open, does the agent answer? */
 #define LINK_DOWN_MS 1000      /* long enough for the guest to see the carrier go */
 
 /*
@@ -459,23 +458,6 @@ void vm_resume_individualize(struct vm_resume *rs, const struct vm_dir *d,
 			log_warning("cannot renew the network link of VM \"%s\": %s", d->name,
 				    err ? err : strerror(-r));
 	}
-}
-
-void vm_resume_on_qmp_event(const char *name, json_t *data, void *userdata)
-{
-	const char *id = json_string_value(json_object_get(data, "id"));
-	if (streq(name, "VSERPORT_CHANGE") && id && streq(id, QEMU_QGA_PORT_ID))
-		*(bool *)userdata = json_is_true(json_object_get(data, "open"));
-}
-
-bool vm_resume_agent_present(int qga_fd, bool port_open)
-{
-	if (qga_fd < 0 || !port_open)
-		return false;
-	struct qemu_qmp qga;
-	int r = qemu_qga_open(&qga, qga_fd, AGENT_PROBE_MS);
-	qemu_qmp_release(&qga);
-	return r == 0;
 }
 
 int vm_resume_seal(int fd, const struct vm_dir *d, const struct vm_config *c, const char *devices,

@@ -86,17 +86,6 @@ void vm_resume_individualize(struct vm_resume *rs, const struct vm_dir *d,
 			     const char *renew_netdev);
 
 /*
- * Whether the guest agent answers on qga_fd (asked before a suspend), given whether it has its
- * port open (port_open: QMP's VSERPORT_CHANGE, see vm_resume_on_qmp_event; a guest without an
- * agent never opens it, and is not waited for).
- */
-bool vm_resume_agent_present(int qga_fd, bool port_open);
-
-/* A QMP event handler (struct qemu_qmp.on_event) that keeps *(bool *)userdata = agent's port open.
- */
-void vm_resume_on_qmp_event(const char *name, json_t *data, void *userdata);
-
-/*
  * Seal a state whose stream QEMU has written into fd at VM_STATE_HEADER_SIZE: the QEMU version
  * (QMP), the machine type (from the stream), the devices (canonical argv), the disk's
  * fingerprint, the stream's size and digest. -errno with a message in *ret_err.

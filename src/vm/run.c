@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/host.h"
 #include "qemu/accel.h"
+#include "qemu/bootwatch.h"
 #include "qemu/firmware.h"
 #include "qemu/img.h"
 #include "qemu/process.h"
@@ -60,11 +62,11 @@ struct run {
 	bool net_attached;
 	int qmp_fds[2];
 	int serial_fds[2];
-	int qga_fds[2]; /* QEMU's guest agent channel (resume.h) */
 	int serial_log_fd;
 	uint64_t serial_log_size;
 	int vnc_display;
 	char vnc_password[9];
+	struct vm_window win;
 	struct qemu_process qemu;
 	bool qemu_started;
 	struct qemu_qmp qmp;
@@ -72,8 +74,11 @@ struct run {
 	struct vm_run_state state;
 	bool state_written;
 	struct vm_resume resume;
-	char *devices;	 /* the canonical QEMU argv: what a saved state depends on */
-	bool agent_open; /* the guest agent has its port open (QMP events) */
+	char *devices;		  /* the canonical QEMU argv: what a saved state depends on */
+	uint64_t boot_watchdog_s; /* the boot watchdog (qemu/bootwatch.h); 0: off */
+	usec_t boot_deadline;	  /* 0 when not watching (any more) */
+	usec_t boot_next_check;
+	struct agent_host *agent; /* control.sock and the guest agent channels */
 };
 
 static void close_pair(int fds[2])
@@ -88,6 +93,9 @@ static void close_pair(int fds[2])
 /* Everything start_qemu() set up, so that a run can also start over (a refused state). */
 static void release_qemu(struct run *r)
 {
+	agent_host_free(r->agent);
+	r->agent = NULL;
+	r->qmp.on_event = NULL;
 	if (r->qmp_open)
 		qemu_qmp_release(&r->qmp);
 	r->qmp_open = false;
@@ -109,7 +117,6 @@ static void release_qemu(struct run *r)
 	r->net_attached = false;
 	close_pair(r->qmp_fds);
 	close_pair(r->serial_fds);
-	close_pair(r->qga_fds);
 	if (r->serial_log_fd >= 0)
 		close(r->serial_log_fd);
 	r->serial_log_fd = -1;
@@ -259,19 +266,30 @@ static int choose_accel(struct run *r, const struct vm_run_options *o)
 		r->accel = "tcg";
 	} else {
 		_cleanup_free_ char *why = NULL;
+		usec_t t0 = now_monotonic_usec();
 		int k = qemu_accel_probe_kvm(r->qemu_bin, r->cfg.arch, &why);
+		log_debug("KVM probe: %s after %llu ms", k < 0 ? why : "works",
+			  (unsigned long long)((now_monotonic_usec() - t0) / 1000));
 		if (k < 0 && streq(want, "kvm")) {
 			log_error("KVM does not work on this host: %s", why);
 			return -ENODEV;
 		}
 		if (k < 0)
-			log_notice("KVM is not usable (%s): using TCG software emulation", why);
+			log_notice("KVM is not usable: %s; using TCG software emulation", why);
 		r->accel = k < 0 ? "tcg" : "kvm";
 	}
 	if (o->nested && !streq(r->accel, "kvm")) {
 		log_error("--nested needs KVM, but this VM would run with TCG");
 		return -ENOTSUP;
 	}
+	uint64_t watchdog;
+	if (qemu_boot_watchdog_seconds(streq(r->accel, "kvm"), &watchdog) < 0) {
+		log_error("TART_BOOT_WATCHDOG must be a number of seconds (0 turns it off)");
+		return -EINVAL;
+	}
+	/* x86 guests only: arm64 ones start in 64-bit mode. Armed once QEMU runs. */
+	if (!streq(r->cfg.arch, "arm64"))
+		r->boot_watchdog_s = watchdog;
 	return 0;
 }
 
@@ -384,6 +402,8 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	s.nested = o->nested;
 	s.cpus = r->cfg.cpu_count ? r->cfg.cpu_count : 1;
 	s.memory_mib = r->cfg.memory_size / (1024 * 1024);
+	s.window = r->win.open;
+	s.name = r->dir.name;
 	s.display_width = r->cfg.display_width;
 	s.display_height = r->cfg.display_height;
 
@@ -437,10 +457,6 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		s.vnc_display = r->vnc_display;
 	}
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qga_fds) < 0)
-		return log_error_errno(negerrno(), "cannot create the guest agent socket");
-	s.qga_fd = r->qga_fds[1];
-
 	struct net_options no = o->net;
 	no.vm_name = r->dir.name;
 	no.vm_dir = r->dir.path;
@@ -456,6 +472,9 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qmp_fds) < 0)
 		return log_error_errno(negerrno(), "cannot create the QMP socket");
 	s.qmp_fd = r->qmp_fds[1];
+	k = agent_host_prepare(r->dir.path, &s, &r->agent);
+	if (k < 0)
+		return k;
 
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
 	k = qemu_argv_build(&s, &argv);
@@ -478,9 +497,9 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	keep[n++] = r->qmp_fds[1];
 	if (r->serial_fds[1] >= 0)
 		keep[n++] = r->serial_fds[1];
-	keep[n++] = r->qga_fds[1];
 	for (size_t i = 0; i < r->net.n_pass_fds && n < ARRAY_SIZE(keep); i++)
 		keep[n++] = r->net.pass_fds[i];
+	n += agent_host_qemu_fds(r->agent, keep + n, ARRAY_SIZE(keep) - n);
 	/* Wall clock of the spawn, for bench/boot.sh (tart's own cost before QEMU runs). */
 	log_debug("spawning QEMU at realtime %llu us", (unsigned long long)now_realtime_usec());
 	k = qemu_process_spawn(&argv, keep, n, &r->qemu);
@@ -493,8 +512,6 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		close(r->serial_fds[1]);
 		r->serial_fds[1] = -1;
 	}
-	close(r->qga_fds[1]);
-	r->qga_fds[1] = -1;
 	return 0;
 }
 
@@ -511,15 +528,14 @@ static int qemu_failed(struct run *r, const char *what)
 			  *tail ? "\n" : "", tail);
 	if (strstr(tail, "Failed to get \"write\" lock"))
 		log_error("a disk image of VM \"%s\" is in use by another process", r->dir.name);
+	vm_window_explain_failure(&r->win, tail);
 	return 1;
 }
 
 static int connect_qmp(struct run *r)
 {
-	/* A resumed guest's agent port is open in the saved state: no event says so again. */
-	r->agent_open = r->resume.active && r->resume.info.agent;
-	r->qmp.on_event = vm_resume_on_qmp_event;
-	r->qmp.userdata = &r->agent_open;
+	r->qmp.on_event = agent_host_qmp_event; /* the guest opening/closing the agent ports */
+	r->qmp.userdata = r->agent;
 	int k = qemu_qmp_open(&r->qmp, r->qmp_fds[0], QMP_TIMEOUT_MS);
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
@@ -642,7 +658,7 @@ static int suspend_vm(struct run *r)
 	_cleanup_free_ char *err = NULL;
 	_cleanup_close_ int fd = -1;
 	/* Before the pause: with an agent, a resumed clone can take a new MAC (resume.h). */
-	bool agent = vm_resume_agent_present(r->qga_fds[0], r->agent_open);
+	bool agent = agent_host_qga_ready(r->agent);
 	fprintf(stderr, "pausing VM to take a snapshot...\n");
 	int k = qemu_qmp_call(&r->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, &err);
 	if (k < 0)
@@ -716,6 +732,40 @@ static void hard_quit(struct run *r)
 		qemu_process_wait_or_kill(&r->qemu, 0);
 }
 
+#define BOOT_CHECK_USEC 250000ULL
+
+/*
+ * One tick of the boot watchdog: until vCPU 0 is seen in long mode, ask QEMU every
+ * BOOT_CHECK_USEC; past the deadline the accelerator cannot run this guest, and the run ends
+ * with exit 1 rather than a guest that spins forever. Returns 1 when it ended the run.
+ */
+static int watch_boot(struct run *r)
+{
+	usec_t now = now_monotonic_usec();
+	if (!r->boot_deadline || !r->qmp_open || now < r->boot_next_check)
+		return 0;
+	r->boot_next_check = now + BOOT_CHECK_USEC;
+	int k = qemu_boot_long_mode(&r->qmp, QMP_TIMEOUT_MS);
+	/* In long mode, or a QEMU whose registers we cannot read: nothing to watch. */
+	if (k == 1 || k == -EBADMSG || k == -EREMOTEIO) {
+		r->boot_deadline = 0;
+		return 0;
+	}
+	if (now < r->boot_deadline)
+		return 0;
+	if (streq(r->accel, "kvm"))
+		log_error(
+		    "the guest of VM \"%s\" did not reach 64-bit mode within %llu s under KVM: "
+		    "this host's KVM cannot run it (run it with --accel tcg)",
+		    r->dir.name, (unsigned long long)r->boot_watchdog_s);
+	else
+		log_error("the guest of VM \"%s\" did not reach 64-bit mode within %llu s: its "
+			  "kernel or firmware is stuck (TART_BOOT_WATCHDOG sets this limit)",
+			  r->dir.name, (unsigned long long)r->boot_watchdog_s);
+	hard_quit(r);
+	return 1;
+}
+
 static int supervise(struct run *r, int sigfd)
 {
 	usec_t deadline = 0; /* when a requested stop turns into a hard quit */
@@ -734,6 +784,13 @@ static int supervise(struct run *r, int sigfd)
 			timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000) + 1;
 		} else if (r->qemu.pidfd < 0) {
 			timeout = 200;
+		}
+		if (r->boot_deadline) {
+			usec_t now = now_monotonic_usec();
+			int t = now >= r->boot_next_check
+				    ? 0
+				    : (int)((r->boot_next_check - now) / 1000) + 1;
+			timeout = timeout < 0 ? t : MIN(timeout, t);
 		}
 		int n = poll(p, ARRAY_SIZE(p), timeout);
 		if (n < 0 && errno != EINTR)
@@ -755,6 +812,8 @@ static int supervise(struct run *r, int sigfd)
 			}
 			return qemu_failed(r, "the VM stopped unexpectedly");
 		}
+		if (!stopping && watch_boot(r))
+			return 1;
 		if (deadline && now_monotonic_usec() >= deadline) {
 			fprintf(stderr, "the guest did not power off in time: stopping the VM\n");
 			hard_quit(r);
@@ -804,7 +863,6 @@ int vm_run(const char *name, const struct vm_run_options *o)
 			.dir_use_fd = -1,
 			.qmp_fds = {-1, -1},
 			.serial_fds = {-1, -1},
-			.qga_fds = {-1, -1},
 			.serial_log_fd = -1,
 			.vnc_display = -1,
 			.shares = {.staging_fd = -1}};
@@ -827,6 +885,10 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = check_platform(&r);
 	if (k < 0)
 		goto out;
+	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.win.open);
+	if (k < 0)
+		goto out;
+	vm_window_watch(&r.win, &r.qmp);
 	k = choose_accel(&r, o);
 	if (k < 0)
 		goto out;
@@ -839,13 +901,22 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	/* Before anyone else talks to the guest agent: a resumed clone is made its own first. */
 	if (r.resume.resumed) {
 		_cleanup_free_ char *netdev = tap_netdev(&r);
-		vm_resume_individualize(&r.resume, &r.dir, &r.cfg, &r.qmp, r.qga_fds[0], netdev);
+		vm_resume_individualize(&r.resume, &r.dir, &r.cfg, &r.qmp,
+					agent_host_qga_fd(r.agent), netdev);
+	}
+	k = agent_host_start(r.agent, r.resume.resumed);
+	if (k < 0) {
+		hard_quit(&r);
+		goto out;
 	}
 	k = announce(&r, o);
 	if (k < 0) {
 		hard_quit(&r);
 		goto out;
 	}
+	/* A resumed guest runs in 64-bit mode already: nothing to watch. */
+	if (r.boot_watchdog_s && !r.resume.resumed)
+		r.boot_deadline = now_monotonic_usec() + r.boot_watchdog_s * 1000000ULL;
 	k = supervise(&r, sigfd);
 out:
 	run_release(&r);

@@ -19,13 +19,15 @@
 
 #include "net/net.h"
 #include "qemu/argv.h"
+#include "vm/window.h"
 
 #define VM_RUN_DEFAULT_GRACE_MS 10000
 #define VM_SERIAL_LOG_FILE "serial.log"
 #define VM_SERIAL_LOG_MAX (1u << 20)
 
 struct vm_run_options {
-	const char *accel; /* "auto" | "kvm" | "tcg"; NULL: $TART_ACCEL, else "auto" */
+	const char *accel;	   /* "auto" | "kvm" | "tcg"; NULL: $TART_ACCEL, else "auto" */
+	enum vm_graphics graphics; /* the window: --graphics, --no-graphics or neither */
 	bool vnc;
 	bool serial_pty;
 	const char *serial_path;

@@ -29,6 +29,10 @@ class Tart:
         # test VMs use user-mode networking unless a test asks otherwise (test_net_vm.py).
         self.env.setdefault("TART_NET_MODE", "user")
         self.env["DOCKER_CONFIG"] = str(home / "docker-config")
+        # `run` opens a window on a desktop: tests stay headless unless they bring their own
+        # X server (test_window.py).
+        self.env.pop("DISPLAY", None)
+        self.env.pop("WAYLAND_DISPLAY", None)
 
     def run(self, *args, check=True, input=None, timeout=600, env=None):
         e = dict(self.env)

@@ -7,11 +7,14 @@ import http.server
 import json
 import os
 import random
-import struct
+import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
+from tart_image import tart_image  # noqa: E402
 
 MiB = 1 << 20
 
@@ -165,16 +168,6 @@ class Proxy:
         self.server.server_close()
 
 
-def apple_lz4_stored(data, block=64 * 1024):
-    """Independent Apple LZ4 encoder: stored 'bv4-' blocks only, then 'bv4$'."""
-    out = bytearray()
-    for i in range(0, len(data), block):
-        piece = data[i:i + block]
-        out += b"bv4-" + struct.pack("<I", len(piece)) + piece
-    out += b"bv4$"
-    return bytes(out)
-
-
 def upload_blob(host, ns, data):
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     req = urllib.request.Request(f"http://{host}/v2/{ns}/blobs/uploads/", method="POST", data=b"")
@@ -191,28 +184,11 @@ def upload_blob(host, ns, data):
 
 
 def push_python_image(host, ns, tag, config_json, disk, nvram, chunk=1 * MiB):
-    """Write a Tart image with this module's own encoder and plain json (no Swift escapes)."""
-    layers = []
-    cfg_digest = upload_blob(host, ns, config_json)
-    layers.append({"mediaType": "application/vnd.cirruslabs.tart.config.v1",
-                   "digest": cfg_digest, "size": len(config_json)})
-    for i in range(0, len(disk), chunk):
-        piece = disk[i:i + chunk]
-        blob = apple_lz4_stored(piece)
-        layers.append({"mediaType": "application/vnd.cirruslabs.tart.disk.v2",
-                       "digest": upload_blob(host, ns, blob), "size": len(blob),
-                       "annotations": {
-                           "org.cirruslabs.tart.uncompressed-size": str(len(piece)),
-                           "org.cirruslabs.tart.uncompressed-content-digest":
-                               "sha256:" + hashlib.sha256(piece).hexdigest()}})
-    layers.append({"mediaType": "application/vnd.cirruslabs.tart.nvram.v1",
-                   "digest": upload_blob(host, ns, nvram), "size": len(nvram)})
-    stub = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {}}}).encode()
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": upload_blob(host, ns, stub), "size": len(stub)},
-                "layers": layers,
-                "annotations": {"org.cirruslabs.tart.uncompressed-disk-size": str(len(disk))}}
+    """Write a Tart image with an encoder of the tests' own (tart_image.py) and plain json (no
+    Swift escapes)."""
+    manifest, blobs = tart_image(config_json, disk, nvram, chunk)
+    for data in blobs.values():
+        upload_blob(host, ns, data)
     body = json.dumps(manifest, indent=2).encode()
     req = urllib.request.Request(f"http://{host}/v2/{ns}/manifests/{tag}", method="PUT", data=body,
                                  headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})

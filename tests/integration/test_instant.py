@@ -11,10 +11,11 @@ import urllib.request
 
 import pytest
 
-from oci_fixtures import apple_lz4_stored, blob_path, cache_dir, get_manifest, upload_blob
+from oci_fixtures import blob_path, cache_dir, get_manifest, upload_blob
 from run_fixtures import (TINY_CMDLINE, finish, make_tiny_vm, serial_log, set_config,
                           start_run, wait_serial)
 from run_fixtures import kill_leftover_runs, tiny_guest  # noqa: F401 (fixtures)
+from tart_image import apple_lz4_stored  # tests/helpers, on the path through oci_fixtures
 
 STATE_MT = "application/vnd.tart-for-linux.vm-state.v1"
 REFUSED = "cannot be used"

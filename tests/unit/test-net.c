@@ -51,7 +51,8 @@ static size_t client_frame(uint8_t *out, enum dhcp_type type, const uint8_t chad
 	p[236] = 0x63, p[237] = 0x82, p[238] = 0x53, p[239] = 0x63;
 	size_t i = 240;
 	p[i++] = 53, p[i++] = 1, p[i++] = (uint8_t)type;
-	memcpy(p + i, opt, opt_len);
+	if (opt_len)
+		memcpy(p + i, opt, opt_len);
 	i += opt_len;
 	p[i++] = 255;
 	int n =

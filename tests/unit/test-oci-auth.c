@@ -154,6 +154,18 @@ static void test_base64(void **state)
 	free(d);
 	assert_int_equal(oci_base64_decode("abc", &d, &n), -EBADMSG);
 	assert_int_equal(oci_base64_decode("a*c=", &d, &n), -EBADMSG);
+
+	/* past the header-sized cap only with a larger one (etcd values) */
+	size_t big = (1024 * 1024) / 4 * 4 + 4;
+	char *enc = malloc(big + 1);
+	memset(enc, 'A', big);
+	enc[big] = 0;
+	assert_int_equal(oci_base64_decode(enc, &d, &n), -EBADMSG);
+	assert_int_equal(oci_base64_decode_max(enc, 2 * big, &d, &n), 0);
+	assert_int_equal(n, big / 4 * 3);
+	free(d);
+	assert_int_equal(oci_base64_decode_max("YWJj", 3, &d, &n), -EBADMSG);
+	free(enc);
 }
 
 /* Tart's URLAbsolutizationTests, plus the relative forms registries send. */
@@ -305,6 +317,44 @@ static void test_cred_helper_name_is_not_a_path(void **state)
 	rmdir(dir);
 }
 
+static void expect_text(const char *body, size_t len, const char *want)
+{
+	char *t = oci_error_text(body, len);
+	if (!want) {
+		assert_null(t);
+		return;
+	}
+	assert_non_null(t);
+	assert_string_equal(t, want);
+	free(t);
+}
+
+/* What a person sees of an error body: the registry's words, never its JSON or binary. */
+static void test_error_text(void **state)
+{
+	(void)state;
+	const char *j = "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication "
+			"required\",\"detail\":[{\"Type\":\"repository\"}]}]}";
+	expect_text(j, strlen(j), "UNAUTHORIZED: authentication required");
+	j = "{\"errors\":[{\"code\":\"A\"},{\"message\":\"b\"}]}";
+	expect_text(j, strlen(j), "A; b");
+	j = "{\"details\":\"incorrect username or password\"}";
+	expect_text(j, strlen(j), "incorrect username or password");
+	expect_text("storage backend down\nmore", 25, "storage backend down");
+	expect_text("<html><body>502</body></html>", 29, NULL);
+	expect_text("\x1f\x8b\x08\x00\x00", 5, NULL); /* gzip */
+	expect_text("", 0, NULL);
+	expect_text("{}", 2, NULL);
+	j = "{\"errors\":[{\"code\":\"X\",\"message\":\"\\u001b[31mred\"}]}";
+	expect_text(j, strlen(j), NULL); /* an escape sequence is not shown */
+	char big[4000];
+	memset(big, 'a', sizeof(big));
+	char *t = oci_error_text(big, sizeof(big));
+	assert_non_null(t);
+	assert_true(strlen(t) <= 300);
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -318,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_cred_helper_matching),
 		cmocka_unit_test(test_docker_config_find),
 		cmocka_unit_test(test_cred_helper_name_is_not_a_path),
+		cmocka_unit_test(test_error_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

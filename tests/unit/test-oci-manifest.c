@@ -338,7 +338,8 @@ static void test_mutations(void **state)
 			x = x * 1103515245 + 12345;
 			size_t pos = (x >> 8) % len;
 			x = x * 1103515245 + 12345;
-			m[pos] = "{}[]\",:0123456789-eE.asz\\/ "[(x >> 16) % 29];
+			static const char alphabet[] = "{}[]\",:0123456789-eE.asz\\/ ";
+			m[pos] = alphabet[(x >> 16) % sizeof(alphabet)]; /* its NUL too */
 		}
 		struct oci_manifest p;
 		char *err = NULL;

@@ -76,6 +76,65 @@ static void test_uefi_tcg(void **state)
 	strvec_clear(&v);
 }
 
+/* The screen: none, a GTK window, VNC or both; the card and input devices come with either. */
+static void test_display(void **state)
+{
+	(void)state;
+	struct qemu_spec s;
+	base_spec(&s);
+	s.name = "my vm,1=a";
+	struct strvec v = STRVEC_INIT;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-display", "none"));
+	assert_int_equal(find_value(&v, "-name", ""), -1);
+	assert_int_equal(find_value(&v, "-device", "VGA"), -1);
+	assert_int_equal(find_value(&v, "-device", "usb-tablet"), -1);
+	strvec_clear(&v);
+
+	/* The window alone: titled by -name (commas doubled, guest= so '=' is no option). */
+	s.window = true;
+	s.display_width = 1920;
+	s.display_height = 1200;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-name", "guest=my vm,,1=a"));
+	assert_true(has(&v, "-display", "gtk,zoom-to-fit=off"));
+	assert_int_equal(find_value(&v, "-vnc", ""), -1);
+	/* 1920x1200x4 bytes fit QEMU's default 16 MiB of video memory; 4K below needs 32 */
+	assert_true(has(&v, "-device", "VGA,xres=1920,yres=1200,edid=on,vgamem_mb=16"));
+	assert_true(has(&v, "-device", "qemu-xhci,id=usb"));
+	assert_true(has(&v, "-device", "usb-tablet"));
+	/* x86: q35's PS/2 keyboard; a USB one would take the keys from it */
+	assert_int_equal(find_value(&v, "-device", "usb-kbd"), -1);
+	strvec_clear(&v);
+
+	/* Both: one card serves the window and VNC. */
+	s.vnc_display = 7;
+	s.display_width = 3840;
+	s.display_height = 2160;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-display", "gtk,zoom-to-fit=off"));
+	assert_true(has(&v, "-vnc", "127.0.0.1:7,to=107,password=on"));
+	assert_true(has(&v, "-device", "VGA,xres=3840,yres=2160,edid=on,vgamem_mb=32"));
+	int cards = 0;
+	for (size_t i = 0; i < v.nr; i++)
+		cards += strncmp(v.v[i], "VGA,", 4) == 0;
+	assert_int_equal(cards, 1);
+	strvec_clear(&v);
+
+	/* VNC alone keeps the headless display; arm64 has virtio-gpu instead of VGA. */
+	s.window = false;
+	s.arch = "arm64";
+	s.display_width = 0;
+	s.display_height = 0;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-display", "none"));
+	assert_true(has(&v, "-name", "guest=my vm,,1=a"));
+	assert_true(has(&v, "-device", "virtio-gpu-pci,xres=1024,yres=768"));
+	assert_true(has(&v, "-device", "usb-kbd"));
+	assert_int_equal(find_value(&v, "-device", "VGA"), -1);
+	strvec_clear(&v);
+}
+
 static void test_direct_kvm_and_devices(void **state)
 {
 	(void)state;
@@ -125,7 +184,7 @@ static void test_direct_kvm_and_devices(void **state)
 	assert_true(
 	    has(&v, "-device", "vhost-user-fs-pci,chardev=vfs0,tag=com.apple.virtio-fs.automount"));
 	assert_true(has(&v, "-vnc", "127.0.0.1:123,to=223,password=on"));
-	assert_true(has(&v, "-device", "virtio-vga,xres=1024,yres=768"));
+	assert_true(has(&v, "-device", "VGA,xres=1024,yres=768,edid=on,vgamem_mb=16"));
 	assert_true(has(&v, "-netdev", "user,id=n0"));
 	assert_true(has(&v, "-incoming", "defer"));
 	assert_true(find_value(&v, "-S", "") >= 0 || strcmp(v.v[v.nr - 3], "-S") == 0);
@@ -236,6 +295,59 @@ static void test_arm64_and_invalid(void **state)
 	assert_string_equal(qemu_binary_package("amd64"), "qemu-system-x86");
 }
 
+static void test_agent_channels(void **state)
+{
+	(void)state;
+	struct qemu_spec s;
+	base_spec(&s);
+	struct strvec v = STRVEC_INIT;
+	/* No channel asked for: no virtio-serial controller, no vsock. */
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_int_equal(find_value(&v, "-device", "virtio-serial-pci"), -1);
+	assert_int_equal(find_value(&v, "-device", "vhost-vsock-pci"), -1);
+	strvec_clear(&v);
+
+	s.agent_fd = 7;
+	s.qga_fd = 8;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-device", "virtio-serial-pci,id=vser0"));
+	/* The agent's chardev listens: tart connects, and reconnects to reset the session. */
+	assert_true(has(&v, "-chardev", "socket,id=tartagent-chr,fd=7,server=on,wait=off"));
+	assert_true(has(&v, "-device",
+			"virtserialport,bus=vser0.0,chardev=tartagent-chr,id=tartagent,"
+			"name=org.tart.agent.0"));
+	assert_true(has(&v, "-chardev", "socket,id=qga0-chr,fd=8"));
+	assert_true(has(&v, "-device",
+			"virtserialport,bus=vser0.0,chardev=qga0-chr,id=qga0,"
+			"name=org.qemu.guest_agent.0"));
+	/* The controller comes before its ports. */
+	assert_true(find_value(&v, "-device", "virtio-serial-pci") <
+		    find_value(&v, "-device", "virtserialport"));
+	assert_int_equal(find_value(&v, "-device", "vhost-vsock-pci"), -1);
+	strvec_clear(&v);
+
+	/* Only QEMU's agent: one port, still on a controller. */
+	s.agent_fd = -1;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-device", "virtio-serial-pci,id=vser0"));
+	assert_int_equal(find_value(&v, "-chardev", "socket,id=tartagent-chr"), -1);
+	strvec_clear(&v);
+
+	/* vsock: the fd whose CID tart already claimed, and that CID. */
+	s.vsock_fd = 9;
+	s.vsock_cid = 1234;
+	assert_int_equal(qemu_argv_build(&s, &v), 0);
+	assert_true(has(&v, "-device", "vhost-vsock-pci,id=vsock0,guest-cid=1234,vhostfd=9"));
+	strvec_clear(&v);
+	/* Reserved CIDs are refused. */
+	for (uint32_t cid = 0; cid < 3; cid++) {
+		s.vsock_cid = cid;
+		assert_int_equal(qemu_argv_build(&s, &v), -EINVAL);
+	}
+	s.vsock_cid = UINT32_MAX;
+	assert_int_equal(qemu_argv_build(&s, &v), -EINVAL);
+}
+
 static void test_disk_spec(void **state)
 {
 	(void)state;
@@ -304,6 +416,7 @@ int main(void)
 	    cmocka_unit_test(test_uefi_tcg),  cmocka_unit_test(test_direct_kvm_and_devices),
 	    cmocka_unit_test(test_canonical), cmocka_unit_test(test_arm64_and_invalid),
 	    cmocka_unit_test(test_disk_spec), cmocka_unit_test(test_dir_spec),
+	    cmocka_unit_test(test_display),   cmocka_unit_test(test_agent_channels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,20 @@ static void test_parse_vetu(void **state)
 	assert_int_equal(vm_config_parse(tartish, strlen(tartish), &c, &err), -EBADMSG);
 	assert_non_null(strstr(err, "cpuCountMin"));
 	free(err);
+	err = NULL;
+	/* Vetu omits cpuCount and memorySize when empty: Cloud Hypervisor's 1 vCPU and 512 MiB */
+	static const char bare[] = "{\"version\":1,\"arch\":\"amd64\",\"cmdline\":\"console=ttyS0\","
+				   "\"disks\":[{\"name\":\"disk.img\"}]}";
+	assert_int_equal(vm_config_parse(bare, strlen(bare), &c, &err), 0);
+	assert_int_equal(c.cpu_count, 1);
+	assert_int_equal(c.memory_size, 512ULL * 1024 * 1024);
+	vm_config_release(&c);
+	/* a present but bad value is still refused */
+	static const char badcpu[] = "{\"version\":1,\"arch\":\"amd64\",\"cmdline\":\"x\","
+				     "\"cpuCount\":\"two\"}";
+	assert_int_equal(vm_config_parse(badcpu, strlen(badcpu), &c, &err), -EBADMSG);
+	assert_non_null(strstr(err, "cpuCount"));
+	free(err);
 }
 
 static void test_parse_tart(void **state)
