@@ -100,9 +100,16 @@ static unsigned vga_mem_mib(uint64_t w, uint64_t h)
 	return mib;
 }
 
+bool qemu_spec_has_screen(const struct qemu_spec *s)
+{
+	if (s->screen != QEMU_SCREEN_AUTO)
+		return s->screen == QEMU_SCREEN_ON;
+	return s->window || s->vnc_display >= 0;
+}
+
 static void push_display(struct strvec *v, const struct qemu_spec *s)
 {
-	if (!s->window && s->vnc_display < 0) {
+	if (!s->window && s->vnc_display < 0 && !qemu_spec_has_screen(s)) {
 		strvec_pushl(v, "-display", "none", NULL);
 		return;
 	}
@@ -125,6 +132,8 @@ static void push_display(struct strvec *v, const struct qemu_spec *s)
 		strvec_pushf(v, "127.0.0.1:%d,to=%d,password=on", s->vnc_display,
 			     s->vnc_display + 100);
 	}
+	if (!qemu_spec_has_screen(s))
+		return;
 	unsigned long long w = s->display_width ? s->display_width : 1024;
 	unsigned long long h = s->display_height ? s->display_height : 768;
 	bool arm = streq(s->arch, "arm64");
@@ -217,6 +226,8 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 	if (!s->kernel && (!s->firmware_code || !s->firmware_vars))
 		return -EINVAL;
 	if (s->nested && !kvm)
+		return -EINVAL;
+	if (s->window && !qemu_spec_has_screen(s))
 		return -EINVAL;
 	/* CIDs 0-2 are the hypervisor, local and host; 0xffffffff is VMADDR_CID_ANY. */
 	if (s->vsock_fd >= 0 && (s->vsock_cid < 3 || s->vsock_cid == UINT32_MAX))
@@ -532,9 +543,12 @@ void qemu_argv_canonical(const struct strvec *argv, struct strbuf *out)
 		for (size_t k = 0; no_value[k]; k++)
 			flag_only = flag_only || streq(f, no_value[k]);
 		const char *val = !flag_only && i + 1 < argv->nr ? argv->v[++i] : NULL;
-		/* run-time only: how the state arrives, the VNC port and password, the cmdline */
-		if (streq(f, "-S") || streq(f, "-incoming") || streq(f, "-vnc") ||
-		    streq(f, "-append"))
+		/*
+		 * run-time only: how the state arrives, the window or none, its title, the VNC
+		 * port and password, the cmdline (the screen devices stay: the state holds them)
+		 */
+		if (streq(f, "-S") || streq(f, "-incoming") || streq(f, "-display") ||
+		    streq(f, "-name") || streq(f, "-vnc") || streq(f, "-append"))
 			continue;
 		strbuf_puts(out, f);
 		if (!val || streq(f, "-kernel") || streq(f, "-initrd"))

@@ -75,13 +75,23 @@ struct qemu_spec {
 	 * The screen: a window on the user's desktop (QEMU's GTK display, Debian's
 	 * qemu-system-gui), VNC on 127.0.0.1 (display number = port - 5900; -1 = no VNC), both or
 	 * neither. Either one brings the graphics card (display_width x display_height, 0 =
-	 * 1024x768), a USB keyboard and a USB tablet; name (the VM's) titles the window "QEMU
-	 * (NAME)" and the VNC desktop.
+	 * 1024x768), a USB keyboard and a USB tablet, unless screen says otherwise; name (the
+	 * VM's) titles the window "QEMU (NAME)" and the VNC desktop.
 	 */
 	bool window;
 	const char *name;
 	int vnc_display;
 	uint64_t display_width, display_height;
+	/*
+	 * The screen devices apart from the window and VNC, for a saved state that holds them or
+	 * not (vm/run.c): QEMU_SCREEN_ON also when headless, QEMU_SCREEN_OFF also beside VNC (a
+	 * window without them is inconsistent).
+	 */
+	enum qemu_screen {
+		QEMU_SCREEN_AUTO, /* with the window or VNC */
+		QEMU_SCREEN_ON,
+		QEMU_SCREEN_OFF,
+	} screen;
 
 	/*
 	 * Restore a saved state: QEMU starts paused and waits (`-S -incoming defer`) until QMP's
@@ -111,14 +121,16 @@ struct qemu_spec {
 #define QEMU_QGA_PORT_ID "qga0"
 
 void qemu_spec_init(struct qemu_spec *s);
+/* Whether s gives the guest the screen devices (graphics card, USB tablet). */
+bool qemu_spec_has_screen(const struct qemu_spec *s);
 /* Build the argv (argv[0] = s->binary). -EINVAL when the spec is inconsistent. */
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret);
 
 /*
  * The part of an argv that a saved state depends on (machine, CPU, memory, every device and
  * its options), one argument per line, without what differs between runs and clones of one VM
- * (file paths, fds, MAC, VM generation ID, ports, passwords, the kernel command line, host-side
- * cache modes). Two runs whose canonical forms are equal can load each other's state.
+ * (file paths, fds, MAC, VM generation ID, the window or none and its title, VNC ports and
+ * passwords, the kernel command line, host-side cache modes). Two runs whose canonical forms are equal can load each other's state.
  */
 void qemu_argv_canonical(const struct strvec *argv, struct strbuf *out);
 

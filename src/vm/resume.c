@@ -231,6 +231,11 @@ char *vm_resume_describe(const struct strvec *argv, const char *accel)
 	return strbuf_detach(&sb, NULL);
 }
 
+bool vm_resume_devices_match(const struct vm_resume *rs, const char *devices)
+{
+	return rs->active && streq(devices, rs->info.devices);
+}
+
 bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const char *devices)
 {
 	if (!rs->active)
@@ -243,6 +248,53 @@ bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const char 
 	vm_resume_discard(d, why);
 	vm_resume_release(rs);
 	return false;
+}
+
+/*
+ * The device sets tried for a state: this run's, then the same with the screen devices the
+ * other way (the window and VNC are not part of a state; the card and tablet are).
+ */
+int vm_resume_argv(struct vm_resume *rs, const struct vm_dir *d, const char *accel,
+		   struct qemu_spec *s, struct strvec *argv, char **ret_devices)
+{
+	int k = qemu_argv_build(s, argv);
+	if (k < 0)
+		return k;
+	*ret_devices = vm_resume_describe(argv, accel);
+	if (!s->incoming || vm_resume_devices_match(rs, *ret_devices))
+		return 0;
+	bool screen = qemu_spec_has_screen(s);
+	struct qemu_spec alt = *s;
+	alt.screen = screen ? QEMU_SCREEN_OFF : QEMU_SCREEN_ON;
+	alt.window = false;
+	_cleanup_strvec_ struct strvec alt_argv = STRVEC_INIT;
+	_cleanup_free_ char *alt_devices = NULL;
+	if (qemu_argv_build(&alt, &alt_argv) >= 0)
+		alt_devices = vm_resume_describe(&alt_argv, accel);
+	if (alt_devices && vm_resume_devices_match(rs, alt_devices)) {
+		if (screen)
+			log_notice(
+			    "VM \"%s\" was suspended without a screen: it resumes headless%s "
+			    "(a screen comes back when it boots cold)",
+			    d->name,
+			    s->window		  ? ", without its window"
+			    : s->vnc_display >= 0 ? " and its VNC server shows nothing"
+						  : "");
+		else
+			log_debug("VM \"%s\" was suspended with a screen: its devices are kept",
+				  d->name);
+		*s = alt;
+		strvec_clear(argv);
+		*argv = alt_argv;
+		alt_argv = (struct strvec)STRVEC_INIT;
+		free(*ret_devices);
+		*ret_devices = TAKE_PTR(alt_devices);
+		return 0;
+	}
+	(void)vm_resume_devices(rs, d, *ret_devices); /* they differ: refused */
+	strvec_clear(argv);
+	s->incoming = false;
+	return qemu_argv_build(s, argv);
 }
 
 static int qemu_version(struct qemu_qmp *qmp, char *ver, size_t vsize, char *pkg, size_t psize)

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 
+#include "qemu/argv.h"
 #include "qemu/qmp.h"
 #include "util/strvec.h"
 #include "vm/config.h"
@@ -64,8 +65,21 @@ char *vm_resume_describe(const struct strvec *argv, const char *accel);
 bool vm_resume_mac(struct vm_resume *rs, const struct vm_dir *d, const struct vm_config *c,
 		   bool private_net);
 
+/* Whether devices are those the state was saved with (nothing refused). */
+bool vm_resume_devices_match(const struct vm_resume *rs, const char *devices);
 /* False (state refused and discarded) when devices differ from those the state was saved with. */
 bool vm_resume_devices(struct vm_resume *rs, const struct vm_dir *d, const char *devices);
+
+/*
+ * With the network attached: build the QEMU argv of spec (*ret_devices: its vm_resume_describe,
+ * allocated). With s->incoming, the screen follows the state: the graphics card and USB tablet
+ * are part of it, the window and VNC are not. A state saved with a screen keeps its devices
+ * whatever this run shows; one saved without resumes headless (s->window cleared, one notice).
+ * A state that fits neither is refused (vm_resume_devices) and the argv is a cold boot's with
+ * this run's display (s->incoming cleared). -errno: an inconsistent spec.
+ */
+int vm_resume_argv(struct vm_resume *rs, const struct vm_dir *d, const char *accel,
+		   struct qemu_spec *s, struct strvec *argv, char **ret_devices);
 
 /*
  * 0: the guest runs from the state. -ESTALE: refused (notice printed, state discarded, QEMU

@@ -66,6 +66,7 @@ struct run {
 	uint64_t serial_log_size;
 	int vnc_display;
 	char vnc_password[9];
+	bool want_window; /* this run's choice (vm_window_decide); a resumed state may differ */
 	struct vm_window win;
 	struct qemu_process qemu;
 	bool qemu_started;
@@ -402,6 +403,7 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	s.nested = o->nested;
 	s.cpus = r->cfg.cpu_count ? r->cfg.cpu_count : 1;
 	s.memory_mib = r->cfg.memory_size / (1024 * 1024);
+	r->win.open = r->want_window;
 	s.window = r->win.open;
 	s.name = r->dir.name;
 	s.display_width = r->cfg.display_width;
@@ -477,14 +479,8 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		return k;
 
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
-	k = qemu_argv_build(&s, &argv);
-	if (k >= 0)
-		r->devices = vm_resume_describe(&argv, r->accel);
-	if (k >= 0 && s.incoming && !vm_resume_devices(&r->resume, &r->dir, r->devices)) {
-		strvec_clear(&argv);
-		s.incoming = false;
-		k = qemu_argv_build(&s, &argv);
-	}
+	k = vm_resume_argv(&r->resume, &r->dir, r->accel, &s, &argv, &r->devices);
+	r->win.open = s.window; /* a state saved headless keeps the window shut */
 	if (k < 0)
 		return log_error_errno(k, "inconsistent QEMU configuration");
 	if (s.incoming)
@@ -885,7 +881,7 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = check_platform(&r);
 	if (k < 0)
 		goto out;
-	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.win.open);
+	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.want_window);
 	if (k < 0)
 		goto out;
 	vm_window_watch(&r.win, &r.qmp);

@@ -259,6 +259,48 @@ static void test_canonical(void **state)
 	strvec_clear(&vc);
 	strbuf_release(&cc);
 
+	/*
+	 * The window, its title and VNC are not part of a state; the screen devices are: a
+	 * window and a headless run with QEMU_SCREEN_ON are one device set, VNC with
+	 * QEMU_SCREEN_OFF and a plain headless run another.
+	 */
+	struct qemu_spec w = a, h = a, hv = a;
+	w.window = true;
+	w.name = "clone-1";
+	w.vnc_display = 5;
+	h.screen = QEMU_SCREEN_ON;
+	h.name = "clone-2";
+	hv.vnc_display = 9;
+	hv.screen = QEMU_SCREEN_OFF;
+	struct strvec vw = STRVEC_INIT, vh = STRVEC_INIT, vhv = STRVEC_INIT;
+	struct strbuf cw = STRBUF_INIT, ch = STRBUF_INIT, chv = STRBUF_INIT;
+	assert_int_equal(qemu_argv_build(&w, &vw), 0);
+	assert_int_equal(qemu_argv_build(&h, &vh), 0);
+	assert_int_equal(qemu_argv_build(&hv, &vhv), 0);
+	assert_true(has(&vh, "-display", "none"));
+	assert_true(has(&vh, "-device", "usb-tablet"));
+	assert_int_equal(find_value(&vhv, "-device", "VGA"), -1);
+	assert_true(has(&vhv, "-vnc", "127.0.0.1:9,to=109,password=on"));
+	qemu_argv_canonical(&vw, &cw);
+	qemu_argv_canonical(&vh, &ch);
+	qemu_argv_canonical(&vhv, &chv);
+	assert_string_equal(cw.buf, ch.buf);
+	assert_non_null(strstr(cw.buf, "-device VGA,"));
+	assert_null(strstr(cw.buf, "-display"));
+	assert_null(strstr(cw.buf, "clone-"));
+	assert_string_equal(chv.buf, ca.buf);
+	assert_true(qemu_spec_has_screen(&h) && qemu_spec_has_screen(&w));
+	assert_false(qemu_spec_has_screen(&hv) || qemu_spec_has_screen(&a));
+	/* a window needs the screen devices */
+	w.screen = QEMU_SCREEN_OFF;
+	assert_int_equal(qemu_argv_build(&w, &vc), -EINVAL);
+	strvec_clear(&vw);
+	strvec_clear(&vh);
+	strvec_clear(&vhv);
+	strbuf_release(&cw);
+	strbuf_release(&ch);
+	strbuf_release(&chv);
+
 	/* an escaped comma stays inside its value */
 	struct strvec ve = STRVEC_INIT;
 	struct strbuf ce = STRBUF_INIT;
