@@ -2,14 +2,12 @@
 #include "qemu/qmp.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "util/alloc.h"
-#include "util/fs.h"
 #include "util/json.h"
 #include "util/time.h"
 
@@ -216,126 +214,5 @@ int qemu_qmp_poll_events(struct qemu_qmp *q)
 			return 0;
 		if (r < 0)
 			return r;
-	}
-}
-
-int qemu_qga_open(struct qemu_qmp *q, int fd, int timeout_ms)
-{
-	q->fd = fd;
-	strbuf_init(&q->in, QMP_MAX_LINE);
-	uint32_t id;
-	(void)fs_random_bytes(&id, sizeof(id));
-	id &= 0x7fffffff;
-	/* 0xff first: it makes the agent drop any partial request a previous host left. */
-	char req[128];
-	int n = snprintf(req, sizeof(req),
-			 "\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%u}}\n",
-			 (unsigned)id);
-	int r = send_all(fd, req, (size_t)n, -1);
-	if (r < 0)
-		return r;
-	usec_t deadline = now_monotonic_usec() + (usec_t)timeout_ms * 1000;
-	for (;;) {
-		/* The reply starts after a 0xff byte; anything before it is stale. */
-		char *ff = q->in.len ? memchr(q->in.buf, 0xff, q->in.len) : NULL;
-		if (ff) {
-			size_t skip = (size_t)(ff - q->in.buf) + 1;
-			memmove(q->in.buf, q->in.buf + skip, q->in.len - skip);
-			q->in.len -= skip;
-			q->in.buf[q->in.len] = '\0';
-			usec_t now = now_monotonic_usec();
-			_cleanup_json_ json_t *reply = NULL;
-			r = wait_reply(q, now >= deadline ? 0 : (int)((deadline - now) / 1000) + 1,
-				       &reply);
-			if (r < 0)
-				return r;
-			json_t *ret = json_object_get(reply, "return");
-			if (json_is_integer(ret) && (uint32_t)json_integer_value(ret) == id)
-				return 0;
-			continue;
-		}
-		usec_t now = now_monotonic_usec();
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		q->in.len = 0;
-		r = fill(q, (int)((deadline - now + 999) / 1000));
-		if (r < 0)
-			return r;
-	}
-}
-
-static char *b64_decode(const char *s, size_t cap)
-{
-	size_t len = strlen(s);
-	if (len > cap * 4 / 3 + 4)
-		len = (cap * 4 / 3 + 4) & ~(size_t)3;
-	_cleanup_free_ unsigned char *out = xmalloc(len / 4 * 3 + 4);
-	int n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
-	if (n < 0)
-		return xstrdup("");
-	/* EVP_DecodeBlock counts the padding as data */
-	while (n > 0 && len > 0 && s[len - 1] == '=') {
-		n--;
-		len--;
-	}
-	out[n] = '\0';
-	return xstrdup((char *)out);
-}
-
-int qemu_qga_exec(struct qemu_qmp *q, const char *const *argv, const char *input, int timeout_ms,
-		  char **ret_output, char **ret_err)
-{
-	usec_t deadline = now_monotonic_usec() + (usec_t)timeout_ms * 1000;
-	json_t *args = json_pack("{s:s,s:b}", "path", argv[0], "capture-output", 1);
-	json_t *arg = json_array();
-	for (size_t i = 1; argv[i]; i++)
-		json_array_append_new(arg, json_string(argv[i]));
-	json_object_set_new(args, "arg", arg);
-	if (input) {
-		size_t n = strlen(input);
-		_cleanup_free_ unsigned char *enc = xmalloc(4 * ((n + 2) / 3) + 1);
-		EVP_EncodeBlock(enc, (const unsigned char *)input, (int)n);
-		json_object_set_new(args, "input-data", json_string((char *)enc));
-	}
-	_cleanup_json_ json_t *started = NULL;
-	int r = qemu_qmp_call(q, "guest-exec", args, timeout_ms, &started, ret_err);
-	if (r < 0)
-		return r;
-	json_int_t pid = json_integer_value(json_object_get(started, "pid"));
-	for (;;) {
-		_cleanup_json_ json_t *st = NULL;
-		usec_t now = now_monotonic_usec();
-		if (now >= deadline) {
-			if (ret_err)
-				*ret_err = xstrdup("the command did not finish in time");
-			return -ETIMEDOUT;
-		}
-		r = qemu_qmp_call(q, "guest-exec-status", json_pack("{s:I}", "pid", pid),
-				  (int)((deadline - now) / 1000) + 1, &st, ret_err);
-		if (r < 0)
-			return r;
-		if (!json_is_true(json_object_get(st, "exited"))) {
-			sleep_usec(10000);
-			continue;
-		}
-		if (ret_output) {
-			struct strbuf out = STRBUF_INIT;
-			static const char *const streams[] = {"out-data", "err-data"};
-			for (size_t i = 0; i < 2; i++) {
-				const char *d = json_string_value(json_object_get(st, streams[i]));
-				if (d) {
-					_cleanup_free_ char *t = b64_decode(d, 64 * 1024);
-					strbuf_puts(&out, t);
-				}
-			}
-			*ret_output = strbuf_detach(&out, NULL);
-		}
-		json_t *code = json_object_get(st, "exitcode");
-		if (!json_is_integer(code)) {
-			if (ret_err)
-				*ret_err = xstrdup("the command was killed by a signal");
-			return -EINTR;
-		}
-		return (int)json_integer_value(code);
 	}
 }

@@ -54,22 +54,5 @@ int qemu_qmp_call(struct qemu_qmp *q, const char *command, json_t *args, int tim
 /* Pass fd to QEMU under name (QMP "getfd" with SCM_RIGHTS). */
 int qemu_qmp_send_fd(struct qemu_qmp *q, const char *name, int fd, int timeout_ms, char **ret_err);
 
-/*
- * QEMU's guest agent (qemu-guest-agent in the guest, on the virtio-serial port
- * org.qemu.guest_agent.0) speaks the same JSON lines, without greeting. Open it on our end of
- * its channel and resynchronize with guest-sync-delimited (whatever a previous host left in
- * the channel is skipped). -ETIMEDOUT when no agent answers within timeout_ms. Then use
- * qemu_qmp_call() with the agent's commands (guest-set-time, guest-exec, ...).
- */
-int qemu_qga_open(struct qemu_qmp *q, int fd, int timeout_ms);
-
-/*
- * guest-exec of argv[0] with the rest as arguments, stdin from `input` (may be NULL), waiting
- * until it exits (deadline timeout_ms). Returns its exit code (>= 0), or -errno with ret_err.
- * Captured output (stdout and stderr, capped) in *ret_output when given.
- */
-int qemu_qga_exec(struct qemu_qmp *q, const char *const *argv, const char *input, int timeout_ms,
-		  char **ret_output, char **ret_err);
-
 /* Read whatever is available without blocking and dispatch events. -EPIPE on EOF. */
 int qemu_qmp_poll_events(struct qemu_qmp *q);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/qga.h"
 #include "qemu/argv.h"
 #include "util/alloc.h"
 #include "util/fs.h"
@@ -432,15 +433,27 @@ static void lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
-static bool agent_individualize(const struct vm_resume *rs, const struct vm_config *c,
-				struct qemu_qmp *qga, bool renew_lease)
+/*
+ * Through QEMU's guest agent: the host's time, a reseeded random generator, config.json's MAC
+ * (and a new lease). False when the agent did not do it (warned).
+ */
+static bool agent_individualize(const struct vm_resume *rs, const struct vm_dir *d,
+				const struct vm_config *c, struct agent_qga *qga, bool renew_lease)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	json_int_t ns = (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	_cleanup_free_ char *err = NULL;
-	int r = qemu_qmp_call(qga, "guest-set-time", json_pack("{s:I}", "time", ns), QMP_TIMEOUT_MS,
-			      NULL, &err);
+	_cleanup_json_ json_t *time_args = json_pack("{s:I}", "time", ns);
+	/* The first call waits for the agent to answer the sync at all. */
+	usec_t deadline = now_monotonic_usec() + (usec_t)AGENT_WAIT_MS * 1000;
+	int r = agent_qga_call_wait(qga, "guest-set-time", time_args, deadline, NULL, &err);
+	if (r == -ETIMEDOUT || r == -ENOTCONN) {
+		log_warning("the guest agent of VM \"%s\" does not answer (%s): its clock and "
+			    "random generator are as they were saved",
+			    d->name, strerror(-r));
+		return false;
+	}
 	/* Debian's agent sets the clock, then fails on a missing hwclock: the clock is set. */
 	if (r < 0 && (!err || !strstr(err, "hwclock")))
 		log_warning("cannot set the clock of the resumed guest: %s",
@@ -455,18 +468,28 @@ static bool agent_individualize(const struct vm_resume *rs, const struct vm_conf
 	snprintf(new_mac, sizeof(new_mac), "%s", rs->keep_mac ? rs->info.mac : c->mac);
 	lower(old_mac);
 	lower(new_mac);
-	const char *argv[] = {"/bin/sh", "-c",	  individualize_script,		  "tart", seed_hex,
-			      old_mac,	 new_mac, renew_lease ? "renew" : "keep", NULL};
-	_cleanup_free_ char *out = NULL, *err2 = NULL;
-	r = qemu_qga_exec(qga, argv, NULL, QMP_TIMEOUT_MS, &out, &err2);
-	if (r != 0) {
-		log_warning("the guest agent could not individualize the resumed VM (exit %d): %s",
-			    r, r < 0 ? (err2 ? err2 : strerror(-r)) : (out ? out : ""));
+	char opt[] = "-c", arg0[] = "tart", renew[] = "renew", keep[] = "keep";
+	char *args[] = {opt,	 (char *)individualize_script, arg0, seed_hex, old_mac,
+			new_mac, renew_lease ? renew : keep};
+	struct agent_qga_exec_status st;
+	_cleanup_free_ char *err2 = NULL;
+	deadline = now_monotonic_usec() + (usec_t)QMP_TIMEOUT_MS * 1000;
+	r = agent_qga_exec_wait(qga, "/bin/sh", args, ARRAY_SIZE(args), deadline, &st, &err2);
+	if (r < 0) {
+		log_warning("the guest agent could not individualize the resumed VM: %s",
+			    err2 ? err2 : strerror(-r));
 		return false;
 	}
-	if (out && *out)
-		log_debug("guest agent: %s", out);
-	return true;
+	bool ok = st.code == 0;
+	if (!ok)
+		log_warning("the guest agent could not individualize the resumed VM (exit %d): "
+			    "%.*s%.*s",
+			    st.code, (int)st.out_len, st.out ? st.out : "", (int)st.err_len,
+			    st.err ? st.err : "");
+	else if (st.out_len)
+		log_debug("guest agent: %.*s", (int)st.out_len, st.out);
+	agent_qga_exec_status_release(&st);
+	return ok;
 }
 
 void vm_resume_individualize(struct vm_resume *rs, const struct vm_dir *d,
@@ -478,18 +501,13 @@ void vm_resume_individualize(struct vm_resume *rs, const struct vm_dir *d,
 		return;
 	bool done = false;
 	if (rs->info.agent && qga_fd >= 0) {
-		struct qemu_qmp qga;
 		usec_t t0 = now_monotonic_usec();
-		int r = qemu_qga_open(&qga, qga_fd, AGENT_WAIT_MS);
-		if (r < 0)
-			log_warning("the guest agent of VM \"%s\" does not answer (%s): its clock "
-				    "and random generator are as they were saved",
-				    d->name, strerror(-r));
-		else
-			done = agent_individualize(rs, c, &qga, renew_lease);
+		struct agent_qga qga;
+		agent_qga_open_wait(&qga, qga_fd);
+		done = agent_individualize(rs, d, c, &qga, renew_lease);
+		agent_qga_release(&qga);
 		log_debug("guest agent done in %llu ms",
 			  (unsigned long long)((now_monotonic_usec() - t0) / 1000));
-		qemu_qmp_release(&qga);
 	}
 	if (!done && !rs->keep_mac && strcasecmp(rs->info.mac, c->mac) != 0)
 		log_warning("VM \"%s\" still uses the MAC address %s of its saved state", d->name,
