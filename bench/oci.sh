@@ -2,10 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # Push and pull a 4 GiB disk (1 GiB random, 1 GiB of OS-like data from a tar of /usr, 2 GiB of
 # zeros) through a local docker-registry, and in the same run let skopeo move the same blobs
-# (registry -> oci: layout -> registry). Prints wall time, throughput and peak RSS, and the
-# ratios tart/skopeo. No assertions: figures only.
+# (registry -> oci: layout -> registry). Prints wall time, CPU time, throughput and peak RSS,
+# the ratios tart/skopeo, where tart's CPU went (TART_TRANSFER_STATS: hashing, compression,
+# reads, writes, network, measured per thread in the code), the physical floor (the disk blobs
+# fetched with curl in parallel to /dev/null), and a pull of a new tag whose disk is cached
+# (the same VM pushed again with another label). No assertions: figures only.
 #   TART_BIN=build/tart bench/oci.sh            (needs docker-registry, skopeo, /usr/bin/time)
-#   BENCH_GIB=1 ...  scales the disk (a quarter random, a quarter /usr, half zeros)
+#   BENCH_GIB=1 ...  scales the disk (a quarter random, a quarter /usr, half zeros); BENCH_GIB=20
+#                    for the large-image check (about 50 GiB of scratch space)
 # It needs about 2.5 x BENCH_GIB GiB of free space under BENCH_DIR (default /var/tmp) and
 # refuses to start without it.
 set -euo pipefail
@@ -96,12 +100,26 @@ run() {
 	CPU[$label]=$(awk -F': ' '/(User|System) time \(seconds\)/ {s += $2} END {print s}' "$WORK/time.$label")
 }
 
+export TART_TRANSFER_STATS=1
 run tart_push "$TART" push --insecure --concurrency "$CONC" bench "$HOST/bench/tart:1"
 TART_HOME=$WORK/home-pull run tart_pull "$TART" pull --insecure --concurrency "$CONC" "$HOST/bench/tart:1"
 PULLED=$(readlink -f "$WORK/home-pull/cache/OCIs/127.0.0.1%3A$PORT/bench/tart/1")
 if cmp -s "$DISK" "$PULLED/disk.img"; then SAME=yes; else SAME=NO; fi
 ALLOC=$(($(stat -c %b "$PULLED/disk.img") * 512))
+# the same disk under a new tag with another manifest: its layers are all in the local cache
+"$TART" push --insecure --label bench=2 bench "$HOST/bench/tart:2" >"$WORK/out.push2" 2>&1
+TART_HOME=$WORK/home-pull run tart_pull_cached "$TART" pull --insecure --concurrency "$CONC" "$HOST/bench/tart:2"
+unset TART_TRANSFER_STATS
 rm -rf "$WORK/home-pull"  # keep the footprint down before skopeo's copies
+
+# the floor: every distinct disk blob fetched with curl, CONC at a time, to /dev/null
+curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+	"http://$HOST/v2/bench/tart/manifests/1" >"$WORK/manifest.json"
+python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print("\n".join(sorted({l["digest"] for l in m["layers"] if l["mediaType"].endswith("disk.v2")})))' \
+	"$WORK/manifest.json" | sed "s|^|http://$HOST/v2/bench/tart/blobs/|" >"$WORK/blob-urls"
+run curl_floor xargs -P "$CONC" -n 1 curl -fs -o /dev/null <"$WORK/blob-urls"
 
 run skopeo_pull skopeo copy --src-tls-verify=false "docker://$HOST/bench/tart:1" "oci:$WORK/layout:1"
 run skopeo_push skopeo copy --dest-tls-verify=false "oci:$WORK/layout:1" "docker://$HOST_reg2/bench/skopeo:1"
@@ -111,15 +129,25 @@ LOGICAL=$((GIB << 30))
 
 printf '\ndisk: %s GiB logical (1/4 random, 1/4 /usr tar, 1/2 zeros); blobs %.0f MB compressed; concurrency %s\n' \
 	"$GIB" "$(calc "$COMPRESSED / 1000000")" "$CONC"
-printf '%-12s %9s %9s %14s %14s %12s\n' operation seconds "cpu s" "logical MB/s" "blob MB/s" "peak RSS MB"
-for l in tart_push tart_pull skopeo_pull skopeo_push; do
+printf '%-16s %9s %9s %14s %14s %12s\n' operation seconds "cpu s" "logical MB/s" "blob MB/s" "peak RSS MB"
+for l in tart_push tart_pull tart_pull_cached skopeo_pull skopeo_push curl_floor; do
 	w=${WALL[$l]}
-	printf '%-12s %9.2f %9.2f %14.1f %14.1f %12.1f\n' "$l" "$w" "${CPU[$l]}" \
+	printf '%-16s %9.2f %9.2f %14.1f %14.1f %12.1f\n' "$l" "$w" "${CPU[$l]}" \
 		"$(calc "$LOGICAL / $w / 1000000")" "$(calc "$COMPRESSED / $w / 1000000")" \
 		"$(calc "${RSS[$l]} / 1024")"
 done
-printf '\ntart pull / skopeo pull (time): %.2f\n' "$(calc "${WALL[tart_pull]} / ${WALL[skopeo_pull]}")"
-printf 'tart push / skopeo push (time): %.2f\n' "$(calc "${WALL[tart_push]} / ${WALL[skopeo_push]}")"
+printf '\ntart pull / skopeo pull: time %.2f, CPU %.2f\n' "$(calc "${WALL[tart_pull]} / ${WALL[skopeo_pull]}")" \
+	"$(calc "${CPU[tart_pull]} / ${CPU[skopeo_pull]}")"
+printf 'tart push / skopeo push: time %.2f, CPU %.2f\n' "$(calc "${WALL[tart_push]} / ${WALL[skopeo_push]}")" \
+	"$(calc "${CPU[tart_push]} / ${CPU[skopeo_push]}")"
+printf 'tart pull / curl floor (time): %.2f\n' "$(calc "${WALL[tart_pull]} / ${WALL[curl_floor]}")"
+printf 'pull of a new tag with a cached disk / full pull (time): %.3f\n' \
+	"$(calc "${WALL[tart_pull_cached]} / ${WALL[tart_pull]}")"
+echo
+echo "where tart's CPU went (TART_TRANSFER_STATS, CPU seconds measured per thread):"
+for l in tart_push tart_pull tart_pull_cached; do
+	printf '%-16s %s\n' "$l" "$(sed -n 's/.*transfer CPU: //p' "$WORK/out.$l" | tail -1)"
+done
 printf 'pulled disk identical: %s; allocated after pull: %.0f MB of %.0f MB (holes kept)\n' "$SAME" \
 	"$(calc "$ALLOC / 1000000")" "$(calc "$LOGICAL / 1000000")"
 echo "(skopeo only moves the compressed blobs; tart also compresses on push and decodes + verifies into a sparse disk on pull)"

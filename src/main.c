@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,26 +30,26 @@ struct cmd_entry {
 
 /* Tart's order of subcommands in the help. */
 static const struct cmd_entry commands[] = {
-	{"create", cmd_create, "Create a VM", 0},
-	{"clone", cmd_clone, "Clone a VM", CMD_NO_TMP_GC},
-	{"run", cmd_run, "Run a VM", 0},
-	{"set", cmd_set, "Modify VM's configuration", 0},
-	{"get", cmd_get, "Get a VM's configuration", 0},
-	{"list", cmd_list, "List created VMs", 0},
-	{"login", cmd_login, "Login to a registry", 0},
-	{"logout", cmd_logout, "Logout from a registry", 0},
-	{"ip", cmd_ip, "Get VM's IP address", 0},
-	{"exec", cmd_exec, "Execute a command in a running VM", 0},
-	{"pull", cmd_pull, "Pull a VM from a registry", CMD_NO_TMP_GC},
-	{"push", cmd_push, "Push a VM to a registry", 0},
-	{"import", cmd_import, "Import VM from a compressed .tvm file", 0},
-	{"export", cmd_export, "Export VM to a compressed .tvm file", 0},
-	{"prune", cmd_prune, "Prune OCI and IPSW caches or local VMs", 0},
-	{"rename", cmd_rename, "Rename a local VM", 0},
-	{"stop", cmd_stop, "Stop a VM", 0},
-	{"delete", cmd_delete, "Delete a VM", 0},
-	{"fqn", cmd_fqn, "Get a fully-qualified VM name", CMD_HIDDEN},
-	{"suspend", cmd_suspend, "Suspend a VM", 0},
+    {"create", cmd_create, "Create a VM", 0},
+    {"clone", cmd_clone, "Clone a VM", CMD_NO_TMP_GC},
+    {"run", cmd_run, "Run a VM", 0},
+    {"set", cmd_set, "Modify VM's configuration", 0},
+    {"get", cmd_get, "Get a VM's configuration", 0},
+    {"list", cmd_list, "List created VMs", 0},
+    {"login", cmd_login, "Login to a registry", 0},
+    {"logout", cmd_logout, "Logout from a registry", 0},
+    {"ip", cmd_ip, "Get VM's IP address", 0},
+    {"exec", cmd_exec, "Execute a command in a running VM", 0},
+    {"pull", cmd_pull, "Pull a VM from a registry", CMD_NO_TMP_GC},
+    {"push", cmd_push, "Push a VM to a registry", 0},
+    {"import", cmd_import, "Import VM from a compressed .tvm file", 0},
+    {"export", cmd_export, "Export VM to a compressed .tvm file", 0},
+    {"prune", cmd_prune, "Prune OCI and IPSW caches or local VMs", 0},
+    {"rename", cmd_rename, "Rename a local VM", 0},
+    {"stop", cmd_stop, "Stop a VM", 0},
+    {"delete", cmd_delete, "Delete a VM", 0},
+    {"fqn", cmd_fqn, "Get a fully-qualified VM name", CMD_HIDDEN},
+    {"suspend", cmd_suspend, "Suspend a VM", 0},
 };
 
 static void print_help(void)
@@ -114,10 +115,22 @@ static void raise_nofile_limit(void)
 	}
 }
 
+/*
+ * Buffers of 128 KiB and more (transfer buffers, libcurl's per-request ones) are mmapped and
+ * go back to the system when freed. glibc's default threshold grows to the largest buffer
+ * freed, and then every thread's arena keeps megabytes of freed buffers: a push's peak RSS grew
+ * with the number of chunks (65 MB for 16 chunks, 71 MB for 40, instead of 39 MB).
+ */
+static void bound_heap(void)
+{
+	(void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile_limit();
+	bound_heap();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	log_setup_from_env();
 
@@ -148,8 +161,9 @@ int main(int argc, char **argv)
 	}
 	const struct cmd_entry *c = find_command(argv[1]);
 	if (!c) {
-		fprintf(stderr, "Error: Unknown subcommand '%s'\n"
-				"Usage: tart <subcommand>\n  See 'tart --help' for more information.\n",
+		fprintf(stderr,
+			"Error: Unknown subcommand '%s'\n"
+			"Usage: tart <subcommand>\n  See 'tart --help' for more information.\n",
 			argv[1]);
 		return 64;
 	}

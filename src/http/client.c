@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "util/alloc.h"
+#include "util/cpustat.h"
 
 #define DEFAULT_BODY_CAP (64 * 1024)
 
@@ -208,7 +209,9 @@ static size_t write_cb(char *data, size_t size, size_t n, void *userdata)
 		t->status_known = true;
 	}
 	if (t->stream) {
+		cpustat_push(CPUSTAT_OTHER); /* the caller's time is its own */
 		int r = t->req->write_fn(t->req->write_userdata, t->status, data, len);
+		cpustat_pop();
 		if (r < 0) {
 			t->cb_error = r;
 			return CURL_WRITEFUNC_ERROR;
@@ -239,7 +242,9 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *userdata)
 			return 0;
 		if (len > left)
 			len = (size_t)left;
+		cpustat_push(CPUSTAT_OTHER); /* the caller's time is its own */
 		int64_t got = q->read_fn(q->read_userdata, buf, len);
+		cpustat_pop();
 		if (got < 0 || (got == 0 && left > 0)) {
 			t->cb_error = got < 0 ? (int)got : -EIO;
 			return CURL_READFUNC_ABORT;
@@ -389,7 +394,9 @@ int http_perform(struct http_client *c, const struct http_request *q, struct htt
 		hl = curl_slist_append(hl, q->headers->v[i]);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 
+	cpustat_push(CPUSTAT_NET);
 	CURLcode rc = curl_easy_perform(h);
+	cpustat_pop();
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 		r = 0;

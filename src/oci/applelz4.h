@@ -12,9 +12,14 @@
  * The standard LZ4 frame format (lz4(1), Vetu's disk layers) has its own decoder below.
  *
  * Decoders are fed arbitrary pieces of the compressed stream and call `write` with decoded
- * data in order. They never hold more than one block (at most OCI_LZ4_BLOCK_MAX decoded bytes)
- * plus a 64 KiB window, and fail with -EFBIG once more than max_output bytes would be produced.
- * Malformed input is -EBADMSG; a stream that ends early is -EBADMSG from _finish().
+ * data in order, in pieces of about 1 MiB (the Apple decoder decodes in place into one buffer:
+ * no copy between blocks). They never hold more than that buffer, or one block when it is
+ * larger (at most OCI_LZ4_BLOCK_MAX decoded bytes), plus a 64 KiB window, and fail with -EFBIG
+ * once more than max_output bytes would be produced. Malformed input is -EBADMSG; a stream
+ * that ends early is -EBADMSG from _finish().
+ *
+ * The data handed to `write` for output offset n sits at an address congruent to n modulo
+ * OCI_LZ4_OUT_ALIGN, so a sink writing at page-aligned offsets can use O_DIRECT from it.
  */
 
 #include <stdbool.h>
@@ -22,6 +27,7 @@
 #include <stdint.h>
 
 #define OCI_LZ4_BLOCK_MAX (128u << 20)
+#define OCI_LZ4_OUT_ALIGN 4096u
 
 /* Receives output (decoded data for decoders, compressed bytes for the encoder). */
 typedef int (*oci_lz4_write_fn)(void *userdata, const void *data, size_t len);
@@ -42,6 +48,19 @@ int oci_lz4_dec_finish(struct oci_lz4_dec *d);
 /* Decoded bytes produced so far. */
 uint64_t oci_lz4_dec_output(const struct oci_lz4_dec *d);
 void oci_lz4_dec_free(struct oci_lz4_dec *d);
+
+/*
+ * Resuming an Apple LZ4 stream in another process. Inside `write`, or between updates:
+ * true when every decoded byte has been handed over and the decoder stands between two blocks;
+ * then *ret_consumed compressed bytes produced exactly *ret_decoded decoded ones, and a new
+ * decoder given the last (up to 64 KiB) decoded bytes by oci_lz4_dec_resume() continues from
+ * compressed offset *ret_consumed. Always false for LZ4 frames.
+ */
+bool oci_lz4_dec_at_boundary(const struct oci_lz4_dec *d, uint64_t *ret_consumed,
+			     uint64_t *ret_decoded);
+/* Before the first update: continue as described above; -EINVAL for LZ4 frames or bad sizes. */
+int oci_lz4_dec_resume(struct oci_lz4_dec *d, const void *window, size_t wlen, uint64_t consumed,
+		       uint64_t decoded);
 
 /*
  * Apple LZ4 encoder: 64 KiB blocks compressed with dictionary chaining (each block may reference

@@ -7,6 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/cpustat.h"
+#include "util/log.h"
+
 static double now(void)
 {
 	struct timespec ts;
@@ -70,4 +73,13 @@ void oci_progress_finish(struct oci_progress *p)
 void oci_progress_release(struct oci_progress *p)
 {
 	pthread_mutex_destroy(&p->lock);
+}
+
+void oci_progress_cpu_summary(void)
+{
+	if (!cpustat_enabled())
+		return;
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	cpustat_summary(&sb);
+	log_info("transfer CPU: %s", sb.buf);
 }

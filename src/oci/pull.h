@@ -8,10 +8,12 @@
  * disk.img at their offsets; zero runs are not written. Every compressed digest and every
  * uncompressed content digest is verified (-EBADMSG on mismatch). Verified layers are recorded
  * in <staging>/.progress (after the data is fsync'ed), so a later call on the same staging
- * directory resumes with the layers that are still missing; the compressed bytes of a layer in
- * flight are kept in <staging>/.layer-<n>.part, so that layer resumes with a Range request
- * (and restarts from its first byte if the saved part turns out damaged). Layers whose digests
- * match a layer of a local image are copied from that image instead of downloaded. Logging.
+ * directory resumes with the layers that are still missing; a layer in flight keeps a resume
+ * point in <staging>/.layer-<n>.part (the compressed offset, the decoded offset and both
+ * running digests, about every MiB), so that layer resumes with a Range request (and restarts
+ * from its first byte if the resume point turns out stale). Layers whose digests match a layer
+ * of a local image are copied from that image instead of downloaded. The disk is written with
+ * O_DIRECT where the filesystem allows it (oci/io.h). Logging.
  */
 
 #include <stdbool.h>

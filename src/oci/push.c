@@ -20,7 +20,8 @@
 #include "util/log.h"
 #include "util/macro.h"
 
-#define READ_PIECE (4u << 20)
+#define READ_PIECE (2u << 20) /* two in memory per chunk: one read ahead */
+#define WRITE_SLOT (1u << 20)
 
 struct chunk_result {
 	struct oci_layer layer;
@@ -32,6 +33,7 @@ struct push_job {
 	const struct oci_push_options *o;
 	enum oci_layer_kind kind; /* the disk, or the saved state: both are chunked alike */
 	int disk_fd;
+	struct oci_direct disk; /* reads of disk_fd */
 	uint64_t disk_size, chunk;
 	size_t nchunks;
 	atomic_size_t next;
@@ -45,8 +47,13 @@ struct push_job {
 	struct oci_layer memo;
 };
 
+/*
+ * Compressed bytes go to the temporary file through the background writer (oci/io.h): O_DIRECT
+ * (no copy into the page cache, and none back out of it when the blob is uploaded) while the
+ * compression goes on.
+ */
 struct enc_sink {
-	int fd;
+	struct oci_writer *out;
 	uint64_t written;
 	struct oci_digest digest;
 };
@@ -55,8 +62,9 @@ static int enc_write(void *userdata, const void *data, size_t len)
 {
 	struct enc_sink *s = userdata;
 	oci_digest_update(&s->digest, data, len);
+	int r = oci_writer_write(s->out, data, len, s->written);
 	s->written += len;
-	return fs_write_all(s->fd, data, len);
+	return r;
 }
 
 static int open_tmp(const char *dir)
@@ -72,57 +80,50 @@ static int open_tmp(const char *dir)
 	return fd;
 }
 
-/* True when [off, off+len) of fd holds no data (one big hole). */
-static bool range_is_hole(int fd, uint64_t off, uint64_t len)
-{
-	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
-	if (d < 0)
-		return errno == ENXIO;
-	return (uint64_t)d >= off + len;
-}
-
-/* Compress one chunk into a temp file; fills l (digests, sizes). Returns the temp fd. */
-static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, struct oci_layer *l)
+/*
+ * Compress one chunk into the temporary file behind out; fills l (digests, sizes). A chunk that
+ * is one hole (zeros) takes the known digest of zeros instead of hashing them.
+ */
+static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool hole,
+			  struct oci_direct *out, struct oci_layer *l)
 {
 	static const char zeros[READ_PIECE];
-	int fd = open_tmp(j->o->tmp_dir);
-	if (fd < 0)
-		return log_error_errno(fd, "cannot create a temporary file in '%s'", j->o->tmp_dir);
-	_cleanup_free_ char *buf = xmalloc(READ_PIECE);
-	struct enc_sink sink = {.fd = fd};
+	struct oci_prefetch *in = oci_prefetch_new(&j->disk, off, off + len, READ_PIECE, true);
+	struct enc_sink sink = {.out = oci_writer_new(out, WRITE_SLOT)};
 	oci_digest_init(&sink.digest);
 	struct oci_digest ud;
 	oci_digest_init(&ud);
 	struct oci_lz4_enc *enc = oci_lz4_enc_new(enc_write, &sink);
 	int r = 0;
-	uint64_t pos = off, end = off + len;
-	while (pos < end && r >= 0 && atomic_load(&j->err) == 0) {
-		size_t n = (size_t)MIN((uint64_t)READ_PIECE, end - pos);
-		const char *data = buf;
-		if (range_is_hole(j->disk_fd, pos, n)) {
-			data = zeros;
-		} else {
-			ssize_t got = pread(j->disk_fd, buf, n, (off_t)pos);
-			if (got != (ssize_t)n) {
-				r = got < 0 ? -errno : -EIO;
+	while (r >= 0 && atomic_load(&j->err) == 0) {
+		const void *data;
+		size_t n;
+		uint64_t pos = off;
+		r = oci_prefetch_next(in, &data, &n, &pos);
+		if (r <= 0) {
+			if (r < 0)
 				log_error_errno(r, "cannot read the disk at offset %" PRIu64, pos);
-				break;
-			}
+			break;
 		}
-		oci_digest_update(&ud, data, n);
+		if (!data)
+			data = zeros; /* a hole: not read */
+		if (!hole)
+			oci_digest_update(&ud, data, n);
 		r = oci_lz4_enc_update(enc, data, n);
-		pos += n;
 		oci_progress_add(&j->progress, n);
 	}
+	oci_prefetch_free(in);
 	if (r >= 0)
 		r = oci_lz4_enc_finish(enc);
+	int wr = oci_writer_finish(sink.out);
+	if (r >= 0)
+		r = wr;
 	oci_lz4_enc_free(enc);
 	if (r < 0 || atomic_load(&j->err) != 0) {
 		if (r < 0 && r != -EIO)
 			log_error_errno(r, "cannot compress a disk chunk");
 		oci_digest_release(&sink.digest);
 		oci_digest_release(&ud);
-		close(fd);
 		return r < 0 ? r : -ECANCELED;
 	}
 	l->kind = j->kind;
@@ -130,11 +131,16 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, struct
 	l->has_uncompressed = true;
 	l->uncompressed_size = len;
 	oci_digest_final(&sink.digest, l->digest);
-	oci_digest_final(&ud, l->uncompressed_digest);
-	return fd;
+	if (hole) {
+		oci_digest_release(&ud);
+		oci_digest_zeros(len, l->uncompressed_digest);
+	} else {
+		oci_digest_final(&ud, l->uncompressed_digest);
+	}
+	return 0;
 }
 
-static int upload_file(struct push_job *j, int fd, const struct oci_layer *l)
+static int upload_file(struct push_job *j, struct oci_direct *out, const struct oci_layer *l)
 {
 	int r = j->t->exists(j->t->userdata, l->digest);
 	if (r < 0)
@@ -143,7 +149,26 @@ static int upload_file(struct push_job *j, int fd, const struct oci_layer *l)
 		log_debug("blob %s already exists, skipping", l->digest);
 		return 0;
 	}
-	return j->t->put(j->t->userdata, l->digest, l->size, oci_fd_source, &fd);
+	struct oci_direct_reader rd = {.d = out, .size = l->size};
+	r = j->t->put(j->t->userdata, l->digest, l->size, oci_direct_source, &rd);
+	oci_direct_reader_release(&rd);
+	return r;
+}
+
+/* Compress chunk i into a temporary file and upload it unless the target has it. */
+static int compress_upload(struct push_job *j, uint64_t off, uint64_t len, bool hole,
+			   struct oci_layer *l)
+{
+	_cleanup_close_ int fd = open_tmp(j->o->tmp_dir);
+	if (fd < 0)
+		return log_error_errno(fd, "cannot create a temporary file in '%s'", j->o->tmp_dir);
+	struct oci_direct out;
+	oci_direct_init(&out, fd, true);
+	int r = compress_chunk(j, off, len, hole, &out, l);
+	if (r >= 0)
+		r = upload_file(j, &out, l);
+	oci_direct_release(&out);
+	return r;
 }
 
 static int push_chunk(struct push_job *j, size_t i)
@@ -151,32 +176,24 @@ static int push_chunk(struct push_job *j, size_t i)
 	uint64_t off = (uint64_t)i * j->chunk;
 	uint64_t len = MIN(j->chunk, j->disk_size - off);
 	struct oci_layer *l = &j->results[i].layer;
-	bool hole = range_is_hole(j->disk_fd, off, len);
-	if (hole) {
-		pthread_mutex_lock(&j->memo_lock);
-		bool hit = j->memo_valid && j->memo_len == len;
-		if (hit)
-			*l = j->memo;
-		pthread_mutex_unlock(&j->memo_lock);
-		if (hit) {
-			oci_progress_add(&j->progress, len);
-			return 0;
+	if (!oci_range_is_hole(j->disk_fd, off, len))
+		return compress_upload(j, off, len, false, l);
+	/* the first hole chunk of a size is compressed and uploaded while the others wait */
+	pthread_mutex_lock(&j->memo_lock);
+	int r = 0;
+	if (j->memo_valid && j->memo_len == len) {
+		*l = j->memo;
+		oci_progress_add(&j->progress, len);
+	} else {
+		r = compress_upload(j, off, len, true, l);
+		if (r >= 0) {
+			j->memo = *l;
+			j->memo_len = len;
+			j->memo_valid = true;
 		}
 	}
-	_cleanup_close_ int fd = compress_chunk(j, off, len, l);
-	if (fd < 0)
-		return fd;
-	int r = upload_file(j, fd, l);
-	if (r < 0)
-		return r;
-	if (hole) {
-		pthread_mutex_lock(&j->memo_lock);
-		j->memo = *l;
-		j->memo_len = len;
-		j->memo_valid = true;
-		pthread_mutex_unlock(&j->memo_lock);
-	}
-	return 0;
+	pthread_mutex_unlock(&j->memo_lock);
+	return r;
 }
 
 static void *push_worker(void *arg)
@@ -217,6 +234,7 @@ static int push_chunked(const struct oci_blob_target *t, const char *path, enum 
 	if (j.nchunks == 0)
 		return log_error_errno(-EINVAL, "'%s' is empty", path);
 	j.results = xcalloc(j.nchunks, sizeof(*j.results));
+	oci_direct_init(&j.disk, fd, false);
 	pthread_mutex_init(&j.memo_lock, NULL);
 	oci_progress_init(&j.progress, j.disk_size);
 	oci_run_workers(push_worker, &j, (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.nchunks));
@@ -225,6 +243,7 @@ static int push_chunked(const struct oci_blob_target *t, const char *path, enum 
 		oci_progress_finish(&j.progress);
 	oci_progress_release(&j.progress);
 	pthread_mutex_destroy(&j.memo_lock);
+	oci_direct_release(&j.disk);
 	if (err < 0) {
 		free(j.results);
 		return err;
@@ -359,6 +378,7 @@ int oci_image_write(const struct oci_blob_target *t, const char *dir,
 	rc = push_chunked(t, disk_path, OCI_LAYER_DISK, o, &disk, &ndisk, &m.disk_size);
 	if (rc < 0)
 		return rc;
+	oci_progress_cpu_summary();
 	if (!o->quiet)
 		log_info("pushing NVRAM...");
 	rc = push_small(t, &nvram, OCI_LAYER_NVRAM, &nvram_layer, false);

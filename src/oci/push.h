@@ -5,9 +5,10 @@
  * Push a VM directory (config.json, disk.img, nvram.bin) as a Tart image (tart-facts §4.3).
  * The disk is cut into opts->disk_chunk uncompressed chunks; each is compressed with Apple
  * LZ4 into an unlinked temp file under opts->tmp_dir while both digests are computed, so
- * memory stays bounded whatever the chunk size. Up to opts->concurrency chunks are processed
- * and uploaded in parallel; a blob the registry already has (HEAD) is not uploaded again.
- * Prints Tart's progress lines. Logging.
+ * memory stays bounded whatever the chunk size. The disk is read and the temp file written and
+ * read back with O_DIRECT where the filesystem allows it (oci/io.h): no page-cache copies. Up to
+ * opts->concurrency chunks are processed and uploaded in parallel; a blob the registry already has
+ * (HEAD) is not uploaded again. Prints Tart's progress lines. Logging.
  */
 
 #include <stdbool.h>

@@ -27,6 +27,14 @@ void *xcalloc(size_t nmemb, size_t size)
 	return p;
 }
 
+void *xmalloc_aligned(size_t align, size_t n)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, align, n ? n : 1) != 0)
+		oom();
+	return p;
+}
+
 void *xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n ? n : 1);

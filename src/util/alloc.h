@@ -12,6 +12,8 @@
  */
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
+/* align is a power of two, a multiple of sizeof(void *); release with free() */
+void *xmalloc_aligned(size_t align, size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);

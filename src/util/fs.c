@@ -273,6 +273,21 @@ int fs_copy_fd(int src, int dst, enum fs_copy_method *ret_method)
 	return 0;
 }
 
+int fs_reflink_file(const char *src, const char *dst)
+{
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (in < 0)
+		return negerrno();
+	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0)
+		return negerrno();
+	if (ioctl(out, FICLONE, in) == 0)
+		return 0;
+	int r = negerrno();
+	(void)unlink(dst);
+	return r;
+}
+
 int fs_copy_file(const char *src, const char *dst, enum fs_copy_method *ret_method)
 {
 	struct stat st;
@@ -285,7 +300,7 @@ int fs_copy_file(const char *src, const char *dst, enum fs_copy_method *ret_meth
 	if (!S_ISREG(st.st_mode))
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	_cleanup_close_ int out =
-		open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 07777);
+	    open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 07777);
 	if (out < 0)
 		return negerrno();
 	int r = fs_copy_fd(in, out, ret_method);

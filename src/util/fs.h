@@ -42,6 +42,9 @@ enum fs_copy_method { FS_COPY_REFLINK, FS_COPY_SPARSE };
 int fs_copy_file(const char *src, const char *dst, enum fs_copy_method *ret_method);
 /* Same on open descriptors; dst must be empty and will be sized to src's length. */
 int fs_copy_fd(int src_fd, int dst_fd, enum fs_copy_method *ret_method);
+/* Create dst as a reflink (copy-on-write clone) of src: 0, or -errno (-EOPNOTSUPP, -EXDEV...)
+ * and no dst. */
+int fs_reflink_file(const char *src, const char *dst);
 
 /* Apparent (st_size) and allocated (st_blocks*512) size of a file. */
 int fs_file_sizes(const char *path, uint64_t *ret_apparent, uint64_t *ret_allocated);

@@ -135,14 +135,15 @@ def holding(path: Path, kind):
 
 
 @contextlib.contextmanager
-def tmpfs(where: Path, size_mib):
-    """A tmpfs of size_mib MiB mounted at `where` (unmounted on exit)."""
+def tmpfs(where: Path, size_mib, fstype="tmpfs"):
+    """A tmpfs of size_mib MiB mounted at `where` (unmounted on exit); fstype="ramfs" mounts a
+    ramfs instead (no size limit, no holes, no O_DIRECT)."""
     where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "tmpfs",
+    r = subprocess.run(["mount", "-t", fstype, "-o", f"size={size_mib}m,mode=0755", fstype,
                         str(where)], capture_output=True, text=True)
     if r.returncode != 0:
         import pytest
-        pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a {fstype} here (needs root/CAP_SYS_ADMIN): {r.stderr.strip()}")
     try:
         yield where
     finally:

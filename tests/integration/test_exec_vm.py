@@ -36,8 +36,28 @@ NAME = "deb"
 
 
 class DebianVM:
-    def __init__(self, tart, proc, topo):
-        self.tart, self.proc, self.topo = tart, proc, topo
+    def __init__(self, tart, topo):
+        self.tart, self.topo, self.proc = tart, topo, None
+
+    def start(self):
+        """tart run in the background (inside the test's namespace as root); returns once our
+        agent answers. QEMU's guest agent starts earlier in the boot and answers first (as
+        root); the tests start once ours answers (as admin)."""
+        argv = [TART_BIN, "run", NAME, "--no-graphics"]
+        if self.topo:
+            argv = ["ip", "netns", "exec", self.topo.H, *argv]
+        self.proc = subprocess.Popen(argv, env=self.tart.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.wait_exec(NAME, "whoami", want=b"admin", timeout=300)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.tart.run("stop", NAME, "--timeout", "30", check=False, timeout=120)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def exec(self, *args, input=None, timeout=180):
         return subprocess.run([TART_BIN, "exec", *args], input=input, capture_output=True,
@@ -83,25 +103,12 @@ def deb(tmp_path_factory):
         tart.run("set", NAME, "--cpu", "2", "--memory", "1024")
         subprocess.run(["cp", "--sparse=always", str(guest / "disk.img"),
                         str(tart.vm_dir(NAME) / "disk.img")], check=True)
-        argv = [TART_BIN, "run", NAME, "--no-graphics"]
-        if topo:
-            argv = ["ip", "netns", "exec", topo.H, *argv]
-        proc = subprocess.Popen(argv, env=tart.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        vm = DebianVM(tart, proc, topo)
+        vm = DebianVM(tart, topo)
         try:
-            # QEMU's guest agent starts earlier in the boot and answers first (as root); the
-            # tests start once ours answers (as admin).
-            vm.wait_exec(NAME, "whoami", want=b"admin", timeout=300)
+            vm.start()
             yield vm
         finally:
-            if proc.poll() is None:
-                tart.run("stop", NAME, "--timeout", "30", check=False, timeout=120)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            vm.stop()
     finally:
         if topo:
             topo.cleanup()
@@ -265,3 +272,25 @@ def test_vm_stopped_during_exec_then_exit_2(deb):
     assert deb.proc.returncode == 0, deb.proc.stderr.read()
     p = deb.exec(NAME, "true")
     assert p.returncode == 2 and b'VM "deb" is not running' in p.stderr
+
+
+def test_grown_disk_is_filled_at_the_next_boot(deb):
+    """`tart set --disk-size` grows disk.img while the VM is stopped; at the next boot the
+    agent's resize unit (Tart's --run-daemon duty) grows the root partition and its ext4
+    filesystem online, before our agent starts."""
+    deb.stop()  # the previous test stopped it; this one stands on its own too
+    disk = deb.tart.vm_dir(NAME) / "disk.img"
+    before = disk.stat().st_size
+    gb = before // 10**9 + 2  # Tart's GB are 10^9 bytes
+    deb.tart.run("set", NAME, "--disk-size", str(gb))
+    assert disk.stat().st_size == gb * 10**9
+    deb.start()
+    p = deb.exec(NAME, "df", "-B1", "--output=size", "/")
+    assert p.returncode == 0, p.stderr
+    root = int(p.stdout.split()[-1])
+    # The root filesystem now holds more than the whole disk did before.
+    assert root > before, (root, before)
+    p = deb.exec(NAME, "systemctl", "is-failed", "tart-guest-resize.service")
+    assert p.stdout.strip() != b"failed", p.stdout
+    deb.stop()
+    assert deb.proc.returncode == 0, deb.proc.stderr.read()

@@ -23,13 +23,16 @@ def progress_lines(stage):
 
 
 def part_sizes(stage):
-    """{layer index: bytes} of the partly received layers (files may vanish while we look)."""
+    """{layer index: compressed bytes} of the resume points of partly received layers: the
+    third field of each .layer-<n>.part line (files may vanish while we look)."""
     out = {}
     for p in stage.glob(".layer-*.part"):
         try:
-            out[int(p.name.split("-")[1].split(".")[0])] = p.stat().st_size
+            fields = p.read_text().split()
         except FileNotFoundError:
-            pass
+            continue
+        if len(fields) == 6:
+            out[int(p.name.split("-")[1].split(".")[0])] = int(fields[2])
     return out
 
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "oci/applelz4.h"
+#include "util/macro.h"
 #include "util/strbuf.h"
 
 static int collect(void *userdata, const void *data, size_t len)
@@ -216,6 +217,117 @@ static void test_lz4_frame(void **state)
 	free(in);
 }
 
+/* Checks what the Apple decoder promises its sink, and remembers its first resume point. */
+struct checked {
+	struct strbuf out;
+	struct oci_lz4_dec *dec;
+	uint64_t at_consumed, at_decoded; /* the first boundary past 1 MiB of output */
+	size_t calls;
+};
+
+static int checked_write(void *userdata, const void *data, size_t len)
+{
+	struct checked *c = userdata;
+	/* output offset n lives at an address congruent to n: O_DIRECT-ready */
+	assert_int_equal(((uintptr_t)data - c->out.len) % OCI_LZ4_OUT_ALIGN, 0);
+	strbuf_putn(&c->out, data, len);
+	c->calls++;
+	uint64_t consumed, decoded;
+	if (!c->at_consumed && c->out.len > (1u << 20) &&
+	    oci_lz4_dec_at_boundary(c->dec, &consumed, &decoded)) {
+		assert_int_equal(decoded, c->out.len);
+		c->at_consumed = consumed;
+		c->at_decoded = decoded;
+	}
+	return 0;
+}
+
+static void encode(const unsigned char *in, size_t n, struct strbuf *enc)
+{
+	struct oci_lz4_enc *e = oci_lz4_enc_new(enc_collect, enc);
+	assert_int_equal(oci_lz4_enc_update(e, in, n), 0);
+	assert_int_equal(oci_lz4_enc_finish(e), 0);
+	oci_lz4_enc_free(e);
+}
+
+/*
+ * Output comes in few large pieces, aligned; a second decoder resumes a stream from a boundary
+ * the first one reported, given only the last 64 KiB of output; a stored block larger than the
+ * output buffer (another encoder's choice) decodes too.
+ */
+static void test_resume_and_alignment(void **state)
+{
+	(void)state;
+	size_t n = 5000000;
+	unsigned char *in = malloc(n);
+	fill_sample(in, n);
+	struct strbuf enc = STRBUF_INIT;
+	encode(in, n, &enc);
+	size_t steps[] = {1000, 65536 + 12, 1u << 20};
+	for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+		struct checked c = {.out = STRBUF_INIT};
+		c.dec = oci_lz4_dec_new(OCI_LZ4_APPLE, n, checked_write, &c);
+		for (size_t off = 0; off < enc.len; off += steps[s])
+			assert_int_equal(
+			    oci_lz4_dec_update(c.dec, enc.buf + off, MIN(steps[s], enc.len - off)),
+			    0);
+		assert_int_equal(oci_lz4_dec_finish(c.dec), 0);
+		oci_lz4_dec_free(c.dec);
+		assert_int_equal(c.out.len, n);
+		assert_memory_equal(c.out.buf, in, n);
+		assert_true(c.calls <= n / (512u << 10) + 2); /* not one call per 64 KiB block */
+		assert_true(c.at_consumed > 0 && c.at_consumed < enc.len);
+
+		struct checked r = {.out = STRBUF_INIT};
+		strbuf_putn(&r.out, in, c.at_decoded); /* what the first one wrote */
+		r.dec = oci_lz4_dec_new(OCI_LZ4_APPLE, n, checked_write, &r);
+		r.at_consumed = 1; /* not looking for boundaries again */
+		size_t w = (size_t)MIN(c.at_decoded, (uint64_t)(64u << 10));
+		assert_int_equal(oci_lz4_dec_resume(r.dec, in + c.at_decoded - w, w, c.at_consumed,
+						    c.at_decoded),
+				 0);
+		assert_int_equal(
+		    oci_lz4_dec_update(r.dec, enc.buf + c.at_consumed, enc.len - c.at_consumed), 0);
+		assert_int_equal(oci_lz4_dec_finish(r.dec), 0);
+		oci_lz4_dec_free(r.dec);
+		assert_int_equal(r.out.len, n);
+		assert_memory_equal(r.out.buf, in, n);
+		strbuf_release(&c.out);
+		strbuf_release(&r.out);
+	}
+	/* resuming is refused for LZ4 frames and impossible positions */
+	struct oci_lz4_dec *d = oci_lz4_dec_new(OCI_LZ4_FRAME, n, enc_collect, NULL);
+	assert_int_equal(oci_lz4_dec_resume(d, in, 10, 5, 10), -EINVAL);
+	oci_lz4_dec_free(d);
+	d = oci_lz4_dec_new(OCI_LZ4_APPLE, 100, enc_collect, NULL);
+	assert_int_equal(oci_lz4_dec_resume(d, in, 10, 5, 200), -EINVAL);
+	oci_lz4_dec_free(d);
+
+	/* one stored block of 3 MiB after a small one: the buffer grows, alignment holds */
+	size_t big = 3u << 20;
+	struct strbuf raw = STRBUF_INIT;
+	unsigned char hdr[8] = {'b', 'v', '4', '-', 5, 0, 0, 0};
+	strbuf_putn(&raw, hdr, 8);
+	strbuf_putn(&raw, in, 5);
+	hdr[4] = 0;
+	hdr[5] = 0;
+	hdr[6] = (unsigned char)(big >> 16);
+	strbuf_putn(&raw, hdr, 8);
+	strbuf_putn(&raw, in + 5, big);
+	strbuf_putn(&raw, "bv4$", 4);
+	struct checked c = {.out = STRBUF_INIT, .at_consumed = 1};
+	c.dec = oci_lz4_dec_new(OCI_LZ4_APPLE, n, checked_write, &c);
+	assert_int_equal(oci_lz4_dec_update(c.dec, raw.buf, raw.len), 0);
+	assert_int_equal(oci_lz4_dec_finish(c.dec), 0);
+	oci_lz4_dec_free(c.dec);
+	assert_int_equal(c.out.len, big + 5);
+	assert_memory_equal(c.out.buf, in, big + 5);
+	strbuf_release(&c.out);
+	strbuf_release(&raw);
+	strbuf_release(&enc);
+	free(in);
+}
+
 /* Random damage to a valid stream: never a crash, never more output than allowed. */
 static void test_mutations(void **state)
 {
@@ -259,7 +371,7 @@ int main(void)
 	    cmocka_unit_test(test_vector),	   cmocka_unit_test(test_vector_damaged),
 	    cmocka_unit_test(test_block_caps),	   cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_zeros_compress), cmocka_unit_test(test_lz4_frame),
-	    cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_mutations),	   cmocka_unit_test(test_resume_and_alignment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
