@@ -73,6 +73,7 @@ struct agent_host {
 	struct port_event events[MAX_EVENTS];
 	size_t n_events;
 	bool restored;
+	atomic_bool qga_ready; /* QEMU's guest agent answered a sync, and its port stayed open */
 };
 
 /* /proc/self/fd/<dir>/<name>: short whatever the VM directory's path. */
@@ -383,6 +384,9 @@ static void *host_thread(void *userdata)
 		agent_emul_tick(h->emul, now);
 		if (h->qga.state != before)
 			agent_mux_local_changed(h->mux, now);
+		/* a resync after a timeout (SYNCING) keeps what the last sync said */
+		if (h->qga.state != QGA_SYNCING)
+			atomic_store(&h->qga_ready, h->qga.state == QGA_READY);
 		/* Proxies: the list may shrink while handled; match entries by fd. */
 		size_t i = proxies_at;
 		for (struct proxy *x = h->proxies, *next; x && i + 1 < mux_at; x = next) {
@@ -435,6 +439,16 @@ int agent_host_start(struct agent_host *h, bool restored)
 		return log_error_errno(-k, "cannot start the guest agent thread");
 	h->thread_started = true;
 	return 0;
+}
+
+int agent_host_qga_fd(const struct agent_host *h)
+{
+	return h && !h->thread_started ? h->qga_fds[0] : -1;
+}
+
+bool agent_host_qga_ready(struct agent_host *h)
+{
+	return h && atomic_load(&h->qga_ready);
 }
 
 void agent_host_qmp_event(const char *name, json_t *data, void *userdata)

@@ -45,6 +45,17 @@ size_t agent_host_qemu_fds(const struct agent_host *h, int *fds, size_t max);
  * guest's ports may be open without any event saying so.
  */
 int agent_host_start(struct agent_host *h, bool restored);
+/*
+ * Tart's end of QEMU's guest agent channel, for a caller that talks to the agent itself
+ * before agent_host_start() (a resumed clone is individualized first, vm/resume.h); -1 once
+ * the thread owns it.
+ */
+int agent_host_qga_fd(const struct agent_host *h);
+/*
+ * Whether QEMU's guest agent answers: its port is open and the last sync on it succeeded
+ * (asked from tart run's main thread, e.g. before a suspend).
+ */
+bool agent_host_qga_ready(struct agent_host *h);
 /* QMP event callback (struct qemu_qmp's on_event), userdata = the agent_host. */
 void agent_host_qmp_event(const char *name, json_t *data, void *userdata);
 /* Stop the thread, close every connection, remove control.sock and the serial socket. */

@@ -12,6 +12,7 @@
 #include "util/base64.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/macro.h"
 
 /* Captured output per stream (qga's own cap is 16 MiB). */
 #define QGA_OUTPUT_MAX (16u << 20)
@@ -260,6 +261,95 @@ void agent_qga_handle(struct agent_qga *q, short revents, usec_t now)
 				fail_all(q, -ETIMEDOUT);
 			start_sync(q, now);
 		}
+	}
+}
+
+/* ---- blocking use ------------------------------------------------------------------------ */
+
+struct wait_result {
+	bool done;
+	int r;
+	json_t *ret;
+	char *err;
+};
+
+static void wait_done(int r, json_t *ret, const char *err, void *userdata)
+{
+	struct wait_result *w = userdata;
+	w->done = true;
+	w->r = r;
+	w->ret = ret ? json_incref(ret) : NULL;
+	w->err = err ? xstrdup(err) : NULL;
+}
+
+void agent_qga_open_wait(struct agent_qga *q, int fd)
+{
+	agent_qga_init(q, fd);
+	/* A sync that times out is then tried again instead of giving up: the caller's deadline
+	 * bounds it. */
+	q->port_known_open = true;
+	agent_qga_probe(q, now_monotonic_usec());
+}
+
+int agent_qga_call_wait(struct agent_qga *q, const char *command, json_t *args, usec_t deadline,
+			json_t **ret, char **ret_err)
+{
+	for (;;) {
+		struct wait_result w = {0};
+		/* agent_qga_call() steals a reference: the caller keeps its own */
+		agent_qga_call(q, command, json_incref(args), wait_done, &w, now_monotonic_usec());
+		while (!w.done) {
+			usec_t now = now_monotonic_usec();
+			if (now >= deadline) {
+				agent_qga_forget(q, &w);
+				return -ETIMEDOUT;
+			}
+			usec_t until = agent_qga_deadline(q);
+			if (!until || until > deadline)
+				until = deadline;
+			struct pollfd p = {.fd = q->fd, .events = agent_qga_events(q)};
+			int k = poll(&p, 1, until <= now ? 0 : (int)((until - now + 999) / 1000));
+			if (k < 0 && errno != EINTR) {
+				agent_qga_forget(q, &w);
+				return negerrno();
+			}
+			agent_qga_handle(q, k > 0 ? p.revents : 0, now_monotonic_usec());
+		}
+		/* Failed while the stream was being synced (the guest is slow): ask again. */
+		if (w.r == -ETIMEDOUT && now_monotonic_usec() < deadline)
+			continue;
+		if (w.r == 0 && ret)
+			*ret = w.ret;
+		else
+			json_decref(w.ret);
+		if (w.err && ret_err)
+			*ret_err = w.err;
+		else
+			free(w.err);
+		return w.r;
+	}
+}
+
+int agent_qga_exec_wait(struct agent_qga *q, const char *path, char *const *args, size_t n_args,
+			usec_t deadline, struct agent_qga_exec_status *st, char **ret_err)
+{
+	*st = (struct agent_qga_exec_status){0};
+	_cleanup_json_ json_t *started = NULL;
+	_cleanup_json_ json_t *a = agent_qga_exec_args(path, args, n_args, NULL, 0);
+	int r = agent_qga_call_wait(q, "guest-exec", a, deadline, &started, ret_err);
+	if (r < 0)
+		return r;
+	json_int_t pid = json_integer_value(json_object_get(started, "pid"));
+	for (;;) {
+		_cleanup_json_ json_t *ret = NULL;
+		_cleanup_json_ json_t *sa = json_pack("{s:I}", "pid", pid);
+		r = agent_qga_call_wait(q, "guest-exec-status", sa, deadline, &ret, ret_err);
+		if (r < 0)
+			return r;
+		r = agent_qga_exec_status_parse(ret, st);
+		if (r < 0 || st->exited)
+			return r;
+		usleep(10000);
 	}
 }
 

@@ -103,3 +103,25 @@ struct agent_qga_exec_status {
 /* Decode guest-exec-status' reply; -EBADMSG when malformed. */
 int agent_qga_exec_status_parse(const json_t *ret, struct agent_qga_exec_status *st);
 void agent_qga_exec_status_release(struct agent_qga_exec_status *st);
+
+/*
+ * Blocking use, for a thread that has nothing else to wait for (tart run individualizes a
+ * resumed clone before its agent thread starts, vm/resume.h). Each drives q by itself until
+ * its answer or deadline (monotonic); a sync that nobody answers is tried again until then.
+ */
+
+/* Start talking on fd: q is initialized and a sync begins (the port is taken as open). */
+void agent_qga_open_wait(struct agent_qga *q, int fd);
+/*
+ * One call and its answer (args borrowed, unlike agent_qga_call()): 0 with *ret (a new
+ * reference; ret may be NULL); -EREMOTEIO with qga's description in *ret_err (allocated);
+ * -ETIMEDOUT; -ENOTCONN.
+ */
+int agent_qga_call_wait(struct agent_qga *q, const char *command, json_t *args, usec_t deadline,
+			json_t **ret, char **ret_err);
+/*
+ * guest-exec of path with args, output captured, then guest-exec-status until it ended: 0 with
+ * *st filled (release it), or what agent_qga_call_wait() returns (-EBADMSG: a malformed status).
+ */
+int agent_qga_exec_wait(struct agent_qga *q, const char *path, char *const *args, size_t n_args,
+			usec_t deadline, struct agent_qga_exec_status *st, char **ret_err);

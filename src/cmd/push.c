@@ -16,6 +16,7 @@
 #include "vm/home.h"
 #include "vm/prune.h"
 #include "vm/pull.h"
+#include "vm/state.h"
 #include "vm/storage.h"
 
 static const struct cmd_help help = {
@@ -113,6 +114,8 @@ static int push_group(const struct vm_dir *d, const struct vm_config *cfg,
 		    .disk_format = cfg->disk_format[0] ? cfg->disk_format : "raw",
 		    .labels = a->labels.v,
 		    .nlabels = a->labels.nr,
+		    .state_hook = vm_state_push_hook,
+		    .state_userdata = d->path,
 		};
 		r = oci_push_blobs(reg, d->path, &po, &manifest, digest);
 		if (r >= 0)

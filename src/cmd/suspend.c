@@ -15,7 +15,10 @@ static const struct cmd_help help = {
     .name = "suspend",
     .overview = "Suspend a VM",
     .usage = "suspend <name>",
-    .details = "ARGUMENTS:\n"
+    .details = "  The whole VM (memory and devices) is saved to state.vzvmsave and the VM stops;\n"
+	       "  `tart run` resumes it where it was. `tart push` carries the saved state, so that\n"
+	       "  clones of the image resume instead of booting (docs/run.md).\n\n"
+	       "ARGUMENTS:\n"
 	       "  <name>                  VM name\n\n"
 	       "OPTIONS:\n"
 	       "  -h, --help              Show help information.\n",

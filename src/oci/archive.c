@@ -511,7 +511,8 @@ static int pick_manifest(const struct strbuf *index, char ret[OCI_DIGEST_STRLEN]
 	return 0;
 }
 
-int oci_archive_import(const char *path, const char *staging, unsigned concurrency)
+int oci_archive_import(const char *path, const char *staging, unsigned concurrency,
+		       const struct oci_state_check *state)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -547,7 +548,7 @@ int oci_archive_import(const char *path, const char *staging, unsigned concurren
 	if (r >= 0) {
 		struct oci_blob_fetcher f = {.get = blob_get, .userdata = (void *)staging};
 		struct oci_pull_options po = {
-		    .concurrency = concurrency, .quiet = true, .no_parts = true};
+		    .concurrency = concurrency, .quiet = true, .no_parts = true, .state = state};
 		r = oci_pull_layers_from(&f, &m, staging, &po);
 	}
 	oci_manifest_release(&m);

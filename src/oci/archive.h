@@ -8,6 +8,7 @@
  * Apple Archive compressed with LZFSE, which Linux tools cannot read.) Logging.
  */
 
+#include "oci/pull.h"
 #include "oci/push.h"
 
 /* Write the image of VM directory dir to path (temp file beside it, fsync, rename). */
@@ -19,4 +20,5 @@ int oci_archive_export(const char *dir, const char *path, const struct oci_push_
  * blob's digest is verified, the single Tart image in index.json is decoded into
  * staging/{config.json,disk.img,nvram.bin}. On failure staging may hold partial files.
  */
-int oci_archive_import(const char *path, const char *staging, unsigned concurrency);
+int oci_archive_import(const char *path, const char *staging, unsigned concurrency,
+		       const struct oci_state_check *state);

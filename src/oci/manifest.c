@@ -110,19 +110,74 @@ static int parse_disk_annotations(json_t *desc, struct oci_layer *l, bool vetu, 
 	return 0;
 }
 
+/* Which manifests a layer type belongs to: Tart's, Vetu's, or either (FAMILY_ANY). */
+enum { FAMILY_TART = 0, FAMILY_VETU = 1, FAMILY_ANY = 2 };
+
+/*
+ * The layer kinds: media type, family and what parsing expects. Kernel and initramfs travel
+ * with Vetu's media types in Tart images too (a direct-boot VM pushed from here); the state is
+ * ours. Tart and Vetu pick their layers by media type, so they skip what they do not know.
+ */
 static const struct {
 	const char *mt;
-	bool vetu;
+	int family;
 	enum oci_layer_kind kind;
 } layer_types[] = {
-    {OCI_MT_TART_CONFIG, false, OCI_LAYER_CONFIG},
-    {OCI_MT_TART_DISK, false, OCI_LAYER_DISK},
-    {OCI_MT_TART_NVRAM, false, OCI_LAYER_NVRAM},
-    {OCI_MT_VETU_CONFIG, true, OCI_LAYER_CONFIG},
-    {OCI_MT_VETU_DISK, true, OCI_LAYER_DISK},
-    {OCI_MT_VETU_KERNEL, true, OCI_LAYER_KERNEL},
-    {OCI_MT_VETU_INITRAMFS, true, OCI_LAYER_INITRAMFS},
+    {OCI_MT_TART_CONFIG, FAMILY_TART, OCI_LAYER_CONFIG},
+    {OCI_MT_TART_DISK, FAMILY_TART, OCI_LAYER_DISK},
+    {OCI_MT_TART_NVRAM, FAMILY_TART, OCI_LAYER_NVRAM},
+    {OCI_MT_VETU_CONFIG, FAMILY_VETU, OCI_LAYER_CONFIG},
+    {OCI_MT_VETU_DISK, FAMILY_VETU, OCI_LAYER_DISK},
+    {OCI_MT_VETU_KERNEL, FAMILY_ANY, OCI_LAYER_KERNEL},
+    {OCI_MT_VETU_INITRAMFS, FAMILY_ANY, OCI_LAYER_INITRAMFS},
+    {OCI_MT_STATE, FAMILY_ANY, OCI_LAYER_STATE},
 };
+
+static int copy_annotation(json_t *desc, const char *key, char *dst, size_t size, bool digest,
+			   const struct oci_layer *l, char **ret_err)
+{
+	const char *v = annotation(desc, key);
+	if (!v || !*v || strlen(v) >= size || (digest && !oci_digest_valid(v)))
+		return fail(ret_err,
+			    "state layer \"%s\" has a missing or invalid \"%s\" annotation",
+			    l->digest, key);
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return fail(ret_err, "state layer \"%s\": \"%s\" holds control characters",
+				    l->digest, key);
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+static int parse_state_annotations(json_t *desc, struct oci_layer *l, char **ret_err)
+{
+	struct oci_state_meta *s = &l->state;
+	int r =
+	    copy_annotation(desc, OCI_ANN_STATE_ARCH, s->arch, sizeof(s->arch), false, l, ret_err);
+	if (r >= 0)
+		r = copy_annotation(desc, OCI_ANN_STATE_QEMU, s->qemu_version,
+				    sizeof(s->qemu_version), false, l, ret_err);
+	if (r >= 0)
+		r = copy_annotation(desc, OCI_ANN_STATE_MACHINE, s->machine, sizeof(s->machine),
+				    false, l, ret_err);
+	if (r >= 0)
+		r = copy_annotation(desc, OCI_ANN_STATE_DEVICES, s->devices_digest,
+				    sizeof(s->devices_digest), true, l, ret_err);
+	if (r >= 0)
+		r = copy_annotation(desc, OCI_ANN_STATE_DISK, s->disk_digest,
+				    sizeof(s->disk_digest), true, l, ret_err);
+	if (r >= 0)
+		r = copy_annotation(desc, OCI_ANN_STATE_STREAM, s->stream_digest,
+				    sizeof(s->stream_digest), true, l, ret_err);
+	if (r < 0)
+		return r;
+	const char *mem = annotation(desc, OCI_ANN_STATE_MEMORY);
+	if (!mem || parse_decimal(mem, OCI_DISK_SIZE_MAX, &s->memory_size) < 0)
+		return fail(ret_err,
+			    "state layer \"%s\" has a missing or invalid \"%s\" annotation",
+			    l->digest, OCI_ANN_STATE_MEMORY);
+	return 0;
+}
 
 static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 {
@@ -133,7 +188,7 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 		return fail(ret_err, "manifest has %zu layers, more than %d", n,
 			    OCI_MANIFEST_LAYERS_MAX);
 	m->layers = xcalloc(n, sizeof(*m->layers));
-	size_t counts[5] = {0};
+	size_t counts[OCI_LAYER_KINDS] = {0};
 	int family = -1;
 	const char *disk_name = NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -156,16 +211,19 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 			t++;
 		if (t == ARRAY_SIZE(layer_types))
 			return fail(ret_err, "unsupported layer media type \"%s\"", mt);
-		if (family >= 0 && family != (int)layer_types[t].vetu)
-			return fail(ret_err, "manifest mixes Tart and Vetu layer media types");
-		family = layer_types[t].vetu;
+		if (layer_types[t].family != FAMILY_ANY) {
+			if (family >= 0 && family != layer_types[t].family)
+				return fail(ret_err,
+					    "manifest mixes Tart and Vetu layer media types");
+			family = layer_types[t].family;
+		}
 		l->kind = layer_types[t].kind;
 		counts[l->kind]++;
 		if (l->size > OCI_BLOB_SIZE_MAX)
 			return fail(ret_err, "layer \"%s\" is too large (%" PRIu64 " bytes)",
 				    l->digest, l->size);
 		bool boot = l->kind == OCI_LAYER_KERNEL || l->kind == OCI_LAYER_INITRAMFS;
-		if (l->kind != OCI_LAYER_DISK &&
+		if (!oci_layer_is_chunked(l->kind) &&
 		    l->size > (boot ? OCI_BOOT_BLOB_MAX : OCI_SMALL_BLOB_MAX))
 			return fail(ret_err, "%s layer \"%s\" is too large (%" PRIu64 " bytes)", mt,
 				    l->digest, l->size);
@@ -182,10 +240,20 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, char **ret_err)
 					    disk_name, name);
 			if (name)
 				disk_name = name;
+		} else if (l->kind == OCI_LAYER_STATE) {
+			r = parse_disk_annotations(desc, l, false, ret_err);
+			if (r >= 0)
+				r = parse_state_annotations(desc, l, ret_err);
+			if (r < 0)
+				return r;
+			const struct oci_layer *first = oci_manifest_find(m, OCI_LAYER_STATE);
+			if (first && first != l &&
+			    memcmp(&first->state, &l->state, sizeof(l->state)))
+				return fail(ret_err, "the state layers disagree about the state");
 		}
 		m->nlayers++;
 	}
-	m->vetu = family == 1;
+	m->vetu = family == FAMILY_VETU;
 	if (counts[OCI_LAYER_CONFIG] != 1)
 		return fail(ret_err, "manifest must have exactly one config layer, it has %zu",
 			    counts[OCI_LAYER_CONFIG]);
@@ -223,6 +291,8 @@ int oci_manifest_parse(const char *buf, size_t len, struct oci_manifest *ret, ch
 		goto fail;
 	uint64_t sum = 0;
 	for (size_t i = 0; i < m.nlayers; i++) {
+		if (m.layers[i].kind != OCI_LAYER_DISK)
+			continue;
 		sum += m.layers[i].uncompressed_size;
 		if (sum > OCI_DISK_SIZE_MAX) {
 			r = fail(ret_err, "disk is larger than %llu bytes", OCI_DISK_SIZE_MAX);
@@ -267,22 +337,32 @@ const struct oci_layer *oci_manifest_find(const struct oci_manifest *m, enum oci
 	return NULL;
 }
 
-uint64_t oci_manifest_disk_compressed(const struct oci_manifest *m)
+uint64_t oci_manifest_kind_compressed(const struct oci_manifest *m, enum oci_layer_kind kind)
 {
 	uint64_t s = 0;
 	for (size_t i = 0; i < m->nlayers; i++)
-		if (m->layers[i].kind == OCI_LAYER_DISK)
+		if (m->layers[i].kind == kind)
 			s += m->layers[i].size;
 	return s;
 }
 
-uint64_t oci_manifest_disk_uncompressed(const struct oci_manifest *m)
+uint64_t oci_manifest_kind_uncompressed(const struct oci_manifest *m, enum oci_layer_kind kind)
 {
 	uint64_t s = 0;
 	for (size_t i = 0; i < m->nlayers; i++)
-		if (m->layers[i].kind == OCI_LAYER_DISK)
+		if (m->layers[i].kind == kind)
 			s += m->layers[i].uncompressed_size;
 	return s;
+}
+
+uint64_t oci_manifest_disk_compressed(const struct oci_manifest *m)
+{
+	return oci_manifest_kind_compressed(m, OCI_LAYER_DISK);
+}
+
+uint64_t oci_manifest_disk_uncompressed(const struct oci_manifest *m)
+{
+	return oci_manifest_kind_uncompressed(m, OCI_LAYER_DISK);
 }
 
 static json_t *descriptor(const char *mt, const char *digest, uint64_t size, json_t *ann)
@@ -309,8 +389,25 @@ static const char *tart_media_type(enum oci_layer_kind k)
 		return OCI_MT_VETU_KERNEL;
 	case OCI_LAYER_INITRAMFS:
 		return OCI_MT_VETU_INITRAMFS;
+	case OCI_LAYER_STATE:
+		return OCI_MT_STATE;
+	case OCI_LAYER_KINDS:
+		break;
 	}
 	return "";
+}
+
+static void state_annotations(const struct oci_state_meta *s, json_t *ann)
+{
+	char n[24];
+	snprintf(n, sizeof(n), "%" PRIu64, s->memory_size);
+	json_object_set_new(ann, OCI_ANN_STATE_ARCH, json_string(s->arch));
+	json_object_set_new(ann, OCI_ANN_STATE_QEMU, json_string(s->qemu_version));
+	json_object_set_new(ann, OCI_ANN_STATE_MACHINE, json_string(s->machine));
+	json_object_set_new(ann, OCI_ANN_STATE_MEMORY, json_string(n));
+	json_object_set_new(ann, OCI_ANN_STATE_DEVICES, json_string(s->devices_digest));
+	json_object_set_new(ann, OCI_ANN_STATE_DISK, json_string(s->disk_digest));
+	json_object_set_new(ann, OCI_ANN_STATE_STREAM, json_string(s->stream_digest));
 }
 
 void oci_manifest_build(const struct oci_manifest *m, struct strbuf *out)
@@ -320,13 +417,15 @@ void oci_manifest_build(const struct oci_manifest *m, struct strbuf *out)
 	for (size_t i = 0; i < m->nlayers; i++) {
 		const struct oci_layer *l = &m->layers[i];
 		json_t *ann = json_object();
-		if (l->kind == OCI_LAYER_DISK && l->has_uncompressed) {
+		if (oci_layer_is_chunked(l->kind) && l->has_uncompressed) {
 			char n[24];
 			snprintf(n, sizeof(n), "%" PRIu64, l->uncompressed_size);
 			json_object_set_new(ann, OCI_ANN_UNCOMPRESSED_SIZE, json_string(n));
 			json_object_set_new(ann, OCI_ANN_UNCOMPRESSED_DIGEST,
 					    json_string(l->uncompressed_digest));
 		}
+		if (l->kind == OCI_LAYER_STATE)
+			state_annotations(&l->state, ann);
 		json_array_append_new(
 		    layers, descriptor(tart_media_type(l->kind), l->digest, l->size, ann));
 	}

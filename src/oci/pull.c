@@ -29,12 +29,17 @@
 /* disk writes: 2 MiB requests beat 1 and 4 MiB ones on the test machine's shared disk */
 #define WRITE_SLOT (2u << 20)
 #define PROGRESS_FILE ".progress"
+#define STATE_PROGRESS_FILE ".progress-state"
 
 struct pull_job {
 	const struct oci_blob_fetcher *f;
 	const char *staging;
 	const struct oci_manifest *m;
 	const struct oci_pull_options *o;
+	/* what is pulled: the disk (errors are errors), or the saved state (the caller decides) */
+	enum oci_layer_kind kind;
+	const char *what;
+	enum log_level err_level;
 	int disk_fd;
 	struct oci_direct disk; /* writes of disk_fd */
 	int progress_fd;
@@ -81,6 +86,21 @@ _printf_(1, 2) static int bad_data(const char *fmt, ...)
 	va_end(ap);
 	log_error("Error: %s", buf);
 	return -EBADMSG;
+}
+
+/*
+ * A layer that cannot be used: one "Error:" line for the disk, a debug line for the saved state
+ * (its caller says in one notice that it is left out).
+ */
+_printf_(3, 4) static int layer_failed(const struct pull_job *j, int r, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_msg(j->err_level, "%s%s", j->err_level == LOG_ERR ? "Error: " : "", buf);
+	return r;
 }
 
 static void hash_zeros(struct oci_digest *d, uint64_t n)
@@ -170,6 +190,8 @@ static const struct oci_layer *find_local(const struct pull_job *j, const struct
 	for (size_t c = 0; c < j->o->nlocals; c++) {
 		const struct oci_manifest *lm = j->o->locals[c].manifest;
 		uint64_t off = 0;
+		if (j->kind != OCI_LAYER_DISK)
+			break;
 		for (size_t i = 0; i < lm->nlayers; i++) {
 			const struct oci_layer *x = &lm->layers[i];
 			if (x->kind != OCI_LAYER_DISK)
@@ -319,7 +341,8 @@ static int record_done(struct pull_job *j, size_t k)
 
 static char *part_path(const struct pull_job *j, size_t k)
 {
-	return xasprintf("%s/.layer-%zu.part", j->staging, k);
+	return xasprintf("%s/.%slayer-%zu.part", j->staging,
+			 j->kind == OCI_LAYER_DISK ? "" : "state-", k);
 }
 
 /*
@@ -474,7 +497,7 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	if (start == 0)
 		(void)unlink(part); /* stale or foreign: the new resume points replace it */
 	if (start > 0) {
-		log_info("resuming disk layer %zu at byte %" PRIu64, k, start);
+		log_info("resuming %s layer %zu at byte %" PRIu64, j->what, k, start);
 		oci_progress_add(&j->progress, start);
 	}
 	int r = clear_range(j, lp.w.off, lp.w.end - lp.w.off);
@@ -499,17 +522,21 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 	if (reported)
 		return r;
 	if (r == -EBADMSG || r == -EFBIG)
-		return bad_data("failed to decompress disk: layer %zu (%s) is corrupt%s", k,
-				l->digest, r == -EFBIG ? " (larger than its descriptor says)" : "");
+		return layer_failed(
+		    j, -EBADMSG, "failed to decompress %s: layer %zu (%s) is corrupt%s", j->what, k,
+		    l->digest, r == -EFBIG ? " (larger than its descriptor says)" : "");
 	if (r < 0)
-		return log_error_errno(r, "Error: cannot pull disk layer %zu (%s)", k, l->digest);
+		return layer_failed(j, r, "cannot pull %s layer %zu (%s): %s", j->what, k,
+				    l->digest, strerror(-r));
 	if (lp.received != l->size || !streq(cdg, l->digest))
-		return bad_data("disk layer %zu: digest mismatch (expected %s, got %s)", k,
-				l->digest, cdg);
+		return layer_failed(j, -EBADMSG,
+				    "%s layer %zu: digest mismatch (expected %s, got %s)", j->what,
+				    k, l->digest, cdg);
 	if (lp.w.off != lp.w.end ||
 	    (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
-		return bad_data("disk layer %zu: uncompressed content does not match %s", k,
-				l->uncompressed_digest);
+		return layer_failed(j, -EBADMSG,
+				    "%s layer %zu: uncompressed content does not match %s", j->what,
+				    k, l->uncompressed_digest);
 	return 0;
 }
 
@@ -543,7 +570,7 @@ static int pull_disk_layer(struct pull_job *j, size_t k)
 		 * Only for bad data: a network failure has spent the operation's retry budget
 		 * already.
 		 */
-		log_warning("retrying disk layer %zu from its first byte", k);
+		log_warning("retrying %s layer %zu from its first byte", j->what, k);
 		r = download_layer(j, k, l, off, false, &resumed);
 	}
 	_cleanup_free_ char *part = part_path(j, k);
@@ -573,9 +600,9 @@ static void *pull_worker(void *arg)
 }
 
 /* Read <staging>/.progress: "<disk layer index> <uncompressed digest>" per verified layer. */
-static void load_progress(struct pull_job *j, const char *staging)
+static void load_progress(struct pull_job *j, const char *staging, const char *file)
 {
-	_cleanup_free_ char *p = path_join(staging, PROGRESS_FILE);
+	_cleanup_free_ char *p = path_join(staging, file);
 	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 	if (fs_read_full(p, 1u << 20, &sb) < 0)
 		return;
@@ -590,13 +617,19 @@ static void load_progress(struct pull_job *j, const char *staging)
 	}
 }
 
-static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
-		     const char *staging, const struct oci_pull_options *o)
+/* The chunked layers of one kind (disk.img, or the saved state) into staging/file. */
+static int pull_chunks(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+		       const char *staging, const struct oci_pull_options *o,
+		       enum oci_layer_kind kind, const char *file, const char *progress)
 {
+	bool is_disk = kind == OCI_LAYER_DISK;
 	struct pull_job j = {.f = f,
 			     .staging = staging,
 			     .m = m,
 			     .o = o,
+			     .kind = kind,
+			     .what = is_disk ? "disk" : "state",
+			     .err_level = is_disk ? LOG_ERR : LOG_DEBUG,
 			     .punch_ok = true,
 			     .disk_fd = -1,
 			     .progress_fd = -1,
@@ -606,21 +639,21 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 	j.done = xcalloc(m->nlayers, sizeof(*j.done));
 	uint64_t total = 0, compressed = 0, todo = 0;
 	for (size_t i = 0; i < m->nlayers; i++) {
-		if (m->layers[i].kind != OCI_LAYER_DISK)
+		if (m->layers[i].kind != kind)
 			continue;
 		j.offsets[j.ndisk] = total;
 		j.disk_idx[j.ndisk++] = i;
 		total += m->layers[i].uncompressed_size;
 		compressed += m->layers[i].size;
 	}
-	_cleanup_free_ char *disk = path_join(staging, "disk.img");
-	_cleanup_free_ char *prog = path_join(staging, PROGRESS_FILE);
+	_cleanup_free_ char *disk = path_join(staging, file);
+	_cleanup_free_ char *prog = path_join(staging, progress);
 	struct stat st;
 	if (lstat(disk, &st) == 0 && st.st_nlink > 1)
 		(void)unlink(disk); /* shared with a cached image: never written, start over */
 	bool resume = fs_exists(disk);
 	int rc = 0;
-	if (!resume && share_local_disk(&j, disk, total))
+	if (!resume && is_disk && share_local_disk(&j, disk, total))
 		goto out;
 	j.disk_fd = open(disk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	j.progress_fd = open(prog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -630,7 +663,7 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 		goto out;
 	}
 	if (resume && (uint64_t)st.st_size == total)
-		load_progress(&j, staging);
+		load_progress(&j, staging, progress);
 	if ((uint64_t)st.st_size != total && ftruncate(j.disk_fd, (off_t)total) < 0) {
 		rc = log_error_errno(negerrno(), "cannot size '%s'", disk);
 		goto out;
@@ -645,9 +678,10 @@ static int pull_disk(const struct oci_blob_fetcher *f, const struct oci_manifest
 		if (!j.done[k])
 			todo += m->layers[j.disk_idx[k]].size;
 	if (ndone)
-		log_info("resuming: %zu of %zu disk layers already verified", ndone, j.ndisk);
+		log_info("resuming: %zu of %zu %s layers already verified", ndone, j.ndisk, j.what);
 	if (!o->quiet)
-		log_info("pulling disk (%.1f GB compressed)...", (double)compressed / 1e9);
+		log_info("pulling %s (%.1f GB compressed)...", is_disk ? "disk" : "saved state",
+			 (double)compressed / 1e9);
 	pthread_mutex_init(&j.lock, NULL);
 	oci_progress_init(&j.progress, todo);
 	oci_run_workers(pull_worker, &j, (unsigned)MIN((size_t)MAX(o->concurrency, 1u), j.ndisk));
@@ -719,6 +753,43 @@ static int pull_file(const struct oci_blob_fetcher *f, const struct oci_layer *l
 	return rc;
 }
 
+/* What a state download leaves in staging besides the state file: progress, resume points. */
+static void state_leftovers(const struct oci_manifest *m, const char *staging, bool with_state)
+{
+	_cleanup_free_ char *prog = path_join(staging, STATE_PROGRESS_FILE);
+	(void)unlink(prog);
+	struct pull_job j = {.staging = staging, .kind = OCI_LAYER_STATE};
+	for (size_t k = 0; k < m->nlayers; k++) {
+		_cleanup_free_ char *part = part_path(&j, k);
+		(void)unlink(part);
+	}
+	if (with_state) {
+		_cleanup_free_ char *st = path_join(staging, OCI_STATE_FILE);
+		(void)unlink(st);
+	}
+}
+
+/*
+ * The saved state: asked first whether it can apply here at all, downloaded like the disk,
+ * then checked and accepted (or dropped) by the caller. A state that does not verify is left
+ * out with the caller's notice; the image itself is fine without it.
+ */
+static int pull_state(const struct oci_blob_fetcher *f, const struct oci_manifest *m,
+		      const char *staging, const struct oci_pull_options *o)
+{
+	if (o->state->check(o->state->userdata, m, NULL, 0) <= 0) {
+		/* also what an interrupted earlier attempt may have left */
+		state_leftovers(m, staging, true);
+		return 0;
+	}
+	int r = pull_chunks(f, m, staging, o, OCI_LAYER_STATE, OCI_STATE_FILE, STATE_PROGRESS_FILE);
+	if (r < 0 && r != -EBADMSG && r != -EFBIG)
+		return r; /* the network: retried like any other layer */
+	state_leftovers(m, staging, false);
+	r = o->state->check(o->state->userdata, m, staging, r);
+	return r < 0 ? r : 0;
+}
+
 static int registry_get(void *userdata, const char *digest, uint64_t offset, oci_blob_sink sink,
 			void *sink_ud)
 {
@@ -756,7 +827,7 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 		if (r2 < 0)
 			return r2;
 	}
-	int rc = pull_disk(f, m, staging, o);
+	int rc = pull_chunks(f, m, staging, o, OCI_LAYER_DISK, "disk.img", PROGRESS_FILE);
 	if (rc < 0)
 		return rc;
 	oci_progress_cpu_summary();
@@ -764,9 +835,13 @@ int oci_pull_layers_from(const struct oci_blob_fetcher *f, const struct oci_mani
 	if (nv) {
 		if (!o->quiet)
 			log_info("pulling NVRAM...");
-		return pull_file(f, nv, staging, "nvram.bin");
+		rc = pull_file(f, nv, staging, "nvram.bin");
+	} else {
+		/* Vetu images boot without an EFI variable store: leave an empty one. */
+		_cleanup_free_ char *p = path_join(staging, "nvram.bin");
+		rc = fs_write_atomic(p, "", 0, 0644);
 	}
-	/* Vetu images boot without an EFI variable store: leave an empty one. */
-	_cleanup_free_ char *p = path_join(staging, "nvram.bin");
-	return fs_write_atomic(p, "", 0, 0644);
+	if (rc >= 0 && o->state && oci_manifest_find(m, OCI_LAYER_STATE))
+		rc = pull_state(f, m, staging, o);
+	return rc;
 }

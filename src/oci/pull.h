@@ -27,12 +27,25 @@ struct oci_pull_local {
 	const struct oci_manifest *manifest;
 };
 
+/*
+ * A saved state in the image (OCI_LAYER_STATE) is pulled only when the caller can judge it:
+ * check(userdata, m, NULL, 0) before the download (1: fetch it, 0: leave it out, having said
+ * why), then check(userdata, m, staging, result) with the download's result (0, or -EBADMSG
+ * when its layers did not verify): the caller keeps staging/OCI_STATE_FILE or deletes it, and
+ * returns 0 (or -errno to fail the whole pull).
+ */
+struct oci_state_check {
+	int (*check)(void *userdata, const struct oci_manifest *m, const char *staging, int result);
+	void *userdata;
+};
+
 struct oci_pull_options {
 	unsigned concurrency; /* >= 1 */
 	const struct oci_pull_local *locals;
 	size_t nlocals;
 	bool quiet;    /* no "pulling disk/NVRAM..." lines (import); progress is still shown */
 	bool no_parts; /* do not keep partial layers for a later process (local sources) */
+	const struct oci_state_check *state; /* NULL: a saved state in the image is ignored */
 	/*
 	 * Called with the path of the verified config.json before any disk layer is fetched
 	 * (NULL: none); a negative return (logged by it) ends the pull with that code.

@@ -31,6 +31,7 @@ struct chunk_result {
 struct push_job {
 	const struct oci_blob_target *t;
 	const struct oci_push_options *o;
+	enum oci_layer_kind kind; /* the disk, or the saved state: both are chunked alike */
 	int disk_fd;
 	struct oci_direct disk; /* reads of disk_fd */
 	uint64_t disk_size, chunk;
@@ -125,7 +126,7 @@ static int compress_chunk(struct push_job *j, uint64_t off, uint64_t len, bool h
 		oci_digest_release(&ud);
 		return r < 0 ? r : -ECANCELED;
 	}
-	l->kind = OCI_LAYER_DISK;
+	l->kind = j->kind;
 	l->size = sink.written;
 	l->has_uncompressed = true;
 	l->uncompressed_size = len;
@@ -213,9 +214,9 @@ static void *push_worker(void *arg)
 	return NULL;
 }
 
-static int push_disk(const struct oci_blob_target *t, const char *path,
-		     const struct oci_push_options *o, struct oci_layer **ret_layers, size_t *ret_n,
-		     uint64_t *ret_size)
+static int push_chunked(const struct oci_blob_target *t, const char *path, enum oci_layer_kind kind,
+			const struct oci_push_options *o, struct oci_layer **ret_layers,
+			size_t *ret_n, uint64_t *ret_size)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -224,6 +225,7 @@ static int push_disk(const struct oci_blob_target *t, const char *path,
 	struct push_job j = {
 	    .t = t,
 	    .o = o,
+	    .kind = kind,
 	    .disk_fd = fd,
 	    .disk_size = (uint64_t)st.st_size,
 	    .chunk = o->disk_chunk ? o->disk_chunk : OCI_DISK_CHUNK,
@@ -272,6 +274,76 @@ static int push_small(const struct oci_blob_target *t, const struct strbuf *data
 	return t->put(t->userdata, l->digest, l->size, oci_strbuf_source, (void *)data);
 }
 
+/* A whole file (kernel, initramfs) as one blob, streamed: digest first, then upload. */
+static int push_file(const struct oci_blob_target *t, const char *dir, const char *file,
+		     enum oci_layer_kind kind, struct oci_layer *l)
+{
+	_cleanup_free_ char *p = path_join(dir, file);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return log_error_errno(negerrno(), "cannot open '%s'", p);
+	if ((uint64_t)st.st_size > OCI_BOOT_BLOB_MAX)
+		return log_error_errno(-EFBIG, "'%s' is larger than %llu bytes", p,
+				       OCI_BOOT_BLOB_MAX);
+	memset(l, 0, sizeof(*l));
+	l->kind = kind;
+	l->size = (uint64_t)st.st_size;
+	int r = oci_digest_fd_range(fd, 0, l->size, l->digest);
+	if (r < 0)
+		return log_error_errno(r, "cannot read '%s'", p);
+	r = t->exists(t->userdata, l->digest);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return t->put(t->userdata, l->digest, l->size, oci_fd_source, &fd);
+}
+
+/*
+ * A direct-boot VM's kernel and initramfs (Vetu's media types, which Tart skips) and, when
+ * the caller accepts it, the saved state: appended to the layers.
+ */
+static int push_extras(const struct oci_blob_target *t, const char *dir,
+		       const struct oci_push_options *o, const struct oci_layer *disk, size_t ndisk,
+		       struct oci_layer **layers, size_t *n)
+{
+	static const struct {
+		const char *file;
+		enum oci_layer_kind kind;
+	} boot[] = {{"kernel", OCI_LAYER_KERNEL}, {"initramfs", OCI_LAYER_INITRAMFS}};
+	for (size_t i = 0; i < ARRAY_SIZE(boot); i++) {
+		_cleanup_free_ char *p = path_join(dir, boot[i].file);
+		if (!fs_exists(p))
+			continue;
+		if (!o->quiet)
+			log_info("pushing %s...", boot[i].file);
+		*layers = xrealloc(*layers, (*n + 1) * sizeof(**layers));
+		int r = push_file(t, dir, boot[i].file, boot[i].kind, &(*layers)[*n]);
+		if (r < 0)
+			return r;
+		(*n)++;
+	}
+	_cleanup_free_ char *st = path_join(dir, OCI_STATE_FILE);
+	struct oci_state_meta meta;
+	if (!o->state_hook || !fs_exists(st) ||
+	    o->state_hook(o->state_userdata, disk, ndisk, &meta) <= 0)
+		return 0;
+	if (!o->quiet)
+		log_info("pushing saved state...");
+	struct oci_layer *sl = NULL;
+	size_t ns = 0;
+	uint64_t size;
+	int r = push_chunked(t, st, OCI_LAYER_STATE, o, &sl, &ns, &size);
+	if (r < 0)
+		return r;
+	*layers = xrealloc(*layers, (*n + ns) * sizeof(**layers));
+	for (size_t i = 0; i < ns; i++) {
+		sl[i].state = meta;
+		(*layers)[(*n)++] = sl[i];
+	}
+	free(sl);
+	return 0;
+}
+
 static int read_small(const char *dir, const char *file, struct strbuf *sb)
 {
 	_cleanup_free_ char *p = path_join(dir, file);
@@ -303,7 +375,7 @@ int oci_image_write(const struct oci_blob_target *t, const char *dir,
 	if (!o->quiet)
 		log_info("pushing disk... this will take a while...");
 	_cleanup_free_ char *disk_path = path_join(dir, "disk.img");
-	rc = push_disk(t, disk_path, o, &disk, &ndisk, &m.disk_size);
+	rc = push_chunked(t, disk_path, OCI_LAYER_DISK, o, &disk, &ndisk, &m.disk_size);
 	if (rc < 0)
 		return rc;
 	oci_progress_cpu_summary();
@@ -323,6 +395,9 @@ int oci_image_write(const struct oci_blob_target *t, const char *dir,
 	m.layers[0] = cfg_layer;
 	memcpy(m.layers + 1, disk, ndisk * sizeof(*disk));
 	m.layers[ndisk + 1] = nvram_layer;
+	rc = push_extras(t, dir, o, disk, ndisk, &m.layers, &m.nlayers);
+	if (rc < 0)
+		goto finish;
 	size_t start = ret_manifest->len;
 	oci_manifest_build(&m, ret_manifest);
 	oci_digest_buf(ret_manifest->buf + start, ret_manifest->len - start, ret_digest);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "oci/digest.h"
+#include "oci/manifest.h"
 #include "oci/registry.h"
 #include "util/strbuf.h"
 
@@ -29,6 +30,14 @@ struct oci_push_options {
 	char *const *labels; /* "key=value" */
 	size_t nlabels;
 	bool quiet; /* no "pushing ..." lines (export) */
+	/*
+	 * A saved state in the directory is pushed only when this accepts it, once the disk
+	 * layers are known (the state is bound to them): 1 with the annotations in ret_meta, 0 to
+	 * leave it out (it says why), -errno to fail. NULL: never pushed.
+	 */
+	int (*state_hook)(void *userdata, const struct oci_layer *disk, size_t ndisk,
+			  struct oci_state_meta *ret_meta);
+	void *state_userdata;
 };
 
 /*

@@ -23,7 +23,6 @@ void qemu_spec_init(struct qemu_spec *s)
 	    .agent_fd = -1,
 	    .qga_fd = -1,
 	    .vsock_fd = -1,
-	    .incoming_fd = -1,
 	};
 }
 
@@ -101,9 +100,16 @@ static unsigned vga_mem_mib(uint64_t w, uint64_t h)
 	return mib;
 }
 
+bool qemu_spec_has_screen(const struct qemu_spec *s)
+{
+	if (s->screen != QEMU_SCREEN_AUTO)
+		return s->screen == QEMU_SCREEN_ON;
+	return s->window || s->vnc_display >= 0;
+}
+
 static void push_display(struct strvec *v, const struct qemu_spec *s)
 {
-	if (!s->window && s->vnc_display < 0) {
+	if (!s->window && s->vnc_display < 0 && !qemu_spec_has_screen(s)) {
 		strvec_pushl(v, "-display", "none", NULL);
 		return;
 	}
@@ -126,6 +132,8 @@ static void push_display(struct strvec *v, const struct qemu_spec *s)
 		strvec_pushf(v, "127.0.0.1:%d,to=%d,password=on", s->vnc_display,
 			     s->vnc_display + 100);
 	}
+	if (!qemu_spec_has_screen(s))
+		return;
 	unsigned long long w = s->display_width ? s->display_width : 1024;
 	unsigned long long h = s->display_height ? s->display_height : 768;
 	bool arm = streq(s->arch, "arm64");
@@ -219,6 +227,8 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 		return -EINVAL;
 	if (s->nested && !kvm)
 		return -EINVAL;
+	if (s->window && !qemu_spec_has_screen(s))
+		return -EINVAL;
 	/* CIDs 0-2 are the hypervisor, local and host; 0xffffffff is VMADDR_CID_ANY. */
 	if (s->vsock_fd >= 0 && (s->vsock_cid < 3 || s->vsock_cid == UINT32_MAX))
 		return -EINVAL;
@@ -295,10 +305,14 @@ int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret)
 	if (s->net_args)
 		for (size_t i = 0; i < s->net_args->nr; i++)
 			strvec_push(&v, s->net_args->v[i]);
-	if (s->incoming_fd >= 0) {
-		strvec_push(&v, "-incoming");
-		strvec_pushf(&v, "fd:%d", s->incoming_fd);
-	}
+	/*
+	 * A new VM generation ID at every start: a guest resumed from a saved state (or a clone of
+	 * it) learns that it was copied and reseeds its random generator. x86 only (ACPI device).
+	 */
+	if (!arm)
+		strvec_pushl(&v, "-device", "vmgenid,guid=auto", NULL);
+	if (s->incoming)
+		strvec_pushl(&v, "-S", "-incoming", "defer", NULL);
 	*ret = v;
 	return 0;
 }
@@ -456,4 +470,103 @@ int qemu_dir_spec_parse(const char *spec, struct qemu_dir_spec *ret, char **ret_
 		d.tag = xstrdup(QEMU_DEFAULT_SHARE_TAG);
 	*ret = d;
 	return 0;
+}
+
+/* Split a QEMU option value at single commas (",," is an escaped comma inside a value). */
+static void split_opts(const char *s, struct strvec *ret)
+{
+	struct strbuf cur = STRBUF_INIT;
+	for (; *s; s++) {
+		if (*s == ',' && s[1] == ',') {
+			strbuf_putc(&cur, ',');
+			s++;
+		} else if (*s == ',') {
+			strvec_push(ret, cur.buf);
+			strbuf_reset(&cur);
+		} else {
+			strbuf_putc(&cur, *s);
+		}
+	}
+	strvec_push(ret, cur.buf);
+	strbuf_release(&cur);
+}
+
+static bool key_in(const char *opt, const char *const *keys)
+{
+	for (; *keys; keys++) {
+		size_t n = strlen(*keys);
+		if (strneq(opt, *keys, n) && (opt[n] == '=' || opt[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Keep the options of a value that the guest or the migration stream sees. keep_only: only
+ * these keys (plus the first, positional piece when keep_first); else drop: these keys.
+ */
+static void filter_opts(const char *value, bool keep_first, const char *const *keep_only,
+			const char *const *drop, struct strbuf *out)
+{
+	struct strvec parts = STRVEC_INIT;
+	split_opts(value, &parts);
+	bool first = true;
+	for (size_t i = 0; i < parts.nr; i++) {
+		const char *p = parts.v[i];
+		bool positional = i == 0 && !strchr(p, '=');
+		bool keep = positional	? keep_first
+			    : keep_only ? key_in(p, keep_only)
+					: !(drop && key_in(p, drop));
+		if (!keep)
+			continue;
+		strbuf_puts(out, first ? " " : ",");
+		strbuf_puts(out, p);
+		first = false;
+	}
+	strvec_clear(&parts);
+}
+
+void qemu_argv_canonical(const struct strvec *argv, struct strbuf *out)
+{
+	static const char *const no_value[] = {"-nodefaults", "-no-user-config", "-S",
+					       "-nographic",  "-no-reboot",	 "-no-shutdown",
+					       "-enable-kvm", "-snapshot",	 NULL};
+	static const char *const id_only[] = {"id", NULL};
+	static const char *const drive_drop[] = {
+	    "file", "cache.direct", "cache.no-flush", "discard", "aio", "detect-zeroes", NULL};
+	static const char *const device_drop[] = {"mac", "guid", NULL};
+	static const char *const object_drop[] = {"filename", NULL};
+	static const char *const fwcfg_keep[] = {"name", NULL};
+	for (size_t i = 1; i < argv->nr; i++) {
+		const char *f = argv->v[i];
+		bool flag_only = false;
+		for (size_t k = 0; no_value[k]; k++)
+			flag_only = flag_only || streq(f, no_value[k]);
+		const char *val = !flag_only && i + 1 < argv->nr ? argv->v[++i] : NULL;
+		/*
+		 * run-time only: how the state arrives, the window or none, its title, the VNC
+		 * port and password, the cmdline (the screen devices stay: the state holds them)
+		 */
+		if (streq(f, "-S") || streq(f, "-incoming") || streq(f, "-display") ||
+		    streq(f, "-name") || streq(f, "-vnc") || streq(f, "-append"))
+			continue;
+		strbuf_puts(out, f);
+		if (!val || streq(f, "-kernel") || streq(f, "-initrd"))
+			; /* a file: what matters is that there is one */
+		else if (streq(f, "-chardev"))
+			filter_opts(val, false, id_only, NULL, out);
+		else if (streq(f, "-netdev"))
+			filter_opts(val, true, id_only, NULL, out);
+		else if (streq(f, "-drive"))
+			filter_opts(val, true, NULL, drive_drop, out);
+		else if (streq(f, "-device"))
+			filter_opts(val, true, NULL, device_drop, out);
+		else if (streq(f, "-object"))
+			filter_opts(val, true, NULL, object_drop, out);
+		else if (streq(f, "-fw_cfg"))
+			filter_opts(val, false, fwcfg_keep, NULL, out);
+		else
+			strbuf_putf(out, " %s", val);
+		strbuf_putc(out, '\n');
+	}
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/strbuf.h"
 #include "util/strvec.h"
 
 /* Tart's DiskOptions: caching automatic|cached|uncached, sync none|fsync|full. */
@@ -74,27 +75,42 @@ struct qemu_spec {
 	 * The screen: a window on the user's desktop (QEMU's GTK display, Debian's
 	 * qemu-system-gui), VNC on 127.0.0.1 (display number = port - 5900; -1 = no VNC), both or
 	 * neither. Either one brings the graphics card (display_width x display_height, 0 =
-	 * 1024x768), a USB keyboard and a USB tablet; name (the VM's) titles the window "QEMU
-	 * (NAME)" and the VNC desktop.
+	 * 1024x768), a USB keyboard and a USB tablet, unless screen says otherwise; name (the
+	 * VM's) titles the window "QEMU (NAME)" and the VNC desktop.
 	 */
 	bool window;
 	const char *name;
 	int vnc_display;
 	uint64_t display_width, display_height;
+	/*
+	 * The screen devices apart from the window and VNC, for a saved state that holds them or
+	 * not (vm/run.c): QEMU_SCREEN_ON also when headless, QEMU_SCREEN_OFF also beside VNC (a
+	 * window without them is inconsistent).
+	 */
+	enum qemu_screen {
+		QEMU_SCREEN_AUTO, /* with the window or VNC */
+		QEMU_SCREEN_ON,
+		QEMU_SCREEN_OFF,
+	} screen;
 
+	/*
+	 * Restore a saved state: QEMU starts paused and waits (`-S -incoming defer`) until QMP's
+	 * migrate-incoming hands it the stream, so tart can check the state against this QEMU
+	 * first and verify the stream's digest before the guest runs (vm/resume.c).
+	 */
+	bool incoming;
 	/*
 	 * Guest agent channels (docs/agent.md), virtio-serial ports: QEMU_AGENT_PORT_NAME (Tart's
 	 * agent, gRPC) on a LISTENING socket that QEMU accepts tart's connections on (tart resets
 	 * the agent's session by reconnecting), QEMU_QGA_PORT_NAME (QEMU's guest agent) on a
-	 * connected socket; -1 = no such port. vsock_fd >= 0: an open /dev/vhost-vsock whose guest CID vsock_cid
-	 * the caller has already claimed (VHOST_VSOCK_SET_GUEST_CID), handed to vhost-vsock-pci.
+	 * connected socket; -1 = no such port. vsock_fd >= 0: an open /dev/vhost-vsock whose guest
+	 * CID vsock_cid the caller has already claimed (VHOST_VSOCK_SET_GUEST_CID), handed to
+	 * vhost-vsock-pci.
 	 */
 	int agent_fd;
 	int qga_fd;
 	int vsock_fd;
 	uint32_t vsock_cid;
-
-	int incoming_fd;	       /* >= 0: restore the saved state read from this fd */
 	const struct strvec *net_args; /* from net_attach(), appended verbatim */
 };
 
@@ -105,8 +121,18 @@ struct qemu_spec {
 #define QEMU_QGA_PORT_ID "qga0"
 
 void qemu_spec_init(struct qemu_spec *s);
+/* Whether s gives the guest the screen devices (graphics card, USB tablet). */
+bool qemu_spec_has_screen(const struct qemu_spec *s);
 /* Build the argv (argv[0] = s->binary). -EINVAL when the spec is inconsistent. */
 int qemu_argv_build(const struct qemu_spec *s, struct strvec *ret);
+
+/*
+ * The part of an argv that a saved state depends on (machine, CPU, memory, every device and
+ * its options), one argument per line, without what differs between runs and clones of one VM
+ * (file paths, fds, MAC, VM generation ID, the window or none and its title, VNC ports and
+ * passwords, the kernel command line, host-side cache modes). Two runs whose canonical forms are equal can load each other's state.
+ */
+void qemu_argv_canonical(const struct strvec *argv, struct strbuf *out);
 
 /* The QEMU binary name for a Tart arch and the Debian package that ships it. */
 const char *qemu_binary_name(const char *arch);

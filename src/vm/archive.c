@@ -12,6 +12,7 @@
 #include "vm/home.h"
 #include "vm/ops.h"
 #include "vm/prune.h"
+#include "vm/state.h"
 #include "vm/storage.h"
 
 int vm_export(const char *name, const char *path)
@@ -36,6 +37,8 @@ int vm_export(const char *name, const char *path)
 	    .os = c.os,
 	    .disk_format = c.disk_format[0] ? c.disk_format : "raw",
 	    .quiet = true,
+	    .state_hook = vm_state_push_hook,
+	    .state_userdata = d.path,
 	};
 	r = oci_archive_export(d.path, path, &o);
 	vm_config_release(&c);
@@ -57,7 +60,8 @@ int vm_import(const char *path, const char *name)
 	_cleanup_close_ int lock = home_make_staging(&staging);
 	if (lock < 0)
 		return lock;
-	int r = oci_archive_import(path, staging, 4);
+	struct oci_state_check sc = {.check = vm_state_pull_check, .userdata = (void *)path};
+	int r = oci_archive_import(path, staging, 4, &sc);
 	if (r >= 0)
 		r = vm_install_staged(staging, name);
 	if (r < 0)

@@ -14,6 +14,7 @@
 #include "util/log.h"
 #include "vm/home.h"
 #include "vm/prune.h"
+#include "vm/state.h"
 #include "vm/storage.h"
 
 static int check_new_name(const char *name)
@@ -172,16 +173,18 @@ int vm_create_linux(const char *name, uint64_t disk_bytes, const char *nvram_tem
 	return r < 0 ? r : 0;
 }
 
-/* Copy the VM files that exist in src into the staging directory. */
-static int stage_copy(const struct vm_dir *src, const char *staging)
+int vm_dir_copy_files(const char *src, const char *dst, const char *name)
 {
 	static const char *const required[] = {VM_CONFIG_FILE, VM_NVRAM_FILE, VM_DISK_FILE};
 	static const char *const optional[] = {VM_STATE_FILE, VM_KERNEL_FILE, VM_INITRAMFS_FILE};
 	int r = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(required) && r >= 0; i++)
-		r = copy_into(src->path, staging, required[i], false);
+		r = copy_into(src, dst, required[i], false);
 	for (size_t i = 0; i < ARRAY_SIZE(optional) && r >= 0; i++)
-		r = copy_into(src->path, staging, optional[i], true);
+		r = copy_into(src, dst, optional[i], true);
+	/* the copied state belongs to the copied disk (a new mtime): say so, if it still applies */
+	if (r >= 0)
+		r = vm_state_copied(src, dst, name);
 	return r;
 }
 
@@ -206,10 +209,9 @@ int vm_clone(const struct vm_dir *src, const char *new_name)
 	_cleanup_free_ char *staging = NULL;
 	_cleanup_close_ int slock = home_make_staging(&staging);
 	if (slock >= 0) {
-		_cleanup_free_ char *st = path_join(src->path, VM_STATE_FILE);
-		r = stage_copy(src, staging);
+		r = vm_dir_copy_files(src->path, staging, src->name);
 		if (r >= 0)
-			r = install_staging(staging, new_name, &c, fs_exists(st));
+			r = install_staging(staging, new_name, &c, vm_state_keeps_mac(staging));
 		if (r < 0)
 			(void)fs_rm_rf(staging);
 	}
@@ -295,8 +297,9 @@ int vm_rename_local(const char *name, const char *new_name)
 	if (renameat2(AT_FDCWD, dd.path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
 		r = negerrno();
 		if (r == -EEXIST || r == -ENOTEMPTY) {
-			log_error("failed to rename VM %s, target VM %s already exists, delete it first!",
-				  name, new_name);
+			log_error(
+			    "failed to rename VM %s, target VM %s already exists, delete it first!",
+			    name, new_name);
 			return -EEXIST;
 		}
 		return log_error_errno(r, "cannot rename VM \"%s\"", name);
@@ -317,8 +320,7 @@ int vm_install_staged(const char *staging, const char *name)
 		vm_config_release(&c);
 		return glock;
 	}
-	_cleanup_free_ char *st = path_join(staging, VM_STATE_FILE);
-	if (!fs_exists(st) && vm_mac_in_use(c.mac, NULL) == 1) {
+	if (!vm_state_keeps_mac(staging) && vm_mac_in_use(c.mac, NULL) == 1) {
 		_cleanup_free_ char *cfg = path_join(staging, VM_CONFIG_FILE);
 		vm_mac_random(c.mac);
 		r = vm_config_save(&c, cfg);

@@ -22,9 +22,17 @@ int vm_create_linux(const char *name, uint64_t disk_bytes, const char *nvram_tem
 /*
  * Clone any VM directory (local or cached image) to the local VM new_name: reflink when the
  * filesystem can, otherwise a sparse in-kernel copy. A new MAC is generated when another local
- * VM already uses the source's MAC (unless the source is suspended: its saved state embeds the MAC).
+ * VM already uses the source's MAC (unless the source is suspended: its saved state embeds the
+ * MAC).
  */
 int vm_clone(const struct vm_dir *src, const char *new_name);
+
+/*
+ * Copy a VM directory's files (config.json, nvram.bin, disk.img; state.vzvmsave, kernel and
+ * initramfs when present) from src into dst, then stamp the copied state for the copied disk
+ * (vm/state.h). name is the source's name for messages. Logging.
+ */
+int vm_dir_copy_files(const char *src, const char *dst, const char *name);
 
 /* Delete a local VM; -EBUSY (logged as Tart's `VM "<name>" is running`) when it runs. */
 int vm_delete_local(const char *name);

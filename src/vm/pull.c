@@ -22,7 +22,9 @@
 #include "vm/config.h"
 #include "vm/dir.h"
 #include "vm/home.h"
+#include "vm/ops.h"
 #include "vm/prune.h"
+#include "vm/state.h"
 #include "vm/storage.h"
 
 #define MANIFEST_FILE "manifest.json"
@@ -287,9 +289,11 @@ static int fetch(struct oci_registry *reg, const struct oci_ref *ref, const char
 		(void)vm_prune_auto(m->disk_size + (128ULL << 20), NULL);
 	struct locals loc = {0};
 	locals_collect(&loc, digest);
+	struct oci_state_check sc = {.check = vm_state_pull_check, .userdata = (void *)name};
 	struct oci_pull_options po = {.concurrency = o->concurrency,
 				      .locals = loc.v,
 				      .nlocals = loc.n,
+				      .state = &sc,
 				      .check_config = check_config,
 				      .check_userdata = (void *)name};
 	/*
@@ -373,19 +377,11 @@ out:
 int vm_cache_populate(const struct oci_ref *ref, const char *digest, const char *src_dir,
 		      const struct strbuf *manifest)
 {
-	static const char *const files[] = {VM_CONFIG_FILE, VM_DISK_FILE, VM_NVRAM_FILE};
 	_cleanup_free_ char *staging = NULL;
 	_cleanup_close_ int lock = home_make_staging(&staging);
 	if (lock < 0)
 		return lock;
-	int r = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(files) && r >= 0; i++) {
-		_cleanup_free_ char *s = path_join(src_dir, files[i]);
-		_cleanup_free_ char *d = path_join(staging, files[i]);
-		r = fs_copy_file(s, d, NULL);
-		if (r < 0)
-			log_error_errno(r, "cannot copy '%s'", s);
-	}
+	int r = vm_dir_copy_files(src_dir, staging, src_dir);
 	if (r >= 0) {
 		_cleanup_free_ char *mp = path_join(staging, MANIFEST_FILE);
 		r = fs_write_atomic(mp, manifest->buf, manifest->len, 0644);

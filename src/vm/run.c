@@ -29,6 +29,7 @@
 #include "vm/config.h"
 #include "vm/dir.h"
 #include "vm/home.h"
+#include "vm/resume.h"
 #include "vm/run-state.h"
 #include "vm/shares.h"
 #include "vm/storage.h"
@@ -61,11 +62,11 @@ struct run {
 	bool net_attached;
 	int qmp_fds[2];
 	int serial_fds[2];
-	int incoming_fd;
 	int serial_log_fd;
 	uint64_t serial_log_size;
 	int vnc_display;
 	char vnc_password[9];
+	bool want_window; /* this run's choice (vm_window_decide); a resumed state may differ */
 	struct vm_window win;
 	struct qemu_process qemu;
 	bool qemu_started;
@@ -73,39 +74,61 @@ struct run {
 	bool qmp_open;
 	struct vm_run_state state;
 	bool state_written;
+	struct vm_resume resume;
+	char *devices;		  /* the canonical QEMU argv: what a saved state depends on */
 	uint64_t boot_watchdog_s; /* the boot watchdog (qemu/bootwatch.h); 0: off */
 	usec_t boot_deadline;	  /* 0 when not watching (any more) */
 	usec_t boot_next_check;
 	struct agent_host *agent; /* control.sock and the guest agent channels */
 };
 
-static void run_release(struct run *r)
+static void close_pair(int fds[2])
+{
+	for (int i = 0; i < 2; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+/* Everything start_qemu() set up, so that a run can also start over (a refused state). */
+static void release_qemu(struct run *r)
 {
 	agent_host_free(r->agent);
+	r->agent = NULL;
 	r->qmp.on_event = NULL;
 	if (r->qmp_open)
 		qemu_qmp_release(&r->qmp);
+	r->qmp_open = false;
 	if (r->qemu_started) {
 		qemu_process_wait_or_kill(&r->qemu, 0);
 		qemu_process_release(&r->qemu);
 	}
+	r->qemu_started = false;
 	vm_shares_stop(&r->shares);
 	for (size_t i = 0; i < r->n_disks; i++)
 		free(r->disk_paths[i]);
 	free(r->disk_paths);
 	free(r->disks);
+	r->disk_paths = NULL;
+	r->disks = NULL;
+	r->n_disks = 0;
 	if (r->net_attached)
 		net_detach(&r->net);
-	for (int i = 0; i < 2; i++) {
-		if (r->qmp_fds[i] >= 0)
-			close(r->qmp_fds[i]);
-		if (r->serial_fds[i] >= 0)
-			close(r->serial_fds[i]);
-	}
-	if (r->incoming_fd >= 0)
-		close(r->incoming_fd);
+	r->net_attached = false;
+	close_pair(r->qmp_fds);
+	close_pair(r->serial_fds);
 	if (r->serial_log_fd >= 0)
 		close(r->serial_log_fd);
+	r->serial_log_fd = -1;
+	free(r->devices);
+	r->devices = NULL;
+}
+
+static void run_release(struct run *r)
+{
+	release_qemu(r);
+	vm_resume_release(&r->resume);
 	if (r->state_written)
 		vm_run_state_remove(&r->dir);
 	qemu_firmware_release(&r->fw);
@@ -146,9 +169,8 @@ static int check_mac_collision(struct run *r)
 		k = vm_config_save(&r->cfg, p);
 		if (k < 0)
 			return log_error_errno(k, "cannot save '%s'", p);
-		/* A new MAC invalidates a saved state, as in Tart. */
-		_cleanup_free_ char *st = vm_dir_file(&r->dir, VM_STATE_FILE);
-		(void)unlink(st);
+		/* A saved state survives only if its guest agent can take the new MAC (resume.h).
+		 */
 		break;
 	}
 	return 0;
@@ -381,6 +403,7 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	s.nested = o->nested;
 	s.cpus = r->cfg.cpu_count ? r->cfg.cpu_count : 1;
 	s.memory_mib = r->cfg.memory_size / (1024 * 1024);
+	r->win.open = r->want_window;
 	s.window = r->win.open;
 	s.name = r->dir.name;
 	s.display_width = r->cfg.display_width;
@@ -436,15 +459,6 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		s.vnc_display = r->vnc_display;
 	}
 
-	_cleanup_free_ char *st = vm_dir_file(&r->dir, VM_STATE_FILE);
-	if (fs_exists(st)) {
-		fprintf(stderr, "restoring VM state from a snapshot...\n");
-		r->incoming_fd = open(st, O_RDONLY | O_CLOEXEC);
-		if (r->incoming_fd < 0)
-			return log_error_errno(negerrno(), "cannot open '%s'", st);
-		s.incoming_fd = r->incoming_fd;
-	}
-
 	struct net_options no = o->net;
 	no.vm_name = r->dir.name;
 	no.vm_dir = r->dir.path;
@@ -455,6 +469,7 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		return k;
 	r->net_attached = true;
 	s.net_args = &r->net.qemu_args;
+	s.incoming = vm_resume_mac(&r->resume, &r->dir, &r->cfg, r->net.mode == NET_MODE_USER);
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qmp_fds) < 0)
 		return log_error_errno(negerrno(), "cannot create the QMP socket");
@@ -464,9 +479,12 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 		return k;
 
 	_cleanup_strvec_ struct strvec argv = STRVEC_INIT;
-	k = qemu_argv_build(&s, &argv);
+	k = vm_resume_argv(&r->resume, &r->dir, r->accel, &s, &argv, &r->devices);
+	r->win.open = s.window; /* a state saved headless keeps the window shut */
 	if (k < 0)
 		return log_error_errno(k, "inconsistent QEMU configuration");
+	if (s.incoming)
+		fprintf(stderr, "restoring VM state from a snapshot...\n");
 	_cleanup_free_ char *line = strvec_join(&argv, " ");
 	log_debug("starting %s", line);
 
@@ -475,8 +493,6 @@ static int start_qemu(struct run *r, const struct vm_run_options *o)
 	keep[n++] = r->qmp_fds[1];
 	if (r->serial_fds[1] >= 0)
 		keep[n++] = r->serial_fds[1];
-	if (r->incoming_fd >= 0)
-		keep[n++] = r->incoming_fd;
 	for (size_t i = 0; i < r->net.n_pass_fds && n < ARRAY_SIZE(keep); i++)
 		keep[n++] = r->net.pass_fds[i];
 	n += agent_host_qemu_fds(r->agent, keep + n, ARRAY_SIZE(keep) - n);
@@ -512,25 +528,14 @@ static int qemu_failed(struct run *r, const char *what)
 	return 1;
 }
 
-static int restore_failed(struct run *r)
-{
-	qemu_failed(r, "cannot restore the VM state");
-	log_error(
-	    "the saved state of VM \"%s\" cannot be restored: run 'tart stop %s' to discard it",
-	    r->dir.name, r->dir.name);
-	return 1;
-}
-
 static int connect_qmp(struct run *r)
 {
+	r->qmp.on_event = agent_host_qmp_event; /* the guest opening/closing the agent ports */
+	r->qmp.userdata = r->agent;
 	int k = qemu_qmp_open(&r->qmp, r->qmp_fds[0], QMP_TIMEOUT_MS);
-	if (k < 0 && r->incoming_fd >= 0)
-		return restore_failed(r);
 	if (k < 0)
 		return qemu_failed(r, "the VM failed to start");
 	r->qmp_open = true;
-	r->qmp.on_event = agent_host_qmp_event; /* the guest opening/closing the agent ports */
-	r->qmp.userdata = r->agent;
 	/* Saving state at full speed: the VM is paused anyway. */
 	(void)qemu_qmp_call(&r->qmp, "migrate-set-parameters",
 			    json_pack("{s:I}", "max-bandwidth", (json_int_t)(16LL << 30)),
@@ -538,30 +543,50 @@ static int connect_qmp(struct run *r)
 	return 0;
 }
 
-static int finish_restore(struct run *r)
+/*
+ * Start QEMU and, with a saved state, restore it. A state that turns out not to apply is
+ * refused with a notice (resume.h) and QEMU is started again to boot the VM cold.
+ */
+static int start_and_restore(struct run *r, const struct vm_run_options *o)
 {
-	if (r->incoming_fd < 0)
-		return 0;
 	for (;;) {
-		_cleanup_json_ json_t *ret = NULL;
-		int k = qemu_qmp_call(&r->qmp, "query-status", NULL, QMP_TIMEOUT_MS, &ret, NULL);
+		int k = start_qemu(r, o);
 		if (k < 0)
-			return restore_failed(r);
-		const char *st = json_string_value(json_object_get(ret, "status"));
-		if (st && !streq(st, "inmigrate")) {
-			if (!streq(st, "running"))
-				(void)qemu_qmp_call(&r->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL,
-						    NULL);
-			break;
+			return k;
+		k = connect_qmp(r);
+		log_debug("QMP connected at realtime %llu us",
+			  (unsigned long long)now_realtime_usec());
+		if (k != 0 || !r->resume.active)
+			return k;
+		k = vm_resume_load(&r->resume, &r->dir, &r->qmp);
+		if (k == 0)
+			return 0;
+		if (k != -ESTALE) {
+			qemu_process_wait_or_kill(&r->qemu, QUIT_WAIT_MS);
+			const char *tail = qemu_process_tail(&r->qemu);
+			const char *last = strrchr(tail, '\n');
+			_cleanup_free_ char *why =
+			    xasprintf("QEMU could not load it (%s)",
+				      *tail ? (last ? last + 1 : tail) : strerror(-k));
+			vm_resume_discard(&r->dir, why);
 		}
-		sleep_usec(50000);
+		vm_resume_release(&r->resume);
+		release_qemu(r);
 	}
-	close(r->incoming_fd);
-	r->incoming_fd = -1;
-	_cleanup_free_ char *p = vm_dir_file(&r->dir, VM_STATE_FILE);
-	(void)unlink(p);
-	fprintf(stderr, "resuming VM...\n");
-	return 0;
+}
+
+/* The QEMU netdev of tap networking, whose DHCP lease a resumed guest must renew; or NULL. */
+static char *tap_netdev(const struct run *r)
+{
+	if (r->net.mode == NET_MODE_USER)
+		return NULL;
+	const struct strvec *a = &r->net.qemu_args;
+	for (size_t i = 0; i + 1 < a->nr; i++) {
+		const char *id = streq(a->v[i], "-netdev") ? strstr(a->v[i + 1], ",id=") : NULL;
+		if (id)
+			return xstrndup(id + 4, strcspn(id + 4, ","));
+	}
+	return NULL;
 }
 
 static int announce(struct run *r, const struct vm_run_options *o)
@@ -628,13 +653,16 @@ static int suspend_vm(struct run *r)
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp", st);
 	_cleanup_free_ char *err = NULL;
 	_cleanup_close_ int fd = -1;
+	/* Before the pause: with an agent, a resumed clone can take a new MAC (resume.h). */
+	bool agent = agent_host_qga_ready(r->agent);
 	fprintf(stderr, "pausing VM to take a snapshot...\n");
 	int k = qemu_qmp_call(&r->qmp, "stop", NULL, QMP_TIMEOUT_MS, NULL, &err);
 	if (k < 0)
 		goto fail;
 	fprintf(stderr, "creating a snapshot...\n");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* QEMU writes from the current offset: the header comes in front once the stream is in. */
+	if (fd < 0 || lseek(fd, VM_STATE_HEADER_SIZE, SEEK_SET) < 0) {
 		k = negerrno();
 		goto fail;
 	}
@@ -661,7 +689,10 @@ static int suspend_vm(struct run *r)
 		}
 		sleep_usec(50000);
 	}
-	if (fsync(fd) < 0 || rename(tmp, st) < 0) {
+	k = vm_resume_seal(fd, &r->dir, &r->cfg, r->devices, agent, &r->qmp, &err);
+	if (k < 0)
+		goto fail;
+	if (rename(tmp, st) < 0) {
 		k = negerrno();
 		goto fail;
 	}
@@ -828,7 +859,6 @@ int vm_run(const char *name, const struct vm_run_options *o)
 			.dir_use_fd = -1,
 			.qmp_fds = {-1, -1},
 			.serial_fds = {-1, -1},
-			.incoming_fd = -1,
 			.serial_log_fd = -1,
 			.vnc_display = -1,
 			.shares = {.staging_fd = -1}};
@@ -851,24 +881,26 @@ int vm_run(const char *name, const struct vm_run_options *o)
 	k = check_platform(&r);
 	if (k < 0)
 		goto out;
-	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.win.open);
+	k = vm_window_decide(o->graphics, o->vnc, r.qemu_bin, &r.want_window);
 	if (k < 0)
 		goto out;
 	vm_window_watch(&r.win, &r.qmp);
 	k = choose_accel(&r, o);
 	if (k < 0)
 		goto out;
-	k = start_qemu(&r, o);
+	k = vm_resume_prepare(&r.resume, &r.dir, &r.cfg);
 	if (k < 0)
 		goto out;
-	k = connect_qmp(&r);
+	k = start_and_restore(&r, o);
 	if (k != 0)
 		goto out;
-	bool restored = r.incoming_fd >= 0;
-	k = finish_restore(&r);
-	if (k != 0)
-		goto out;
-	k = agent_host_start(r.agent, restored);
+	/* Before anyone else talks to the guest agent: a resumed clone is made its own first. */
+	if (r.resume.resumed) {
+		_cleanup_free_ char *netdev = tap_netdev(&r);
+		vm_resume_individualize(&r.resume, &r.dir, &r.cfg, &r.qmp,
+					agent_host_qga_fd(r.agent), netdev);
+	}
+	k = agent_host_start(r.agent, r.resume.resumed);
 	if (k < 0) {
 		hard_quit(&r);
 		goto out;
@@ -878,7 +910,8 @@ int vm_run(const char *name, const struct vm_run_options *o)
 		hard_quit(&r);
 		goto out;
 	}
-	if (r.boot_watchdog_s)
+	/* A resumed guest runs in 64-bit mode already: nothing to watch. */
+	if (r.boot_watchdog_s && !r.resume.resumed)
 		r.boot_deadline = now_monotonic_usec() + r.boot_watchdog_s * 1000000ULL;
 	k = supervise(&r, sigfd);
 out:

@@ -377,3 +377,48 @@ def test_a_display_that_refuses_the_user_is_explained(tart, tiny_guest, xserver,
         assert "--no-graphics" in p.stderr, p.stderr
     finally:
         stop_xvfb(x)
+
+
+def suspend_running(tart, name, proc):
+    """The tiny guest in uptime mode ticks: suspend it there; run exits 0."""
+    wait_serial(tart, name, r"TART-TEST-UPTIME ", proc)
+    p = tart.run("suspend", name, check=False, timeout=300)
+    assert p.returncode == 0, p.stderr
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert (tart.vm_dir(name) / "state.vzvmsave").exists()
+
+
+def resumed_without_window(tart, name, proc, xserver, title):
+    """It carries on ticking (no new boot), with no window; stopped, it exits 0."""
+    wait_serial(tart, name, r"TART-TEST-UPTIME ", proc)
+    assert "TART-TEST-BOOTED" not in (tart.vm_dir(name) / "serial.log").read_text(errors="replace")
+    assert title not in xserver.windows()
+    assert tart.run("stop", name, check=False, timeout=120).returncode == 0
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert "resuming VM..." in err and "cannot be used" not in err, err
+    return err
+
+
+def test_resume_follows_the_saved_screen(tart, tiny_guest, xserver):
+    """Window and headless are not part of a saved state; the screen devices are. A VM
+    suspended headless resumes where a display answers (headless, with one notice), and one
+    suspended with its window resumes under --no-graphics (its devices kept, no window): both
+    resume where they were instead of booting cold."""
+    make_tiny_vm(tart, tiny_guest, "ts", test="uptime")
+    title = "QEMU (ts)"
+    # Suspended headless (tart's test environment has no display), run on a desktop.
+    suspend_running(tart, "ts", start_run(tart, "ts"))
+    err = resumed_without_window(tart, "ts", start_run(tart, "ts", env=xserver.env), xserver,
+                                 title)
+    assert err.count("was suspended without a screen: it resumes headless, without its "
+                     "window") == 1, err
+
+    # Suspended with its window (a cold boot: the state was used up), run --no-graphics.
+    proc = start_run(tart, "ts", env=xserver.env)
+    xserver.wait_window(title, proc)
+    suspend_running(tart, "ts", proc)
+    err = resumed_without_window(tart, "ts", start_run(tart, "ts", "--no-graphics",
+                                                       env=xserver.env), xserver, title)
+    assert "without a screen" not in err, err

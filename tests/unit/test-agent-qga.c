@@ -8,12 +8,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/qga.h"
+#include "util/alloc.h"
 #include "util/json.h"
 
 static json_t *parse(const char *s)
@@ -226,6 +229,130 @@ static void test_sync_and_calls(void **state)
 	close(sv[1]);
 }
 
+/*
+ * A stand-in for qemu-guest-agent on the other end of a socketpair, for the blocking helpers:
+ * it leaves stale bytes in the channel, answers guest-sync-delimited after a 0xff, and runs a
+ * fake guest-exec whose status first says "not exited", then exited with code 3 and output.
+ */
+struct fake_qga {
+	int fd;
+	bool silent; /* no agent at all: never answers */
+};
+
+static char *read_line(int fd)
+{
+	char buf[8192];
+	size_t n = 0;
+	while (n + 1 < sizeof(buf)) {
+		ssize_t k = read(fd, buf + n, 1);
+		if (k <= 0)
+			return NULL;
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = '\0';
+	return xstrdup(buf);
+}
+
+static void say(int fd, const char *s)
+{
+	assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+static void *fake_qga_main(void *arg)
+{
+	struct fake_qga *a = arg;
+	say(a->fd, "{\"return\": {}}\n{\"ret"); /* what a previous host left half-read */
+	int polls = 0;
+	for (;;) {
+		char *line = read_line(a->fd);
+		if (!line)
+			return NULL;
+		if (a->silent) {
+			free(line);
+			continue;
+		}
+		char *req = line[0] == '\xff' ? line + 1 : line;
+		unsigned long long id;
+		char out[256];
+		if (sscanf(req,
+			   "{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%llu}}",
+			   &id) == 1) {
+			snprintf(out, sizeof(out), "\xff{\"return\": %llu}\n", id);
+			say(a->fd, out);
+		} else if (strstr(req, "\"guest-exec\"")) {
+			assert_non_null(strstr(req, "\"arg\":[\"-c\",\"echo hi\"]"));
+			say(a->fd, "{\"return\": {\"pid\": 42}}\n");
+		} else if (strstr(req, "\"guest-exec-status\"")) {
+			assert_non_null(strstr(req, "\"pid\":42"));
+			say(a->fd, polls++ == 0
+				       ? "{\"return\": {\"exited\": false}}\n"
+				       : "{\"return\": {\"exited\": true, \"exitcode\": 3, "
+					 "\"out-data\": \"aGkK\"}}\n");
+		} else {
+			say(a->fd, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": "
+				   "\"unknown\"}}\n");
+		}
+		free(line);
+	}
+}
+
+static void test_blocking_use(void **state)
+{
+	(void)state;
+	int sp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	struct fake_qga a = {.fd = sp[1]};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fake_qga_main, &a), 0);
+	struct agent_qga q;
+	agent_qga_open_wait(&q, sp[0]);
+	usec_t deadline = now_monotonic_usec() + 5000000;
+	char c[] = "-c", cmd[] = "echo hi";
+	char *args[] = {c, cmd};
+	struct agent_qga_exec_status st;
+	char *err = NULL;
+	assert_int_equal(agent_qga_exec_wait(&q, "/bin/sh", args, 2, deadline, &st, &err), 0);
+	assert_true(st.exited);
+	assert_int_equal(st.code, 3);
+	assert_int_equal(st.out_len, 3);
+	assert_memory_equal(st.out, "hi\n", 3);
+	agent_qga_exec_status_release(&st);
+	json_t *args2 = json_pack("{s:i}", "x", 1);
+	assert_int_equal(agent_qga_call_wait(&q, "guest-nothing", args2, deadline, NULL, &err),
+			 -EREMOTEIO);
+	assert_int_equal(args2->refcount, 1); /* borrowed, not stolen */
+	json_decref(args2);
+	assert_string_equal(err, "unknown");
+	free(err);
+	agent_qga_release(&q);
+	close(sp[0]);
+	pthread_join(t, NULL);
+	close(sp[1]);
+}
+
+static void test_blocking_without_agent_times_out(void **state)
+{
+	(void)state;
+	int sp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	struct fake_qga a = {.fd = sp[1], .silent = true};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fake_qga_main, &a), 0);
+	struct agent_qga q;
+	agent_qga_open_wait(&q, sp[0]);
+	json_t *ret = NULL;
+	assert_int_equal(
+	    agent_qga_call_wait(&q, "guest-ping", NULL, now_monotonic_usec() + 200000, &ret, NULL),
+	    -ETIMEDOUT);
+	assert_null(ret);
+	agent_qga_release(&q);
+	close(sp[0]);
+	pthread_join(t, NULL);
+	close(sp[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +360,8 @@ int main(void)
 	    cmocka_unit_test(test_exec_args),
 	    cmocka_unit_test(test_exec_status),
 	    cmocka_unit_test(test_sync_and_calls),
+	    cmocka_unit_test(test_blocking_use),
+	    cmocka_unit_test(test_blocking_without_agent_times_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,6 +260,72 @@ static void test_vetu(void **state)
 	free(mixed);
 }
 
+/* A Tart image with a direct-boot kernel, an initramfs and a saved state: build, parse back. */
+static void test_state_and_boot_layers(void **state)
+{
+	(void)state;
+	struct oci_manifest m;
+	sample(&m);
+	m.layers = xrealloc(m.layers, 8 * sizeof(*m.layers));
+	m.layers[4] = (struct oci_layer){.kind = OCI_LAYER_KERNEL, .size = 14190528};
+	fill(m.layers[4].digest, D("5"));
+	m.layers[5] = (struct oci_layer){.kind = OCI_LAYER_INITRAMFS, .size = 3862749};
+	fill(m.layers[5].digest, D("6"));
+	for (size_t i = 6; i < 8; i++) {
+		struct oci_layer *l = &m.layers[i];
+		*l = (struct oci_layer){.kind = OCI_LAYER_STATE,
+					.size = 100 + i,
+					.has_uncompressed = true,
+					.uncompressed_size = i == 6 ? 536870912 : 4096};
+		fill(l->digest, i == 6 ? D("7") : D("8"));
+		fill(l->uncompressed_digest, i == 6 ? D("d") : D("e"));
+		strcpy(l->state.arch, "amd64");
+		strcpy(l->state.qemu_version, "7.2.22");
+		strcpy(l->state.machine, "pc-q35-7.2");
+		l->state.memory_size = 1073741824;
+		fill(l->state.devices_digest, D("f"));
+		fill(l->state.disk_digest, D("9"));
+		fill(l->state.stream_digest, D("0"));
+	}
+	m.nlayers = 8;
+	struct strbuf sb = STRBUF_INIT;
+	oci_manifest_build(&m, &sb);
+	assert_non_null(strstr(sb.buf, "\"application\\/vnd.cirruslabs.vetu.kernel.v1\""));
+	assert_non_null(strstr(sb.buf, "\"application\\/vnd.tart-for-linux.vm-state.v1\""));
+	assert_non_null(strstr(sb.buf, "\"tart-for-linux.state.memory-size\":\"1073741824\""));
+	struct oci_manifest p;
+	char *err = NULL;
+	assert_int_equal(oci_manifest_parse(sb.buf, sb.len, &p, &err), 0);
+	assert_false(p.vetu);
+	assert_int_equal(p.nlayers, 8);
+	assert_non_null(oci_manifest_find(&p, OCI_LAYER_KERNEL));
+	assert_non_null(oci_manifest_find(&p, OCI_LAYER_INITRAMFS));
+	const struct oci_layer *st = oci_manifest_find(&p, OCI_LAYER_STATE);
+	assert_ptr_equal(st, &p.layers[6]);
+	assert_memory_equal(&st->state, &m.layers[6].state, sizeof(st->state));
+	/* the state is not part of the disk */
+	assert_int_equal(oci_manifest_disk_uncompressed(&p), 536870917);
+	assert_int_equal(oci_manifest_kind_uncompressed(&p, OCI_LAYER_STATE), 536870912 + 4096);
+	oci_manifest_release(&p);
+	/* state chunks that disagree, a missing state annotation, a bad digest annotation */
+	const char *subst[][2] = {
+	    {"\"tart-for-linux.state.arch\":\"amd64\"", "\"tart-for-linux.state.arch\":\"arm64\""},
+	    {"\"tart-for-linux.state.qemu-version\"", "\"x\""},
+	    {"\"tart-for-linux.state.disk-digest\":\"sha256:9",
+	     "\"tart-for-linux.state.disk-digest\":\"md5:99"}};
+	const char *why[] = {"disagree", "qemu-version", "disk-digest"};
+	for (size_t i = 0; i < 3; i++) {
+		char *bad = replace_first(sb.buf, subst[i][0], subst[i][1]);
+		err = NULL;
+		assert_int_equal(oci_manifest_parse(bad, strlen(bad), &p, &err), -EBADMSG);
+		assert_non_null(strstr(err, why[i]));
+		free(err);
+		free(bad);
+	}
+	strbuf_release(&sb);
+	oci_manifest_release(&m);
+}
+
 /* Random byte damage to a valid manifest: never a crash; what parses is still sane. */
 static void test_mutations(void **state)
 {
@@ -297,7 +363,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_build_exact), cmocka_unit_test(test_config_stub),
 	    cmocka_unit_test(test_hostile),	cmocka_unit_test(test_vetu),
-	    cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_mutations),	cmocka_unit_test(test_state_and_boot_layers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

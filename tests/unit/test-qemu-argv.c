@@ -157,7 +157,8 @@ static void test_direct_kvm_and_devices(void **state)
 	s.shares = &sh;
 	s.n_shares = 1;
 	s.vnc_display = 123;
-	s.incoming_fd = 9;
+	s.incoming = true;
+	s.qga_fd = 11;
 	struct strvec net = STRVEC_INIT;
 	strvec_pushl(&net, "-netdev", "user,id=n0", NULL);
 	s.net_args = &net;
@@ -185,7 +186,14 @@ static void test_direct_kvm_and_devices(void **state)
 	assert_true(has(&v, "-vnc", "127.0.0.1:123,to=223,password=on"));
 	assert_true(has(&v, "-device", "VGA,xres=1024,yres=768,edid=on,vgamem_mb=16"));
 	assert_true(has(&v, "-netdev", "user,id=n0"));
-	assert_true(has(&v, "-incoming", "fd:9"));
+	assert_true(has(&v, "-incoming", "defer"));
+	assert_true(find_value(&v, "-S", "") >= 0 || strcmp(v.v[v.nr - 3], "-S") == 0);
+	assert_true(has(&v, "-device", "virtio-serial-pci,id=vser0"));
+	assert_true(has(&v, "-chardev", "socket,id=qga0-chr,fd=11"));
+	assert_true(has(&v, "-device",
+			"virtserialport,bus=vser0.0,chardev=qga0-chr,id=qga0,"
+			"name=org.qemu.guest_agent.0"));
+	assert_true(has(&v, "-device", "vmgenid,guid=auto"));
 	strvec_clear(&v);
 
 	s.nested = true;
@@ -193,6 +201,120 @@ static void test_direct_kvm_and_devices(void **state)
 	assert_true(has(&v, "-cpu", "host"));
 	strvec_clear(&v);
 	strvec_clear(&net);
+}
+
+/* What a saved state depends on: the same for two clones, different for other devices. */
+static void test_canonical(void **state)
+{
+	(void)state;
+	struct qemu_spec a, b;
+	base_spec(&a);
+	base_spec(&b);
+	a.incoming = true;
+	a.qga_fd = 7;
+	b.qga_fd = 9;
+	b.qmp_fd = 12;
+	b.serial = QEMU_SERIAL_PTY;
+	b.firmware_vars = "/other/vm/nvram.bin";
+	b.root.path = "/other/vm/disk.img";
+	b.root.opts.sync = QEMU_SYNC_NONE;
+	b.vnc_display = -1;
+	struct strvec na = STRVEC_INIT, nb = STRVEC_INIT;
+	strvec_pushl(&na, "-netdev", "tap,id=net0,fd=30", "-device",
+		     "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01", NULL);
+	strvec_pushl(&nb, "-netdev", "tap,id=net0,fd=31,vhost=off", "-device",
+		     "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:02", NULL);
+	a.net_args = &na;
+	b.net_args = &nb;
+	struct strvec va = STRVEC_INIT, vb = STRVEC_INIT;
+	assert_int_equal(qemu_argv_build(&a, &va), 0);
+	assert_int_equal(qemu_argv_build(&b, &vb), 0);
+	struct strbuf ca = STRBUF_INIT, cb = STRBUF_INIT;
+	qemu_argv_canonical(&va, &ca);
+	qemu_argv_canonical(&vb, &cb);
+	assert_string_equal(ca.buf, cb.buf);
+	assert_non_null(strstr(ca.buf, "-m 1024\n"));
+	assert_non_null(strstr(ca.buf, "-netdev tap,id=net0\n"));
+	assert_non_null(strstr(ca.buf, "-device virtio-net-pci,netdev=net0\n"));
+	assert_non_null(strstr(ca.buf, "-drive if=pflash,format=raw,unit=1\n"));
+	assert_null(strstr(ca.buf, "incoming"));
+	assert_null(strstr(ca.buf, "/vms/"));
+
+	/* other memory, other network backend: different */
+	struct strvec vc = STRVEC_INIT;
+	struct strbuf cc = STRBUF_INIT;
+	b.memory_mib = 2048;
+	assert_int_equal(qemu_argv_build(&b, &vc), 0);
+	qemu_argv_canonical(&vc, &cc);
+	assert_string_not_equal(ca.buf, cc.buf);
+	strvec_clear(&vc);
+	strbuf_reset(&cc);
+	b.memory_mib = 1024;
+	strvec_clear(&nb);
+	strvec_pushl(&nb, "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22",
+		     "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:02", NULL);
+	assert_int_equal(qemu_argv_build(&b, &vc), 0);
+	qemu_argv_canonical(&vc, &cc);
+	assert_string_not_equal(ca.buf, cc.buf);
+	strvec_clear(&vc);
+	strbuf_release(&cc);
+
+	/*
+	 * The window, its title and VNC are not part of a state; the screen devices are: a
+	 * window and a headless run with QEMU_SCREEN_ON are one device set, VNC with
+	 * QEMU_SCREEN_OFF and a plain headless run another.
+	 */
+	struct qemu_spec w = a, h = a, hv = a;
+	w.window = true;
+	w.name = "clone-1";
+	w.vnc_display = 5;
+	h.screen = QEMU_SCREEN_ON;
+	h.name = "clone-2";
+	hv.vnc_display = 9;
+	hv.screen = QEMU_SCREEN_OFF;
+	struct strvec vw = STRVEC_INIT, vh = STRVEC_INIT, vhv = STRVEC_INIT;
+	struct strbuf cw = STRBUF_INIT, ch = STRBUF_INIT, chv = STRBUF_INIT;
+	assert_int_equal(qemu_argv_build(&w, &vw), 0);
+	assert_int_equal(qemu_argv_build(&h, &vh), 0);
+	assert_int_equal(qemu_argv_build(&hv, &vhv), 0);
+	assert_true(has(&vh, "-display", "none"));
+	assert_true(has(&vh, "-device", "usb-tablet"));
+	assert_int_equal(find_value(&vhv, "-device", "VGA"), -1);
+	assert_true(has(&vhv, "-vnc", "127.0.0.1:9,to=109,password=on"));
+	qemu_argv_canonical(&vw, &cw);
+	qemu_argv_canonical(&vh, &ch);
+	qemu_argv_canonical(&vhv, &chv);
+	assert_string_equal(cw.buf, ch.buf);
+	assert_non_null(strstr(cw.buf, "-device VGA,"));
+	assert_null(strstr(cw.buf, "-display"));
+	assert_null(strstr(cw.buf, "clone-"));
+	assert_string_equal(chv.buf, ca.buf);
+	assert_true(qemu_spec_has_screen(&h) && qemu_spec_has_screen(&w));
+	assert_false(qemu_spec_has_screen(&hv) || qemu_spec_has_screen(&a));
+	/* a window needs the screen devices */
+	w.screen = QEMU_SCREEN_OFF;
+	assert_int_equal(qemu_argv_build(&w, &vc), -EINVAL);
+	strvec_clear(&vw);
+	strvec_clear(&vh);
+	strvec_clear(&vhv);
+	strbuf_release(&cw);
+	strbuf_release(&ch);
+	strbuf_release(&chv);
+
+	/* an escaped comma stays inside its value */
+	struct strvec ve = STRVEC_INIT;
+	struct strbuf ce = STRBUF_INIT;
+	strvec_pushl(&ve, "qemu", "-device", "foo,tag=a,,b,mac=1", NULL);
+	qemu_argv_canonical(&ve, &ce);
+	assert_string_equal(ce.buf, "-device foo,tag=a,b\n");
+	strvec_clear(&ve);
+	strbuf_release(&ce);
+	strbuf_release(&ca);
+	strbuf_release(&cb);
+	strvec_clear(&va);
+	strvec_clear(&vb);
+	strvec_clear(&na);
+	strvec_clear(&nb);
 }
 
 static void test_arm64_and_invalid(void **state)
@@ -333,10 +455,10 @@ static void test_dir_spec(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_uefi_tcg),	      cmocka_unit_test(test_direct_kvm_and_devices),
-	    cmocka_unit_test(test_arm64_and_invalid), cmocka_unit_test(test_disk_spec),
-	    cmocka_unit_test(test_dir_spec),	      cmocka_unit_test(test_display),
-	    cmocka_unit_test(test_agent_channels),
+	    cmocka_unit_test(test_uefi_tcg),  cmocka_unit_test(test_direct_kvm_and_devices),
+	    cmocka_unit_test(test_canonical), cmocka_unit_test(test_arm64_and_invalid),
+	    cmocka_unit_test(test_disk_spec), cmocka_unit_test(test_dir_spec),
+	    cmocka_unit_test(test_display),   cmocka_unit_test(test_agent_channels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
