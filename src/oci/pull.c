@@ -90,16 +90,16 @@ _printf_(1, 2) static int bad_data(const char *fmt, ...)
 
 /*
  * A layer that cannot be used: one "Error:" line for the disk, a debug line for the saved state
- * (its caller says in one notice that it is left out).
+ * (its caller says in one notice that it is left out), a warning where a retry follows.
  */
-_printf_(3, 4) static int layer_failed(const struct pull_job *j, int r, const char *fmt, ...)
+_printf_(3, 4) static int layer_failed(enum log_level level, int r, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	log_msg(j->err_level, "%s%s", j->err_level == LOG_ERR ? "Error: " : "", buf);
+	log_msg(level, "%s%s", level == LOG_ERR ? "Error: " : "", buf);
 	return r;
 }
 
@@ -521,20 +521,22 @@ static int download_layer(struct pull_job *j, size_t k, const struct oci_layer *
 		return r; /* the layer that failed has said why */
 	if (reported)
 		return r;
+	/* Bad data after a resume point is retried from the first byte (pull_disk_layer). */
+	enum log_level bad = start > 0 && j->err_level == LOG_ERR ? LOG_WARNING : j->err_level;
 	if (r == -EBADMSG || r == -EFBIG)
 		return layer_failed(
-		    j, -EBADMSG, "failed to decompress %s: layer %zu (%s) is corrupt%s", j->what, k,
+		    bad, -EBADMSG, "failed to decompress %s: layer %zu (%s) is corrupt%s", j->what, k,
 		    l->digest, r == -EFBIG ? " (larger than its descriptor says)" : "");
 	if (r < 0)
-		return layer_failed(j, r, "cannot pull %s layer %zu (%s): %s", j->what, k,
+		return layer_failed(j->err_level, r, "cannot pull %s layer %zu (%s): %s", j->what, k,
 				    l->digest, strerror(-r));
 	if (lp.received != l->size || !streq(cdg, l->digest))
-		return layer_failed(j, -EBADMSG,
+		return layer_failed(bad, -EBADMSG,
 				    "%s layer %zu: digest mismatch (expected %s, got %s)", j->what,
 				    k, l->digest, cdg);
 	if (lp.w.off != lp.w.end ||
 	    (l->uncompressed_digest[0] && !streq(udg, l->uncompressed_digest)))
-		return layer_failed(j, -EBADMSG,
+		return layer_failed(bad, -EBADMSG,
 				    "%s layer %zu: uncompressed content does not match %s", j->what,
 				    k, l->uncompressed_digest);
 	return 0;

@@ -141,3 +141,42 @@ def test_stale_staging_of_a_moved_tag_is_discarded(tart, registry, tmp_path):
         assert sha256_file(ddir / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
     finally:
         proxy.close()
+
+
+def test_stale_resume_point_is_retried_without_an_error_line(tart, registry, tmp_path):
+    """A resume point whose saved digest no longer matches what was written (as after a crash of
+    the machine: resume points are not synced) fails that layer's verification; the layer is
+    downloaded again from its first byte and the pull succeeds with a warning, not an Error:
+    line."""
+    pieces = tuple((i * 512 * MiB + 4096, 6 * MiB) for i in range(2))
+    make_vm(tart, "vm", disk_gb=1, pieces=pieces, seed=11)
+    tart.run("push", "--insecure", "vm", f"{registry.host}/stalepart/vm:1")
+    proxy = Proxy(registry.host)
+    try:
+        proxy.set_delay(0.02)
+        home = tmp_path / "home2"
+        home.mkdir()
+        t2 = Tart(home)
+        name = f"{proxy.host}/stalepart/vm:1"
+        stage = staging_dir(t2, proxy.host, "stalepart/vm", "1")
+        pull_and_kill(t2, name, stage, 1)
+        parts = [p for p in stage.glob(".layer-*.part") if len(p.read_text().split()) == 6]
+        assert parts, list(stage.iterdir())
+        part = parts[0]
+        k = int(part.name.split("-")[1].split(".")[0])
+        fields = part.read_text().split(" ")
+        # the running digest of the compressed bytes: change its first hex digit
+        fields[4] = ("1" if fields[4][0] != "1" else "2") + fields[4][1:]
+        part.write_text(" ".join(fields))
+        proxy.set_delay(0)
+        p = t2.run("pull", "--insecure", name)
+        assert f"resuming disk layer {k} at byte" in p.stderr, p.stderr
+        assert f"disk layer {k}: digest mismatch" in p.stderr, p.stderr
+        assert f"retrying disk layer {k} from its first byte" in p.stderr, p.stderr
+        assert "Error" not in p.stderr, p.stderr
+        _, dg = get_manifest(registry.host, "stalepart/vm", "1")
+        ddir = cache_dir(t2, proxy.host, "stalepart/vm") / dg
+        assert sha256_file(ddir / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
+        assert not stage.exists()
+    finally:
+        proxy.close()
