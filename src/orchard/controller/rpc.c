@@ -161,13 +161,9 @@ int rpc_answer(struct controller *c, const char *session, const char *ip, const 
 	etcd_txn_init(&t);
 	etcd_txn_cmp_mod(&t, k, mod);
 	etcd_txn_put(&t, a, v, strlen(v), lease);
-	bool ok = false;
-	r = etcd_txn_commit(store_etcd(c->store), &t, &ok, NULL);
-	etcd_txn_release(&t);
+	r = etcd_txn_finish(store_etcd(c->store), &t, -ENOENT);
 	free(v);
-	if (r < 0)
-		return r;
-	return ok ? 0 : -ENOENT;
+	return r;
 }
 
 static int put_watcher(struct controller *c, const char *worker)

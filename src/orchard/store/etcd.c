@@ -505,6 +505,16 @@ int etcd_txn_commit(struct etcd *e, const struct etcd_txn *t, bool *ret_succeede
 	return 0;
 }
 
+int etcd_txn_finish(struct etcd *e, struct etcd_txn *t, int failed)
+{
+	bool ok = false;
+	int r = etcd_txn_commit(e, t, &ok, NULL);
+	etcd_txn_release(t);
+	if (r < 0)
+		return r;
+	return ok ? 0 : failed;
+}
+
 /* ---- leases ---- */
 
 /* POST {key: v} to a lease endpoint. */

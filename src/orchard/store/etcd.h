@@ -99,6 +99,9 @@ void etcd_txn_delete(struct etcd_txn *t, const char *key, const char *range_end)
 /* 0 with *ret_succeeded telling whether the comparisons held; ret_revision may be NULL. */
 int etcd_txn_commit(struct etcd *e, const struct etcd_txn *t, bool *ret_succeeded,
 		    int64_t *ret_revision);
+/* Commit and release t: 0, `failed` (a negative errno) when its comparisons did not hold, or
+ * the error of the call. */
+int etcd_txn_finish(struct etcd *e, struct etcd_txn *t, int failed);
 
 int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *ret_id);
 /* *ret_ttl <= 0 when the lease has expired or never existed. */

@@ -80,17 +80,6 @@ static char *dump_new(json_t *j)
 	return s;
 }
 
-/* Commit and release a transaction: 0, -EAGAIN when its comparisons failed, or an error. */
-static int txn_finish(struct store *s, struct etcd_txn *t)
-{
-	bool ok = false;
-	int r = etcd_txn_commit(s->etcd, t, &ok, NULL);
-	etcd_txn_release(t);
-	if (r < 0)
-		return r;
-	return ok ? 0 : -EAGAIN;
-}
-
 /* Get one object and parse it; *ret_mod its mod_revision. */
 static int get_parsed_kv(struct store *s, const char *key, parse_fn fn, void *ret, int64_t *ret_mod,
 			 int64_t *ret_create)
@@ -178,12 +167,7 @@ static int put_if_mod(struct store *s, const char *key, const char *value, int64
 	etcd_txn_init(&t);
 	etcd_txn_cmp_mod(&t, key, mod);
 	etcd_txn_put(&t, key, value, strlen(value), 0);
-	bool ok = false;
-	int r = etcd_txn_commit(s->etcd, &t, &ok, NULL);
-	etcd_txn_release(&t);
-	if (r < 0)
-		return r;
-	return ok ? 0 : -EAGAIN;
+	return etcd_txn_finish(s->etcd, &t, -EAGAIN);
 }
 
 int store_vm_create(struct store *s, const struct orchard_vm *vm)
@@ -255,7 +239,7 @@ int store_vm_delete(struct store *s, const char *name)
 		etcd_txn_cmp_mod(&t, k, mod);
 		etcd_txn_delete(&t, k, NULL);
 		etcd_txn_delete(&t, ev, ev_end);
-		r = txn_finish(s, &t);
+		r = etcd_txn_finish(s->etcd, &t, -EAGAIN);
 		if (r != -EAGAIN)
 			return r;
 	}
@@ -515,12 +499,7 @@ int store_worker_delete(struct store *s, const char *name)
 	etcd_txn_delete(&t, ks, NULL);
 	etcd_txn_delete(&t, ka, NULL);
 	etcd_txn_delete(&t, kl, NULL);
-	bool ok = false;
-	int r = etcd_txn_commit(s->etcd, &t, &ok, NULL);
-	etcd_txn_release(&t);
-	if (r < 0)
-		return r;
-	return ok ? 0 : -ENOENT;
+	return etcd_txn_finish(s->etcd, &t, -ENOENT);
 }
 
 /* ---- service accounts ---- */
@@ -666,7 +645,7 @@ int store_events_append(struct store *s, const char *vm_name, const struct orcha
 			etcd_txn_put(&t, ek, v, strlen(v), 0);
 		}
 		orchard_vm_release(&vm);
-		r = txn_finish(s, &t);
+		r = etcd_txn_finish(s->etcd, &t, -EAGAIN);
 		if (r != -EAGAIN)
 			return r;
 	}
