@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """A pull killed with SIGKILL resumes from its verified layers and ends byte-identical."""
+import contextlib
 import hashlib
 import json
 import os
@@ -63,6 +64,29 @@ def pull_and_kill(t, name, stage, min_layers, timeout=120):
         p.wait()
 
 
+@contextlib.contextmanager
+def killed_after_one_layer(tart, registry, tmp_path, repo, tag, seed):
+    """Push a 1 GB VM with two 6 MB pieces to repo:tag, pull it through a slow proxy into a
+    second TART_HOME and SIGKILL that pull after one verified layer. Yields (second tart, name
+    through the proxy, staging dir, pieces); the proxy runs at full speed again."""
+    pieces = tuple((i * 512 * MiB + 4096, 6 * MiB) for i in range(2))
+    make_vm(tart, "vm", disk_gb=1, pieces=pieces, seed=seed)
+    tart.run("push", "--insecure", "vm", f"{registry.host}/{repo}:{tag}")
+    proxy = Proxy(registry.host)
+    try:
+        proxy.set_delay(0.02)
+        home = tmp_path / "home2"
+        home.mkdir()
+        t2 = Tart(home)
+        name = f"{proxy.host}/{repo}:{tag}"
+        stage = staging_dir(t2, proxy.host, repo, tag)
+        pull_and_kill(t2, name, stage, 1)
+        proxy.set_delay(0)
+        yield t2, name, stage, pieces
+    finally:
+        proxy.close()
+
+
 def test_resume_after_kill(tart, registry, tmp_path):
     pieces = tuple((i * 512 * MiB + 4096, 6 * MiB) for i in range(4))
     make_vm(tart, "vm", disk_gb=2, pieces=pieces, seed=7)
@@ -115,32 +139,19 @@ def test_resume_after_kill(tart, registry, tmp_path):
 def test_stale_staging_of_a_moved_tag_is_discarded(tart, registry, tmp_path):
     """A killed pull of tag t, then t is re-pushed with other content: the next pull must not
     reuse the old partial data."""
-    pieces = tuple((i * 512 * MiB + 4096, 6 * MiB) for i in range(2))
-    make_vm(tart, "vm", disk_gb=1, pieces=pieces, seed=21)
-    tart.run("push", "--insecure", "vm", f"{registry.host}/stale/vm:t")
-    proxy = Proxy(registry.host)
-    try:
-        proxy.set_delay(0.02)
-        home = tmp_path / "home2"
-        home.mkdir()
-        t2 = Tart(home)
-        name = f"{proxy.host}/stale/vm:t"
-        stage = staging_dir(t2, proxy.host, "stale/vm", "t")
-        pull_and_kill(t2, name, stage, 1)
+    with killed_after_one_layer(tart, registry, tmp_path, "stale/vm", "t", 21) as \
+            (t2, name, stage, pieces):
         assert progress_lines(stage)
         with open(tart.vm_dir("vm") / "disk.img", "r+b") as f:
             for off, length in pieces:
                 f.seek(off)
                 f.write(os.urandom(length))
         tart.run("push", "--insecure", "vm", f"{registry.host}/stale/vm:t")
-        proxy.set_delay(0)
         p = t2.run("pull", "--insecure", name)
         assert "resuming" not in p.stderr
         _, dg = get_manifest(registry.host, "stale/vm", "t")
-        ddir = cache_dir(t2, proxy.host, "stale/vm") / dg
+        ddir = cache_dir(t2, name.split("/")[0], "stale/vm") / dg
         assert sha256_file(ddir / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
-    finally:
-        proxy.close()
 
 
 def test_stale_resume_point_is_retried_without_an_error_line(tart, registry, tmp_path):
@@ -148,35 +159,22 @@ def test_stale_resume_point_is_retried_without_an_error_line(tart, registry, tmp
     the machine: resume points are not synced) fails that layer's verification; the layer is
     downloaded again from its first byte and the pull succeeds with a warning, not an Error:
     line."""
-    pieces = tuple((i * 512 * MiB + 4096, 6 * MiB) for i in range(2))
-    make_vm(tart, "vm", disk_gb=1, pieces=pieces, seed=11)
-    tart.run("push", "--insecure", "vm", f"{registry.host}/stalepart/vm:1")
-    proxy = Proxy(registry.host)
-    try:
-        proxy.set_delay(0.02)
-        home = tmp_path / "home2"
-        home.mkdir()
-        t2 = Tart(home)
-        name = f"{proxy.host}/stalepart/vm:1"
-        stage = staging_dir(t2, proxy.host, "stalepart/vm", "1")
-        pull_and_kill(t2, name, stage, 1)
-        parts = [p for p in stage.glob(".layer-*.part") if len(p.read_text().split()) == 6]
+    with killed_after_one_layer(tart, registry, tmp_path, "stalepart/vm", "1", 11) as \
+            (t2, name, stage, _):
+        parts = part_sizes(stage)
         assert parts, list(stage.iterdir())
-        part = parts[0]
-        k = int(part.name.split("-")[1].split(".")[0])
+        k = next(iter(parts))
+        part = stage / f".layer-{k}.part"
         fields = part.read_text().split(" ")
         # the running digest of the compressed bytes: change its first hex digit
         fields[4] = ("1" if fields[4][0] != "1" else "2") + fields[4][1:]
         part.write_text(" ".join(fields))
-        proxy.set_delay(0)
         p = t2.run("pull", "--insecure", name)
         assert f"resuming disk layer {k} at byte" in p.stderr, p.stderr
         assert f"disk layer {k}: digest mismatch" in p.stderr, p.stderr
         assert f"retrying disk layer {k} from its first byte" in p.stderr, p.stderr
         assert "Error" not in p.stderr, p.stderr
         _, dg = get_manifest(registry.host, "stalepart/vm", "1")
-        ddir = cache_dir(t2, proxy.host, "stalepart/vm") / dg
+        ddir = cache_dir(t2, name.split("/")[0], "stalepart/vm") / dg
         assert sha256_file(ddir / "disk.img") == sha256_file(tart.vm_dir("vm") / "disk.img")
         assert not stage.exists()
-    finally:
-        proxy.close()
